@@ -1,0 +1,130 @@
+"""Application settings: one frozen dataclass filled from CLI flags, then env vars, then defaults.
+
+Hugging Face Spaces configure apps through environment variables, so every flag has one
+(`PLAYGROUND_<FLAG>`). Precedence: explicit CLI flag > env var > default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Sequence
+
+import platformdirs
+
+QUANTIZATION_CHOICES = ("auto", "none", "bf16", "fp16", "int8", "nf4")
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+DEFAULT_MODEL = "smollm2-135m-instruct"
+ENV_PREFIX = "PLAYGROUND_"
+
+
+def default_cache_dir() -> Path:
+    """Where converted weights and other derived files live (`PLAYGROUND_CACHE_DIR` overrides)."""
+    return Path(platformdirs.user_cache_dir("visual-llm-playground"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app needs to know at start-up. Immutable: pass it around freely."""
+
+    model: str = DEFAULT_MODEL
+    quantization: str = "auto"
+    device: str = "auto"
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    offline: bool = False
+    cache_dir: Path = Path()
+    preload: bool = True
+
+    def __post_init__(self) -> None:
+        if self.quantization not in QUANTIZATION_CHOICES:
+            raise ValueError(f"quantization must be one of {QUANTIZATION_CHOICES}, got {self.quantization!r}")
+        if self.device not in DEVICE_CHOICES:
+            raise ValueError(f"device must be one of {DEVICE_CHOICES}, got {self.device!r}")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port must be in 1..65535, got {self.port}")
+        if self.cache_dir == Path():
+            object.__setattr__(self, "cache_dir", default_cache_dir())
+
+
+_HELP = {
+    "model": "preset name (see --list-models), Hugging Face hub id, or local folder",
+    "quantization": "weight precision; auto = nf4 on CUDA, dynamic int8 on CPU",
+    "device": "where to run the model; auto = cuda when available, else cpu",
+    "host": "interface to bind (0.0.0.0 to serve a network)",
+    "port": "port to serve on",
+    "share": "create a public gradio.live link (anyone with it can use your machine)",
+    "offline": "never touch the network: embedded models and the local cache only",
+    "cache_dir": "where converted weights are cached",
+    "preload": "start loading the model in the background as the app starts",
+}
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"not a boolean: {text!r} (use 1/0, true/false, yes/no)")
+
+
+def _env_defaults(environ: dict[str, str]) -> dict[str, object]:
+    """Read `PLAYGROUND_*` env vars, converted to each field's type."""
+    values: dict[str, object] = {}
+    for field in fields(Settings):
+        raw = environ.get(ENV_PREFIX + field.name.upper())
+        if raw is None:
+            continue
+        default = getattr(Settings, field.name, None)
+        if isinstance(default, bool):
+            values[field.name] = _parse_bool(raw)
+        elif isinstance(default, int):
+            values[field.name] = int(raw)
+        elif field.name == "cache_dir":
+            values[field.name] = Path(raw).expanduser()
+        else:
+            values[field.name] = raw
+    # Spaces and Docker set these for gradio; honour them when ours are absent.
+    if "host" not in values and environ.get("GRADIO_SERVER_NAME"):
+        values["host"] = environ["GRADIO_SERVER_NAME"]
+    if "port" not in values and environ.get("GRADIO_SERVER_PORT"):
+        values["port"] = int(environ["GRADIO_SERVER_PORT"])
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="app.py",
+        description="Visual LLM Playground: see how a real (quantized) LLM works. "
+        "Every flag can also be set with an env var PLAYGROUND_<FLAG>, e.g. PLAYGROUND_MODEL.",
+    )
+    parser.add_argument("--model", help=_HELP["model"] + f" [env PLAYGROUND_MODEL, default {DEFAULT_MODEL}]")
+    parser.add_argument("--quantization", choices=QUANTIZATION_CHOICES, help=_HELP["quantization"] + " [env PLAYGROUND_QUANTIZATION]")
+    parser.add_argument("--device", choices=DEVICE_CHOICES, help=_HELP["device"] + " [env PLAYGROUND_DEVICE]")
+    parser.add_argument("--host", help=_HELP["host"] + " [env PLAYGROUND_HOST or GRADIO_SERVER_NAME, default 127.0.0.1]")
+    parser.add_argument("--port", type=int, help=_HELP["port"] + " [env PLAYGROUND_PORT or GRADIO_SERVER_PORT, default 7860]")
+    parser.add_argument("--share", action=argparse.BooleanOptionalAction, default=None, help=_HELP["share"] + " [env PLAYGROUND_SHARE]")
+    parser.add_argument("--offline", action=argparse.BooleanOptionalAction, default=None, help=_HELP["offline"] + " [env PLAYGROUND_OFFLINE]")
+    parser.add_argument("--cache-dir", dest="cache_dir", type=Path, help=_HELP["cache_dir"] + f" [env PLAYGROUND_CACHE_DIR, default {default_cache_dir()}]")
+    parser.add_argument("--preload", action=argparse.BooleanOptionalAction, default=None, help=_HELP["preload"] + " [env PLAYGROUND_PRELOAD, default on]")
+    parser.add_argument("--list-models", action="store_true", help="print the model presets and exit")
+    return parser
+
+
+def load_settings(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Settings from CLI flags (highest precedence), then env vars, then defaults."""
+    return settings_from_args(build_parser().parse_args(argv), environ)
+
+
+def settings_from_args(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
+    environ = dict(os.environ) if environ is None else environ
+    values = _env_defaults(environ)
+    for field in fields(Settings):
+        flag_value = getattr(args, field.name, None)
+        if flag_value is not None:
+            values[field.name] = flag_value
+    return Settings(**values)  # type: ignore[arg-type]

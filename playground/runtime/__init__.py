@@ -1,0 +1,30 @@
+"""The only package that loads model weights. See docs/ARCHITECTURE.md."""
+
+from playground.runtime.loading import (
+    DeviceUnavailableError,
+    LoadedModel,
+    ModelLoadError,
+    Precision,
+    resolve_device,
+    resolve_precision,
+)
+from playground.runtime.manager import LoadKey, LoadState, ModelBusyError, ModelManager
+from playground.runtime.registry import PRESETS, ModelSpec, UnknownModelError, causal_lm_presets, resolve_model
+
+__all__ = [
+    "PRESETS",
+    "DeviceUnavailableError",
+    "LoadKey",
+    "LoadState",
+    "LoadedModel",
+    "ModelBusyError",
+    "ModelLoadError",
+    "ModelManager",
+    "ModelSpec",
+    "Precision",
+    "UnknownModelError",
+    "causal_lm_presets",
+    "resolve_device",
+    "resolve_model",
+    "resolve_precision",
+]

