@@ -13,6 +13,7 @@ import os
 import shutil
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -308,7 +309,9 @@ def quantize_dynamic_int8(model: torch.nn.Module) -> torch.nn.Module:
     quantized on the fly per batch). CPU only; ~2-3x faster decode than fp32 on these machines."""
     from torch.ao.quantization import quantize_dynamic
 
-    return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+    with warnings.catch_warnings():  # torch marks quantized tensor creation deprecated; it still works
+        warnings.simplefilter("ignore", UserWarning)
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
 def _from_pretrained_kwargs(precision: Precision, device: str) -> dict[str, Any]:

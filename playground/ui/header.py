@@ -1,0 +1,94 @@
+"""The header: what is loaded (name, parameters, device, precision, memory, load time) and a picker."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import gradio as gr
+
+from playground.config import DEVICE_CHOICES, QUANTIZATION_CHOICES
+from playground.runtime import causal_lm_presets
+from playground.ui.context import AppContext
+from playground.ui.errors import user_errors
+
+
+def _format_parameters(count: int) -> str:
+    return f"{count / 1e9:.2f} B" if count >= 1e9 else f"{count / 1e6:.1f} M"
+
+
+def format_status(status: dict[str, Any]) -> str:
+    """Header HTML from ModelManager.status(): the model card line, then the loading line."""
+    loading = status["loading"]
+    model = status["model"]
+    parts = []
+    if model:
+        parts.append(
+            '<div class="pg-status-model">'
+            f"<b>{html.escape(model['label'])}</b>"
+            f" · {_format_parameters(model['parameters'])} parameters"
+            f" · device <b>{html.escape(model['device'])}</b>"
+            f" · {html.escape(model['precision'])}"
+            f" · {model['memory_mb']:.0f} MB in memory"
+            f" · loaded in {model['load_seconds']:.1f} s"
+            "</div>"
+            f'<div class="pg-status-reason">{html.escape(model["precision_reason"])}</div>'
+        )
+        if model.get("warning"):
+            parts.append(f'<div class="pg-status-warning">⚠ {html.escape(model["warning"])}</div>')
+    if loading["phase"] == "loading":
+        percent = int(round(100 * loading["fraction"]))
+        parts.append(
+            f'<div class="pg-status-loading">Loading <b>{html.escape(loading["target"])}</b>: '
+            f'{html.escape(loading["message"])} ({loading["elapsed_seconds"]:.0f} s) '
+            f'<progress max="100" value="{percent}"></progress> {percent}%</div>'
+        )
+    elif loading["phase"] == "failed":
+        parts.append(f'<div class="pg-status-error">Loading <b>{html.escape(loading["target"])}</b> failed: '
+                     f'{html.escape(loading["message"])}</div>')
+    elif not model:
+        parts.append('<div class="pg-status-loading">No model loaded yet: pick one and press Load.</div>')
+    return '<div class="pg-status">' + "".join(parts) + "</div>"
+
+
+def create_header(ctx: AppContext) -> dict[str, Any]:
+    settings = ctx.settings
+    presets = [(spec.label, spec.key) for spec in causal_lm_presets()]
+    gr.Markdown("# Visual LLM Playground\nSee how a real language model works — every number is computed "
+                "live on the model loaded here.", elem_id="pg-title")
+    with gr.Row(elem_id="pg-header", equal_height=True):
+        model = gr.Dropdown(presets, value=settings.model, label="Model (a preset, a hub id owner/name, or a local folder)",
+                            allow_custom_value=True, scale=4, min_width=300)
+        quantization = gr.Dropdown(list(QUANTIZATION_CHOICES), value=settings.quantization, label="Precision",
+                                   scale=1, min_width=110)
+        device = gr.Dropdown(list(DEVICE_CHOICES), value=settings.device, label="Device", scale=1, min_width=110)
+        load = gr.Button("Load", variant="primary", scale=1, min_width=90)
+    with gr.Row(equal_height=True):
+        status_html = gr.HTML(format_status(ctx.models.status()), elem_id="pg-status", scale=20)
+        status_button = gr.Button("↻", size="sm", scale=0, min_width=44, elem_id="pg-refresh")
+    with gr.Accordion("Model status as JSON", open=False):
+        status_json = gr.JSON(label="model_status")
+    timer = gr.Timer(1.0, active=False)
+
+    def refresh() -> tuple[str, dict[str, Any], gr.Timer]:
+        status = ctx.models.status()
+        return format_status(status), status, gr.Timer(active=status["loading"]["phase"] == "loading")
+
+    @user_errors
+    def load_model(name: str, precision: str, where: str, progress: gr.Progress = gr.Progress()) -> tuple[str, dict[str, Any], gr.Timer]:
+        ctx.models.load(name, precision, where, progress=lambda fraction, message: progress(fraction, desc=message))
+        return refresh()
+
+    def on_page_load() -> tuple[str, dict[str, Any], gr.Timer]:
+        # The model loads lazily: the first visitor's page starts the configured load if nothing did.
+        if settings.preload and ctx.models.active() is None and ctx.models.state.phase == "idle":
+            ctx.models.start_background_load()
+        return refresh()
+
+    outputs = [status_html, status_json, timer]
+    load.click(load_model, [model, quantization, device], outputs, api_name="load_model", concurrency_limit=1)
+    timer.tick(refresh, None, outputs, show_progress="hidden", queue=False, api_visibility="private")
+    status_button.click(refresh, None, outputs, api_name="model_status", queue=False)
+    gr.on(None, on_page_load, None, outputs, queue=False, api_visibility="private")  # triggers=None: on page load
+    return {"model": model, "quantization": quantization, "device": device, "load": load,
+            "status_html": status_html, "status_json": status_json, "timer": timer}

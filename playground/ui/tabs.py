@@ -1,0 +1,50 @@
+"""The list of tabs, in the order they appear. A tab whose issue is not done says so plainly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import gradio as gr
+
+from playground.ui.context import AppContext
+
+TabBuilder = Callable[[AppContext], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class TabInfo:
+    key: str  # used in elem_id ("tab-<key>") and deep links
+    label: str
+    summary: str  # one line: what the tab shows
+    issue: int  # the tracker issue that builds it
+    build: TabBuilder | None = None  # None: not built yet
+
+
+def pending_tab(info: TabInfo) -> dict[str, Any]:
+    """An honest placeholder: what the tab will show, and that it is not built yet. No fake content."""
+    note = gr.Markdown(
+        f"### {info.label}\n{info.summary}\n\n"
+        f"**Not built yet** — this tab is tracked in issue #{info.issue}. The rest of the app works.",
+        elem_classes=["pg-pending"],
+    )
+    return {"pending": note}
+
+
+def all_tabs() -> list[TabInfo]:
+    return [
+        TabInfo("tokenization", "Tokenization", "How text becomes tokens: token chips, several tokenizers side by "
+                "side, the chat template's special tokens and a BPE merge replay.", 3),
+        TabInfo("attention", "Attention", "Attention masks you can play with, and the loaded model's real "
+                "attention weights per layer and head.", 4),
+        TabInfo("sampling", "Sampling", "Temperature, top-k, top-p and min-p applied stage by stage to the model's "
+                "real next-token distribution.", 5),
+        TabInfo("speculative", "Speculative decoding", "A draft proposes, the target verifies: accepted, rejected "
+                "and resampled tokens, and the real speed-up.", 6),
+        TabInfo("rag", "RAG", "Chunk, embed, retrieve, rerank and answer, with every score visible.", 7),
+        TabInfo("lora", "LoRA fine-tuning", "Fine-tune the loaded model live and compare before and after.", 8),
+        TabInfo("calibration", "Calibration", "Is the model as sure as it sounds? Reliability diagrams, ECE and "
+                "temperature scaling.", 9),
+        TabInfo("model", "Model & quantization", "The model's architecture, parameter counts, and precisions "
+                "compared on memory, speed and quality.", 10),
+    ]

@@ -1,0 +1,110 @@
+"""Shared fixtures. Everything runs offline: no test may reach a model hub."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from tiny import make_tiny_llama, make_tiny_tokenizer  # noqa: E402
+
+ARTIFACTS = ROOT / "artifacts"  # screenshots and other test outputs (git-ignored)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    return make_tiny_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_tokenizer):
+    return make_tiny_llama(len(tiny_tokenizer))
+
+
+@pytest.fixture(scope="session")
+def settings():
+    """App settings for tests: offline, the default embedded model, the user's normal cache dir
+    (or PLAYGROUND_CACHE_DIR), so the one-time GGUF conversion is shared across runs."""
+    from playground.config import load_settings
+
+    return load_settings(["--offline"])
+
+
+@pytest.fixture(scope="session")
+def model_manager(settings):
+    """One ModelManager for the whole session, so the real model loads once for every test."""
+    from transformers.utils import logging as hf_logging
+
+    from playground.runtime import ModelManager
+
+    hf_logging.disable_progress_bar()
+    return ModelManager(settings)
+
+
+@pytest.fixture(scope="session")
+def real_model(model_manager):
+    """The embedded SmolLM2-135M-Instruct in the default precision (int8 dynamic on CPU)."""
+    return model_manager.load()
+
+
+@pytest.fixture(scope="session")
+def app_url(settings, model_manager, real_model, tmp_path_factory):
+    """The app launched on a free port with the real model already loaded; closed at the end."""
+    os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio"))
+    from playground.ui import build_app, launch_options
+
+    demo = build_app(settings, model_manager)
+    demo.queue(default_concurrency_limit=2)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True,
+                            **launch_options())
+    yield url.rstrip("/") + "/"
+    demo.close()
+
+
+@pytest.fixture(scope="session")
+def client(app_url):
+    from gradio_client import Client
+
+    return Client(app_url, verbose=False)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium through Playwright (Playwright cannot download browsers here)."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.fail("chromium is not installed: run `make test` (it installs Debian's chromium) "
+                    "or apt-get install chromium")
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=executable,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"],
+        )
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.console_errors = []  # type: ignore[attr-defined]
+    page.on("console", lambda message: page.console_errors.append(message.text) if message.type == "error" else None)
+    yield page
+    context.close()
