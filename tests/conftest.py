@@ -33,6 +33,15 @@ def tiny_model(tiny_tokenizer):
 
 
 @pytest.fixture(scope="session")
+def tiny_model_dir(tiny_model, tiny_tokenizer, tmp_path_factory):
+    """The tiny model saved as a local transformers folder (safetensors + tokenizer)."""
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tiny_model.save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def settings():
     """App settings for tests: offline, the default embedded model, the user's normal cache dir
     (or PLAYGROUND_CACHE_DIR), so the one-time GGUF conversion is shared across runs."""

@@ -361,18 +361,21 @@ def load_causal_lm(
     hub_kwargs = {"trust_remote_code": False, "local_files_only": offline}
     model_kwargs = _from_pretrained_kwargs(precision, device)
     progress(0.8, f"Loading weights ({precision.label}) on {device}")
+    def from_source(where: str) -> tuple[Any, Any]:
+        tokenizer = AutoTokenizer.from_pretrained(where, **hub_kwargs)
+        return tokenizer, AutoModelForCausalLM.from_pretrained(where, **model_kwargs, **hub_kwargs)
+
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **hub_kwargs)
         try:
-            model = AutoModelForCausalLM.from_pretrained(source, **model_kwargs, **hub_kwargs)
-        except (OSError, ValueError, RuntimeError) as error:
+            tokenizer, model = from_source(source)
+        except Exception as error:
             # A converted cache that fails to load (e.g. a truncated safetensors file) is rebuilt once.
             if spec.source != "embedded" or source == spec.hub_id:
                 raise
             progress(0.2, f"The cached conversion failed to load ({type(error).__name__}); converting again")
             discard_cache(cache_dir, spec)
             source = prepare_weights(spec, cache_dir, offline, progress)
-            model = AutoModelForCausalLM.from_pretrained(source, **model_kwargs, **hub_kwargs)
+            tokenizer, model = from_source(source)
     except ModelLoadError:
         raise
     except Exception as error:  # turn library errors into a message that names the fix

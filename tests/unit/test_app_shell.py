@@ -1,0 +1,96 @@
+"""The app shell without a model: CLI, tab list, header formatting, the spaces shim."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from playground.runtime import gpu
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_app(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "app.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_help_documents_every_flag_and_its_env_var():
+    result = run_app("--help")
+    assert result.returncode == 0
+    for flag in ("--model", "--quantization", "--device", "--host", "--port", "--share", "--offline"):
+        assert flag in result.stdout
+        assert "PLAYGROUND_" + flag[2:].upper() in result.stdout
+
+
+def test_list_models_names_the_presets():
+    result = run_app("--list-models")
+    assert result.returncode == 0 and "smollm2-135m-instruct" in result.stdout and "qwen2.5-7b-instruct" in result.stdout
+
+
+def test_importing_app_does_no_work():
+    code = "import sys, time; t=time.time(); import app; print('gradio' in sys.modules, 'torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["False", "False"], result.stderr
+
+
+def test_app_has_one_tab_per_area(tmp_path):
+    from playground.config import Settings
+    from playground.ui import build_app
+    from playground.ui.tabs import all_tabs
+
+    demo = build_app(Settings(cache_dir=tmp_path, preload=False))
+    keys = [info.key for info in all_tabs()]
+    assert keys == ["tokenization", "attention", "sampling", "speculative", "rag", "lora", "calibration", "model"]
+    config = demo.get_config_file()
+    elem_ids = {c.get("props", {}).get("elem_id") for c in config["components"]}
+    assert {f"tab-{key}" for key in keys} <= elem_ids
+    api_names = {d.get("api_name") for d in config["dependencies"]}
+    assert {"model_status", "load_model"} <= api_names
+    assert demo.playground_context.models.active() is None  # building the UI loads nothing
+
+
+def test_header_status_shows_model_card_and_progress():
+    from playground.ui.header import format_status
+
+    loading = {"phase": "loading", "target": "m", "fraction": 0.4, "message": "Converting <gguf>", "elapsed_seconds": 3}
+    html = format_status({"loading": loading, "model": None, "cached": []})
+    assert 'value="40"' in html and "&lt;gguf&gt;" in html  # progress shown, text escaped
+    model = {"label": "Tiny", "parameters": 134_515_008, "device": "cpu", "precision": "int8 dynamic",
+             "memory_mb": 236.4, "load_seconds": 3.2, "precision_reason": "auto: fast on CPU", "warning": ""}
+    html = format_status({"loading": {**loading, "phase": "failed", "message": "boom"}, "model": model, "cached": []})
+    for text in ("Tiny", "134.5 M parameters", "cpu", "int8 dynamic", "236 MB", "3.2 s", "auto: fast on CPU", "boom"):
+        assert text in html
+
+
+def test_gpu_shim_is_a_no_op_off_spaces(monkeypatch):
+    monkeypatch.delenv("SPACE_ID", raising=False)
+
+    def handler(x):
+        return x + 1
+
+    assert gpu.gpu(duration=30)(handler) is handler
+
+
+def test_user_errors_turn_exceptions_into_messages():
+    import gradio as gr
+
+    from playground.ui.errors import user_errors
+
+    @user_errors
+    def bad(value):
+        raise ValueError(f"value must be positive, got {value}")
+
+    @user_errors
+    def streaming():
+        yield 1
+        raise RuntimeError("kaput")
+
+    with pytest.raises(gr.Error, match="value must be positive, got -1"):
+        bad(-1)
+    generator = streaming()
+    assert next(generator) == 1
+    with pytest.raises(gr.Error, match="Something went wrong .RuntimeError: kaput"):
+        next(generator)
