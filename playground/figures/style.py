@@ -1,0 +1,24 @@
+"""One look for every figure: readable fonts, a clean template, titled axes."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+FONT_SIZE = 14
+# Colour-blind-safe palette (Okabe-Ito), used in this order across the app.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+MUTED = "#B0B7C3"
+
+
+def styled(figure: go.Figure, title: str, height: int = 420) -> go.Figure:
+    """Apply the house layout: title, white template, readable fonts, hover labels with full numbers."""
+    figure.update_layout(
+        title={"text": title, "x": 0.01, "xanchor": "left"},
+        template="plotly_white",
+        font={"size": FONT_SIZE},
+        height=height,
+        margin={"l": 70, "r": 30, "t": 70, "b": 60},
+        hoverlabel={"font_size": FONT_SIZE},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
+    )
+    return figure
