@@ -273,7 +273,8 @@ def test_head_patterns_recognise_sinks_previous_token_and_self():
     assert att.head_pattern(hand_view(sink, tokens)).dominant == ("sink", 1.0)
     assert att.head_pattern(hand_view(previous, tokens)).dominant == ("previous token", 1.0)
     assert att.head_pattern(hand_view(torch.eye(n), tokens)).dominant == ("self", 1.0)
-    assert att.head_pattern(hand_view(torch.ones(1, 1), ("A",))).dominant == ("self", 1.0)
+    single = att.head_pattern(hand_view(torch.ones(1, 1), ("A",)))  # token 0 is both the first token and itself
+    assert (single.first_token, single.same_token, single.previous_token) == (1.0, 1.0, 0.0)
     # Uniform over the allowed keys: query i spreads over i+1 keys, entropy log2(i+1).
     uniform = tril(n).float() / tril(n).float().sum(dim=-1, keepdim=True)
     pattern = att.head_pattern(hand_view(uniform, tokens))
