@@ -1,0 +1,261 @@
+"""Figures for the Attention tab: masks, weight heatmaps, the per-token bar chart, small multiples,
+the scores -> mask -> softmax story, and KV-cache memory. Data in, plotly Figure out.
+
+Token axes are categorical with labels "i token" (the index keeps repeated tokens apart and plotly
+thins the tick labels when there are many); hover text always shows both tokens and the exact value.
+Masked cells are NaN, which plotly leaves blank.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from playground.attention import (
+    AttentionGrid,
+    AttentionRow,
+    AttentionView,
+    KVCacheEstimate,
+    MaskView,
+    ScoreStory,
+    head_name,
+)
+from playground.figures.style import MUTED, PALETTE, styled
+
+MASKED_COLOR = "#E5E7EB"
+ALLOWED_COLOR = PALETTE[0]
+WEIGHT_SCALE = "Viridis"
+SCORE_SCALE = "RdBu_r"
+LABEL_CHARS = 12  # token labels longer than this are cut on the axes (hover shows them whole)
+
+
+def axis_labels(tokens: tuple[str, ...] | list[str]) -> list[str]:
+    """'12 ␣Paris': unique even when a token repeats."""
+    return [f"{i} {token if len(token) <= LABEL_CHARS else token[: LABEL_CHARS - 1] + '…'}"
+            for i, token in enumerate(tokens)]
+
+
+def empty_figure(message: str, title: str = "") -> go.Figure:
+    """A friendly empty state: a sentence in the middle of a blank plot."""
+    figure = go.Figure()
+    figure.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
+                          font={"size": 15, "color": "#4B5563"})
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False)
+    return styled(figure, title, height=260)
+
+
+def _square_height(n: int, minimum: int = 480, maximum: int = 860) -> int:
+    """Tall enough for one readable label per row up to ~40 tokens; plotly thins labels beyond that."""
+    return int(min(maximum, max(minimum, 200 + 17 * n)))
+
+
+def _token_axes(figure: go.Figure, row: int | None = None, col: int | None = None, x_title: str = "key (attended to)",
+                y_title: str = "query (attending)") -> None:
+    where = {} if row is None else {"row": row, "col": col}
+    figure.update_xaxes(title_text=x_title, type="category", tickangle=-60, **where)
+    # Query 0 at the top, like a matrix; rows read left to right.
+    figure.update_yaxes(title_text=y_title, type="category", autorange="reversed", scaleanchor=_x_of(row, col),
+                        constrain="domain", **where)
+    figure.update_xaxes(constrain="domain", **where)
+
+
+def _x_of(row: int | None, col: int | None) -> str:
+    """The x axis that the y axis of subplot (row, col) is laid out against (single-row layouts only)."""
+    return "x" if row is None or col == 1 else f"x{col}"
+
+
+def _gaps(n: int) -> dict[str, int]:
+    return {"xgap": 1, "ygap": 1} if n <= 48 else {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Masks
+# ---------------------------------------------------------------------------------------------
+
+
+def mask_figure(view: MaskView) -> go.Figure:
+    """The boolean mask(s) as two-colour heatmaps: blue = the query may attend to the key, grey = masked."""
+    count = len(view.sequences)
+    figure = make_subplots(rows=1, cols=count, horizontal_spacing=0.12,
+                           subplot_titles=[f"{s.name}: {s.allowed_pairs} of {s.total_pairs} pairs allowed"
+                                           for s in view.sequences])
+    scale = [[0.0, MASKED_COLOR], [0.5, MASKED_COLOR], [0.5, ALLOWED_COLOR], [1.0, ALLOWED_COLOR]]
+    for col, sequence in enumerate(view.sequences, start=1):
+        labels = axis_labels(sequence.tokens)
+        figure.add_trace(go.Heatmap(
+            z=sequence.allowed.numpy().astype(np.int8), x=labels, y=labels, zmin=0, zmax=1, colorscale=scale,
+            showscale=col == count, name=sequence.name, **_gaps(len(labels)),
+            colorbar={"tickvals": [0.25, 0.75], "ticktext": ["masked (−∞)", "allowed (0)"], "len": 0.5,
+                      "title": {"text": "mask"}},
+            hovertemplate="query %{y}<br>key %{x}<br>%{z} (1 = allowed, 0 = masked)<extra></extra>",
+        ), row=1, col=col)
+        _token_axes(figure, 1, col)
+    n = len(view.sequences[0].tokens)
+    return styled(figure, f"{view.label}: {view.description}", height=_square_height(n, 460, 720))
+
+
+# ---------------------------------------------------------------------------------------------
+# Real weights
+# ---------------------------------------------------------------------------------------------
+
+
+def _masked(values: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    return np.where(allowed, values, np.nan)
+
+
+def attention_heatmap(view: AttentionView) -> go.Figure:
+    """Token-by-token weights of one layer and head (or the mean over heads); masked keys blank."""
+    labels = axis_labels(view.tokens)
+    weights = _masked(view.weights.numpy().astype(np.float64), view.allowed.numpy())
+    # Query 0 can only attend to itself (weight 1); the colour scale tops out at the largest other weight.
+    top = float(np.nanmax(weights[1:])) if len(labels) > 1 else 1.0
+    figure = go.Figure(go.Heatmap(
+        z=weights, x=labels, y=labels, colorscale=WEIGHT_SCALE, zmin=0, zmax=top, **_gaps(len(labels)),
+        colorbar={"title": {"text": "attention<br>weight"}},
+        hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.6f}<extra></extra>",
+    ))
+    _token_axes(figure)
+    where = head_name(view.head) + ("" if view.kv_head is None else f" (reads KV head {view.kv_head})")
+    return styled(figure, f"Layer {view.layer}, {where}: each row sums to 1; blank = masked future keys",
+                  height=_square_height(len(labels)))
+
+
+def query_row_figure(row: AttentionRow, view: AttentionView) -> go.Figure:
+    """Bar chart: how much one query token attends to each earlier token."""
+    labels = axis_labels(row.keys)
+    figure = go.Figure(go.Bar(
+        x=labels, y=list(row.weights), marker_color=ALLOWED_COLOR, name="weight",
+        hovertemplate="key %{x}<br>weight %{y:.6f}<extra></extra>",
+    ))
+    figure.update_xaxes(title_text="key token (position and text)", type="category", tickangle=-60)
+    figure.update_yaxes(title_text="attention weight", rangemode="tozero")
+    title = (f"What token {row.position} “{row.token}” attends to — layer {view.layer}, {head_name(view.head)} "
+             f"(weights sum to {sum(row.weights):.4f})")
+    return styled(figure, title, height=380)
+
+
+def attention_grid_figure(grid: AttentionGrid) -> go.Figure:
+    """Small multiples of the weights. In 'heads' mode each row of the grid is one GQA group: the query
+    heads in a row share one KV head. Thumbnails are block maxima, so thin lines stay visible."""
+    count = len(grid.views)
+    if grid.mode == "heads":
+        cols = max(len(group) for group in grid.kv_groups)
+    else:
+        cols = min(6, count)
+    rows = math.ceil(count / cols)
+    titles = []
+    for view, pattern in zip(grid.views, grid.patterns):
+        name = f"h{view.head} · KV {view.kv_head}" if grid.mode == "heads" else f"layer {view.layer}"
+        kind, value = pattern.dominant
+        titles.append(f"{name}<br>{kind} {value:.2f}{' bits' if kind == 'spread' else ''}")
+    figure = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.03,
+                           vertical_spacing=0.5 / rows)
+    for index, (view, thumbnail) in enumerate(zip(grid.views, grid.thumbnails)):
+        row, col = divmod(index, cols)
+        positions = np.arange(thumbnail.shape[0]) * grid.block  # first token of each block
+        allowed = _block_allowed(view, grid.block, thumbnail.shape[0])
+        figure.add_trace(go.Heatmap(
+            z=_masked(thumbnail.numpy().astype(np.float64), allowed), x=positions, y=positions,
+            coloraxis="coloraxis", name=titles[index].split("<br>")[0],
+            hovertemplate=(f"{titles[index].split('<br>')[0]}<br>query from %{{y}}, key from %{{x}}"
+                           f"<br>{'max ' if grid.block > 1 else ''}weight %{{z:.4f}}<extra></extra>"),
+        ), row=row + 1, col=col + 1)
+        figure.update_xaxes(showticklabels=False, row=row + 1, col=col + 1,
+                            title_text="key" if row == rows - 1 else None, title_standoff=2)
+        figure.update_yaxes(showticklabels=False, autorange="reversed", row=row + 1, col=col + 1,
+                            title_text="query" if col == 0 else None, title_standoff=2)
+    _colour_titles_by_group(figure, grid)
+    block_note = f"block max over {grid.block}×{grid.block} tokens" if grid.block > 1 else "one cell per token pair"
+    figure.update_layout(coloraxis={"colorscale": WEIGHT_SCALE, "cmin": 0,
+                                    "colorbar": {"title": {"text": "weight"}, "len": 0.6}})
+    title = ("All heads of layer " + str(grid.views[0].layer) + ": one row per GQA group (heads sharing a KV head)"
+             if grid.mode == "heads" else f"{head_name(grid.views[0].head).capitalize()} across all layers")
+    styled(figure, f"{title} — {block_note}", height=170 * rows + 120)
+    figure.update_annotations(font_size=12)
+    figure.update_layout(margin={"t": 110})
+    return figure
+
+
+def _block_allowed(view: AttentionView, block: int, cells: int) -> np.ndarray:
+    """A thumbnail cell is blank only when every token pair in its block is masked."""
+    allowed = view.allowed.numpy()
+    padded = np.zeros((cells * block, cells * block), dtype=bool)
+    padded[: allowed.shape[0], : allowed.shape[1]] = allowed
+    return padded.reshape(cells, block, cells, block).any(axis=(1, 3))
+
+
+def _colour_titles_by_group(figure: go.Figure, grid: AttentionGrid) -> None:
+    if grid.mode != "heads":
+        return
+    for annotation, view in zip(figure.layout.annotations, grid.views):
+        annotation.font = {"color": PALETTE[view.kv_head % len(PALETTE)], "size": 12}
+
+
+# ---------------------------------------------------------------------------------------------
+# Scores -> mask -> softmax
+# ---------------------------------------------------------------------------------------------
+
+
+def score_story_figure(story: ScoreStory) -> go.Figure:
+    """Three panels: raw scores QKᵀ·scale (all pairs), the same with masked pairs blank (−∞), the softmax."""
+    labels = axis_labels(story.tokens)
+    scores = story.scores.numpy().astype(np.float64)
+    allowed = story.allowed.numpy()
+    figure = make_subplots(rows=1, cols=3, horizontal_spacing=0.09, shared_yaxes=True, subplot_titles=[
+        f"1. raw scores q·k × {story.scale:.4f} (=1/√d)", "2. + mask: blank = −∞", "3. softmax per row = weights"])
+    limit = float(np.abs(scores).max()) or 1.0
+    panels = [(scores, "coloraxis", "score %{z:.4f}"), (_masked(scores, allowed), "coloraxis", "score %{z:.4f}"),
+              (_masked(story.probabilities.numpy().astype(np.float64), allowed), "coloraxis2", "weight %{z:.6f}")]
+    for col, (values, axis, value_text) in enumerate(panels, start=1):
+        figure.add_trace(go.Heatmap(z=values, x=labels, y=labels, coloraxis=axis, **_gaps(len(labels)),
+                                    hovertemplate=f"query %{{y}}<br>key %{{x}}<br>{value_text}<extra></extra>"),
+                         row=1, col=col)
+        _token_axes(figure, 1, col, y_title="query (attending)" if col == 1 else "")
+    figure.update_layout(
+        coloraxis={"colorscale": SCORE_SCALE, "cmin": -limit, "cmax": limit,
+                   "colorbar": {"title": {"text": "score"}, "x": 0.64, "len": 0.7, "thickness": 12}},
+        coloraxis2={"colorscale": WEIGHT_SCALE, "cmin": 0,
+                    "colorbar": {"title": {"text": "weight"}, "x": 1.01, "len": 0.7, "thickness": 12}},
+    )
+    title = (f"Layer {story.layer}, head {story.head} (KV head {story.kv_head}): max |our softmax − the model's "
+             f"weights| = {story.max_abs_diff_vs_model:.1e}")
+    return styled(figure, title, height=_square_height(len(labels), 460, 620))
+
+
+# ---------------------------------------------------------------------------------------------
+# KV cache
+# ---------------------------------------------------------------------------------------------
+
+
+def kv_cache_figure(estimate: KVCacheEstimate, model_label: str = "") -> go.Figure:
+    """Cache size against context length for MHA, the model's layout and MQA; markers at the chosen length."""
+    figure = go.Figure()
+    contexts = np.array(estimate.curve_contexts)
+    for index, variant in enumerate(estimate.variants):
+        name = f"{variant.name}: {variant.kv_heads} KV head{'s' if variant.kv_heads > 1 else ''}"
+        name += " (this model)" if variant.is_this_model else ""
+        sizes = np.array([estimate.megabytes(variant.kv_heads, int(c)) for c in contexts])
+        figure.add_trace(go.Scatter(
+            x=contexts, y=sizes, mode="lines", name=name,
+            line={"color": PALETTE[index], "width": 4 if variant.is_this_model else 2,
+                  "dash": "solid" if variant.is_this_model else "dot"},
+            hovertemplate=f"{name}<br>context %{{x}} tokens<br>%{{y:.3f}} MB<extra></extra>",
+        ))
+        chosen = estimate.megabytes(variant.kv_heads)
+        figure.add_trace(go.Scatter(
+            x=[estimate.context_length], y=[chosen], mode="markers+text", showlegend=False,
+            marker={"color": PALETTE[index], "size": 10}, text=[f"{chosen:,.1f} MB"], textposition="middle left",
+            hovertemplate=f"{name}<br>context %{{x}} tokens<br>%{{y:.3f}} MB<extra></extra>",
+        ))
+    figure.add_vline(x=estimate.context_length, line={"color": MUTED, "dash": "dash"})
+    figure.update_xaxes(title_text="context length (tokens)", rangemode="tozero")
+    figure.update_yaxes(title_text="KV cache (MB = 10⁶ bytes)", rangemode="tozero")
+    shape = estimate.shape
+    title = (f"{model_label + ': ' if model_label else ''}2 (K,V) × {shape.num_layers} layers × KV heads × "
+             f"{shape.head_dim} dims × {estimate.bytes_per_value} B ({estimate.dtype})"
+             f"{f' × batch {estimate.batch_size}' if estimate.batch_size > 1 else ''}")
+    return styled(figure, title, height=440)
