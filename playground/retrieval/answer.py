@@ -1,0 +1,147 @@
+"""Grounded answers: retrieved chunks become numbered context passages in a chat prompt, the model
+answers through the app's one generation loop, and its [n] citations are mapped back to chunks.
+
+"Lost in the middle" (Liu et al., 2023): models use a passage less when it sits in the middle of a
+long context. `place_best` puts the best chunk first, in the middle or last so the effect can be seen.
+
+    >>> place_best(["best", "b", "c", "d", "e"], "middle")
+    ['b', 'c', 'best', 'd', 'e']
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence, TypeVar
+
+from playground.generation import encode_prompt, generate_text
+from playground.retrieval.chunking import Chunk
+from playground.sampling import SamplingSettings
+
+POSITIONS = ("first", "middle", "last")
+CONTEXT_TOKEN_BUDGET = 1500  # prompt tokens spent on passages (prefill time grows with it on a CPU)
+MAX_NEW_TOKENS = 256
+UNKNOWN_REPLY = "I don't know"
+STRICT_SYSTEM = ("Answer the question using only the numbered context passages. Cite the passages you use "
+                 "by their numbers in square brackets, like [1]. If the passages do not contain the answer, "
+                 f"reply exactly: {UNKNOWN_REPLY}.")
+OPEN_SYSTEM = ("Answer the question. The numbered context passages may help; cite the ones you use by their "
+               "numbers in square brackets, like [1].")
+_CITATION_GROUP = re.compile(r"\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
+
+T = TypeVar("T")
+
+
+class AnswerInputError(ValueError):
+    """An answer setting is out of range; the message gives the allowed values."""
+
+
+def place_best(items_best_first: Sequence[T], position: str) -> list[T]:
+    """The best item moved to `position`; the others keep their order around it."""
+    if position not in POSITIONS:
+        raise AnswerInputError(f"position must be one of {POSITIONS}, got {position!r}")
+    if not items_best_first:
+        return []
+    best, rest = items_best_first[0], list(items_best_first[1:])
+    if position == "first":
+        return [best, *rest]
+    if position == "last":
+        return [*rest, best]
+    middle = len(rest) // 2
+    return [*rest[:middle], best, *rest[middle:]]
+
+
+def fit_budget(chunks_best_first: Sequence[Chunk], tokenizer: Any,
+               budget: int = CONTEXT_TOKEN_BUDGET) -> tuple[list[Chunk], int]:
+    """The best chunks whose texts fit in `budget` LLM tokens (always at least one), and how many were dropped."""
+    kept: list[Chunk] = []
+    used = 0
+    for chunk in chunks_best_first:
+        tokens = len(tokenizer.encode(chunk.text, add_special_tokens=False))
+        if kept and used + tokens > budget:
+            break
+        kept.append(chunk)
+        used += tokens
+    return kept, len(chunks_best_first) - len(kept)
+
+
+def grounded_messages(question: str, passages: Sequence[Chunk], strict: bool) -> list[dict[str, str]]:
+    """System instruction + one user turn: the passages numbered from 1 in the given order, then the question."""
+    context = "\n\n".join(f"[{number}] (source: {chunk.source})\n{chunk.text}"
+                          for number, chunk in enumerate(passages, start=1))
+    return [{"role": "system", "content": STRICT_SYSTEM if strict else OPEN_SYSTEM},
+            {"role": "user", "content": f"Context passages:\n\n{context}\n\nQuestion: {question}"}]
+
+
+def parse_citations(answer: str, passage_count: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(valid passage numbers in order of first citation, numbers cited that no passage has)."""
+    cited: list[int] = []
+    for group in _CITATION_GROUP.findall(answer):
+        for number in re.findall(r"\d+", group):
+            if int(number) not in cited:
+                cited.append(int(number))
+    valid = tuple(n for n in cited if 1 <= n <= passage_count)
+    invalid = tuple(n for n in cited if not 1 <= n <= passage_count)
+    return valid, invalid
+
+
+@dataclass(frozen=True)
+class Passage:
+    number: int  # as cited: [number]
+    chunk_index: int
+    source: str
+    text: str
+    retrieval_rank: int  # 1 = the best retrieved chunk
+    cited: bool
+
+
+@dataclass(frozen=True)
+class GroundedAnswer:
+    question: str
+    strict: bool
+    position: str
+    prompt_text: str  # exactly the tokens the model read, decoded (chat template included)
+    prompt_tokens: int
+    passages: tuple[Passage, ...]
+    answer: str
+    citations: tuple[int, ...]
+    invalid_citations: tuple[int, ...]
+    says_unknown: bool
+    best_passage_cited: bool
+    finish_reason: str
+    new_tokens: int
+    seconds: float
+    notes: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def answer_question(model: Any, tokenizer: Any, question: str, chunks_best_first: Sequence[Chunk],
+                    strict: bool = True, position: str = "first", max_new_tokens: int = 160,
+                    eos_token_ids: Sequence[int] = (), lock: Any = None) -> GroundedAnswer:
+    """Generate a grounded answer (greedy, so it is reproducible) from the retrieved chunks."""
+    if not chunks_best_first:
+        raise AnswerInputError("There are no retrieved chunks to answer from.")
+    if not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
+        raise AnswerInputError(f"max new tokens must be a whole number in 1..{MAX_NEW_TOKENS}, got {max_new_tokens!r}")
+    kept, dropped = fit_budget(chunks_best_first, tokenizer)
+    notes = (f"{dropped} lower-ranked chunks left out to stay within {CONTEXT_TOKEN_BUDGET} context tokens.",) \
+        if dropped else ()
+    ranks = {chunk.index: rank for rank, chunk in enumerate(kept, start=1)}
+    ordered = place_best(kept, position)
+    input_ids = encode_prompt(tokenizer, grounded_messages(question, ordered, strict))  # [1, prompt_len]
+    result = generate_text(model, tokenizer, input_ids, SamplingSettings(temperature=0.0), max_new_tokens,
+                           eos_token_ids, lock=lock)
+    answer = result.text.strip()
+    valid, invalid = parse_citations(answer, len(ordered))
+    passages = tuple(Passage(number, chunk.index, chunk.source, chunk.text, ranks[chunk.index], number in valid)
+                     for number, chunk in enumerate(ordered, start=1))
+    return GroundedAnswer(
+        question=question, strict=strict, position=position,
+        prompt_text=tokenizer.decode(input_ids[0], skip_special_tokens=False),
+        prompt_tokens=int(input_ids.shape[1]), passages=passages, answer=answer, citations=valid,
+        invalid_citations=invalid, says_unknown=UNKNOWN_REPLY.lower() in answer.lower().replace("’", "'"),
+        best_passage_cited=any(p.cited and p.retrieval_rank == 1 for p in passages),
+        finish_reason=result.finish_reason, new_tokens=len(result.token_ids), seconds=round(result.seconds, 3),
+        notes=notes)

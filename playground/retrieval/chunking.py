@@ -1,0 +1,172 @@
+"""The app's one chunker: documents -> overlapping chunks counted in characters, tokens, sentences
+or paragraphs.
+
+A document is first cut into *units* that tile it exactly (every character belongs to one unit:
+whitespace after a sentence belongs to that sentence). A chunk is `size` consecutive units and the
+next chunk starts `size - overlap` units later, so neighbours share exactly `overlap` units and the
+chunks together cover the text with nothing lost.
+
+    >>> [text for text, _, _ in chunk_text("abcdefg", ChunkingSettings("characters", 4, 2))]
+    ['abcd', 'cdef', 'efg']
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from playground.retrieval.corpus import Corpus
+
+CHUNK_UNITS = ("characters", "tokens", "sentences", "paragraphs")
+MAX_SIZE = {"characters": 20_000, "tokens": 4_000, "sentences": 200, "paragraphs": 100}
+MAX_CHUNKS = 10_000  # embedding more takes many minutes on a laptop CPU
+PREVIEW_CHARS = 160
+
+# A sentence ends at . ! or ? (maybe followed by closing quotes/brackets) and whitespace, or at a blank line.
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*\s+|\n[ \t]*\n\s*")
+_PARAGRAPH_END = re.compile(r"\n[ \t]*\n\s*")
+
+
+class ChunkingError(ValueError):
+    """Chunking settings out of range; the message gives the allowed range."""
+
+
+@dataclass(frozen=True)
+class ChunkingSettings:
+    unit: str = "characters"
+    size: int = 800
+    overlap: int = 100
+
+    def __post_init__(self) -> None:
+        if self.unit not in CHUNK_UNITS:
+            raise ChunkingError(f"chunk unit must be one of {CHUNK_UNITS}, got {self.unit!r}")
+        limit = MAX_SIZE[self.unit]
+        if not isinstance(self.size, int) or not 1 <= self.size <= limit:
+            raise ChunkingError(f"chunk size must be a whole number of {self.unit} in 1..{limit}, got {self.size!r}")
+        if not isinstance(self.overlap, int) or not 0 <= self.overlap < self.size:
+            raise ChunkingError(f"overlap must be a whole number in 0..{self.size - 1} (less than the chunk size), "
+                                f"got {self.overlap!r}")
+
+    def describe(self) -> str:
+        return f"{self.size} {self.unit}, overlap {self.overlap}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    index: int  # position in the corpus-wide chunk list
+    source: str  # the document it comes from
+    text: str
+    start: int  # character offsets in the document: text == document.text[start:end]
+    end: int
+    token_count: int  # tokens under the counting tokenizer (the embedder's); 0 when none was given
+
+    @property
+    def preview(self) -> str:
+        flat = " ".join(self.text.split())
+        return flat if len(flat) <= PREVIEW_CHARS else flat[: PREVIEW_CHARS - 1] + "…"
+
+
+@dataclass(frozen=True)
+class ChunkSet:
+    settings: ChunkingSettings
+    chunks: tuple[Chunk, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def texts(self) -> list[str]:
+        return [chunk.text for chunk in self.chunks]
+
+    def stats(self, window_tokens: int | None = None) -> dict[str, Any]:
+        """Chunk count and sizes; with the embedder's window, how many chunks it would truncate."""
+        counts = np.array([chunk.token_count for chunk in self.chunks])
+        chars = np.array([len(chunk.text) for chunk in self.chunks])
+        stats: dict[str, Any] = {
+            "chunks": len(self.chunks),
+            "chunking": self.settings.as_dict(),
+            "mean_chars": round(float(chars.mean()), 1) if len(chars) else 0.0,
+            "mean_tokens": round(float(counts.mean()), 1) if len(counts) else 0.0,
+            "max_tokens": int(counts.max()) if len(counts) else 0,
+            "notes": list(self.notes),
+        }
+        if window_tokens is not None:
+            stats["embedder_window_tokens"] = window_tokens
+            stats["chunks_over_window"] = int((counts > window_tokens).sum())
+        return stats
+
+
+def unit_boundaries(text: str, unit: str, tokenizer: Any = None) -> np.ndarray:
+    """Offsets where units start, plus len(text): int64 [n_units + 1], strictly increasing from 0.
+
+    Unit i is text[b[i]:b[i+1]]; the units tile the text, so joining them gives it back exactly.
+    """
+    if not text:
+        return np.zeros(1, dtype=np.int64)
+    if unit == "characters":
+        return np.arange(len(text) + 1, dtype=np.int64)
+    if unit == "tokens":
+        if tokenizer is None:
+            raise ChunkingError("chunking by tokens needs a tokenizer")
+        # Offsets of each token [n_tokens, 2]; a unit runs from one token's start to the next one's,
+        # so the whitespace the tokenizer skips stays in the text.
+        offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
+                            verbose=False)["offset_mapping"]
+        starts = [start for start, _ in offsets]
+    else:
+        pattern = _SENTENCE_END if unit == "sentences" else _PARAGRAPH_END
+        starts = [match.end() for match in pattern.finditer(text)]
+    inner = np.unique(np.array([s for s in starts if 0 < s < len(text)], dtype=np.int64))
+    return np.concatenate(([0], inner, [len(text)])).astype(np.int64)
+
+
+def chunk_spans(boundaries: np.ndarray, size: int, overlap: int) -> list[tuple[int, int]]:
+    """Character spans of chunks of `size` units, each starting `size - overlap` units after the last."""
+    n_units = len(boundaries) - 1
+    step = size - overlap
+    spans = []
+    for first in range(0, max(n_units, 1), step):
+        last = min(first + size, n_units)
+        spans.append((int(boundaries[first]), int(boundaries[last])))
+        if last == n_units:
+            break
+    return spans
+
+
+def chunk_text(text: str, settings: ChunkingSettings, tokenizer: Any = None) -> list[tuple[str, int, int]]:
+    """(chunk text, start, end) for one document."""
+    if not text:
+        return []
+    spans = chunk_spans(unit_boundaries(text, settings.unit, tokenizer), settings.size, settings.overlap)
+    return [(text[start:end], start, end) for start, end in spans]
+
+
+def count_tokens(texts: Sequence[str], tokenizer: Any, batch_size: int = 256) -> list[int]:
+    """Tokens per text without special tokens (fast tokenizers batch this in Rust)."""
+    counts: list[int] = []
+    for begin in range(0, len(texts), batch_size):
+        encoded = tokenizer(list(texts[begin:begin + batch_size]), add_special_tokens=False, verbose=False)
+        counts.extend(len(ids) for ids in encoded["input_ids"])
+    return counts
+
+
+def chunk_corpus(corpus: Corpus, settings: ChunkingSettings, tokenizer: Any = None,
+                 max_chunks: int = MAX_CHUNKS) -> ChunkSet:
+    """Every document chunked, in corpus order, capped at `max_chunks` (with a note saying so)."""
+    pieces: list[tuple[str, str, int, int]] = []
+    for document in corpus.documents:
+        pieces.extend((document.source, text, start, end) for text, start, end in
+                      chunk_text(document.text, settings, tokenizer))
+    notes = list(corpus.notes)
+    if len(pieces) > max_chunks:
+        notes.append(f"The corpus makes {len(pieces):,} chunks; only the first {max_chunks:,} are indexed "
+                     "(use bigger chunks or a smaller corpus).")
+        pieces = pieces[:max_chunks]
+    counts = count_tokens([text for _, text, _, _ in pieces], tokenizer) if tokenizer is not None else [0] * len(pieces)
+    chunks = tuple(Chunk(index, source, text, start, end, count)
+                   for index, ((source, text, start, end), count) in enumerate(zip(pieces, counts)))
+    return ChunkSet(settings, chunks, tuple(notes))

@@ -1,0 +1,185 @@
+"""Corpora to retrieve from: Python's own language reference, or the user's files and pasted text.
+
+Uploaded files are read as bytes and decoded (text) or parsed by pypdf (PDF): never executed, never
+unpickled. Every refusal is a `CorpusError` whose message names the file and the limit or the fix.
+
+    >>> corpus = corpus_from_inputs([], "Paris is the capital of France.")
+    >>> corpus.documents[0].source, corpus.stats()["characters"]
+    ('pasted text', 31)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+MAX_FILE_BYTES = 5 * 2**20  # per uploaded file
+MAX_TOTAL_BYTES = 20 * 2**20  # all uploaded files together
+MAX_FILES = 50
+MAX_PASTED_CHARS = 1_000_000
+MAX_PDF_PAGES = 500
+TEXT_SUFFIXES = (".txt", ".md")
+PDF_SUFFIX = ".pdf"
+ALLOWED_SUFFIXES = (*TEXT_SUFFIXES, PDF_SUFFIX)
+PYTHON_REFERENCE = "Python language reference"
+
+
+class CorpusError(ValueError):
+    """The corpus cannot be built from what was given; the message says which input and why."""
+
+
+@dataclass(frozen=True)
+class Document:
+    source: str  # a pydoc topic key, a file name or "pasted text"
+    text: str
+
+
+@dataclass(frozen=True)
+class Corpus:
+    name: str
+    documents: tuple[Document, ...]
+    notes: tuple[str, ...] = field(default=())  # what was capped or skipped, in words
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 over every (source, text), length-prefixed so no two corpora collide by concatenation."""
+        digest = hashlib.sha256()
+        for document in self.documents:
+            for part in (document.source, document.text):
+                data = part.encode("utf-8")
+                digest.update(len(data).to_bytes(8, "little"))
+                digest.update(data)
+        return digest.hexdigest()
+
+    def stats(self) -> dict[str, Any]:
+        lengths = [len(document.text) for document in self.documents]
+        return {
+            "name": self.name,
+            "documents": len(self.documents),
+            "characters": sum(lengths),
+            "words": sum(len(document.text.split()) for document in self.documents),
+            "shortest_document_chars": min(lengths, default=0),
+            "longest_document_chars": max(lengths, default=0),
+            "fingerprint": self.fingerprint[:16],
+            "notes": list(self.notes),
+        }
+
+
+def _clean(text: str) -> str:
+    """Unify line endings and trim the ends, so offsets refer to the text we show."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").strip()
+
+
+def python_reference_corpus(topics: Sequence[str] | None = None) -> Corpus:
+    """The 79 topics of the language reference that CPython ships (`pydoc_data.topics`): offline."""
+    from pydoc_data.topics import topics as all_topics
+
+    keys = sorted(all_topics) if topics is None else list(topics)
+    unknown = [key for key in keys if key not in all_topics]
+    if unknown:
+        raise CorpusError(f"Unknown pydoc topics: {unknown}. Known: {', '.join(sorted(all_topics))}")
+    documents = tuple(Document(key, _clean(all_topics[key])) for key in keys)
+    name = PYTHON_REFERENCE if topics is None else f"{PYTHON_REFERENCE} ({len(keys)} topics)"
+    return Corpus(name, documents)
+
+
+def _looks_binary(data: bytes) -> bool:
+    """NUL bytes, or many control characters in the first 8 KB: an executable, image, archive..."""
+    head = data[:8192]
+    if b"\x00" in head:
+        return True
+    controls = sum(1 for byte in head if byte < 32 and byte not in b"\t\n\r\f\x0b\x1b")
+    return len(head) > 0 and controls / len(head) > 0.05
+
+
+def decode_text(name: str, data: bytes) -> str:
+    """UTF-8 text (a BOM is fine) or a CorpusError saying why not."""
+    if _looks_binary(data):
+        raise CorpusError(f"{name}: this looks like a binary file, not text (it contains NUL/control bytes). "
+                          "Upload plain .txt or .md text, or a .pdf.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise CorpusError(f"{name}: not valid UTF-8 (byte 0x{data[error.start]:02x} at position {error.start}). "
+                          "Save the file as UTF-8 and upload it again.") from error
+
+
+def extract_pdf_text(name: str, data: bytes) -> str:
+    """The text layer of a PDF, page by page (pypdf: pure Python, parses, never runs embedded code)."""
+    if not data.startswith(b"%PDF-"):
+        raise CorpusError(f"{name}: not a PDF file (it does not start with %PDF-).")
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted:
+            raise CorpusError(f"{name}: the PDF is encrypted; remove the password and upload it again.")
+        if len(reader.pages) > MAX_PDF_PAGES:
+            raise CorpusError(f"{name}: {len(reader.pages)} pages; the limit is {MAX_PDF_PAGES} pages.")
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError) as error:
+        if isinstance(error, CorpusError):
+            raise
+        raise CorpusError(f"{name}: could not read this PDF ({type(error).__name__}: {error}).") from error
+    text = "\n\n".join(page.strip() for page in pages if page.strip())
+    if not text:
+        raise CorpusError(f"{name}: the PDF has no extractable text (scanned pages are images; run OCR first).")
+    return text
+
+
+def read_document(path: str | Path) -> Document:
+    """One uploaded file as a Document, after checking its type, size and encoding."""
+    path = Path(path)
+    name = path.name
+    suffix = path.suffix.lower()
+    if suffix not in ALLOWED_SUFFIXES:
+        raise CorpusError(f"{name}: files of type '{suffix or '(none)'}' are not supported; "
+                          f"upload {', '.join(ALLOWED_SUFFIXES)} files.")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise CorpusError(f"{name}: {size / 2**20:.1f} MB is over the {MAX_FILE_BYTES // 2**20} MB limit per file.")
+    data = path.read_bytes()
+    text = extract_pdf_text(name, data) if suffix == PDF_SUFFIX else decode_text(name, data)
+    text = _clean(text)
+    if not text:
+        raise CorpusError(f"{name}: the file is empty.")
+    return Document(name, text)
+
+
+def _unique_sources(documents: list[Document]) -> list[Document]:
+    """Two uploads named notes.txt become 'notes.txt' and 'notes.txt (2)', so citations stay unambiguous."""
+    seen: dict[str, int] = {}
+    unique = []
+    for document in documents:
+        count = seen.get(document.source, 0) + 1
+        seen[document.source] = count
+        unique.append(document if count == 1 else Document(f"{document.source} ({count})", document.text))
+    return unique
+
+
+def corpus_from_inputs(files: Sequence[str | Path] | None, pasted: str | None) -> Corpus:
+    """The user's corpus: uploaded files plus pasted text. Any bad file refuses the whole corpus."""
+    paths = [Path(path) for path in files or []]
+    if len(paths) > MAX_FILES:
+        raise CorpusError(f"{len(paths)} files: the limit is {MAX_FILES} files.")
+    total = sum(path.stat().st_size for path in paths)
+    if total > MAX_TOTAL_BYTES:
+        raise CorpusError(f"The files add up to {total / 2**20:.1f} MB; the limit is {MAX_TOTAL_BYTES // 2**20} MB "
+                          "in all.")
+    documents = [read_document(path) for path in paths]
+    notes = []
+    pasted = _clean(pasted or "")
+    if len(pasted) > MAX_PASTED_CHARS:
+        notes.append(f"Pasted text cut to its first {MAX_PASTED_CHARS:,} of {len(pasted):,} characters.")
+        pasted = pasted[:MAX_PASTED_CHARS]
+    if pasted:
+        documents.append(Document("pasted text", pasted))
+    if not documents:
+        raise CorpusError("The corpus is empty: upload .txt, .md or .pdf files or paste some text "
+                          "(or pick the Python language reference).")
+    name = "Your corpus" if paths else "Pasted text"
+    return Corpus(name, tuple(_unique_sources(documents)), tuple(notes))
