@@ -192,6 +192,23 @@ class ModelManager:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
 
+    def adopt(self, loaded: LoadedModel, key_model: str, wait_seconds: float = 60.0) -> LoadedModel:
+        """Make an in-memory model (e.g. base + a merged LoRA adapter, key '<base>+lora:<id>') the active
+        one, cached like a loaded model; `load(<base>)` switches back."""
+        if not self._load_lock.acquire(timeout=wait_seconds):
+            raise ModelBusyError(f"Another model is loading ({self.state.target}); try again when it is done.")
+        try:
+            key = LoadKey(key_model, loaded.precision.quantization, loaded.device)
+            with self._state_lock:
+                self._models[key] = loaded
+                self._models.move_to_end(key)
+                self._active = key
+                self._evict_beyond_limit()
+                self._state = LoadState("ready", key_model, 1.0, f"Using {loaded.spec.label}", loaded.load_seconds)
+            return loaded
+        finally:
+            self._load_lock.release()
+
     def start_background_load(self) -> threading.Thread:
         """Load the configured model in a daemon thread so the page can open at once."""
 
