@@ -660,7 +660,7 @@ def attention_json(run: AttentionRun, view: AttentionView, grid: AttentionGrid, 
         "grid": {"mode": grid.mode, "thumbnail_block": grid.block,
                  "patterns": [pattern.as_json() for pattern in grid.patterns]},
         "story": {"layer": story.layer, "head": story.head, "kv_head": story.kv_head, "scale": story.scale,
-                  "raw_scores": _matrix(story.scores, 5), "allowed": story.allowed.int().tolist()},
+                  "raw_scores": _matrix(story.scores, 5), "masked_pairs": int((~story.allowed).sum())},
     }
 
 

@@ -30,6 +30,8 @@ ALLOWED_COLOR = PALETTE[0]
 WEIGHT_SCALE = "Viridis"
 SCORE_SCALE = "RdBu_r"
 LABEL_CHARS = 12  # token labels longer than this are cut on the axes (hover shows them whole)
+STORY_TOKENS = 64  # the three story panels show at most the first 64 tokens (each panel is a third as wide)
+# Heatmap values travel to the browser as float32 arrays (base64 in the figure JSON): half of float64.
 
 
 def axis_labels(tokens: tuple[str, ...] | list[str]) -> list[str]:
@@ -48,9 +50,9 @@ def empty_figure(message: str, title: str = "") -> go.Figure:
     return styled(figure, title, height=260)
 
 
-def _square_height(n: int, minimum: int = 480, maximum: int = 860) -> int:
-    """Tall enough for one readable label per row up to ~40 tokens; plotly thins labels beyond that."""
-    return int(min(maximum, max(minimum, 200 + 17 * n)))
+def _square_height(n: int, minimum: int = 520, maximum: int = 900) -> int:
+    """Tall enough for one readable label per row up to ~30 tokens; plotly thins labels beyond that."""
+    return int(min(maximum, max(minimum, 260 + 20 * n)))
 
 
 def _token_axes(figure: go.Figure, row: int | None = None, col: int | None = None, x_title: str = "key (attended to)",
@@ -95,7 +97,7 @@ def mask_figure(view: MaskView) -> go.Figure:
         ), row=1, col=col)
         _token_axes(figure, 1, col)
     n = len(view.sequences[0].tokens)
-    return styled(figure, f"{view.label}: {view.description}", height=_square_height(n, 460, 720))
+    return styled(figure, f"{view.label}: {view.description}", height=_square_height(n))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,17 +112,17 @@ def _masked(values: np.ndarray, allowed: np.ndarray) -> np.ndarray:
 def attention_heatmap(view: AttentionView) -> go.Figure:
     """Token-by-token weights of one layer and head (or the mean over heads); masked keys blank."""
     labels = axis_labels(view.tokens)
-    weights = _masked(view.weights.numpy().astype(np.float64), view.allowed.numpy())
+    weights = _masked(view.weights.numpy().astype(np.float32), view.allowed.numpy())
     # Query 0 can only attend to itself (weight 1); the colour scale tops out at the largest other weight.
     top = float(np.nanmax(weights[1:])) if len(labels) > 1 else 1.0
     figure = go.Figure(go.Heatmap(
         z=weights, x=labels, y=labels, colorscale=WEIGHT_SCALE, zmin=0, zmax=top, **_gaps(len(labels)),
-        colorbar={"title": {"text": "attention<br>weight"}},
+        colorbar={"title": {"text": "attention<br>weight"}, "len": 0.6},
         hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.6f}<extra></extra>",
     ))
     _token_axes(figure)
     where = head_name(view.head) + ("" if view.kv_head is None else f" (reads KV head {view.kv_head})")
-    return styled(figure, f"Layer {view.layer}, {where}: each row sums to 1; blank = masked future keys",
+    return styled(figure, f"Layer {view.layer}, {where}<br><sup>each row sums to 1 · blank = masked (future) keys</sup>",
                   height=_square_height(len(labels)))
 
 
@@ -133,8 +135,8 @@ def query_row_figure(row: AttentionRow, view: AttentionView) -> go.Figure:
     ))
     figure.update_xaxes(title_text="key token (position and text)", type="category", tickangle=-60)
     figure.update_yaxes(title_text="attention weight", rangemode="tozero")
-    title = (f"What token {row.position} “{row.token}” attends to — layer {view.layer}, {head_name(view.head)} "
-             f"(weights sum to {sum(row.weights):.4f})")
+    title = (f"What token {row.position} “{row.token}” attends to<br><sup>layer {view.layer}, {head_name(view.head)}"
+             f" · its weights sum to {sum(row.weights):.4f}</sup>")
     return styled(figure, title, height=380)
 
 
@@ -159,7 +161,7 @@ def attention_grid_figure(grid: AttentionGrid) -> go.Figure:
         positions = np.arange(thumbnail.shape[0]) * grid.block  # first token of each block
         allowed = _block_allowed(view, grid.block, thumbnail.shape[0])
         figure.add_trace(go.Heatmap(
-            z=_masked(thumbnail.numpy().astype(np.float64), allowed), x=positions, y=positions,
+            z=_masked(thumbnail.numpy().astype(np.float32), allowed), x=positions, y=positions,
             coloraxis="coloraxis", name=titles[index].split("<br>")[0],
             hovertemplate=(f"{titles[index].split('<br>')[0]}<br>query from %{{y}}, key from %{{x}}"
                            f"<br>{'max ' if grid.block > 1 else ''}weight %{{z:.4f}}<extra></extra>"),
@@ -202,14 +204,15 @@ def _colour_titles_by_group(figure: go.Figure, grid: AttentionGrid) -> None:
 
 def score_story_figure(story: ScoreStory) -> go.Figure:
     """Three panels: raw scores QKᵀ·scale (all pairs), the same with masked pairs blank (−∞), the softmax."""
-    labels = axis_labels(story.tokens)
-    scores = story.scores.numpy().astype(np.float64)
-    allowed = story.allowed.numpy()
+    shown = min(len(story.tokens), STORY_TOKENS)  # queries < shown only ever see keys < shown (causal)
+    labels = axis_labels(story.tokens[:shown])
+    scores = story.scores[:shown, :shown].numpy().astype(np.float32)
+    allowed = story.allowed[:shown, :shown].numpy()
     figure = make_subplots(rows=1, cols=3, horizontal_spacing=0.09, shared_yaxes=True, subplot_titles=[
         f"1. raw scores q·k × {story.scale:.4f} (=1/√d)", "2. + mask: blank = −∞", "3. softmax per row = weights"])
     limit = float(np.abs(scores).max()) or 1.0
     panels = [(scores, "coloraxis", "score %{z:.4f}"), (_masked(scores, allowed), "coloraxis", "score %{z:.4f}"),
-              (_masked(story.probabilities.numpy().astype(np.float64), allowed), "coloraxis2", "weight %{z:.6f}")]
+              (_masked(story.probabilities[:shown, :shown].numpy().astype(np.float32), allowed), "coloraxis2", "weight %{z:.6f}")]
     for col, (values, axis, value_text) in enumerate(panels, start=1):
         figure.add_trace(go.Heatmap(z=values, x=labels, y=labels, coloraxis=axis, **_gaps(len(labels)),
                                     hovertemplate=f"query %{{y}}<br>key %{{x}}<br>{value_text}<extra></extra>"),
@@ -223,7 +226,9 @@ def score_story_figure(story: ScoreStory) -> go.Figure:
     )
     title = (f"Layer {story.layer}, head {story.head} (KV head {story.kv_head}): max |our softmax − the model's "
              f"weights| = {story.max_abs_diff_vs_model:.1e}")
-    return styled(figure, title, height=_square_height(len(labels), 460, 620))
+    if shown < len(story.tokens):
+        title += f" — first {shown} of {len(story.tokens)} tokens"
+    return styled(figure, title, height=_square_height(len(labels), 480, 640))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
+from playground.ui.attention_tab import create_attention_tab
 from playground.ui.context import AppContext
 
 TabBuilder = Callable[[AppContext], dict[str, Any]]
@@ -36,7 +37,7 @@ def all_tabs() -> list[TabInfo]:
         TabInfo("tokenization", "Tokenization", "How text becomes tokens: token chips, several tokenizers side by "
                 "side, the chat template's special tokens and a BPE merge replay.", 3),
         TabInfo("attention", "Attention", "Attention masks you can play with, and the loaded model's real "
-                "attention weights per layer and head.", 4),
+                "attention weights per layer and head.", 4, create_attention_tab),
         TabInfo("sampling", "Sampling", "Temperature, top-k, top-p and min-p applied stage by stage to the model's "
                 "real next-token distribution.", 5),
         TabInfo("speculative", "Speculative decoding", "A draft proposes, the target verifies: accepted, rejected "

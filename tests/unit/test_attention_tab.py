@@ -1,0 +1,126 @@
+"""The Attention tab's handlers on the tiny model, through a stand-in for the model manager:
+wiring, empty states, friendly errors, and that changing layer/head reuses the forward pass."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import gradio as gr
+import pytest
+import torch
+
+from playground import attention as att
+from playground.config import Settings
+from playground.runtime import LoadedModel, ModelLoadError, Precision, resolve_model
+from playground.ui import attention_tab
+from playground.ui.context import AppContext
+
+
+class StubModels:
+    """What AppContext needs from ModelManager: the active model, or a clear error when there is none."""
+
+    def __init__(self, loaded: LoadedModel | None) -> None:
+        self.loaded = loaded
+
+    def active(self) -> LoadedModel | None:
+        return self.loaded
+
+    def require_active(self) -> LoadedModel:
+        if self.loaded is None:
+            raise ModelLoadError("No model is loaded. Pick one in the header and press Load.")
+        return self.loaded
+
+
+def loaded_tiny(model, tokenizer) -> LoadedModel:
+    return LoadedModel(spec=resolve_model("smollm2-135m-instruct"), model=model, tokenizer=tokenizer, device="cpu",
+                       precision=Precision("none", torch.float32, "fp32", "test"), parameters=0, memory_bytes=0,
+                       load_seconds=0.0)
+
+
+def build(loaded: LoadedModel | None) -> tuple[gr.Blocks, dict]:
+    ctx = AppContext(Settings(cache_dir=Path("/nonexistent"), preload=False), StubModels(loaded))  # type: ignore[arg-type]
+    with gr.Blocks() as demo:
+        components = attention_tab.create_attention_tab(ctx)
+    return demo, components
+
+
+def handler(demo: gr.Blocks, api_name: str):
+    return next(fn.fn for fn in demo.fns.values() if fn.api_name == api_name)
+
+
+@pytest.fixture(scope="module")
+def tiny_loaded(tiny_model, tiny_tokenizer):
+    return loaded_tiny(copy.deepcopy(tiny_model), tiny_tokenizer)
+
+
+@pytest.fixture(scope="module")
+def demo(tiny_loaded):
+    return build(tiny_loaded)[0]
+
+
+def test_the_tab_has_its_three_api_endpoints(demo):
+    names = {fn.api_name for fn in demo.fns.values() if fn.api_name}
+    assert {"attention", "attention_mask", "kv_cache"} <= names
+
+
+def test_attention_handler_returns_figures_and_numbers_and_restores_sdpa(demo, tiny_loaded):
+    outputs = handler(demo, "attention")(attention_tab.DEFAULT_PROMPT, 1, "2", "heads", False)
+    status, heatmap, chips, query, row_plot, grid_plot, patterns, story_plot, data, layer, head = outputs
+    assert tiny_loaded.model.config._attn_implementation == "sdpa"  # eager only for the view
+    n = len(data["tokens"])
+    assert data["layer"] == 1 and data["head"] == 2 and len(data["weights"]) == n
+    assert data["checks"]["max_row_sum_error"] < 1e-5 and data["checks"]["story_max_abs_diff_vs_model"] < 1e-5
+    assert f"**{n} tokens**" in status and "KV head 1 ← query heads 2, 3" in status
+    assert query["maximum"] == n - 1 and query["value"] == n - 1 and layer["maximum"] == 1
+    assert [value for _, value in head["choices"]] == ["mean", "0", "1", "2", "3"]
+    assert len(chips) == n and max(score for _, score in chips) == 1.0
+    assert all(isinstance(score, float) for _, score in chips)  # None would render as plain, unclickable text
+    assert list(patterns.columns)[0] == "head" and len(patterns) == 4
+    for figure in (heatmap, row_plot, grid_plot, story_plot):
+        assert figure.data
+
+
+def test_changing_layer_or_head_reuses_the_forward_pass(demo, tiny_loaded, monkeypatch):
+    text = "Tokens attend to earlier tokens."
+    handler(demo, "attention")(text, 0, "mean", "heads", False)
+    calls = []
+    monkeypatch.setattr(att, "run_attention", lambda *args, **kwargs: calls.append(args))
+    _, _, _, _, _, _, _, _, data, _, _ = handler(demo, "attention")(text, 1, "3", "layers", False)
+    assert calls == [] and data["layer"] == 1 and data["grid"]["mode"] == "layers"
+
+
+def test_empty_prompt_is_a_friendly_empty_state(demo):
+    status, heatmap, *_, data, _, _ = handler(demo, "attention")("   ", 0, "mean", "heads", False)
+    assert data == {"empty": True, "message": attention_tab.EMPTY_PROMPT}
+    assert "Type a prompt" in status and heatmap.layout.annotations[0].text == attention_tab.EMPTY_PROMPT
+
+
+def test_bad_layer_is_a_specific_user_error(demo):
+    with pytest.raises(gr.Error, match=r"this model has 2 layers \(0..1\)"):
+        handler(demo, "attention")("Hello", 5, "mean", "heads", False)
+
+
+def test_mask_handler_uses_the_model_tokenizer(demo, tiny_tokenizer):
+    note, figure, data = handler(demo, "attention_mask")("The capital of France", "sliding_window", 2, 4, 4)
+    tokens = data["sequences"][0]["tokens"]
+    assert tokens == att.token_labels(tiny_tokenizer, tiny_tokenizer("The capital of France")["input_ids"])
+    n = len(tokens)
+    assert data["sequences"][0]["allowed_pairs"] == 2 * n - 1 and "✓" in note and "tokenizer" in note
+    assert handler(demo, "attention_mask")("", "causal", 2, 4, 4)[2] == {"empty": True}
+
+
+def test_mask_explorer_and_kv_calculator_without_a_model():
+    demo, _ = build(None)
+    note, _, data = handler(demo, "attention_mask")("one two\nthree", "padding_right", 3, 4, 4)
+    assert "No model is loaded yet" in note and data["sequences"][1]["tokens"] == ["three", att.PAD_LABEL]
+    with pytest.raises(gr.Error, match="No model is loaded"):
+        handler(demo, "kv_cache")(8192, "auto (the model's compute dtype)", 1)
+
+
+def test_kv_handler_reads_the_model_config(demo):
+    note, figure, data = handler(demo, "kv_cache")(1000, attention_tab.KV_DTYPES[0], 2)
+    assert data["dtype"] == "float32" and data["batch_size"] == 2 and data["num_kv_heads"] == 2
+    gqa = next(v for v in data["variants"] if v["this_model"])
+    assert gqa["bytes"] == 2 * 2 * 2 * 8 * 1000 * 4 * 2  # K,V x layers x KV heads x head dim x context x 4 B x batch
+    assert "1,000 tokens" in note and "multi-head attention would need 2.0×" in note
