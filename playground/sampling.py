@@ -233,7 +233,7 @@ def entropy_bits(probs: torch.Tensor) -> float | list[float]:
     (a list), computed in float64; 0 log 0 counts as 0."""
     p = probs.double()
     entropy = -torch.special.xlogy(p, p).sum(dim=-1) / math.log(2)
-    return entropy.tolist()
+    return (entropy + 0.0).tolist()  # + 0.0 turns the -0.0 of a one-hot into 0.0
 
 
 def settings_notes(settings: SamplingSettings, vocab_size: int) -> tuple[str, ...]:

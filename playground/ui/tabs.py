@@ -9,6 +9,7 @@ import gradio as gr
 
 from playground.ui.attention_tab import create_attention_tab
 from playground.ui.context import AppContext
+from playground.ui.sampling_tab import create_sampling_tab
 
 TabBuilder = Callable[[AppContext], dict[str, Any]]
 
@@ -39,7 +40,7 @@ def all_tabs() -> list[TabInfo]:
         TabInfo("attention", "Attention", "Attention masks you can play with, and the loaded model's real "
                 "attention weights per layer and head.", 4, create_attention_tab),
         TabInfo("sampling", "Sampling", "Temperature, top-k, top-p and min-p applied stage by stage to the model's "
-                "real next-token distribution.", 5),
+                "real next-token distribution.", 5, create_sampling_tab),
         TabInfo("speculative", "Speculative decoding", "A draft proposes, the target verifies: accepted, rejected "
                 "and resampled tokens, and the real speed-up.", 6),
         TabInfo("rag", "RAG", "Chunk, embed, retrieve, rerank and answer, with every score visible.", 7),

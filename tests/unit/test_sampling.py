@@ -258,6 +258,6 @@ def test_entropy_is_in_bits():
     from playground.sampling import entropy_bits
 
     assert entropy_bits(torch.full((8,), 1 / 8)) == pytest.approx(3.0)
-    assert entropy_bits(torch.tensor([1.0, 0.0, 0.0])) == 0.0
+    assert str(entropy_bits(torch.tensor([1.0, 0.0, 0.0]))) == "0.0"  # not -0.0 (shown as "-0.00 bits")
     p = torch.tensor([0.5, 0.25, 0.25])
     assert entropy_bits(p) == pytest.approx(-sum(x * math.log2(x) for x in p.tolist()))

@@ -1,0 +1,269 @@
+"""Sampling tab: the loaded model's next-token distribution through the sampling pipeline stage by
+stage, draws vs the math, a temperature sweep, and step-through generation with branching.
+Handlers are thin adapters over playground.sampling and playground.figures.sampling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from playground import sampling as smp
+from playground.figures import sampling as figures
+from playground.figures.attention import empty_figure
+from playground.ui.context import AppContext
+from playground.ui.errors import user_errors
+
+EXPLANATION = r"""
+### What you are seeing
+For every token of its vocabulary the model outputs a score, the **logit** $z_i$. Sampling turns the
+scores into one next token in stages — the same stages, in the same order, as Hugging Face `generate`:
+1. **repetition penalty** $\theta$: a token already in the text gets $z_i/\theta$ (if $z_i > 0$) or $z_i\,\theta$;
+2. **temperature** $T$: $\;p_i = e^{z_i/T} / \sum_j e^{z_j/T}$. $T < 1$ sharpens, $T > 1$ flattens,
+   and $T = 0$ means **greedy**: always the most likely token;
+3. **top-k**: keep the $k$ most likely tokens ($0$ = off);
+4. **top-p** (nucleus): keep the smallest set of most likely tokens whose probabilities add up to at least $p$;
+5. **min-p**: keep the tokens with $p_i \ge \text{min-p} \cdot \max_j p_j$;
+
+then **renormalise** what is left and draw. Moving a slider reuses the model's logits for this prompt
+(cached), so the chart answers without running the model again.
+
+**Takeaway:** the model only proposes a distribution; temperature reshapes it and the filters cut its
+tail — no setting ever adds a token the model did not already offer.
+"""
+
+TRACE_EXPLANATION = """
+### Step-through generation
+Generate token by token with the settings above (same seed, same draws). The text is coloured by how
+likely the model found each chosen token; click a token (or move the step slider) to see the
+alternatives at that step, then **force** one of them: generation rewinds to that step, puts your
+token there and continues with the same settings and seed.
+"""
+
+DEFAULT_PROMPT = "The capital of France is"
+EMPTY_MESSAGE = "Type a prompt above to see the model's next-token distribution."
+EMPTY_TRACE_MESSAGE = "Press “Generate step by step” to see a generation trace."
+LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
+
+
+# ---------------------------------------------------------------------------------------------
+# Adapters (no math here: it is all in playground.sampling)
+# ---------------------------------------------------------------------------------------------
+
+
+def sampling_settings(temperature: float, top_k: float | None, top_p: float, min_p: float,
+                      repetition_penalty: float, seed: float | None) -> smp.SamplingSettings:
+    """UI values -> validated settings (a blank top-k means off, a blank seed means unseeded)."""
+    return smp.SamplingSettings(temperature=float(temperature), top_k=0 if top_k is None else int(top_k),
+                                top_p=float(top_p), min_p=float(min_p),
+                                repetition_penalty=float(repetition_penalty),
+                                seed=None if seed is None else int(seed))
+
+
+def model_key(loaded: Any) -> str:
+    return f"{loaded.spec.key}|{loaded.precision.label}|{loaded.device}"
+
+
+def stats_markdown(view: smp.NextTokenView, prompt_tokens: int, notes: tuple[str, ...]) -> str:
+    chosen = view.chosen
+    seed = "unseeded" if view.settings.seed is None else f"seed {view.settings.seed}"
+    kept = " → ".join(f"{smp.STAGE_LABELS[stage]} {view.kept[stage]:,}" for stage in view.active_stages)
+    lines = [
+        f"**Entropy** {view.entropy_bits['raw']:.2f} bits → **{view.entropy_bits['min_p']:.2f} bits** "
+        f"(raw → final) · **nucleus** after top-p: **{view.nucleus_size:,}** tokens · **mass kept** by the "
+        f"filters: **{view.mass_kept:.1%}**",
+        f"**Drawn ({seed}):** `{figures.visible_token(chosen.text)}` — model rank **{chosen.rank}**, final p = "
+        f"{chosen.final_prob:.4f} (model p = {chosen.raw_prob:.4f})",
+        f"Tokens left after each stage: {kept} (vocabulary {view.vocab_size:,}; prompt {prompt_tokens} tokens)",
+    ]
+    lines += [f"ℹ️ {note}" for note in notes]
+    return "\n\n".join(lines)
+
+
+def alternative_choices(step: smp.TraceStep) -> list[tuple[str, int]]:
+    return [(f"{figures.visible_token(alt.text)} · p = {alt.prob:.3f} (model {alt.raw_prob:.3f})", alt.token_id)
+            for alt in step.alternatives]
+
+
+def step_outputs(trace: smp.GenerationTrace, position: int) -> tuple[Any, gr.Dropdown]:
+    """The step chart and the alternatives to force at `position` (the first one not already chosen)."""
+    position = min(max(int(position), 0), len(trace.steps) - 1)
+    step = trace.steps[position]
+    others = [alt.token_id for alt in step.alternatives if alt.token_id != step.token_id]
+    return figures.step_figure(step), gr.Dropdown(choices=alternative_choices(step),
+                                                  value=others[0] if others else None)
+
+
+def trace_outputs(trace: smp.GenerationTrace, greedy: smp.GenerationTrace | None, position: int = 0) -> tuple[Any, ...]:
+    """(sampled text, greedy text, probability chart, step slider, step chart, alternatives, JSON)."""
+    step_plot, alternatives = step_outputs(trace, position)
+    greedy_text = figures.highlighted_tokens(greedy) if greedy is not None else None
+    data = {"trace": trace.to_dict(), "greedy": greedy.to_dict() if greedy is not None else None}
+    return (figures.highlighted_tokens(trace), greedy_text, figures.trace_figure(trace, greedy),
+            gr.Slider(minimum=0, maximum=max(len(trace.steps) - 1, 1), value=position, step=1, interactive=True),
+            step_plot, alternatives, data)
+
+
+# ---------------------------------------------------------------------------------------------
+# The tab
+# ---------------------------------------------------------------------------------------------
+
+
+def create_sampling_tab(ctx: AppContext) -> dict[str, Any]:
+    cache = smp.PromptLogitsCache()
+
+    def prompt_logits(prompt: str, chat: bool) -> tuple[Any, smp.PromptLogits]:
+        loaded = ctx.model()
+        return loaded, cache.get(model_key(loaded), loaded.model, loaded.tokenizer, prompt, chat, loaded.lock)
+
+    @user_errors
+    def next_token(prompt: str, chat: bool, temperature: float, top_k: float | None, top_p: float, min_p: float,
+                   repetition_penalty: float, seed: float | None, top_n: float) -> tuple[Any, str, Any, dict[str, Any]]:
+        settings = sampling_settings(temperature, top_k, top_p, min_p, repetition_penalty, seed)
+        if not prompt.strip():
+            return empty_figure(EMPTY_MESSAGE), EMPTY_MESSAGE, empty_figure(EMPTY_MESSAGE), {"empty": True,
+                                                                                            "message": EMPTY_MESSAGE}
+        loaded, cached = prompt_logits(prompt, chat)
+        history = cached.input_ids[0]
+        view = smp.next_token_view(cached.logits, settings, loaded.tokenizer, history, int(top_n))
+        sweep = smp.temperature_sweep(cached.logits, settings, loaded.tokenizer, history)
+        notes = cached.notes + view.notes
+        data = {**view.to_dict(), "prompt_tokens": int(history.shape[0]), "notes": list(notes),
+                "temperature_sweep": sweep.to_dict()}
+        return (figures.stage_figure(view), stats_markdown(view, int(history.shape[0]), notes),
+                figures.sweep_figure(sweep), data)
+
+    @user_errors
+    def draw_samples(prompt: str, chat: bool, temperature: float, top_k: float | None, top_p: float, min_p: float,
+                     repetition_penalty: float, seed: float | None, samples: float | None) -> tuple[Any, dict[str, Any]]:
+        settings = sampling_settings(temperature, top_k, top_p, min_p, repetition_penalty, seed)
+        if not prompt.strip():
+            return empty_figure(EMPTY_MESSAGE), {"empty": True, "message": EMPTY_MESSAGE}
+        loaded, cached = prompt_logits(prompt, chat)
+        probs = smp.final_probabilities(cached.logits, settings, cached.input_ids[0])
+        histogram = smp.sample_histogram(probs, 0 if samples is None else int(samples), loaded.tokenizer,
+                                         settings.seed)
+        return figures.samples_figure(histogram), histogram.to_dict()
+
+    @user_errors
+    def generate_trace(prompt: str, chat: bool, temperature: float, top_k: float | None, top_p: float,
+                       min_p: float, repetition_penalty: float, seed: float | None, max_new_tokens: float,
+                       compare_greedy: bool) -> tuple[Any, ...]:
+        settings = sampling_settings(temperature, top_k, top_p, min_p, repetition_penalty, seed)
+        if not prompt.strip():
+            raise smp.SamplingSettingsError("The prompt is empty: type something for the model to continue.")
+        loaded, cached = prompt_logits(prompt, chat)
+
+        def run(run_settings: smp.SamplingSettings) -> smp.GenerationTrace:
+            return smp.trace_generation(loaded.model, loaded.tokenizer, cached.input_ids, run_settings,
+                                        int(max_new_tokens), loaded.eos_token_ids, loaded.lock, model_key(loaded))
+
+        trace = run(settings)
+        greedy_settings = smp.SamplingSettings(temperature=0.0, repetition_penalty=settings.repetition_penalty)
+        greedy = run(greedy_settings) if compare_greedy and not settings.is_greedy else None
+        return trace_outputs(trace, greedy)
+
+    @user_errors
+    def force_token(data: dict[str, Any] | None, position: float, token_id: float | None) -> tuple[Any, ...]:
+        if not data or not data.get("trace"):
+            raise smp.SamplingSettingsError("Generate a trace first, then pick a step and a token to force.")
+        if token_id is None:
+            raise smp.SamplingSettingsError("Pick the token to force at this step.")
+        trace = smp.GenerationTrace.from_dict(data["trace"])
+        loaded = ctx.model()
+        if trace.model_key != model_key(loaded):
+            raise smp.SamplingSettingsError("The model changed since this trace was generated: generate it again.")
+        branch = smp.branch_trace(loaded.model, loaded.tokenizer, trace, int(position), int(token_id),
+                                  loaded.eos_token_ids, loaded.lock)
+        greedy = smp.GenerationTrace.from_dict(data["greedy"]) if data.get("greedy") else None
+        return trace_outputs(branch, greedy, int(position))
+
+    @user_errors
+    def show_step(data: dict[str, Any] | None, position: float) -> tuple[Any, gr.Dropdown]:
+        if not data or not data.get("trace") or not data["trace"]["steps"]:
+            return empty_figure(EMPTY_TRACE_MESSAGE), gr.Dropdown(choices=[], value=None)
+        return step_outputs(smp.GenerationTrace.from_dict(data["trace"]), position)
+
+    def select_step(event: gr.SelectData) -> int:
+        return int(event.index)
+
+    gr.Markdown(EXPLANATION, latex_delimiters=LATEX)
+    with gr.Row():
+        with gr.Column(scale=2):
+            prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt", lines=3, max_lines=8,
+                                info=f"Long prompts keep their last {smp.MAX_PROMPT_TOKENS} tokens.")
+            chat = gr.Checkbox(False, label="Wrap in the chat template (as a user message)")
+            top_n = gr.Slider(5, 40, value=15, step=1, label="Tokens to show")
+            show = gr.Button("Show next-token distribution", variant="primary")
+        with gr.Column(scale=3):
+            with gr.Row():
+                temperature = gr.Slider(0, 3, value=0.8, step=0.05, label="Temperature T (0 = greedy)", min_width=260)
+                top_k = gr.Number(0, label="Top-k (0 = off)", precision=0, minimum=0, min_width=160)
+            with gr.Row():
+                top_p = gr.Slider(0.01, 1, value=0.95, step=0.01, label="Top-p (1 = off)", min_width=260)
+                min_p = gr.Slider(0, 1, value=0.0, step=0.01, label="Min-p (0 = off)", min_width=260)
+            with gr.Row():
+                repetition_penalty = gr.Slider(0.5, 2.0, value=1.0, step=0.05, label="Repetition penalty (1 = off)",
+                                               min_width=260)
+                seed = gr.Number(0, label="Seed (blank = random)", precision=0, minimum=0, min_width=160)
+    stats = gr.Markdown(EMPTY_MESSAGE, elem_id="sampling-stats")
+    stage_plot = gr.Plot(label="Stage by stage", elem_id="sampling-stages")
+    sweep_plot = gr.Plot(label="Temperature sweep", elem_id="sampling-sweep")
+    with gr.Row(equal_height=True):
+        samples = gr.Number(1000, label=f"Draw N samples from the final distribution (1 to {smp.MAX_SAMPLES:,})",
+                            precision=0, minimum=1, maximum=smp.MAX_SAMPLES, scale=3)
+        draw = gr.Button("Draw", scale=1)
+    samples_plot = gr.Plot(label="Samples vs the math", elem_id="sampling-samples")
+    with gr.Accordion("next_token and draw_samples JSON (raw numbers)", open=False):
+        next_json = gr.JSON(label="next_token")
+        samples_json = gr.JSON(label="draw_samples")
+
+    gr.Markdown(TRACE_EXPLANATION)
+    with gr.Row():
+        max_new_tokens = gr.Slider(1, smp.MAX_TRACE_TOKENS, value=24, step=1, label="New tokens")
+        compare_greedy = gr.Checkbox(True, label="Also run greedy (T = 0) for comparison")
+        generate = gr.Button("Generate step by step", variant="primary")
+    color_map = figures.TEXT_COLORS
+    with gr.Row():
+        sampled_text = gr.HighlightedText(label="Output with these settings (click a token)", color_map=color_map,
+                                          show_legend=True, show_inline_category=False, combine_adjacent=False,
+                                          elem_id="sampling-trace-text")
+        greedy_text = gr.HighlightedText(label="Greedy output (T = 0)", color_map=color_map, show_legend=True,
+                                         show_inline_category=False, combine_adjacent=False,
+                                         elem_id="sampling-greedy-text")
+    trace_plot = gr.Plot(label="Probability of each chosen token", elem_id="sampling-trace-plot")
+    with gr.Row():
+        position = gr.Slider(0, 1, value=0, step=1, label="Step", interactive=True)
+        alternative = gr.Dropdown([], label="Alternative to force at this step", interactive=True)
+        force = gr.Button("Force this token and continue", scale=0, min_width=220)
+    step_plot = gr.Plot(label="Alternatives at this step", elem_id="sampling-step-plot")
+    with gr.Accordion("generate_trace JSON (every step)", open=False):
+        trace_json = gr.JSON(label="generate_trace")
+
+    setting_inputs = [prompt, chat, temperature, top_k, top_p, min_p, repetition_penalty, seed]
+    view_outputs = [stage_plot, stats, sweep_plot, next_json]
+    trace_outputs_list = [sampled_text, greedy_text, trace_plot, position, step_plot, alternative, trace_json]
+    # Cheap handlers (cached logits) never queue behind a running generation.
+    fast = {"concurrency_limit": None, "show_progress": "hidden"}
+    show.click(next_token, setting_inputs + [top_n], view_outputs, api_name="next_token", concurrency_limit=None)
+    prompt.submit(next_token, setting_inputs + [top_n], view_outputs, api_visibility="private",
+                  concurrency_limit=None)
+    draw.click(draw_samples, setting_inputs + [samples], [samples_plot, samples_json], api_name="draw_samples",
+               concurrency_limit=None)
+    for control in (chat, temperature, top_k, top_p, min_p, repetition_penalty, seed, top_n):
+        control.change(next_token, setting_inputs + [top_n], view_outputs, api_visibility="private",
+                       trigger_mode="always_last", **fast).then(
+            draw_samples, setting_inputs + [samples], [samples_plot, samples_json], api_visibility="private", **fast)
+    generate.click(generate_trace, setting_inputs + [max_new_tokens, compare_greedy], trace_outputs_list,
+                   api_name="generate_trace")
+    force.click(force_token, [trace_json, position, alternative], trace_outputs_list, api_name="force_token")
+    sampled_text.select(select_step, None, position, api_visibility="private", queue=False)
+    position.change(show_step, [trace_json, position], [step_plot, alternative], api_visibility="private", **fast)
+    return {"prompt": prompt, "chat": chat, "temperature": temperature, "top_k": top_k, "top_p": top_p,
+            "min_p": min_p, "repetition_penalty": repetition_penalty, "seed": seed, "top_n": top_n, "show": show,
+            "stats": stats, "stage_plot": stage_plot, "samples": samples, "draw": draw, "samples_plot": samples_plot,
+            "sweep_plot": sweep_plot, "next_json": next_json, "samples_json": samples_json,
+            "max_new_tokens": max_new_tokens, "compare_greedy": compare_greedy, "generate": generate,
+            "sampled_text": sampled_text, "greedy_text": greedy_text, "trace_plot": trace_plot,
+            "position": position, "alternative": alternative, "force": force, "step_plot": step_plot,
+            "trace_json": trace_json}
