@@ -1,4 +1,5 @@
-"""Attention on the real embedded SmolLM2-135M-Instruct (int8 dynamic on CPU, GQA 9 query / 3 KV heads)."""
+"""Attention on the real embedded SmolLM2-135M-Instruct in the app's default precision (GQA: 9 query heads,
+3 KV heads). The int8-dynamic path (torch.ao Linear) is covered on the tiny model in tests/unit."""
 
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ def test_rows_sum_to_one_and_nothing_looks_ahead_in_every_layer_and_head(run):
         assert torch.equal(att.layer_allowed(run, layer), causal)
 
 
-def test_score_story_matches_the_quantized_models_weights(run):
-    # Q and K recomputed with the int8 projections and RoPE reproduce the returned weights.
+def test_score_story_matches_the_models_weights(run):
+    # Q and K recomputed with the model's own projections and RoPE reproduce the returned weights.
     for layer in (0, 14, 29):
         for head in range(9):
             story = att.score_story(run, layer, head)
