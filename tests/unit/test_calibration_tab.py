@@ -1,0 +1,188 @@
+"""The Calibration tab's handlers on the tiny model through a stand-in model manager: wiring, the
+built-in run (scored, then cached), CSV uploads, friendly errors, stop, self-consistency; the figures."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+import torch
+
+from playground import calibration as cal
+from playground.config import Settings
+from playground.figures import calibration as figures
+from playground.runtime import LoadedModel, ModelLoadError, Precision, resolve_model
+from playground.ui import calibration_tab
+from playground.ui.context import AppContext
+
+
+class StubModels:
+    def __init__(self, loaded: LoadedModel | None) -> None:
+        self.loaded = loaded
+
+    def require_active(self) -> LoadedModel:
+        if self.loaded is None:
+            raise ModelLoadError("No model is loaded. Pick one in the header and press Load.")
+        return self.loaded
+
+
+def build(loaded: LoadedModel | None, cache_dir: Path) -> gr.Blocks:
+    ctx = AppContext(Settings(cache_dir=cache_dir, preload=False), StubModels(loaded))  # type: ignore[arg-type]
+    with gr.Blocks() as demo:
+        calibration_tab.create_calibration_tab(ctx)
+    return demo
+
+
+def handler(demo: gr.Blocks, api_name: str):
+    return next(fn.fn for fn in demo.fns.values() if fn.api_name == api_name)
+
+
+@pytest.fixture(scope="module")
+def tiny_loaded(tiny_model, tiny_tokenizer):
+    return LoadedModel(spec=resolve_model("smollm2-135m-instruct"), model=copy.deepcopy(tiny_model),
+                       tokenizer=tiny_tokenizer, device="cpu", precision=Precision("none", torch.float32, "fp32", "test"),
+                       parameters=0, memory_bytes=0, load_seconds=0.0)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("calibration-cache")
+
+
+@pytest.fixture(scope="module")
+def demo(tiny_loaded, cache_dir):
+    return build(tiny_loaded, cache_dir)
+
+
+def test_the_tab_has_its_api_endpoints(demo):
+    names = {fn.api_name for fn in demo.fns.values() if fn.api_name}
+    assert {"calibrate", "self_consistency", "stop_calibration"} <= names
+
+
+def test_built_in_run_scores_every_question_then_reads_the_cache(demo, cache_dir, tiny_loaded):
+    status, reliability, histogram, metrics, scaling_plot, scaling_table, categories, data = handler(
+        demo, "calibrate")("built-in", None, "normalised", 10, "equal-width")
+    n = len(cal.load_questions())
+    assert "scored now" in status and f"**{n} predictions**" in status and "Fitted temperature T =" in status
+    assert data["kind"] == "multiclass" and data["all"]["n"] == n and len(data["all"]["bins"]) == 10
+    assert sum(b["count"] for b in data["all"]["bins"]) == n
+    assert data["temperature_scaling"]["calibration_size"] == n // 2
+    assert data["temperature_scaling"]["test_before"]["n"] == n // 2
+    assert [row[0] for row in categories] == ["arithmetic", "chemistry", "geography", "vocabulary"]
+    assert [row[0] for row in metrics][:5] == ["accuracy", "ECE", "MCE", "Brier score", "NLL (nats)"]
+    assert len(scaling_table) == 5
+    for figure in (reliability, histogram, scaling_plot):
+        assert isinstance(figure, go.Figure)
+    assert len(list((cache_dir / "calibration").iterdir())) == 1
+    # The same numbers as scoring directly; the second run comes from the cache.
+    questions = cal.load_questions()
+    direct = cal.predictions_from_scores(cal.score_questions(tiny_loaded.model, tiny_loaded.tokenizer, questions),
+                                         questions)
+    assert data["all"]["metrics"]["ece"]["value"] == pytest.approx(cal.calibration_metrics(direct).ece, abs=1e-9)
+    again = handler(demo, "calibrate")("built-in", None, "raw", 5, "equal-mass")
+    assert "from the cache" in again[0] and again[-1]["kind"] == "binary" and len(again[-1]["all"]["bins"]) == 5
+
+
+def test_csv_upload_needs_no_model(tmp_path):
+    demo = build(None, tmp_path)
+    path = tmp_path / "p.csv"
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0.5, 1, 200)
+    correct = rng.random(200) < confidence - 0.2  # over-confident by 0.2
+    path.write_text("confidence,correct\n" + "".join(f"{c},{int(r)}\n" for c, r in zip(confidence, correct)))
+    status, *_, data = handler(demo, "calibrate")("csv", str(path), "normalised", 10, "equal-width")
+    assert "Uploaded predictions" in status and data["kind"] == "binary" and data["all"]["n"] == 200
+    expected = cal.calibration_metrics(cal.predictions_from_confidence(confidence, correct))
+    assert data["all"]["metrics"]["ece"]["value"] == pytest.approx(expected.ece)
+    assert data["temperature_scaling"]["temperature"] > 1  # over-confident: soften
+
+
+@pytest.mark.parametrize("args, message", [
+    (("csv", None, "normalised", 10, "equal-width"), "Upload a predictions CSV first"),
+    (("built-in", None, "normalised", 10, "equal-width"), "No model is loaded"),
+    (("elsewhere", None, "normalised", 10, "equal-width"), "source must be"),
+])
+def test_missing_inputs_are_friendly_errors(tmp_path, args, message):
+    with pytest.raises(gr.Error, match=message):
+        handler(build(None, tmp_path), "calibrate")(*args)
+
+
+def test_a_bad_csv_reaches_the_user_with_the_row(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("confidence,correct\n0.4,1\n2,0\n")
+    with pytest.raises(gr.Error, match="Row 2: confidence = 2 is outside"):
+        handler(build(None, tmp_path), "calibrate")("csv", str(path), "normalised", 10, "equal-width")
+
+
+def test_stop_cancels_a_running_scoring(tiny_loaded, tmp_path, monkeypatch):
+    demo = build(tiny_loaded, tmp_path)
+    started, finished = threading.Event(), {}
+    real_score = cal.score_questions
+
+    def slow_score(*args, **kwargs):
+        started.set()
+        kwargs["cancel"].wait(10)  # hold the first batch until Stop is pressed
+        return real_score(*args, **kwargs)
+
+    monkeypatch.setattr(cal, "score_questions", slow_score)
+    worker = threading.Thread(target=lambda: finished.update(
+        outputs=handler(demo, "calibrate")("built-in", None, "normalised", 10, "equal-width")))
+    worker.start()
+    assert started.wait(10)
+    assert handler(demo, "stop_calibration")() == "⏹ Stopping after the current batch…"
+    worker.join(30)
+    status, *_, data = finished["outputs"]
+    assert status.startswith("⏹ Scoring cancelled after 0 of") and data["empty"]
+    assert not (tmp_path / "calibration").exists()
+
+
+def test_self_consistency_compares_two_confidences_on_the_same_questions(demo):
+    summary, figure, rows, table, data = handler(demo, "self_consistency")(4, 2, 1.0)
+    assert len(data["questions"]) == 4 and all(len(a) == 2 for a in data["answers"])
+    assert [row[0] for row in rows] == ["letter probability", "self-consistency (2 samples)"]
+    assert len(table) == 4 and isinstance(figure, go.Figure) and "4 questions × 2 sampled answers" in summary
+    assert set(data["comparison"]) == {"letter probability", "self-consistency (2 samples)"}
+    assert all(0 <= c <= 1 for c in data["self_consistency_confidence"])
+
+
+def test_self_consistency_subset_spans_every_category():
+    subset = calibration_tab.self_consistency_subset(cal.load_questions(), 16)
+    assert len(subset) == 16 and {q.split for q in subset} == {"test"}
+    assert len({q.category for q in subset}) == 4
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------------------------
+
+
+def test_reliability_figure_titles_axes_and_puts_exact_numbers_in_the_hover():
+    bins = cal.reliability_bins([0.95, 0.91, 0.55, 0.52, 0.51], [True, False, True, False, False], 10)
+    figure = figures.reliability_figure([("before", bins), ("after", bins)], "Reliability")
+    assert figure.layout.xaxis.title.text == "confidence" and figure.layout.yaxis.title.text == "accuracy"
+    assert figure.layout.xaxis2.title.text == "confidence"
+    bars = [t for t in figure.data if isinstance(t, go.Bar) and t.name.startswith("accuracy")]
+    assert len(bars) == 2 and list(bars[0].y) == pytest.approx([1 / 3, 0.5]) and list(bars[0].marker.color) == [3, 2]
+    assert "3 items" in bars[0].hovertext[0] and "mean confidence 0.5267" in bars[0].hovertext[0]
+    assert "over-confident" in bars[0].hovertext[1]
+    gap = next(t for t in figure.data if t.name == "gap to mean confidence")
+    assert gap.base[1] == pytest.approx(0.5) and gap.y[1] == pytest.approx(0.43)
+    assert figure.layout.coloraxis.colorbar.title.text == "items<br>in bin"
+    assert sum(bool(t.showlegend) for t in figure.data) == 4  # one legend entry per kind, not per panel
+    assert figure.layout.font.size >= 12
+
+
+def test_confidence_histogram_counts_right_and_wrong():
+    confidence = np.array([0.12, 0.14, 0.9, 0.95, 0.97])
+    correct = np.array([False, True, True, True, False])
+    figure = figures.confidence_histogram(confidence, correct, "Confidence", n_bins=10)
+    right, wrong = figure.data
+    assert right.name == "right" and wrong.name == "wrong"
+    assert right.y[1] == 1 and wrong.y[1] == 1 and right.y[9] == 2 and wrong.y[9] == 1
+    assert "2 right, 1 wrong (66.7% right)" in right.hovertext[9]
+    assert figure.layout.xaxis.title.text == "confidence" and figure.layout.yaxis.title.text == "predictions"
