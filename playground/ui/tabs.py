@@ -8,6 +8,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from playground.ui.attention_tab import create_attention_tab
+from playground.ui.calibration_tab import create_calibration_tab
 from playground.ui.context import AppContext
 from playground.ui.sampling_tab import create_sampling_tab
 
@@ -46,7 +47,7 @@ def all_tabs() -> list[TabInfo]:
         TabInfo("rag", "RAG", "Chunk, embed, retrieve, rerank and answer, with every score visible.", 7),
         TabInfo("lora", "LoRA fine-tuning", "Fine-tune the loaded model live and compare before and after.", 8),
         TabInfo("calibration", "Calibration", "Is the model as sure as it sounds? Reliability diagrams, ECE and "
-                "temperature scaling.", 9),
+                "temperature scaling.", 9, create_calibration_tab),
         TabInfo("model", "Model & quantization", "The model's architecture, parameter counts, and precisions "
                 "compared on memory, speed and quality.", 10),
     ]
