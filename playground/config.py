@@ -17,6 +17,7 @@ import platformdirs
 QUANTIZATION_CHOICES = ("auto", "none", "bf16", "fp16", "int8", "nf4")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 DEFAULT_MODEL = "smollm2-135m-instruct"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"  # texts, datasets and css the project ships
 ENV_PREFIX = "PLAYGROUND_"
 
 
@@ -52,7 +53,7 @@ class Settings:
 
 _HELP = {
     "model": "preset name (see --list-models), Hugging Face hub id, or local folder",
-    "quantization": "weight precision; auto = nf4 on CUDA, dynamic int8 on CPU",
+    "quantization": "weight precision; auto = nf4 on CUDA, fp32 on CPU (int8 = dynamic int8 on CPU: faster, less exact)",
     "device": "where to run the model; auto = cuda when available, else cpu",
     "host": "interface to bind (0.0.0.0 to serve a network)",
     "port": "port to serve on",

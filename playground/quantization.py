@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -265,3 +265,88 @@ def human_bytes(count: float) -> str:
     units = ["B", "KB", "MB", "GB", "TB"]
     power = min(int(math.log(count, 1024)), len(units) - 1)
     return f"{count / 1024 ** power:.1f} {units[power]}"
+
+
+# Llama-3-style shapes (params, layers, KV heads, head dim) for the "does it fit" table.
+REFERENCE_SHAPES: dict[str, tuple[float, int, int, int]] = {
+    "1B": (1.24e9, 16, 8, 64),
+    "8B": (8.03e9, 32, 8, 128),
+    "70B": (70.6e9, 80, 8, 128),
+}
+
+
+def memory_fit_table(context: int, budget_gb: float, batch: int = 1,
+                     extra: tuple[str, float, int, int, int] | None = None) -> list[dict[str, Any]]:
+    """Estimated memory for reference model sizes (and optionally the loaded model) in each precision,
+    with a 16-bit KV cache of `context` tokens x `batch`, against a GPU budget."""
+    if context < 1 or batch < 1 or budget_gb <= 0:
+        raise ValueError("context and batch must be >= 1 and the GPU memory > 0 GB")
+    shapes = dict(REFERENCE_SHAPES)
+    if extra is not None:
+        shapes = {extra[0]: extra[1:], **shapes}
+    rows = []
+    for model, (parameters, layers, kv_heads, head_dim) in shapes.items():
+        kv = kv_cache_bytes(layers, kv_heads, head_dim, context, batch, bytes_per_value=2.0)
+        for precision, bits in BITS_PER_WEIGHT.items():
+            estimate = memory_estimate(parameters, bits, kv, budget_gb * 1024**3)
+            rows.append({"model": model, "precision": precision, "parameters": parameters,
+                         "weights_gb": estimate.weights_bytes / 1024**3, "kv_gb": kv / 1024**3,
+                         "total_gb": estimate.total_bytes / 1024**3, "fits": bool(estimate.fits)})
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring one precision
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrecisionRun:
+    logits: torch.Tensor  # [n, vocab] float32: next-token logits at every position of the eval text
+    time_to_first_token: float  # seconds: prefill of the prompt + first token
+    decode_tokens_per_second: float  # tokens after the first / their time
+    generated_tokens: int
+
+
+def run_precision(model: Any, tokenizer: Any, eval_ids: torch.Tensor, prompt_ids: torch.Tensor,
+                  new_tokens: int, lock: Any = None) -> PrecisionRun:
+    """One forward over eval_ids [1, n] for quality, then a greedy decode of new_tokens for speed."""
+    import contextlib
+    import time
+
+    from playground.generation import generate_tokens
+    from playground.sampling import SamplingSettings
+
+    guard = lock if lock is not None else contextlib.nullcontext()
+    device = next(model.parameters()).device
+    with guard, torch.inference_mode():
+        logits = model(eval_ids.to(device)).logits[0].float().cpu()
+    started = time.perf_counter()
+    first_at = decode_started = None
+    count = 0
+    for _ in generate_tokens(model, tokenizer, prompt_ids, SamplingSettings(temperature=0.0), new_tokens, lock=lock):
+        count += 1
+        if first_at is None:
+            first_at = time.perf_counter() - started
+            decode_started = time.perf_counter()
+    decode_seconds = time.perf_counter() - decode_started if decode_started else 0.0
+    rate = (count - 1) / decode_seconds if count > 1 and decode_seconds > 0 else 0.0
+    return PrecisionRun(logits, first_at or 0.0, rate, count)
+
+
+def precision_rows(entries: Sequence[tuple[str, dict[str, Any], PrecisionRun]], eval_ids: torch.Tensor) -> list[dict[str, Any]]:
+    """Table rows for (precision label, LoadedModel.status(), run); the first entry is the reference."""
+    if not entries:
+        return []
+    reference = entries[0][2].logits
+    ids = eval_ids.reshape(-1)
+    rows = []
+    for label, status, run in entries:
+        quality = quality_vs_reference(reference, run.logits, ids)
+        rows.append({
+            "precision": label, "detail": status["precision"], "memory_mb": status["memory_mb"],
+            "load_seconds": status["load_seconds"], "decode_tokens_per_second": run.decode_tokens_per_second,
+            "time_to_first_token_s": run.time_to_first_token, "kl_mean": quality.kl_mean, "kl_max": quality.kl_max,
+            "top1_agreement": quality.top1_agreement, "perplexity": quality.perplexity, "tokens": quality.tokens,
+        })
+    return rows

@@ -51,7 +51,7 @@ class LoadState:
 
 
 class ModelManager:
-    def __init__(self, settings: Settings, max_cached: int = 2) -> None:
+    def __init__(self, settings: Settings, max_cached: int = 4) -> None:
         self.settings = settings
         self.max_cached = max_cached
         self._models: OrderedDict[LoadKey, LoadedModel] = OrderedDict()

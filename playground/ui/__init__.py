@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from playground.config import Settings
+from playground.config import ASSETS, Settings
 from playground.runtime import ModelManager
 from playground.ui.context import AppContext
 from playground.ui.header import create_header
 from playground.ui.tabs import all_tabs, pending_tab
-
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
 
 def build_app(settings: Settings, manager: ModelManager | None = None) -> gr.Blocks:

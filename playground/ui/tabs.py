@@ -10,6 +10,7 @@ import gradio as gr
 from playground.ui.attention_tab import create_attention_tab
 from playground.ui.calibration_tab import create_calibration_tab
 from playground.ui.context import AppContext
+from playground.ui.model_tab import create_model_tab
 from playground.ui.sampling_tab import create_sampling_tab
 
 TabBuilder = Callable[[AppContext], dict[str, Any]]
@@ -49,5 +50,5 @@ def all_tabs() -> list[TabInfo]:
         TabInfo("calibration", "Calibration", "Is the model as sure as it sounds? Reliability diagrams, ECE and "
                 "temperature scaling.", 9, create_calibration_tab),
         TabInfo("model", "Model & quantization", "The model's architecture, parameter counts, and precisions "
-                "compared on memory, speed and quality.", 10),
+                "compared on memory, speed and quality.", 10, create_model_tab),
     ]

@@ -31,7 +31,7 @@ def test_auto_device_prefers_cuda(monkeypatch):
 
 
 @pytest.mark.parametrize("requested, device, quantization, dtype", [
-    ("auto", "cpu", "int8", torch.float32),
+    ("auto", "cpu", "none", torch.float32),
     ("none", "cpu", "none", torch.float32),
     ("none", "cuda", "none", torch.bfloat16),
     ("bf16", "cpu", "bf16", torch.bfloat16),
@@ -84,7 +84,7 @@ def test_memory_footprint_counts_fp32_weights_and_packed_int8(tiny_model_dir, tm
 def test_loaded_model_runs_and_reports_status(tiny_model_dir, tmp_path):
     loaded = load_causal_lm(resolve_model(str(tiny_model_dir)), resolve_precision("auto", "cpu"), "cpu", tmp_path)
     status = loaded.status()
-    assert status["device"] == "cpu" and status["quantization"] == "int8" and status["parameters"] > 0
+    assert status["device"] == "cpu" and status["quantization"] == "none" and status["parameters"] > 0
     assert loaded.eos_token_ids == (loaded.tokenizer.convert_tokens_to_ids("<|im_end|>"),)
     with torch.inference_mode():
         logits = loaded.model(torch.tensor([[1, 2, 3]])).logits

@@ -27,7 +27,7 @@ def test_load_caches_per_key_and_reports_progress(manager, tiny_model_dir):
     messages = []
     first = manager.load(progress=lambda fraction, message: messages.append((fraction, message)))
     assert manager.load() is first  # cached
-    assert manager.load(str(tiny_model_dir), "auto", "cpu") is not first  # another precision: another entry
+    assert manager.load(str(tiny_model_dir), "int8", "cpu") is not first  # another precision: another entry
     assert messages[0][0] == 0.0 and messages[-1] == (1.0, "Ready")
     status = manager.status()
     assert status["loading"]["phase"] == "ready" and status["model"]["quantization"] == "int8"
