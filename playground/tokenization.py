@@ -17,6 +17,7 @@ whitespace) the spans come from the tokenizer's own offsets; dropped text is a g
 from __future__ import annotations
 
 import dataclasses
+import functools
 import heapq
 import json
 import re
@@ -205,16 +206,21 @@ class Tokenization:
         """How many leading tokens start before `char_limit` (the chip view shows only those)."""
         return int(np.searchsorted(self.starts, char_limit, side="left"))
 
-    def payload(self) -> dict[str, Any]:
+    def payload(self, token_limit: int | None = None) -> dict[str, Any]:
         """Plain data for the JSON output and the API. Token i covers text[starts[i]:ends[i]] (flat
-        lists: 100k [start, end] pairs would cost more to build than the tokenization itself)."""
+        lists: 100k [start, end] pairs would cost more to build than the tokenization itself).
+
+        token_limit: per-token lists for the first tokens only (counts always cover every token);
+        the `complete` flag says whether they were cut."""
+        shown = len(self) if token_limit is None else min(len(self), token_limit)
         return {
             "label": self.label,
-            "ids": list(self.ids),
-            "tokens": list(self.pieces),
-            "starts": self.starts.tolist(),
-            "ends": self.ends.tolist(),
-            "special_token_indices": sorted(self.special),
+            "ids": list(self.ids[:shown]),
+            "tokens": list(self.pieces[:shown]),
+            "starts": self.starts[:shown].tolist(),
+            "ends": self.ends[:shown].tolist(),
+            "complete": shown == len(self),
+            "special_token_indices": sorted(index for index in self.special if index < shown),
             "lossless": self.lossless,
             "counts": dataclasses.asdict(self.counts),
         }
@@ -427,8 +433,11 @@ class Comparison:
     differing: dict[str, frozenset[int]]
     shared_boundaries: int  # boundaries every compared tokenizer has
 
-    def payload(self) -> dict[str, Any]:
-        return {"differing_token_indices": {name: sorted(indices) for name, indices in self.differing.items()},
+    def payload(self, token_limit: int | None = None) -> dict[str, Any]:
+        limit = token_limit if token_limit is not None else len(self.text) + 1_000_000
+        return {"differing_token_indices": {name: sorted(index for index in indices if index < limit)
+                                            for name, indices in self.differing.items()},
+                "differing_counts": {name: len(indices) for name, indices in self.differing.items()},
                 "shared_boundaries": self.shared_boundaries}
 
 
@@ -473,13 +482,14 @@ class TokenizerComparison:
     comparison: Comparison
     errors: dict[str, str]  # name -> why it is missing
 
-    def payload(self, chip_char_limit: int) -> dict[str, Any]:
+    def payload(self, chip_char_limit: int, token_limit: int | None = None) -> dict[str, Any]:
         return {
             "text_chars": len(self.text),
             "chip_view_chars": min(len(self.text), chip_char_limit),
             "chip_view_truncated": len(self.text) > chip_char_limit,
-            "tokenizers": {item.name: item.payload() for item in self.tokenizations},
-            "comparison": self.comparison.payload(),
+            "per_token_limit": token_limit,
+            "tokenizers": {item.name: item.payload(token_limit) for item in self.tokenizations},
+            "comparison": self.comparison.payload(token_limit),
             "errors": dict(self.errors),
         }
 
@@ -840,6 +850,7 @@ def segmentation_at(training: BpeTraining, step: int) -> list[tuple[str, bool]]:
     return result
 
 
+@functools.lru_cache(maxsize=1)
 def example_corpus() -> str:
     """Python's own language reference (pydoc_data ships with Python): a real, offline English corpus."""
     from pydoc_data.topics import topics

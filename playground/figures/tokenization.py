@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 
 from playground.figures.style import styled
 from playground.tokenization import (
+    BYTES_NAME,
     BpeTraining,
     ChatTemplateView,
     Comparison,
@@ -26,13 +27,13 @@ from playground.tokenization import (
     visible,
 )
 
-CHIP_CHAR_LIMIT = 1500  # characters of text shown as chips (counts always cover the whole text)
-ALIGNMENT_CHAR_LIMIT = 120  # characters drawn in the alignment figure
+CHIP_CHAR_LIMIT = 1000  # characters of text shown as chips (counts always cover the whole text)
+JSON_TOKEN_LIMIT = 5000  # per-token lists in the page's JSON; ~1 s of browser time per MB of JSON
+ALIGNMENT_CHAR_LIMIT = 80  # characters drawn in the alignment figure (~10 px each: token labels fit)
 SHADES = ("#dbeafe", "#fde68a", "#bbf7d0", "#fbcfe8", "#ddd6fe", "#fed7aa")  # neighbour separation only
 ROLE_COLOURS = {"content": "#bbf7d0", "template": "#fde68a", "special": "#374151"}
 
-# Scoped to the gr.HTML component by gradio (css_template). A focused chip (click or Tab key) shows
-# the same details as the hover tooltip, for touch screens and keyboards.
+# Scoped to the gr.HTML component by gradio (css_template).
 CHIP_CSS = """
 .pgt-legend { font-size: 13px; color: var(--body-text-color-subdued); margin: 2px 0 8px; line-height: 1.6; }
 .pgt-note { font-size: 13px; margin: 4px 0 8px; padding: 4px 8px; border-left: 3px solid #f59e0b; }
@@ -45,9 +46,9 @@ CHIP_CSS = """
 .pgt-t { position: relative; color: #111827; border-radius: 3px; padding: 1px 1px; margin: 0 1px;
          white-space: pre; cursor: default; }
 .pgt-t:focus { outline: 2px solid #2563eb; }
-.pgt-t:focus::after { content: attr(title); position: absolute; left: 0; top: 1.9em; z-index: 30;
-                      white-space: pre; background: #111827; color: #f9fafb; padding: 4px 8px;
-                      border-radius: 6px; font-size: 12px; line-height: 1.4; }
+.pgt-detail { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 13px;
+              white-space: pre-line; min-height: 1.5em; padding: 4px 8px; margin: 4px 0 8px; border-radius: 6px;
+              border: 1px solid var(--border-color-primary); background: var(--block-background-fill); }
 .pgt-s0 { background: #dbeafe; } .pgt-s1 { background: #fde68a; } .pgt-s2 { background: #bbf7d0; }
 .pgt-s3 { background: #fbcfe8; } .pgt-s4 { background: #ddd6fe; } .pgt-s5 { background: #fed7aa; }
 .pgt-special { background: #374151; color: #f9fafb; border: 1px dashed #9ca3af; }
@@ -58,6 +59,17 @@ CHIP_CSS = """
 .pgt-merge { font-size: 15px; margin: 4px 0 8px; }
 .pgt-merge code { background: #e5e7eb; color: #111827; padding: 1px 4px; border-radius: 3px; }
 """
+
+# A selected chip (click, tap or Tab key) pins its details in the box, for touch screens and keyboards
+# where a hover tooltip does not exist. One listener on the component: it survives value updates.
+CHIP_JS = """
+element.addEventListener('focusin', (event) => {
+  const chip = event.target.closest('.pgt-t');
+  const box = element.querySelector('.pgt-detail');
+  if (chip && box && chip.title) { box.textContent = chip.title; }
+});
+"""
+DETAIL_BOX = '<div class="pgt-detail">Select a token (click it, or Tab to it) to pin its details here.</div>'
 
 LEGEND = (
     '<div class="pgt-legend">Hover a token (or click it) for its id, exact text, bytes and character span. '
@@ -131,8 +143,9 @@ def _truncation_note(text_length: int, char_limit: int) -> str:
     if text_length <= char_limit:
         return ""
     return (f'<div class="pgt-note">The text has {text_length:,} characters: the chips show the tokens of the first '
-            f"{char_limit:,} only, so the page stays responsive. Every count, the table and the JSON cover the whole "
-            "text.</div>")
+            f"{char_limit:,} only, so the page stays responsive. Every count covers the whole text; the JSON lists the "
+            f"first {JSON_TOKEN_LIMIT:,} tokens per tokenizer (the <code>tokenize_full</code> API returns them all)."
+            "</div>")
 
 
 def comparison_html(tokenizations: Sequence[Tokenization], comparison: Comparison, errors: Mapping[str, str],
@@ -143,7 +156,7 @@ def comparison_html(tokenizations: Sequence[Tokenization], comparison: Compariso
     if not tokenizations or not tokenizations[0].text:
         return ('<div class="pgt-legend">Type or paste some text above (or pick an example) to see its tokens.</div>'
                 + errors_html)
-    parts = [LEGEND, _truncation_note(len(tokenizations[0].text), char_limit)]
+    parts = [LEGEND, DETAIL_BOX, _truncation_note(len(tokenizations[0].text), char_limit)]
     for tokens in tokenizations:
         counts = tokens.counts
         shown = tokens.tokens_starting_before(char_limit)
@@ -164,8 +177,8 @@ def chat_html(view: ChatTemplateView, char_limit: int = CHIP_CHAR_LIMIT) -> str:
     legend = ('<div class="pgt-legend"><span class="pgt-t pgt-content">green</span> = your messages\' text; '
               '<span class="pgt-t pgt-template">amber</span> = text the template added; '
               '<span class="pgt-t pgt-special">dark</span> = special tokens. Hover a token for its id and bytes.</div>')
-    return legend + _truncation_note(len(view.prompt), char_limit) + chips_html(view.tokens, char_limit=char_limit,
-                                                                                 role_classes=classes)
+    return (legend + DETAIL_BOX + _truncation_note(len(view.prompt), char_limit)
+            + chips_html(view.tokens, char_limit=char_limit, role_classes=classes))
 
 
 def _piece_text(piece: str) -> str:
@@ -242,13 +255,17 @@ def _empty_figure(title: str, message: str, height: int = 220) -> go.Figure:
     return styled(figure, title, height)
 
 
+def _lane_label(label: str) -> str:
+    return label.replace(": ", ":<br>").replace(" (", "<br>(")  # long tokenizer names on short lines
+
+
 def alignment_figure(tokenizations: Sequence[Tokenization], comparison: Comparison,
                      char_limit: int = ALIGNMENT_CHAR_LIMIT) -> go.Figure:
     """Tokens as bars along the character axis, one lane per tokenizer, so splits line up."""
     if not tokenizations or not tokenizations[0].text:
         return _empty_figure("Where each tokenizer splits the text", "Type some text to see where each tokenizer splits it.")
     length = min(len(tokenizations[0].text), char_limit)
-    lanes = [tokens.label for tokens in tokenizations]
+    lanes = [_lane_label(tokens.label) for tokens in tokenizations]
     categories = {"token": ([], [], [], [], [], []), "differs": ([], [], [], [], [], []),
                   "special": ([], [], [], [], [], [])}
     for tokens in tokenizations:
@@ -269,10 +286,10 @@ def alignment_figure(tokenizations: Sequence[Tokenization], comparison: Comparis
             else:
                 kind = "token"
             lane, base, width, text, hover, shade = categories[kind]
-            lane.append(tokens.label)
+            lane.append(_lane_label(tokens.label))
             base.append(start)
             width.append(min(end, length) - start)
-            text.append(_chip_text(tokens, index))
+            text.append("" if tokens.name == BYTES_NAME else _chip_text(tokens, index))  # one byte: no room
             hover.append(f"{_escape(tokens.label)}<br>token #{index} · id {tokens.ids[index]}<br>"
                          f"text: {_escape(_chip_text(tokens, index))}<br>characters {start}–{end}"
                          + (f"<br>+{extra} more token(s) holding the rest of this character's bytes" if extra else ""))

@@ -12,6 +12,7 @@ from playground.ui.calibration_tab import create_calibration_tab
 from playground.ui.context import AppContext
 from playground.ui.model_tab import create_model_tab
 from playground.ui.sampling_tab import create_sampling_tab
+from playground.ui.tokenization_tab import create_tokenization_tab
 
 TabBuilder = Callable[[AppContext], dict[str, Any]]
 
@@ -38,7 +39,7 @@ def pending_tab(info: TabInfo) -> dict[str, Any]:
 def all_tabs() -> list[TabInfo]:
     return [
         TabInfo("tokenization", "Tokenization", "How text becomes tokens: token chips, several tokenizers side by "
-                "side, the chat template's special tokens and a BPE merge replay.", 3),
+                "side, the chat template's special tokens and a BPE merge replay.", 3, create_tokenization_tab),
         TabInfo("attention", "Attention", "Attention masks you can play with, and the loaded model's real "
                 "attention weights per layer and head.", 4, create_attention_tab),
         TabInfo("sampling", "Sampling", "Temperature, top-k, top-p and min-p applied stage by stage to the model's "

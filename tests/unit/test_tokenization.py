@@ -259,6 +259,17 @@ def test_tokenize_all_keeps_errors_and_order(tiny_tokenizer, wordpiece):
     assert payload["tokenizers"]["tiny"]["counts"]["context_length"] == 256
 
 
+def test_payload_token_limit(tiny_tokenizer):
+    text = "Tokens attend to earlier tokens. " * 50
+    result = tok.tokenize_all(text, [tok.NamedTokenizer("tiny", "Tiny", tiny_tokenizer)])
+    full, capped = result.payload(100), result.payload(100, token_limit=10)
+    assert full["tokenizers"]["tiny"]["complete"] and not capped["tokenizers"]["tiny"]["complete"]
+    assert capped["tokenizers"]["tiny"]["ids"] == full["tokenizers"]["tiny"]["ids"][:10]
+    assert capped["tokenizers"]["bytes"]["ends"] == list(range(1, 11))
+    assert capped["tokenizers"]["tiny"]["counts"] == full["tokenizers"]["tiny"]["counts"]  # counts stay exact
+    assert len(full["tokenizers"]["tiny"]["ids"]) == len(tiny_tokenizer(text)["input_ids"])
+
+
 def test_long_text_counts_are_exact(tiny_tokenizer):
     text = ("The capital of France is Paris. 🤗\n" * 3600)[:120_000]
     result = tok.tokenize_text(text, tiny_tokenizer, "tiny")

@@ -64,7 +64,7 @@ def test_long_text_chips_are_capped_with_a_note(tiny_tokenizer):
     text = "Paris is the capital of France. " * 4000  # 128k characters
     result = comparison_of(text, tiny_tokenizer)
     html = views.comparison_html(result.tokenizations, result.comparison, {})
-    assert "128,000 characters" in html and "first 1,500" in html
+    assert "128,000 characters" in html and f"first {views.CHIP_CHAR_LIMIT:,}" in html
     shown = html.count('tabindex="0"')
     expected = sum(item.tokens_starting_before(views.CHIP_CHAR_LIMIT) for item in result.tokenizations)
     assert shown == expected < 3000
