@@ -1,0 +1,120 @@
+"""Decoding engine and start-up: our generation loop vs transformers' generate, time to first token,
+cold start of the app with cached weights, and the one-time GGUF conversion.
+
+`python -m benchmarks.engine [--tokens N] [--repeats N]` prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.common import interleaved, load_default_model, median, print_table, row
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMPT = "Write a short paragraph about why the sky is blue."
+
+
+def _decode_rows(tokens: int, repeats: int) -> list[dict[str, Any]]:
+    from playground.generation import encode_prompt, generate_text
+    from playground.sampling import SamplingSettings
+
+    fp32 = load_default_model("none")
+    int8 = load_default_model("int8")
+    ids = encode_prompt(fp32.tokenizer, PROMPT)
+    greedy = SamplingSettings(temperature=0.0)
+
+    def ours(model: Any) -> Any:
+        return lambda: generate_text(model.model, model.tokenizer, ids, greedy, tokens)
+
+    def reference(model: Any) -> Any:
+        return lambda: model.model.generate(ids, do_sample=False, max_new_tokens=tokens, min_new_tokens=tokens)
+
+    conditions = (f"SmolLM2-135M-Instruct, CPU, {torch.get_num_threads()} threads, prompt {ids.shape[1]} tokens, "
+                  f"{tokens} new tokens, greedy, median of {repeats}, interleaved")
+    rows = []
+    ours_s, base_s = interleaved(ours(fp32), reference(fp32), repeats)
+    rows.append(row("decode tok/s: our loop fp32 vs generate fp32", tokens / median(ours_s), tokens / median(base_s),
+                    "tok/s", conditions, True, ">= 1.5x"))
+    ours_s, base_s = interleaved(ours(int8), reference(fp32), repeats)
+    rows.append(row("decode tok/s: our loop int8 vs generate fp32", tokens / median(ours_s), tokens / median(base_s),
+                    "tok/s", conditions + "; int8 quality: see the Model tab (top-1 34%)", True, "(quality!)"))
+    first = lambda: generate_text(fp32.model, fp32.tokenizer, ids, greedy, 1)
+    first_ref = lambda: fp32.model.generate(ids, do_sample=False, max_new_tokens=1)
+    ours_s, base_s = interleaved(first, first_ref, repeats)
+    rows.append(row("time to first token: our loop vs generate (fp32)", median(ours_s), median(base_s), "s",
+                    conditions, False, "<= 1.0x"))
+    return rows
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _seconds_until_served(command: list[str], port: int, ready_marker: bytes, timeout: float = 300) -> float:
+    """Start a server process and time until GET / (or the status API) answers with the marker."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while time.perf_counter() - started < timeout:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+                    if ready_marker in response.read():
+                        return time.perf_counter() - started
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"{command} did not serve within {timeout} s")
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def _cold_start_rows() -> list[dict[str, Any]]:
+    port = _free_port()
+    ours = _seconds_until_served([sys.executable, "app.py", "--offline", "--port", str(port)], port,
+                                 b"Visual LLM Playground")
+    hello = ("import gradio as gr\nwith gr.Blocks(title='hello') as demo:\n    gr.Markdown('hello')\n"
+             f"demo.launch(server_port={port})\n")
+    baseline = _seconds_until_served([sys.executable, "-c", hello], port, b"hello")
+    return [row("cold start to a served page (weights cached)", ours, baseline, "s",
+                "app.py --offline vs a one-Markdown gradio app, same machine, one run each", False, "")]
+
+
+def _conversion_rows() -> list[dict[str, Any]]:
+    from playground.runtime.loading import convert_gguf, load_causal_lm, resolve_precision
+    from playground.runtime.registry import resolve_model
+
+    spec = resolve_model("smollm2-135m-instruct")
+    with tempfile.TemporaryDirectory() as scratch:
+        started = time.perf_counter()
+        convert_gguf(spec, Path(scratch) / "models" / spec.key)
+        conversion = time.perf_counter() - started
+        started = time.perf_counter()
+        load_causal_lm(spec, resolve_precision("none", "cpu"), "cpu", Path(scratch), offline=True)
+        cached = time.perf_counter() - started
+    return [row("first-run GGUF conversion vs cached load", conversion, cached, "s",
+                "SmolLM2-135M Q4_1 GGUF -> fp32 safetensors, then load_causal_lm from the cache", False, "")]
+
+
+def run(tokens: int = 48, repeats: int = 3) -> list[dict[str, Any]]:
+    return _decode_rows(tokens, repeats) + _cold_start_rows() + _conversion_rows()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=48)
+    parser.add_argument("--repeats", type=int, default=3)
+    arguments = parser.parse_args()
+    print_table(run(arguments.tokens, arguments.repeats))
