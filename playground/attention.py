@@ -199,22 +199,24 @@ def _cap(tokens: list[str], max_tokens: int, notes: list[str], what: str) -> lis
     return tokens
 
 
-def _compute_note(pattern: str, sequence: MaskSequence, window: int, chunk_size: int) -> str:
-    n = len(sequence.tokens)
-    share = sequence.allowed_pairs / max(sequence.total_pairs, 1)
-    head = (f"{sequence.allowed_pairs} of {n}² = {sequence.total_pairs} query-key pairs are allowed "
-            f"({100 * share:.1f}%).")
+def _compute_note(pattern: str, sequences: tuple[MaskSequence, ...], window: int, chunk_size: int) -> str:
+    n = len(sequences[0].tokens)  # every sequence of a batch has the same (padded) length
+    allowed = sum(s.allowed_pairs for s in sequences)
+    total = sum(s.total_pairs for s in sequences)
+    share = allowed / max(total, 1)
+    batch = f"{len(sequences)} × " if len(sequences) > 1 else ""
+    head = f"{allowed} of {batch}{n}² = {total} query-key pairs are allowed ({100 * share:.1f}%)."
     if pattern == "bidirectional":
         return head + " Every score is used: the work of QKᵀ and of the weighted sum grows as n²."
     if pattern in ("sliding_window", "chunked"):
         width = window if pattern == "sliding_window" else chunk_size
         return (head + f" The work grows as n·{'W' if pattern == 'sliding_window' else 'C'} "
                 f"(= {n}·{width}) instead of n²: a kernel that skips fully masked blocks does about "
-                f"{100 * share:.0f}% of the dense work, and the KV cache only needs the last {width} tokens.")
+                f"{100 * share:.0f}% of the dense work, and the KV cache needs at most the last {width} tokens.")
     if pattern.startswith("padding"):
-        return (head + f" The batch is computed as a padded {n}×{n} tile per prompt, so the pad rows and columns "
-                "are work thrown away; left padding keeps every prompt's last token in the same column, which "
-                "is why batched generation pads on the left.")
+        return (head + f" The batch is computed as one padded {n}×{n} tile per prompt, so pad rows and columns are "
+                "work thrown away; left padding keeps every prompt's last token in the same column, which is why "
+                "batched generation pads on the left.")
     return (head + " A dense kernel computes all n² scores and throws the masked ones away; a kernel that skips "
             f"fully masked blocks (as FlashAttention does for causal masks) does about {100 * share:.0f}% of the work.")
 
@@ -242,7 +244,7 @@ def explore_mask(text: str, pattern: str, *, tokenize: Callable[[str], list[str]
                                                chunk_size=chunk_size)
         sequences = (MaskSequence("sequence", tuple(tokens), allowed, int(allowed.sum()), count, formula),)
     return MaskView(pattern, label, description, sequences,
-                    _compute_note(pattern, sequences[0], window, chunk_size), " ".join(notes))
+                    _compute_note(pattern, sequences, window, chunk_size), " ".join(notes))
 
 
 def _document_sequence(lines: list[str], tokenize: Callable[[str], list[str]], max_tokens: int,

@@ -58,7 +58,7 @@ def mask_markdown(view: att.MaskView, tokenizer_note: str) -> str:
     lines = [f"**{view.label}** — {view.description}."]
     for sequence in view.sequences:
         check = "✓" if sequence.formula_pairs == sequence.allowed_pairs else "✗ (differs from the mask!)"
-        lines.append(f"- {sequence.name}: {len(sequence.tokens)} tokens, allowed pairs "
+        lines.append(f"- {sequence.name}: {len(sequence.tokens)} positions, allowed pairs "
                      f"{sequence.formula} {check}")
     return "\n".join(lines) + "\n\n" + "\n\n".join(note for note in (view.compute_note, view.note, tokenizer_note)
                                                  if note)

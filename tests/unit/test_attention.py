@@ -97,6 +97,7 @@ def test_padding_masks_a_batch_of_two_prompts(side):
     assert torch.equal(short.allowed, expected)
     assert short.allowed_pairs == short.formula_pairs == 3 and short.total_pairs == 25
     assert "3 pads" in short.name
+    assert view.compute_note.startswith("18 of 2 × 5² = 50 query-key pairs are allowed (36.0%)")
 
 
 def test_mask_explorer_labels_tokens_and_explains_the_cost(tiny_tokenizer):
