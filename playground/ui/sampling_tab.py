@@ -164,11 +164,11 @@ def create_sampling_tab(ctx: AppContext) -> dict[str, Any]:
         return trace_outputs(trace, greedy)
 
     @user_errors
-    def force_token(data: dict[str, Any] | None, position: float, token_id: float | None) -> tuple[Any, ...]:
+    def force_token(data: dict[str, Any] | None, position: float, token_id: int | str | None) -> tuple[Any, ...]:
         if not data or not data.get("trace"):
             raise smp.SamplingSettingsError("Generate a trace first, then pick a step and a token to force.")
-        if token_id is None:
-            raise smp.SamplingSettingsError("Pick the token to force at this step.")
+        if token_id is None or not str(token_id).strip().isdigit():
+            raise smp.SamplingSettingsError(f"Pick the token to force at this step (a token id), got {token_id!r}.")
         trace = smp.GenerationTrace.from_dict(data["trace"])
         loaded = ctx.model()
         if trace.model_key != model_key(loaded):
@@ -234,7 +234,9 @@ def create_sampling_tab(ctx: AppContext) -> dict[str, Any]:
     trace_plot = gr.Plot(label="Probability of each chosen token", elem_id="sampling-trace-plot")
     with gr.Row():
         position = gr.Slider(0, 1, value=0, step=1, label="Step", interactive=True)
-        alternative = gr.Dropdown([], label="Alternative to force at this step", interactive=True)
+        # Custom values let scripts pass any token id; branch_trace checks it is one of the step's alternatives.
+        alternative = gr.Dropdown([], label="Alternative to force at this step", interactive=True,
+                                  allow_custom_value=True)
         force = gr.Button("Force this token and continue", scale=0, min_width=220)
     step_plot = gr.Plot(label="Alternatives at this step", elem_id="sampling-step-plot")
     with gr.Accordion("generate_trace JSON (every step)", open=False):
