@@ -101,7 +101,9 @@ def generate_tokens(
         if cancel is not None and cancel.is_set():
             return
         with guard, torch.inference_mode():
-            output = model(input_ids=step_input, past_key_values=past, use_cache=True)
+            # logits_to_keep=1: only the last position's logits are needed; for a prefill of n tokens
+            # this skips n-1 rows of the [hidden x vocab] output projection (49152 wide here).
+            output = model(input_ids=step_input, past_key_values=past, use_cache=True, logits_to_keep=1)
         past = output.past_key_values
         logits = output.logits[0, -1].float()  # [vocab]
         history = torch.tensor(all_ids, device=logits.device) if settings.repetition_penalty != 1.0 else None
