@@ -12,6 +12,7 @@ from playground.ui.calibration_tab import create_calibration_tab
 from playground.ui.context import AppContext
 from playground.ui.model_tab import create_model_tab
 from playground.ui.sampling_tab import create_sampling_tab
+from playground.ui.speculative_tab import create_speculative_tab
 from playground.ui.tokenization_tab import create_tokenization_tab
 
 TabBuilder = Callable[[AppContext], dict[str, Any]]
@@ -45,7 +46,7 @@ def all_tabs() -> list[TabInfo]:
         TabInfo("sampling", "Sampling", "Temperature, top-k, top-p and min-p applied stage by stage to the model's "
                 "real next-token distribution.", 5, create_sampling_tab),
         TabInfo("speculative", "Speculative decoding", "A draft proposes, the target verifies: accepted, rejected "
-                "and resampled tokens, and the real speed-up.", 6),
+                "and resampled tokens, and the real speed-up.", 6, create_speculative_tab),
         TabInfo("rag", "RAG", "Chunk, embed, retrieve, rerank and answer, with every score visible.", 7),
         TabInfo("lora", "LoRA fine-tuning", "Fine-tune the loaded model live and compare before and after.", 8),
         TabInfo("calibration", "Calibration", "Is the model as sure as it sounds? Reliability diagrams, ECE and "

@@ -1,0 +1,324 @@
+"""Speculative decoding tab: a draft proposes k tokens, the target accepts, rejects and resamples,
+step by step, then races plain decoding. Handlers are thin adapters over playground.speculative,
+playground.drafts and playground.figures.speculative."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import asdict
+from typing import Any, Iterator
+
+import gradio as gr
+
+from playground import speculative as spec
+from playground.drafts import (
+    CachedModel,
+    Draft,
+    ModelDraft,
+    PromptLookupDraft,
+    SpeculativeError,
+    check_same_tokenizer,
+    parse_layers,
+)
+from playground.figures import speculative as figures
+from playground.figures.attention import empty_figure
+from playground.runtime import LoadedModel
+from playground.sampling import SamplingSettings
+from playground.tokenization import visible
+from playground.ui.context import AppContext
+from playground.ui.errors import user_errors
+
+EXPLANATION = r"""
+### What you are seeing
+Decoding is slow because every token needs a full forward pass of the big model. **Speculative
+decoding** lets a cheap **draft** guess the next $k$ tokens and has the **target** check them all in
+**one** forward. For the draft's token $x_i$, drawn from its distribution $q_i$, with the target's
+distribution $p_i$ after the same text:
+
+- **accept** $x_i$ with probability $\min\!\left(1, \dfrac{p_i(x_i)}{q_i(x_i)}\right)$ (draw $u \sim U[0,1)$, accept if $u$ is below it);
+- at the **first rejection**, draw a replacement from $\mathrm{normalize}\big(\max(0,\ p_i - q_i)\big)$ and end the step;
+- if all $k$ are accepted, take a **bonus** token from $p_{k+1}$, which the same forward already computed.
+
+Each step costs one target forward and yields 1 to $k+1$ tokens. With acceptance rate $\alpha$ and
+cost ratio $c$ = (time of one draft step) / (time of one target step), the expected speed-up
+(Leviathan et al. 2023) is $\dfrac{1-\alpha^{k+1}}{(1-\alpha)(k\,c+1)}$.
+
+**Takeaway:** the draft decides only *how fast* the text comes, never *what* text comes: the output
+follows the target's distribution exactly, and greedy output is identical token for token.
+"""
+
+WHY_EXACT = r"""
+### Why the output is exactly the target's
+For any token $y$ at one position: the draft proposes $y$ and it is kept with probability
+$q(y)\min\!\big(1, \frac{p(y)}{q(y)}\big) = \min\big(p(y), q(y)\big)$. A rejection happens with
+probability $\sum_x \big(q(x) - \min(p(x), q(x))\big) = \sum_x \max\big(0, p(x) - q(x)\big)$, exactly the
+normaliser of the residual, so the resample adds $\max\big(0, p(y) - q(y)\big)$. Together:
+$\min(p, q) + \max(0, p - q) = p(y)$. Temperature, top-k and top-p shape $p$ and $q$ through the same
+sampling pipeline; at $T = 0$ both are one-hot, so a draft token survives only if it is the target's
+argmax. The tests check this with a chi-square test over many seeds and token-for-token against
+transformers' assisted generation.
+"""
+
+DRAFTS = [
+    ("int8 copy of the target (self-draft, CPU)", "int8"),
+    ("target with some layers skipped (self-draft)", "layer_skip"),
+    ("n-gram prompt lookup (no model)", "ngram"),
+    ("another model with the same tokenizer", "model"),
+]
+DEFAULT_SKIP = "24-29"
+OPEN_PROMPT = "Explain in a few sentences why the sky is blue."
+COPY_PROMPT = (
+    "Here is a product notice.\n\n"
+    "NOTICE: The Model T-200 kettle must not be filled above the MAX line. Overfilling can cause boiling "
+    "water to spill from the spout. Always place the kettle on its base before switching it on, and unplug "
+    "the base when the kettle is not in use. Descale the kettle every four weeks with a mixture of water "
+    "and white vinegar.\n\n"
+    "Copy the notice above word for word."
+)
+EMPTY_TEXT = ("<div class='spec-empty' style='color:#4B5563;padding:1em'>Press <b>Speculate</b> to watch the draft "
+              "propose and the target accept, reject and resample.</div>")
+EMPTY_FIGURE = "Run a speculation to see this chart."
+STEP_HEADERS = ["#", "token", "q (draft)", "p (target)", "min(1, p/q)", "draw u", "outcome"]
+STEP_WIDTHS = ["6%", "20%", "12%", "12%", "14%", "11%", "25%"]
+RESIDUAL_HEADERS = ["token", "residual", "p (target)", "q (draft)"]
+LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
+CHIP = ("display:inline-block;margin:1px 1px;padding:1px 3px;border-radius:4px;white-space:pre-wrap;"
+        "font-family:ui-monospace,monospace;font-size:14px;")
+
+
+# ---------------------------------------------------------------------------------------------
+# Models: the target is the loaded model at full precision; the draft is the user's choice
+# ---------------------------------------------------------------------------------------------
+
+
+def target_model(ctx: AppContext) -> LoadedModel:
+    """The loaded model, in full precision on a CPU (so its int8 copy is a cheaper draft); as loaded on a GPU."""
+    active = ctx.model()
+    if active.device == "cpu" and active.precision.quantization != "none":
+        return ctx.models.load(active.spec.key, "none", "cpu", activate=False)
+    return active
+
+
+def build_draft(ctx: AppContext, choice: str, target: LoadedModel, skip_layers: str, draft_model: str) -> Draft:
+    if choice == "int8":
+        if target.device != "cpu":
+            raise SpeculativeError("The int8 self-draft is a CPU option (torch.ao dynamic int8). On a GPU, pick "
+                                   "layer skipping, prompt lookup or a smaller model of the same family.")
+        loaded = ctx.models.load(target.spec.key, "int8", "cpu", activate=False)
+        return ModelDraft(loaded.model, loaded.lock, "int8 copy of the target")
+    if choice == "layer_skip":
+        layers = parse_layers(skip_layers or "", int(target.model.config.num_hidden_layers))
+        return ModelDraft(target.model, target.lock, f"target skipping layers {skip_layers.strip()}", layers)
+    if choice == "ngram":
+        return PromptLookupDraft(int(target.model.config.vocab_size))
+    if choice == "model":
+        if not (draft_model or "").strip():
+            raise SpeculativeError("Name the draft model (a preset or a hub id such as HuggingFaceTB/SmolLM2-135M-Instruct).")
+        loaded = ctx.models.load(draft_model.strip(), "auto", target.device, activate=False)
+        check_same_tokenizer(target.tokenizer, loaded.tokenizer, loaded.spec.label)
+        return ModelDraft(loaded.model, loaded.lock, loaded.spec.label)
+    raise SpeculativeError(f"Unknown draft {choice!r}; pick one of {', '.join(value for _, value in DRAFTS)}")
+
+
+def sampling_settings(temperature: float, top_k: float | None, top_p: float, seed: float | None) -> SamplingSettings:
+    return SamplingSettings(temperature=float(temperature), top_k=0 if top_k is None else int(top_k),
+                            top_p=float(top_p), seed=None if seed is None else int(seed))
+
+
+def whole_number(value: float | None, name: str) -> int:
+    if value is None or float(value) != int(value):
+        raise SpeculativeError(f"{name} must be a whole number, got {value!r}")
+    return int(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering from the step records (plain dicts, as in the JSON)
+# ---------------------------------------------------------------------------------------------
+
+
+def _chip(text: str, fate: str, title: str) -> str:
+    color = figures.FATE_COLORS[fate]
+    shown = html.escape(text.replace("\n", "↵\n")) or "∅"
+    if fate in ("rejected", "unchecked"):
+        style = f"{CHIP}color:{color};text-decoration:line-through;border:1px dashed {color};"
+    else:
+        style = f"{CHIP}background:{color}33;border-bottom:3px solid {color};"
+    return f"<span class='spec-{fate}' style='{style}' title='{html.escape(title)}'>{shown}</span>"
+
+
+def _draft_title(step: dict[str, Any], token: dict[str, Any]) -> str:
+    draw = "not checked" if token["draw"] is None else f"u = {token['draw']:.4f}"
+    return (f"step {step['index'] + 1} · draft #{token['position']} · q = {token['q']:.4f}, p = {token['p']:.4f}, "
+            f"min(1, p/q) = {token['accept_probability']:.4f}, {draw} → {token['outcome']}")
+
+
+def legend_html() -> str:
+    meaning = {"accepted": "accepted draft", "rejected": "rejected draft (struck through)",
+               "unchecked": "drafted after a rejection, never checked", "resampled": "resampled by the target",
+               "bonus": "bonus token (all drafts accepted)"}
+    return "<div style='margin-bottom:6px;font-size:14px'>" + " ".join(
+        _chip(label, fate, label) for fate, label in meaning.items()) + "</div>"
+
+
+def tokens_html(steps: list[dict[str, Any]], selected: int | None = None) -> str:
+    """The generated text, each token coloured by its fate; hover a token for its numbers.
+    The selected step (0-based) is outlined."""
+    if not steps:
+        return EMPTY_TEXT
+    parts = [legend_html(), "<div style='line-height:2.1;font-size:15px'>"]
+    for step in steps:
+        chips = [_chip(token["text"], token["outcome"], _draft_title(step, token)) for token in step["drafted"]]
+        if step["final_kind"] is not None:
+            chips.append(_chip(step["final_text"], step["final_kind"],
+                               f"step {step['index'] + 1} · {step['final_kind']} token, p = {step['final_probability']:.4f}"))
+        outline = "outline:2px solid #111827;border-radius:5px;" if step["index"] == selected else ""
+        parts.append(f"<span class='spec-step' data-step='{step['index'] + 1}' style='{outline}'>{''.join(chips)}</span>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def step_rows(step: dict[str, Any]) -> tuple[list[list[Any]], list[list[Any]]]:
+    """(the step's table: one row per drafted token, then the target's token; the residual's top tokens)."""
+    rows = [[token["position"], visible(token["text"]), round(token["q"], 4), round(token["p"], 4),
+             round(token["accept_probability"], 4), "—" if token["draw"] is None else round(token["draw"], 4),
+             token["outcome"]] for token in step["drafted"]]
+    if step["final_kind"] is not None:
+        rows.append(["→", visible(step["final_text"]), "", round(step["final_probability"], 4), "", "",
+                     step["final_kind"] + (" from the residual" if step["final_kind"] == "resampled" else " from p")])
+    residual = [[visible(token["text"]), round(token["probability"], 4), round(token["p"], 4), round(token["q"], 4)]
+                for token in step["residual_top"]]
+    return rows, residual
+
+
+def summary_markdown(run: spec.SpeculativeRun, stats: spec.AcceptanceStats, speed: spec.SpeedReport,
+                     plain: spec.PlainRun, target_label: str, notes: tuple[str, ...]) -> str:
+    same = ("✓ identical tokens, as greedy decoding must give" if speed.same_tokens else
+            "✗ the tokens differ" + (" (sampling: the two runs draw different random numbers; the distribution is "
+                                     "the same)" if run.steps and any(t.draw is not None for s in run.steps
+                                                                       for t in s.drafted) else ""))
+    lines = [
+        f"**Target:** {target_label} · **Draft:** {run.draft} · k = {run.k}",
+        f"**Speculative:** {len(run.token_ids)} tokens in {run.seconds:.2f} s = **{speed.speculative_tokens_per_second:.1f} "
+        f"tok/s** · **Plain decoding:** {len(plain.token_ids)} tokens in {plain.seconds:.2f} s = "
+        f"**{speed.plain_tokens_per_second:.1f} tok/s** · **Measured speed-up: {speed.measured_speedup:.2f}×**",
+        f"**Predicted:** α = {speed.alpha:.3f}, k = {speed.k}, c = {speed.cost_ratio:.3f} → "
+        f"(1 − α^(k+1)) / ((1 − α)(k·c + 1)) = **{speed.predicted_speedup:.2f}×**. The formula assumes every step "
+        f"drafts k tokens and a check of k + 1 tokens costs one plain step; with this run's draft lengths and the "
+        f"measured check cost (v = {speed.verify_cost_ratio:.2f} plain steps): **{speed.predicted_speedup_measured_costs:.2f}×**",
+        f"**Acceptance:** {stats.accepted} of {stats.checked} checked drafts accepted · "
+        f"{stats.tokens_per_target_forward:.2f} tokens per target forward over {stats.steps} steps · "
+        f"speculative vs plain output: {same}",
+    ]
+    lines += [f"ℹ️ {note}" for note in notes]
+    return "\n\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# The tab
+# ---------------------------------------------------------------------------------------------
+
+
+def create_speculative_tab(ctx: AppContext) -> dict[str, Any]:
+    @user_errors
+    def speculate(prompt: str, draft_choice: str, k: float, temperature: float, top_k: float | None, top_p: float,
+                  max_new_tokens: float, seed: float | None, skip_layers: str,
+                  draft_model: str) -> Iterator[tuple[Any, ...]]:
+        k_value, max_tokens = whole_number(k, "k"), whole_number(max_new_tokens, "max_new_tokens")
+        spec.check_request(k_value, max_tokens)
+        settings = sampling_settings(temperature, top_k, top_p, seed)
+        yield ("Loading the target and the draft…", *([gr.skip()] * 9))
+        target = target_model(ctx)
+        prompt_ids, notes = spec.prepare_prompt(target.tokenizer, prompt)
+        draft = build_draft(ctx, draft_choice, target, skip_layers, draft_model)
+        stops = target.eos_token_ids
+        steps: list[spec.SpeculativeStep] = []
+        records: list[dict[str, Any]] = []
+        for step in spec.speculative_steps(CachedModel(target.model, target.lock), draft, target.tokenizer,
+                                           prompt_ids, settings, k_value, max_tokens, stops):
+            steps.append(step)
+            records.append(asdict(step))
+            produced = sum(len(s.emitted) for s in steps)
+            yield (f"Speculating… step {len(steps)}, {produced} tokens", tokens_html(records), *([gr.skip()] * 8))
+        run = spec.collect_run(steps, target.tokenizer, draft.label, k_value, len(prompt_ids), stops)
+        yield ("Racing plain decoding with the same prompt, seed and settings…", *([gr.skip()] * 9))
+        plain = spec.plain_decode(target.model, target.tokenizer, prompt_ids, settings, max_tokens, stops, target.lock)
+        stats = spec.acceptance_stats(run)
+        speed = spec.speed_report(run, plain, stats)
+        data = spec.report_json(run, stats, speed, notes, plain)
+        data["target"] = target.status()
+        rows, residual = step_rows(data["steps"][0])
+        yield (summary_markdown(run, stats, speed, plain, f"{target.spec.label} ({target.precision.label})", notes),
+               tokens_html(data["steps"], 0),
+               gr.Slider(minimum=1, maximum=max(len(run.steps), 2), value=1, step=1, interactive=True),
+               rows, residual, figures.acceptance_by_position_figure(stats), figures.accepted_length_figure(run, stats),
+               figures.tokens_per_forward_figure(run), figures.time_split_figure(stats, run, plain), data)
+
+    def show_step(data: dict[str, Any] | None, position: float) -> tuple[str, list[list[Any]], list[list[Any]]]:
+        if not data or not data.get("steps"):
+            return EMPTY_TEXT, [], []
+        index = min(max(int(position) - 1, 0), len(data["steps"]) - 1)
+        rows, residual = step_rows(data["steps"][index])
+        return tokens_html(data["steps"], index), rows, residual
+
+    def toggle_options(choice: str) -> tuple[gr.Textbox, gr.Textbox]:
+        return gr.Textbox(visible=choice == "layer_skip"), gr.Textbox(visible=choice == "model")
+
+    gr.Markdown(EXPLANATION, latex_delimiters=LATEX)
+    with gr.Row():
+        with gr.Column(scale=3):
+            prompt = gr.Textbox(OPEN_PROMPT, label="Prompt (sent as a chat message)", lines=4, max_lines=12,
+                                info=f"Long prompts keep their last {spec.MAX_PROMPT_TOKENS} tokens.")
+        with gr.Column(scale=2):
+            draft_choice = gr.Radio(DRAFTS, value="int8", label="Draft")
+            skip_layers = gr.Textbox(DEFAULT_SKIP, label="Layers to skip (0-based, e.g. '24-29' or '10, 12-14')",
+                                     visible=False)
+            draft_model = gr.Textbox("HuggingFaceTB/SmolLM2-135M-Instruct", label="Draft model (preset or hub id; "
+                                     "needs the same tokenizer as the target, and a network for hub ids)",
+                                     visible=False)
+    gr.Examples([[OPEN_PROMPT, "int8"], [COPY_PROMPT, "ngram"]], [prompt, draft_choice],
+                label="Examples: open text (int8 self-draft), copy-heavy text (prompt lookup)")
+    with gr.Row():
+        k = gr.Slider(1, spec.MAX_K, value=4, step=1, label="k: draft tokens per step")
+        temperature = gr.Slider(0, 2, value=0, step=0.05, label="Temperature T (0 = greedy)")
+        max_new_tokens = gr.Slider(1, spec.MAX_NEW_TOKENS, value=48, step=1, label="Max new tokens")
+    with gr.Row():
+        top_k = gr.Number(0, label="Top-k (0 = off)", precision=0, minimum=0)
+        top_p = gr.Slider(0.01, 1, value=1.0, step=0.01, label="Top-p (1 = off)")
+        seed = gr.Number(0, label="Seed (blank = random)", precision=0, minimum=0)
+    with gr.Row():
+        run_button = gr.Button("Speculate", variant="primary", elem_id="spec-run")
+        stop_button = gr.Button("Stop", variant="stop", elem_id="spec-stop")
+    summary = gr.Markdown("", elem_id="spec-summary")
+    text = gr.HTML(EMPTY_TEXT, elem_id="spec-text")
+    step = gr.Slider(1, 2, value=1, step=1, interactive=False, label="Step to inspect (or hover the tokens above)", elem_id="spec-step")
+    with gr.Row():
+        step_table = gr.Dataframe(headers=STEP_HEADERS, label="This step: each draft token, then the target's token",
+                                  interactive=False, wrap=True, scale=3, column_widths=STEP_WIDTHS,
+                                  elem_id="spec-step-table")
+        residual_table = gr.Dataframe(headers=RESIDUAL_HEADERS, label="After a rejection: the top tokens of the "
+                                      "residual normalize(max(0, p − q))", interactive=False, wrap=True, scale=2,
+                                      elem_id="spec-residual-table")
+    with gr.Row():
+        position_plot = gr.Plot(empty_figure(EMPTY_FIGURE), label="Acceptance by draft position")
+        length_plot = gr.Plot(empty_figure(EMPTY_FIGURE), label="Accepted length per step")
+    with gr.Row():
+        forwards_plot = gr.Plot(empty_figure(EMPTY_FIGURE), label="Tokens per target forward")
+        time_plot = gr.Plot(empty_figure(EMPTY_FIGURE), label="Time split")
+    with gr.Accordion("speculate JSON (every step record, stats, timings)", open=False):
+        data = gr.JSON(label="speculate")
+    gr.Markdown(WHY_EXACT, latex_delimiters=LATEX)
+
+    inputs = [prompt, draft_choice, k, temperature, top_k, top_p, max_new_tokens, seed, skip_layers, draft_model]
+    outputs = [summary, text, step, step_table, residual_table, position_plot, length_plot, forwards_plot, time_plot,
+               data]
+    running = run_button.click(speculate, inputs, outputs, api_name="speculate", concurrency_limit=1)
+    stop_button.click(None, None, None, cancels=[running], api_visibility="private")
+    step.change(show_step, [data, step], [text, step_table, residual_table], api_visibility="private",
+                show_progress="hidden")
+    draft_choice.change(toggle_options, draft_choice, [skip_layers, draft_model], api_visibility="private",
+                        queue=False)
+    return {"prompt": prompt, "draft": draft_choice, "k": k, "temperature": temperature, "top_k": top_k,
+            "top_p": top_p, "max_new_tokens": max_new_tokens, "seed": seed, "skip_layers": skip_layers,
+            "draft_model": draft_model, "run": run_button, "stop": stop_button, "summary": summary, "text": text,
+            "step": step, "step_table": step_table, "residual_table": residual_table, "position_plot": position_plot,
+            "length_plot": length_plot, "forwards_plot": forwards_plot, "time_plot": time_plot, "json": data}

@@ -1,0 +1,29 @@
+"""The Speculative decoding tab in Chromium: run prompt lookup, see the coloured text, the race and the charts."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import ARTIFACTS
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+
+def test_speculative_tab_runs_and_shows_every_view(page, app_url):
+    page.goto(app_url)
+    page.wait_for_selector("#pg-status >> text=MB in memory", timeout=60_000)
+    page.get_by_role("tab", name="Speculative decoding").click()
+    tab = page.locator("#tab-speculative")
+    tab.get_by_text("Here is a product notice.").first.click()  # the copy-heavy example picks prompt lookup
+    assert tab.get_by_label("n-gram prompt lookup (no model)").is_checked()
+    tab.locator("#spec-run").click()
+    page.wait_for_selector("#spec-summary >> text=Measured speed-up", timeout=300_000)
+    assert tab.locator("#spec-text .spec-accepted").count() > 0
+    assert "identical tokens" in tab.locator("#spec-summary").inner_text()
+    page.wait_for_function("document.querySelectorAll('#tab-speculative .js-plotly-plot').length >= 4",
+                           timeout=30_000)
+    table = tab.locator("#spec-step-table")
+    assert "outcome" in table.inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "speculative.png"), full_page=True)
+    assert page.console_errors == []
