@@ -46,7 +46,7 @@ class TokenizationError(ValueError):
 
 def _byte_level_decoder() -> dict[str, int]:
     """GPT-2's byte-level alphabet reversed: the printable character standing for each byte -> byte."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     chars = printable[:]
     shifted = 0
     for byte in range(256):
@@ -278,7 +278,8 @@ class _Backend:
         types = {decoder.get("type") for decoder in decoders}
         if "ByteLevel" in types:
             return _byte_level_piece
-        replaces_metaspace = any(decoder.get("type") == "Replace" and decoder.get("content") == " " for decoder in decoders)
+        replaces_metaspace = any(decoder.get("type") == "Replace" and decoder.get("content") == " "
+                                 for decoder in decoders)
         if ("ByteFallback" in types and replaces_metaspace) or "Metaspace" in types:
             return _sentencepiece_piece
         return None
@@ -308,7 +309,7 @@ def _sentencepiece_piece(piece: str) -> bytes:
     return piece.replace("▁", " ").encode("utf-8")
 
 
-_backends: "weakref.WeakKeyDictionary[Any, _Backend]" = weakref.WeakKeyDictionary()
+_backends: weakref.WeakKeyDictionary[Any, _Backend] = weakref.WeakKeyDictionary()
 _backends_lock = threading.Lock()
 
 
@@ -585,7 +586,8 @@ def chat_template_view(tokenizer: Any, messages: Sequence[dict[str, str]], add_g
     if not messages:
         raise TokenizationError("Add at least one message (a role and its text) to render the chat template.")
     try:
-        prompt = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=add_generation_prompt)
+        prompt = tokenizer.apply_chat_template(list(messages), tokenize=False,
+                                               add_generation_prompt=add_generation_prompt)
     except Exception as error:  # jinja raises its own errors, e.g. "roles must alternate"
         raise TokenizationError(f"The chat template rejected these messages: {error}") from error
     # The template already wrote its special tokens as text: add none (what apply_chat_template does).

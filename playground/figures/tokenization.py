@@ -263,7 +263,8 @@ def alignment_figure(tokenizations: Sequence[Tokenization], comparison: Comparis
                      char_limit: int = ALIGNMENT_CHAR_LIMIT) -> go.Figure:
     """Tokens as bars along the character axis, one lane per tokenizer, so splits line up."""
     if not tokenizations or not tokenizations[0].text:
-        return _empty_figure("Where each tokenizer splits the text", "Type some text to see where each tokenizer splits it.")
+        return _empty_figure("Where each tokenizer splits the text",
+                             "Type some text to see where each tokenizer splits it.")
     length = min(len(tokenizations[0].text), char_limit)
     lanes = [_lane_label(tokens.label) for tokens in tokenizations]
     categories = {"token": ([], [], [], [], [], []), "differs": ([], [], [], [], [], []),
@@ -325,7 +326,8 @@ def alignment_figure(tokenizations: Sequence[Tokenization], comparison: Comparis
 def bpe_curve_figure(training: BpeTraining | None, step: int) -> go.Figure:
     """Tokens the text needs as the vocabulary grows, one point per merge, the chosen step marked."""
     if training is None or not training.merges:
-        return _empty_figure("Bigger vocabulary, fewer tokens", "No merges learned yet: train on a text with repeated pairs.")
+        return _empty_figure("Bigger vocabulary, fewer tokens",
+                             "No merges learned yet: train on a text with repeated pairs.")
     steps = list(range(len(training.tokens_per_step)))
     vocab = [training.vocab_size_at(n) for n in steps]
     tokens = list(training.tokens_per_step)

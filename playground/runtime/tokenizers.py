@@ -74,7 +74,8 @@ def load_tokenizer(name: str, settings: Settings) -> Any:
     """
     text = (name or "").strip()
     if not text:
-        raise TokenizerUnavailableError("No tokenizer name given: use minilm, gemma, a hub id 'owner/name' or a folder.")
+        raise TokenizerUnavailableError("No tokenizer name given: use minilm, gemma, a hub id 'owner/name' "
+                                        "or a folder.")
     key = (text, str(settings.cache_dir), is_offline(settings))
     with _locks_guard:
         if key in _cache:

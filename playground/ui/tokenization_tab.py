@@ -76,7 +76,8 @@ def _extra_names(extra: str) -> list[str]:
     return list(dict.fromkeys(name.strip() for name in re.split(r"[,\n]", extra or "") if name.strip()))
 
 
-def selected_tokenizers(ctx: AppContext, names: list[str], extra: str) -> tuple[list[tok.NamedTokenizer], dict[str, str]]:
+def selected_tokenizers(ctx: AppContext, names: list[str],
+                        extra: str) -> tuple[list[tok.NamedTokenizer], dict[str, str]]:
     """The chosen tokenizers in a fixed order; one that cannot load becomes an error, never a failure."""
     chosen: list[tok.NamedTokenizer] = []
     errors: dict[str, str] = {}
@@ -99,7 +100,8 @@ def _model_token_count(result: tok.TokenizerComparison) -> int:
     return counts.get(MODEL, next(iter(counts.values()), 0))
 
 
-def compare_selected(ctx: AppContext, text: str, names: list[str], extra: str, add_special: bool) -> tok.TokenizerComparison:
+def compare_selected(ctx: AppContext, text: str, names: list[str], extra: str,
+                     add_special: bool) -> tok.TokenizerComparison:
     text, names = text or "", list(names or [])
     # An empty text is the empty state: nothing to load, nothing to wait for.
     tokenizers, errors = selected_tokenizers(ctx, names, extra) if text else ([], {})
@@ -141,7 +143,8 @@ def bpe_view(text: str, source: str, merges: int) -> tuple[Any, ...]:
                  f"✗ Our replay first differs from the trainer at merge {training.first_mismatch}.")
     corpus_name = "your text" if source == "text" else "Python's language reference (shipped with Python)"
     notes = [f"Trained on {'the first ' if training.corpus_truncated else ''}{training.corpus_chars:,} characters of "
-             f"{corpus_name}: {len(training.merges):,} merges, vocabulary {training.vocab_size_at(len(training.merges)):,}. "
+             f"{corpus_name}: {len(training.merges):,} merges, "
+             f"vocabulary {training.vocab_size_at(len(training.merges)):,}. "
              f"Your text: {training.tokens_per_step[0]:,} bytes → {training.tokens_per_step[-1]:,} tokens.", agreement]
     if training.text_truncated:
         notes.append(f"The explorer segments the first {tok.BPE_TEXT_CHAR_LIMIT:,} characters of your text.")
@@ -191,7 +194,8 @@ def create_tokenization_tab(ctx: AppContext) -> dict[str, Any]:
                           interactive=False, elem_id="tokenization-counts")
     chips = gr.HTML(css_template=views.CHIP_CSS, js_on_load=views.CHIP_JS, elem_id="tokenization-chips")
     alignment = gr.Plot(label="Alignment", elem_id="tokenization-alignment")
-    with gr.Accordion("Raw numbers: ids, tokens, offsets, counts (JSON, as the `tokenize` API returns them)", open=False):
+    with gr.Accordion("Raw numbers: ids, tokens, offsets, counts (JSON, as the `tokenize` API returns them)",
+                      open=False):
         tokens_json = gr.JSON(label="tokenize")
 
     gr.Markdown("## 2. Chat template: what the model really reads\nThe messages below go through the loaded "
@@ -233,7 +237,8 @@ def create_tokenization_tab(ctx: AppContext) -> dict[str, Any]:
                 latex_delimiters=LATEX)
     with gr.Row():
         prices = gr.Dataframe([[p.name, p.input_per_million, p.output_per_million] for p in tok.EXAMPLE_PRICES],
-                              headers=["price row (EXAMPLES: edit them)", "input per 1M tokens", "output per 1M tokens"],
+                              headers=["price row (EXAMPLES: edit them)", "input per 1M tokens",
+                                       "output per 1M tokens"],
                               datatype=["str", "number", "number"], type="array", interactive=True,
                               scale=3, label="Prices")
         with gr.Column(scale=1, min_width=200):
@@ -241,7 +246,8 @@ def create_tokenization_tab(ctx: AppContext) -> dict[str, Any]:
             output_tokens = gr.Number(500, precision=0, minimum=0, label="Output tokens per request")
             requests = gr.Number(1000, precision=0, minimum=0, label="Requests")
             estimate = gr.Button("Estimate cost", variant="primary")
-    costs = gr.Dataframe(headers=views.COST_HEADERS, interactive=False, label="Estimated cost (same currency as the prices)")
+    costs = gr.Dataframe(headers=views.COST_HEADERS, interactive=False,
+                         label="Estimated cost (same currency as the prices)")
     with gr.Accordion("Raw numbers (JSON)", open=False):
         cost_json = gr.JSON(label="estimate_cost")
 
