@@ -94,32 +94,21 @@ def _arranged(answer: str, distractors: list[str], letter_index: int) -> list[st
     return options
 
 
-def geography(index: int, rng: random.Random) -> tuple[str, str, list[str]]:
-    countries = list(CAPITALS)
-    country = countries[index // 2]
-    if index % 2 == 0:
-        answer = CAPITALS[country]
-        return f"What is the capital of {country}?", answer, _distinct_distractors(answer, list(CAPITALS.values()), rng)
-    return f"{CAPITALS[country]} is the capital of which country?", country, _distinct_distractors(country, countries, rng)
+QuestionMaker = Callable[[int, random.Random], tuple[str, str, list[str]]]
 
 
-def chemistry(index: int, rng: random.Random) -> tuple[str, str, list[str]]:
-    elements = list(SYMBOLS)
-    element = elements[index // 2]
-    if index % 2 == 0:
-        answer = SYMBOLS[element]
-        return (f"What is the chemical symbol for {element}?", answer,
-                _distinct_distractors(answer, list(SYMBOLS.values()), rng))
-    return f"Which element has the chemical symbol {SYMBOLS[element]}?", element, _distinct_distractors(element, elements, rng)
+def two_way(table: dict[str, str], ask_value: str, ask_key: str) -> QuestionMaker:
+    """Questions both ways over a one-to-one table: even indices ask for an entry's value
+    (`ask_value` with {key}), odd ones for the key of a value (`ask_key` with {value})."""
+    keys, values = list(table), list(table.values())
 
+    def make(index: int, rng: random.Random) -> tuple[str, str, list[str]]:
+        key = keys[index // 2]
+        if index % 2 == 0:
+            return ask_value.format(key=key), table[key], _distinct_distractors(table[key], values, rng)
+        return ask_key.format(value=table[key]), key, _distinct_distractors(key, keys, rng)
 
-def vocabulary(index: int, rng: random.Random) -> tuple[str, str, list[str]]:
-    words = list(MEANINGS)
-    word = words[index // 2]
-    if index % 2 == 0:
-        answer = MEANINGS[word]
-        return f"What does the word '{word}' mean?", answer, _distinct_distractors(answer, list(MEANINGS.values()), rng)
-    return f"Which word means '{MEANINGS[word]}'?", word, _distinct_distractors(word, words, rng)
+    return make
 
 
 def arithmetic(index: int, rng: random.Random) -> tuple[str, str, list[str]]:
@@ -143,11 +132,12 @@ def arithmetic(index: int, rng: random.Random) -> tuple[str, str, list[str]]:
     return question, str(value), [str(d) for d in distractors]
 
 
-CATEGORIES: dict[str, Callable[[int, random.Random], tuple[str, str, list[str]]]] = {
-    "geography": geography,
-    "chemistry": chemistry,
+CATEGORIES: dict[str, QuestionMaker] = {
+    "geography": two_way(CAPITALS, "What is the capital of {key}?", "{value} is the capital of which country?"),
+    "chemistry": two_way(SYMBOLS, "What is the chemical symbol for {key}?",
+                         "Which element has the chemical symbol {value}?"),
     "arithmetic": arithmetic,
-    "vocabulary": vocabulary,
+    "vocabulary": two_way(MEANINGS, "What does the word '{key}' mean?", "Which word means '{value}'?"),
 }
 
 
