@@ -798,7 +798,8 @@ def calibrate(predictions: Predictions, calibration: np.ndarray, n_bins: int = 1
 
 
 def result_json(result: CalibrationResult) -> dict[str, Any]:
-    """The `calibrate` API's numbers: bins, metrics with 95% CIs, noise floor, temperature, categories."""
+    """The `calibrate` API's numbers: bins, metrics with 95% CIs, noise floor, temperature, categories,
+    and each item's confidence and correctness."""
     scaling = result.scaling
     return {
         "kind": result.kind,
@@ -812,6 +813,8 @@ def result_json(result: CalibrationResult) -> dict[str, Any]:
             "test_before": report_json(scaling.before), "test_after": report_json(scaling.after)},
         "categories": [asdict(row) for row in result.categories],
         "notes": list(result.notes),
+        # Per item, so any metric can be recomputed (or another tool's compared) from the export.
+        "items": {"confidence": result.overall.confidence.tolist(), "correct": result.overall.correct.tolist()},
     }
 
 

@@ -16,7 +16,7 @@ CORRECT_COLOUR = PALETTE[0]  # blue
 WRONG_COLOUR = PALETTE[3]  # vermillion
 GAP_COLOUR = PALETTE[1]  # orange
 COUNT_SCALE = [[0.0, "#C6DBEF"], [1.0, "#08306B"]]  # light blue (few items) to navy, never white
-MIN_BAR_WIDTH = 0.012  # an equal-mass bin whose confidences are all equal still gets a visible bar
+MIN_BAR_WIDTH = 0.004  # a bin whose confidences are all equal still gets a bar; thin enough not to hide neighbours
 
 
 def _bin_hover(bin_: ReliabilityBin) -> str:

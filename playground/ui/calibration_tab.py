@@ -265,7 +265,7 @@ def create_calibration_tab(ctx: AppContext) -> dict[str, Any]:
                            info="equal-mass: each bin holds the same number of items")
     with gr.Accordion("Upload predictions (any classifier)", open=False):
         gr.Markdown(cal.CSV_HELP + f" At most {cal.MAX_CSV_ROWS:,} rows are used.")
-        csv_file = gr.File(label="Predictions CSV", file_types=[".csv"], type="filepath")
+        csv_file = gr.File(label="Predictions CSV", file_types=[".csv"], type="filepath", elem_id="calibration-csv")
     with gr.Row():
         run = gr.Button("Score & calibrate", variant="primary", scale=3)
         stop_button = gr.Button("Stop", variant="stop", scale=1)
