@@ -530,7 +530,7 @@ class HeadPattern:
     first_token: float  # weight on token 0: "attention sink"
     previous_token: float  # weight on the key just before the query: "previous-token head"
     same_token: float  # weight on the query's own position (the diagonal)
-    punctuation: float  # total weight on punctuation keys
+    punctuation: float  # total weight on punctuation keys after token 0 (token 0 is the sink's, even if it is "#")
     entropy_bits: float  # how spread out a row is (0 = one key only)
 
     @property
@@ -551,8 +551,9 @@ class HeadPattern:
 def head_pattern(view: AttentionView) -> HeadPattern:
     weights = view.weights.double()  # [n, n]
     punctuation_keys = torch.tensor([is_punctuation(token) for token in view.tokens], dtype=torch.bool)
+    punctuation_keys[0] = False  # weight on token 0 is counted as a sink
     if weights.shape[0] < 2:  # a single token can only look at itself
-        return HeadPattern(view.layer, view.head, view.kv_head, 1.0, 0.0, 1.0, float(punctuation_keys[0]), 0.0)
+        return HeadPattern(view.layer, view.head, view.kv_head, 1.0, 0.0, 1.0, 0.0, 0.0)
     rows = weights[1:]  # [n-1, n]: query 0 has no choice, so it says nothing about the head
     entropy = -(rows * torch.log2(rows.clamp_min(1e-30))).sum(dim=-1)  # [n-1], 0·log 0 = 0
     return HeadPattern(

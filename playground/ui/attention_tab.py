@@ -33,7 +33,8 @@ DEFAULT_PROMPT = "The capital of France is Paris. The capital of Italy is Rome. 
 EMPTY_PROMPT = "Type a prompt above and press “Show attention” to see the model's attention."
 PATTERN_PARAMETERS = {"sliding_window": "window", "prefix_lm": "prefix", "chunked": "chunk"}
 KV_DTYPES = ["auto (the model's compute dtype)", *att.KV_DTYPE_BYTES]
-PATTERN_COLUMNS = ["first token (sink)", "previous token", "self", "punctuation", "entropy (bits)", "looks like"]
+PATTERN_COLUMNS = ["first token (sink)", "previous token", "self", "punctuation (after token 0)", "entropy (bits)",
+                   "looks like"]
 
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 RUNS = att.RunCache(size=2)

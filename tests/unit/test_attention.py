@@ -284,6 +284,8 @@ def test_head_patterns_recognise_sinks_previous_token_and_self():
     # Punctuation keys "," (2) and "." (4): query i sees those at positions <= i.
     expected = sum((2 <= i) / (i + 1) + (4 <= i) / (i + 1) for i in range(1, n)) / (n - 1)
     assert pattern.punctuation == pytest.approx(expected)
+    # A punctuation token in first place is the sink's: it is not counted twice.
+    assert att.head_pattern(hand_view(sink, ("#",) + tokens[1:])).punctuation == 0
 
 
 def test_grid_thumbnails_keep_the_block_maximum(run):
