@@ -11,6 +11,7 @@ import math
 from typing import Any, Sequence
 
 import plotly.graph_objects as go
+import plotly.io as pio
 
 from playground.figures.style import MUTED, PALETTE, styled
 from playground.sampling import (
@@ -31,6 +32,7 @@ GREEDY_COLOR = "#4B5563"
 LABEL_CHARS = 14
 CHOSEN_MARK = "★ "
 ROW_HEIGHT = 26
+TEMPLATE = pio.templates["plotly_white"]  # the style's template, resolved once (see _figure)
 
 
 def visible_token(text: str) -> str:
@@ -86,6 +88,20 @@ def _panels(titles: list[str], x_title: str, ranges: list[list[float]], spacing:
                                       "yref": "paper", "yanchor": "bottom", "showarrow": False,
                                       "font": {"size": 13}})
     return layout
+
+
+def _figure(data: list[dict[str, Any]], layout: dict[str, Any], title: str, height: int,
+            **after_style: Any) -> go.Figure:
+    """Assemble a figure in the house style (then `after_style` layout updates) without plotly's
+    per-property validation.
+
+    These figures are redrawn on every slider move; validating them costs tens of milliseconds each
+    on these CPUs, building them unvalidated a few. The unit tests re-validate every figure
+    (go.Figure(figure.to_plotly_json())), so a wrong property name still fails there.
+    """
+    figure = styled(go.Figure(data=data, layout=layout, _validate=False), title, height=height)
+    figure.update_layout(template=TEMPLATE, **after_style)
+    return figure
 
 
 def _axis_key(kind: str, index: int) -> str:
@@ -152,10 +168,8 @@ def stage_figure(view: NextTokenView) -> go.Figure:
         ranges.append([0, longest * 1.4 + 1e-9])  # room for the text beside the longest bar
     layout = _panels(titles, "probability", ranges)
     layout["yaxis"] = _categorical_y(labels, "token (★ = drawn with this seed)")
-    figure = go.Figure(data=data, layout=layout)
-    styled(figure, "Next-token distribution, stage by stage", height=180 + ROW_HEIGHT * len(ids))
-    figure.update_layout(margin={"t": 130}, barmode="overlay", legend={"y": 1.13})
-    return figure
+    return _figure(data, layout, "Next-token distribution, stage by stage", 180 + ROW_HEIGHT * len(ids),
+                   margin={"t": 130}, barmode="overlay", legend={"y": 1.13})
 
 
 def sweep_figure(sweep: TemperatureSweep) -> go.Figure:
@@ -175,11 +189,9 @@ def sweep_figure(sweep: TemperatureSweep) -> go.Figure:
     for index in range(len(titles)):  # no tick at 100%: it would collide with the next panel's 0%
         layout[_axis_key("xaxis", index)]["tickvals"] = [0, 0.5]
     layout["yaxis"] = _categorical_y(labels, "token")
-    figure = go.Figure(data=data, layout=layout)
-    styled(figure, "Temperature sweep, other settings as chosen<br><span style='font-size:13px'>blue: the token's "
-                   "final probability · grey: all other tokens together</span>", height=190 + ROW_HEIGHT * len(labels))
-    figure.update_layout(margin={"t": 130})
-    return figure
+    return _figure(data, layout, "Temperature sweep, other settings as chosen<br><span style='font-size:13px'>blue: "
+                   "the token's final probability · grey: all other tokens together</span>",
+                   190 + ROW_HEIGHT * len(labels), margin={"t": 130})
 
 
 def samples_figure(histogram: SampleHistogram) -> go.Figure:
@@ -190,26 +202,23 @@ def samples_figure(histogram: SampleHistogram) -> go.Figure:
     counts = list(histogram.counts) + [histogram.other_count]
     n = histogram.n
     spread = [2 * math.sqrt(max(p * (1 - p), 0.0) / n) for p in expected]
-    figure = go.Figure()
-    figure.add_trace(go.Bar(
-        x=labels, y=expected, name="theoretical (final distribution), ±2σ", marker_color=KEPT_COLOR,
-        error_y={"type": "data", "array": spread, "color": "#1F2937", "thickness": 1.2},
-        hovertext=[f"<b>{label}</b><br>p = {p:.6g}<br>expected {p * n:.1f} of {n:,}" for label, p in zip(labels, expected)],
-        hoverinfo="text",
-    ))
-    figure.add_trace(go.Bar(
-        x=labels, y=[count / n for count in counts], name=f"empirical ({n:,} draws)", marker_color=SAMPLED_COLOR,
-        hovertext=[f"<b>{label}</b><br>drawn {count:,} of {n:,} = {count / n:.6g}" for label, count in zip(labels, counts)],
-        hoverinfo="text",
-    ))
+    data = [
+        {"type": "bar", "x": labels, "y": expected, "name": "theoretical (final distribution), ±2σ",
+         "marker": {"color": KEPT_COLOR}, "hoverinfo": "text",
+         "error_y": {"type": "data", "array": spread, "color": "#1F2937", "thickness": 1.2},
+         "hovertext": [f"<b>{label}</b><br>p = {p:.6g}<br>expected {p * n:.1f} of {n:,}"
+                       for label, p in zip(labels, expected)]},
+        {"type": "bar", "x": labels, "y": [count / n for count in counts], "name": f"empirical ({n:,} draws)",
+         "marker": {"color": SAMPLED_COLOR}, "hoverinfo": "text",
+         "hovertext": [f"<b>{label}</b><br>drawn {count:,} of {n:,} = {count / n:.6g}"
+                       for label, count in zip(labels, counts)]},
+    ]
     test = histogram.chi_square
     verdict = (f"χ² = {test.statistic:.1f}, {test.dof} dof, p-value = {test.p_value:.3f}" if test
                else "one possible token: nothing to test")
-    figure.update_xaxes(title_text="token", tickangle=-40)
-    figure.update_yaxes(title_text="probability / share of draws", tickformat=".0%")
-    styled(figure, f"{n:,} draws vs the math · {verdict}", height=440)
-    figure.update_layout(barmode="group", bargap=0.25)
-    return figure
+    layout = {"xaxis": {"title": {"text": "token"}, "tickangle": -40},
+              "yaxis": {"title": {"text": "probability / share of draws"}, "tickformat": ".0%"}}
+    return _figure(data, layout, f"{n:,} draws vs the math · {verdict}", 440, barmode="group", bargap=0.25)
 
 
 # Output text coloured by the model's probability of each chosen token (legend shown with the text).
@@ -240,48 +249,39 @@ def _step_hover(step: TraceStep) -> str:
 
 def trace_figure(trace: GenerationTrace, greedy: GenerationTrace | None = None) -> go.Figure:
     """The model's probability of each chosen token, step by step: dips are the surprising picks."""
-    figure = go.Figure()
-    series = [("sampled" if not trace.settings.is_greedy else "this run", trace, SAMPLED_COLOR, "solid")]
+    series = [("sampled" if not trace.settings.is_greedy else "this run", trace.steps,
+               {"mode": "lines+markers", "line": {"color": SAMPLED_COLOR}, "marker": {"size": 7}})]
     if greedy is not None:
-        series.append(("greedy (T=0)", greedy, GREEDY_COLOR, "dot"))
-    for name, run, color, dash in series:
-        figure.add_trace(go.Scatter(
-            x=[step.index for step in run.steps], y=[step.raw_prob for step in run.steps], mode="lines+markers",
-            name=name, line={"color": color, "dash": dash}, marker={"size": 7},
-            hovertext=[_step_hover(step) for step in run.steps], hoverinfo="text",
-        ))
+        series.append(("greedy (T=0)", greedy.steps,
+                       {"mode": "lines+markers", "line": {"color": GREEDY_COLOR, "dash": "dot"}, "marker": {"size": 7}}))
     forced = [step for step in trace.steps if step.forced]
     if forced:
-        figure.add_trace(go.Scatter(
-            x=[step.index for step in forced], y=[step.raw_prob for step in forced], mode="markers",
-            name="forced token", marker={"symbol": "x", "size": 13, "color": CUT_HERE_COLOR},
-            hovertext=[_step_hover(step) for step in forced], hoverinfo="text",
-        ))
-    figure.update_xaxes(title_text="step (generated token)", rangemode="tozero")
-    figure.update_yaxes(title_text="model probability of the chosen token", range=[0, 1.05], tickformat=".0%")
-    return styled(figure, "How likely was each chosen token? (model probability, T = 1, before filters)", height=340)
+        series.append(("forced token", forced,
+                       {"mode": "markers", "marker": {"symbol": "x", "size": 13, "color": CUT_HERE_COLOR}}))
+    data = [{"type": "scatter", "name": name, "x": [step.index for step in steps],
+             "y": [step.raw_prob for step in steps], "hovertext": [_step_hover(step) for step in steps],
+             "hoverinfo": "text", **style} for name, steps, style in series]
+    layout = {"xaxis": {"title": {"text": "step (generated token)"}, "rangemode": "tozero"},
+              "yaxis": {"title": {"text": "model probability of the chosen token"}, "range": [0, 1.05],
+                        "tickformat": ".0%"}}
+    return _figure(data, layout, "How likely was each chosen token? (model probability, T = 1, before filters)", 340)
 
 
 def step_figure(step: TraceStep) -> go.Figure:
     """The alternatives at one step: what the model thought (grey) and what sampling drew from (blue)."""
-    ids = [alt.token_id for alt in step.alternatives]
-    labels = token_labels([alt.text for alt in step.alternatives], ids, step.token_id)
+    alternatives = step.alternatives
+    labels = token_labels([alt.text for alt in alternatives], [alt.token_id for alt in alternatives], step.token_id)
     hover = [f"<b>{visible_token(alt.text)}</b> (id {alt.token_id}, raw rank {alt.rank})<br>model probability "
-             f"{alt.raw_prob:.6g}<br>sampling probability {alt.prob:.6g}" for alt in step.alternatives]
-    figure = go.Figure()
-    figure.add_trace(go.Bar(x=[alt.raw_prob for alt in step.alternatives], y=labels, orientation="h",
-                            name="model probability (T=1, no filter)", marker_color=MUTED, hovertext=hover,
-                            hoverinfo="text"))
-    figure.add_trace(go.Bar(x=[alt.prob for alt in step.alternatives], y=labels, orientation="h",
-                            name="sampling probability (after the pipeline)", marker_color=KEPT_COLOR,
-                            hovertext=hover, hoverinfo="text", text=[f"{alt.prob:.1%}" for alt in step.alternatives],
-                            textposition="outside", cliponaxis=False, textfont={"size": 12}, constraintext="none"))
-    figure.update_yaxes(categoryorder="array", categoryarray=labels, autorange="reversed",
-                        title_text="alternative (★ = chosen)")
-    longest = max([alt.prob for alt in step.alternatives] + [alt.raw_prob for alt in step.alternatives])
-    figure.update_xaxes(title_text="probability", tickformat=".0%", range=[0, longest * 1.3 + 1e-9])
+             f"{alt.raw_prob:.6g}<br>sampling probability {alt.prob:.6g}" for alt in alternatives]
+    data = [_bar([alt.raw_prob for alt in alternatives], labels, 0, name="model probability (T=1, no filter)",
+                 marker={"color": MUTED}, hovertext=hover),
+            _bar([alt.prob for alt in alternatives], labels, 0, name="sampling probability (after the pipeline)",
+                 marker={"color": KEPT_COLOR}, hovertext=hover, text=[f"{alt.prob:.1%}" for alt in alternatives],
+                 textposition="outside", cliponaxis=False, textfont={"size": 12}, constraintext="none")]
+    longest = max([alt.prob for alt in alternatives] + [alt.raw_prob for alt in alternatives])
+    layout = {"xaxis": {"title": {"text": "probability"}, "tickformat": ".0%", "range": [0, longest * 1.3 + 1e-9]},
+              "yaxis": _categorical_y(labels, "alternative (★ = chosen)")}
     how = "forced" if step.forced else "chosen"
-    styled(figure, f"Step {step.index}: {how} '{visible_token(step.text)}' · sampling p = {step.prob:.3f}, "
-                   f"model p = {step.raw_prob:.3f}, rank {step.rank}", height=140 + ROW_HEIGHT * len(labels))
-    figure.update_layout(barmode="group", bargap=0.2)
-    return figure
+    return _figure(data, layout, f"Step {step.index}: {how} '{visible_token(step.text)}' · sampling p = "
+                   f"{step.prob:.3f}, model p = {step.raw_prob:.3f}, rank {step.rank}",
+                   140 + ROW_HEIGHT * len(labels), barmode="group", bargap=0.2)

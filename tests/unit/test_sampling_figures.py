@@ -43,6 +43,10 @@ def axes_of(figure: go.Figure, kind: str) -> list:
 
 
 def assert_titled(figure: go.Figure) -> None:
+    """Valid plotly (the figures are built unvalidated for speed, so validate here), every axis titled."""
+    validated = go.Figure(figure.to_plotly_json())
+    assert validated.to_plotly_json() == figure.to_plotly_json()
+    assert figure.layout.template.layout.plot_bgcolor == "white"  # the house template really applied
     for axis in axes_of(figure, "xaxis") + axes_of(figure, "yaxis"):
         assert axis.get("title", {}).get("text"), axis
     assert figure.layout.title.text and figure.layout.font.size >= 12
