@@ -86,7 +86,7 @@ def run(repeats: int = 7, token_counts: tuple[int, ...] = (128, 256)) -> list[di
     for tokens in token_counts:
         ids = torch.tensor([loaded.tokenizer(text)["input_ids"][:tokens]])
         baseline = _bare_forward(loaded, ids)
-        conditions = (f"{tokens} tokens, {loaded.spec.label}, {loaded.precision.label}, {loaded.device}, "
+        conditions = (f"{loaded.spec.label}, {loaded.precision.label}, {loaded.device}, "
                       f"{torch.get_num_threads()} threads, median of {repeats}, interleaved")
         for name, figures in (("attention view (compute + JSON)", False), ("attention view + 4 figures", True)):
             ours, base = interleaved_medians(lambda: _attention_payload(loaded, text, tokens, figures), baseline,
