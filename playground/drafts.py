@@ -80,19 +80,23 @@ class CachedModel:
         self.forwards = 0
         self.device = next(model.parameters()).device
 
-    def feed(self, tokens: Sequence[int]) -> torch.Tensor:
-        """Run `tokens` after the cached ones -> logits [len(tokens), vocab], float32 on the CPU.
+    def feed(self, tokens: Sequence[int], keep: int = 1) -> torch.Tensor:
+        """Run `tokens` after the cached ones -> the logits of the last `keep` of them [keep, vocab],
+        float32 on the CPU. Row -1 is the model's next-token logits after `ids + tokens`.
 
-        Row i is the model's next-token logits after `ids + tokens[: i + 1]`.
+        Only the rows needed are computed: the output head over a whole prompt would cost
+        prompt_length x vocab x hidden multiply-adds for nothing.
         """
         if not tokens:
             raise ValueError("feed() needs at least one token")
+        if not 1 <= keep <= len(tokens):
+            raise ValueError(f"keep must be in 1..{len(tokens)}, got {keep}")
         input_ids = torch.tensor([list(tokens)], device=self.device)  # [1, n]
         with self.lock, torch.inference_mode(), skipping_layers(self.model, self.skip_layers):
-            output = self.model(input_ids=input_ids, past_key_values=self.cache, use_cache=True)
+            output = self.model(input_ids=input_ids, past_key_values=self.cache, use_cache=True, logits_to_keep=keep)
         self.ids.extend(int(t) for t in tokens)
         self.forwards += 1
-        return output.logits[0].float().cpu()  # [n, vocab]
+        return output.logits[0].float().cpu()  # [keep, vocab]
 
     def crop(self, length: int) -> None:
         """Forget every cached token from position `length` on (DynamicCache.crop takes how many to remove)."""
@@ -143,6 +147,12 @@ def penalty_history(sequence: Sequence[int], settings: SamplingSettings) -> torc
     return torch.tensor(list(sequence)) if settings.repetition_penalty != 1.0 else None
 
 
+def draw_token(probs: torch.Tensor, settings: SamplingSettings, generator: torch.Generator | None) -> int:
+    """One token from probs [vocab]. Greedy distributions are one-hot: take the argmax, as the
+    generation loop does, instead of spending a random number (and a multinomial) on a certainty."""
+    return int(probs.argmax()) if settings.is_greedy else int(sample_from(probs, generator))
+
+
 class ModelDraft:
     """A draft model with its own KV cache: k one-token forwards, each token drawn from q through
     the app's one sampling pipeline (so temperature, top-k and top-p shape q exactly like p)."""
@@ -162,7 +172,7 @@ class ModelDraft:
         for _ in range(k):
             logits = self.session.feed(to_feed)[-1]  # [vocab]: what the draft expects next
             q = final_probabilities(logits, settings, penalty_history(history, settings))  # [vocab]
-            token = int(sample_from(q, generator))
+            token = draw_token(q, settings, generator)
             tokens.append(token)
             rows.append(q)
             history.append(token)

@@ -29,9 +29,9 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from playground.drafts import CachedModel, Draft, Proposal, SpeculativeError, penalty_history
+from playground.drafts import CachedModel, Draft, Proposal, SpeculativeError, draw_token, penalty_history
 from playground.generation import encode_prompt, generate_tokens
-from playground.sampling import SamplingSettings, final_probabilities, sample_from
+from playground.sampling import SamplingSettings, final_probabilities
 
 MAX_K = 16
 MAX_NEW_TOKENS = 512
@@ -157,7 +157,7 @@ def target_distributions(target: CachedModel, sequence: Sequence[int], drafts: S
     sampling pipeline as the draft's q (so greedy rows are one-hot).
     """
     to_feed = target.pending(sequence)  # usually just the last emitted token; the whole prompt at first
-    logits = target.feed(to_feed + list(drafts))[len(to_feed) - 1:]  # [d + 1, vocab]
+    logits = target.feed(to_feed + list(drafts), keep=len(drafts) + 1)  # [d + 1, vocab]
     history = list(sequence)
     rows = []
     for i in range(len(drafts) + 1):
@@ -170,7 +170,7 @@ def _decode(tokenizer: Any, token_id: int) -> str:
 
 
 def accept_or_resample(
-    proposal: Proposal, p: torch.Tensor, generator: torch.Generator | None, tokenizer: Any
+    proposal: Proposal, p: torch.Tensor, settings: SamplingSettings, generator: torch.Generator | None, tokenizer: Any
 ) -> tuple[list[DraftedToken], int, int, str, float, tuple[ResidualToken, ...]]:
     """The accept/reject loop for one step. p: [d + 1, vocab] from the target; proposal.q: [d, vocab].
 
@@ -192,7 +192,7 @@ def accept_or_resample(
         if accepted:
             continue
         residual = residual_distribution(p[i], q[i])  # [vocab]
-        final = int(sample_from(residual, generator))
+        final = draw_token(residual, settings, generator)
         top = torch.topk(residual, min(RESIDUAL_TOP, int((residual > 0).sum())))
         residual_top = tuple(ResidualToken(int(t), _decode(tokenizer, int(t)), float(r), float(p[i, t]), float(q[i, t]))
                              for r, t in zip(top.values, top.indices))
@@ -202,7 +202,7 @@ def accept_or_resample(
             records.append(DraftedToken(j + 1, later, _decode(tokenizer, later), q_later, p_later,
                                         min(1.0, p_later / q_later), None, "unchecked"))
         return records, i, final, "resampled", float(residual[final]), residual_top
-    bonus = int(sample_from(p[len(drafts)], generator))  # every draft accepted: the target's own next token
+    bonus = draw_token(p[len(drafts)], settings, generator)  # every draft accepted: the target's own next token
     return records, len(drafts), bonus, "bonus", float(p[len(drafts), bonus]), ()
 
 
@@ -243,7 +243,7 @@ def speculative_steps(
         target_started = time.perf_counter()
         p = target_distributions(target, sequence, proposal.token_ids, settings)  # [d + 1, vocab]
         records, accepted, final, kind, final_probability, residual_top = accept_or_resample(
-            proposal, p, generator, tokenizer)
+            proposal, p, settings, generator, tokenizer)
         # Roll the target's cache back to the accepted prefix: the rejected drafts' keys/values go.
         target.crop(len(sequence) + accepted)
         target_seconds = time.perf_counter() - target_started

@@ -80,7 +80,7 @@ def test_skipping_layers_equals_a_model_built_from_the_kept_layers(four_layers):
         expected = smaller(ids).logits[0]
         full = four_layers(ids).logits[0]
     session = CachedModel(four_layers, skip_layers=[1, 3])
-    logits = torch.cat([session.feed([5, 40, 7]), session.feed([99]), session.feed([12, 3])])  # cached, in pieces
+    logits = torch.cat([session.feed([5, 40, 7], keep=3), session.feed([99]), session.feed([12, 3], keep=2)])
     torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(logits, full, atol=1e-3)  # skipping really changed something
     assert len(four_layers.model.layers) == 4  # the model is whole again
@@ -122,7 +122,11 @@ def test_cached_session_feeds_crops_and_finds_what_to_feed(tiny_model):
     assert session.pending([1, 2]) == [2]  # the last token is fed again: its logits were not kept
     with torch.inference_mode():
         expected = tiny_model(torch.tensor([[1, 2, 9]])).logits[0, -1]
-    torch.testing.assert_close(session.feed([2, 9])[-1], expected, atol=1e-4, rtol=1e-4)
+    logits = session.feed([2, 9])
+    assert logits.shape == (1, tiny_model.config.vocab_size)  # only the last row is computed by default
+    torch.testing.assert_close(logits[0], expected, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="keep must be in 1..1"):
+        session.feed([3], keep=2)
 
 
 def test_model_draft_proposes_its_greedy_tokens_with_one_forward_each(tiny_model):
