@@ -54,7 +54,7 @@ def chunk_length_figure(chunk_set: ChunkSet, window_tokens: int) -> go.Figure:
     figure.add_annotation(x=window_tokens, y=1, yref="paper", showarrow=False, xanchor="right", yanchor="bottom",
                           text=f"embedder reads {window_tokens} tokens ({over} chunks longer)",
                           font={"color": PALETTE[3], "size": 12})
-    figure.update_xaxes(title="chunk length (embedding-model tokens)")
+    figure.update_xaxes(title="chunk length (embedding-model tokens)", range=[0, max(max(counts), window_tokens) * 1.05])
     figure.update_yaxes(title="chunks")
     return styled(figure, f"{len(counts)} chunks ({chunk_set.settings.describe()})", 320)
 
@@ -73,8 +73,7 @@ def score_bars_figure(retrieval: Retrieval) -> go.Figure:
     if not rows:
         return empty_figure("No chunk matched.", "Scores of the retrieved chunks")
     kinds = ["dense", "bm25", "hybrid"] + (["rerank"] if retrieval.reranked else [])
-    figure = make_subplots(rows=1, cols=len(kinds), shared_yaxes=True, horizontal_spacing=0.03,
-                           subplot_titles=[SCORE_TITLES[kind] for kind in kinds])
+    figure = make_subplots(rows=1, cols=len(kinds), shared_yaxes=True, horizontal_spacing=0.03)
     labels = [_row_label(row) for row in rows]
     values = {"dense": [r.dense_score for r in rows], "bm25": [r.bm25_score for r in rows],
               "hybrid": [r.hybrid_score for r in rows], "rerank": [r.rerank_score or 0.0 for r in rows]}
@@ -124,8 +123,11 @@ def score_distribution_figure(retrieval: Retrieval) -> go.Figure:
                                   yanchor="top", font={"size": 12, "color": SCORE_COLORS[kind]})
         figure.update_xaxes(title_text=SCORE_TITLES[kind], row=1, col=column)
         figure.update_yaxes(title_text="chunks" if column == 1 else None, row=1, col=column)
-    return styled(figure, "Where the retrieved chunks sit among all scores (dashed: each method's own top-k cutoff)",
-                  360)
+    styled(figure, "Where the retrieved chunks sit among all scores (dashed: each method's own top-k cutoff)", 400)
+    # Legend under the plots: above, it would sit on the panel titles.
+    figure.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0},
+                         margin={"b": 100})
+    return figure
 
 
 def embedding_map_figure(projector: Projector, chunks: Sequence, retrieval: Retrieval | None = None,

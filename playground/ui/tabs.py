@@ -11,6 +11,7 @@ from playground.ui.attention_tab import create_attention_tab
 from playground.ui.calibration_tab import create_calibration_tab
 from playground.ui.context import AppContext
 from playground.ui.model_tab import create_model_tab
+from playground.ui.rag_tab import create_rag_tab
 from playground.ui.sampling_tab import create_sampling_tab
 from playground.ui.speculative_tab import create_speculative_tab
 from playground.ui.tokenization_tab import create_tokenization_tab
@@ -47,7 +48,8 @@ def all_tabs() -> list[TabInfo]:
                 "real next-token distribution.", 5, create_sampling_tab),
         TabInfo("speculative", "Speculative decoding", "A draft proposes, the target verifies: accepted, rejected "
                 "and resampled tokens, and the real speed-up.", 6, create_speculative_tab),
-        TabInfo("rag", "RAG", "Chunk, embed, retrieve, rerank and answer, with every score visible.", 7),
+        TabInfo("rag", "RAG", "Chunk, embed, retrieve, rerank and answer, with every score visible.", 7,
+                create_rag_tab),
         TabInfo("lora", "LoRA fine-tuning", "Fine-tune the loaded model live and compare before and after.", 8),
         TabInfo("calibration", "Calibration", "Is the model as sure as it sounds? Reliability diagrams, ECE and "
                 "temperature scaling.", 9, create_calibration_tab),

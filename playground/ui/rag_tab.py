@@ -1,0 +1,371 @@
+"""RAG tab: chunk a corpus, embed it, retrieve with dense / BM25 / hybrid scores, rerank with the LLM,
+answer with citations, and evaluate retrieval. Handlers are thin adapters over playground.retrieval
+and playground.figures.retrieval."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import gradio as gr
+
+from playground import retrieval as rag
+from playground.figures import retrieval as figures
+from playground.retrieval.corpus import ALLOWED_SUFFIXES, PYTHON_REFERENCE, read_document
+from playground.retrieval.embedding import no_progress
+from playground.retrieval.evaluation import EVAL_KS, load_questions
+from playground.retrieval.ranking import CANDIDATE_POOL
+from playground.retrieval.search import RRF_K
+from playground.runtime.registry import DEFAULT_EMBEDDING_MODEL
+from playground.ui.context import AppContext
+from playground.ui.errors import user_errors
+
+EXPLANATION = r"""
+### What you are seeing
+Retrieval-augmented generation answers a question from **passages found in a corpus** instead of from
+the model's memory alone. The corpus is cut into overlapping **chunks**, and each chunk is scored
+against the question three ways:
+- **dense**: both are embedded by all-MiniLM-L6-v2 into unit vectors, $\cos(q, c) = e_q \cdot e_c$ — similar *meaning*;
+- **BM25**: shared *words*, $\sum_{t \in q} \mathrm{idf}(t)\,\frac{f_{t,c}}{f_{t,c} + k_1\,(1 - b + b\,|c| / \overline{|c|})}$
+  ($k_1 = 1.5$, $b = 0.75$, English stop words removed);
+- **hybrid**: reciprocal rank fusion of the two rankings, $\mathrm{RRF}(c) = \sum_{r \in \{\text{dense},\,\text{BM25}\}}
+  \frac{1}{60 + \mathrm{rank}_r(c)}$.
+
+The top chunks can be **reranked** by the loaded LLM acting as a judge: the score is
+$P(\text{Yes}) / (P(\text{Yes}) + P(\text{No}))$ for *"Is this passage relevant to the question?"*,
+one forward pass per chunk. The best chunks then become numbered context for the model's answer.
+
+**Takeaway:** the model can only answer from what retrieval hands it — watch which chunks make the cut, and why.
+"""
+
+ANSWER_EXPLANATION = """
+### Grounded answer
+The retrieved chunks (after reranking when it is on) become numbered passages in a chat prompt; the
+model answers greedily and should cite them as [n]. **Lost in the middle:** place the best chunk first,
+in the middle or last — small models often use what is at the edges of the context.
+"""
+
+EVALUATION_EXPLANATION = """
+### Retrieval evaluation
+{count} questions we wrote about the Python language reference, each with the topics whose text
+answers it (`assets/rag/questions.json`). **recall@k**: share of questions with a chunk of a relevant
+topic in the top k; **MRR**: mean of 1 / rank of the first such chunk; **nDCG@k**: rank-discounted
+gain against the ideal order. Always on the Python reference corpus, with the chunking chosen above.
+"""
+
+CORPUS_CHOICES = [f"{PYTHON_REFERENCE} (79 topics, ships with Python)", "Your files and pasted text"]
+EMPTY_QUESTION = "Type a question above to see how every chunk scores."
+EMPTY_ANSWER = "Type a question above, then press Answer."
+LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
+TABLE_HEADERS = ["rank", "source", "dense", "BM25", "hybrid rank", "rerank P(Yes)", "rank change", "chunk"]
+TABLE_WIDTHS = ["6%", "12%", "8%", "8%", "8%", "9%", "8%", "41%"]
+CHUNK_HEADERS = ["#", "source", "tokens", "chars", "chunk"]
+CHUNK_WIDTHS = ["7%", "14%", "8%", "8%", "63%"]
+POSITION_HEADERS = ["best chunk placed", "its number", "answer", "citations", "cites the best chunk",
+                    "says I don't know"]
+POSITION_WIDTHS = ["11%", "8%", "51%", "10%", "10%", "10%"]
+MAX_TABLE_CHUNKS = 300
+ProgressFn = Callable[[float, str], None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Adapters (no math here: it is all in playground.retrieval)
+# ---------------------------------------------------------------------------------------------
+
+
+def corpus_for(source: str, files: list[str] | None, pasted: str | None) -> rag.Corpus:
+    if source == CORPUS_CHOICES[0]:
+        return rag.python_reference_corpus()
+    return rag.corpus_from_inputs([str(path) for path in files or []], pasted)
+
+
+def chunking_for(unit: str, size: float | None, overlap: float | None) -> rag.ChunkingSettings:
+    if size is None or overlap is None:
+        raise rag.ChunkingError("Set both the chunk size and the overlap.")
+    return rag.ChunkingSettings(unit, int(size), int(overlap))
+
+
+def reporter(progress: gr.Progress) -> ProgressFn:
+    return lambda fraction, message: progress(fraction, desc=message)
+
+
+def model_key(loaded: Any) -> str:
+    return f"{loaded.spec.key}|{loaded.precision.label}|{loaded.device}"
+
+
+def _score(value: float | None, digits: int = 4) -> float | str:
+    return "-" if value is None else round(value, digits)
+
+
+def results_table(retrieval: rag.Retrieval) -> list[list[Any]]:
+    return [[row.rank, row.chunk.source, _score(row.dense_score), _score(row.bm25_score, 3),
+             "-" if row.hybrid_rank is None else row.hybrid_rank, _score(row.rerank_score),
+             "-" if row.rank_change is None else f"{row.rank_change:+d}", row.chunk.preview]
+            for row in retrieval.rows]
+
+
+def chunks_table(chunk_set: rag.ChunkSet) -> list[list[Any]]:
+    return [[chunk.index, chunk.source, chunk.token_count, len(chunk.text), chunk.preview]
+            for chunk in chunk_set.chunks[:MAX_TABLE_CHUNKS]]
+
+
+def stats_markdown(index: rag.RetrievalIndex) -> str:
+    stats = index.stats()
+    corpus, chunks = stats["corpus"], stats["chunks"]
+    origin = "loaded from the disk cache" if index.from_cache else "computed now and cached on disk"
+    lines = [
+        f"**{corpus['name']}**: {corpus['documents']} documents · {corpus['characters']:,} characters · "
+        f"{corpus['words']:,} words",
+        f"**{chunks['chunks']:,} chunks** of {index.chunk_set.settings.describe()} · mean {chunks['mean_chars']:.0f} "
+        f"characters / {chunks['mean_tokens']:.0f} tokens · {chunks['chunks_over_window']} chunks longer than the "
+        f"embedder's {chunks['embedder_window_tokens']}-token window (it reads only their start)",
+        f"Embeddings ({stats['embedding_dim']}-d, {stats['embedding_model']}) {origin}; dense search: "
+        f"{stats['dense_backend']}; built in {stats['build_seconds']:.1f} s",
+    ]
+    if len(index.chunks) > MAX_TABLE_CHUNKS:
+        lines.append(f"The table shows the first {MAX_TABLE_CHUNKS} of {len(index.chunks):,} chunks.")
+    lines += [f"ℹ️ {note}" for note in chunks["notes"]]
+    return "\n\n".join(lines)
+
+
+def retrieval_markdown(retrieval: rag.Retrieval) -> str:
+    terms = ", ".join(f"`{term}`" for term in retrieval.query_terms) or "none (only stop words)"
+    cut = retrieval.cutoffs()
+    cut_text = " · ".join(f"{name} {value:.4f}" for name, value in cut.items() if value is not None)
+    lines = [f"**{retrieval.method}**{' + LLM rerank' if retrieval.reranked else ''}, top {retrieval.k} of "
+             f"{len(retrieval.dense_scores):,} chunks · BM25 query terms: {terms} · hybrid fuses the top "
+             f"{CANDIDATE_POOL} of each list with RRF k = {RRF_K}",
+             f"Top-{retrieval.k} cutoffs: {cut_text}"]
+    lines += [f"ℹ️ {note}" for note in retrieval.notes]
+    return "\n\n".join(lines)
+
+
+def answer_markdown(answer: rag.GroundedAnswer) -> str:
+    quoted = "\n".join(f"> {line}" for line in (answer.answer or "(empty)").splitlines())
+    lines = [f"**Answer** ({answer.new_tokens} tokens, {answer.seconds:.1f} s, finish: {answer.finish_reason}):",
+             "", quoted, ""]
+    for passage in answer.passages:
+        mark = "✅ cited" if passage.cited else "· not cited"
+        lines.append(f"- **[{passage.number}]** {passage.source} · c{passage.chunk_index} (retrieval rank "
+                     f"{passage.retrieval_rank}) {mark}")
+    if answer.invalid_citations:
+        lines.append(f"\n⚠️ Cites passages that do not exist: {list(answer.invalid_citations)}")
+    if answer.says_unknown:
+        lines.append("\nThe model said it does not know.")
+    lines += [f"\nℹ️ {note}" for note in answer.notes]
+    return "\n".join(lines)
+
+
+def evaluation_headers(ks: tuple[int, ...] = EVAL_KS) -> list[str]:
+    return ["method"] + [f"recall@{k}" for k in ks] + ["MRR"] + [f"nDCG@{k}" for k in ks]
+
+
+def evaluation_rows(report: rag.EvaluationReport) -> list[list[Any]]:
+    return [[scores.method] + [round(scores.recall[k], 3) for k in report.ks] + [round(scores.mrr, 3)]
+            + [round(scores.ndcg[k], 3) for k in report.ks] for scores in report.methods]
+
+
+# ---------------------------------------------------------------------------------------------
+# The tab
+# ---------------------------------------------------------------------------------------------
+
+
+def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
+    store = rag.IndexStore()
+    judgements = rag.JudgementCache()
+
+    def get_index(source: str, files: list[str] | None, pasted: str | None, unit: str, size: float | None,
+                  overlap: float | None, progress: ProgressFn) -> rag.RetrievalIndex:
+        corpus = corpus_for(source, files, pasted)
+        chunking = chunking_for(unit, size, overlap)
+        embedder = ctx.models.embedding_model(progress)
+        return store.get_or_build(corpus, chunking, DEFAULT_EMBEDDING_MODEL, lambda: rag.build_index(
+            corpus, chunking, embedder, DEFAULT_EMBEDDING_MODEL, ctx.settings.cache_dir, progress))
+
+    def rerank_scores(question: str, passages: list[str], progress: ProgressFn = no_progress) -> list[float]:
+        loaded = ctx.model()
+        found = judgements.judge(model_key(loaded), question, passages, lambda missing: rag.judge_relevance(
+            loaded.model, loaded.tokenizer, question, missing, lock=loaded.lock, progress=progress))
+        return [judgement.score for judgement in found]
+
+    def ranked(question: str, corpus_inputs: tuple, method: str, k: float, rerank_top: float,
+               progress: ProgressFn) -> tuple[rag.RetrievalIndex, rag.Retrieval]:
+        index = get_index(*corpus_inputs, progress)
+        embedder = ctx.models.embedding_model()
+        retrieval = rag.retrieve(index, embedder, question, method, int(k), int(rerank_top))
+        if int(rerank_top) > 0:
+            scores = rerank_scores(retrieval.question, [row.chunk.text for row in retrieval.candidates], progress)
+            retrieval = rag.apply_rerank(retrieval, scores)
+        return index, retrieval
+
+    @user_errors
+    def build(source: str, files: list[str] | None, pasted: str | None, unit: str, size: float | None,
+              overlap: float | None, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+        index = get_index(source, files, pasted, unit, size, overlap, reporter(progress))
+        data = {**index.stats(), "chunk_list": [
+            {"index": c.index, "source": c.source, "start": c.start, "end": c.end, "tokens": c.token_count}
+            for c in index.chunks]}
+        return (stats_markdown(index), chunks_table(index.chunk_set),
+                figures.chunk_length_figure(index.chunk_set, index.embedder_window), data)
+
+    @user_errors
+    def search(question: str, source: str, files: list[str] | None, pasted: str | None, unit: str,
+               size: float | None, overlap: float | None, method: str, k: float, rerank_top: float, map_method: str,
+               progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+        if not (question or "").strip():
+            empty = figures.empty_figure(EMPTY_QUESTION)
+            return EMPTY_QUESTION, [], empty, empty, empty, {"empty": True, "message": EMPTY_QUESTION}
+        index, retrieval = ranked(question, (source, files, pasted, unit, size, overlap), method, k, rerank_top,
+                                  reporter(progress))
+        projector = index.projector(map_method)
+        data = {**retrieval.as_dict(), "corpus": index.stats()["corpus"]["name"], "map_method": projector.method}
+        return (retrieval_markdown(retrieval), results_table(retrieval),
+                figures.score_bars_figure(retrieval), figures.score_distribution_figure(retrieval),
+                figures.embedding_map_figure(projector, index.chunks, retrieval), data)
+
+    def grounded(question: str, corpus_inputs: tuple, method: str, k: float, rerank_top: float, strict: bool,
+                 position: str, max_new_tokens: float, progress: ProgressFn) -> rag.GroundedAnswer:
+        _, retrieval = ranked(question, corpus_inputs, method, k, rerank_top, progress)
+        loaded = ctx.model()
+        progress(0.5, f"Generating the answer (best chunk {position})")
+        return rag.answer_question(loaded.model, loaded.tokenizer, retrieval.question,
+                                   [row.chunk for row in retrieval.rows], strict, position, int(max_new_tokens),
+                                   loaded.eos_token_ids, loaded.lock)
+
+    @user_errors
+    def answer(question: str, source: str, files: list[str] | None, pasted: str | None, unit: str,
+               size: float | None, overlap: float | None, method: str, k: float, rerank_top: float, strict: bool,
+               position: str, max_new_tokens: float, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+        if not (question or "").strip():
+            return "", EMPTY_ANSWER, {"empty": True, "message": EMPTY_ANSWER}
+        result = grounded(question, (source, files, pasted, unit, size, overlap), method, k, rerank_top, strict,
+                          position, max_new_tokens, reporter(progress))
+        return result.prompt_text, answer_markdown(result), result.as_dict()
+
+    @user_errors
+    def compare_positions(question: str, source: str, files: list[str] | None, pasted: str | None, unit: str,
+                          size: float | None, overlap: float | None, method: str, k: float, rerank_top: float,
+                          strict: bool, max_new_tokens: float, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+        if not (question or "").strip():
+            return [], {"empty": True, "message": EMPTY_ANSWER}
+        results = [grounded(question, (source, files, pasted, unit, size, overlap), method, k, rerank_top, strict,
+                            position, max_new_tokens, reporter(progress)) for position in rag.POSITIONS]
+        rows = [[r.position, next(p.number for p in r.passages if p.retrieval_rank == 1), r.answer,
+                 ", ".join(f"[{n}]" for n in r.citations) or "-", "yes" if r.best_passage_cited else "no",
+                 "yes" if r.says_unknown else "no"] for r in results]
+        return rows, {"positions": [r.as_dict() for r in results]}
+
+    @user_errors
+    def evaluate(unit: str, size: float | None, overlap: float | None, rerank_top: float,
+                 progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+        index = get_index(CORPUS_CHOICES[0], None, None, unit, size, overlap, reporter(progress))
+        embedder = ctx.models.embedding_model()
+        report = rag.evaluate_index(index, embedder, rerank=rerank_scores if int(rerank_top) > 0 else None,
+                                    rerank_candidates=int(rerank_top),
+                                    progress=reporter(progress))
+        return evaluation_rows(report), figures.evaluation_figure(report), report.as_dict()
+
+    def check_uploads(files: list[str] | None) -> list[str]:
+        """Keep the files that read as a corpus; say why the others were dropped (the corpus in use is untouched)."""
+        kept = []
+        for path in files or []:
+            try:
+                read_document(path)
+                kept.append(path)
+            except (rag.CorpusError, OSError) as error:
+                gr.Warning(str(error))
+        return kept
+
+    gr.Markdown(EXPLANATION, latex_delimiters=LATEX)
+    with gr.Row():
+        with gr.Column(scale=3):
+            source = gr.Radio(CORPUS_CHOICES, value=CORPUS_CHOICES[0], label="Corpus")
+            files = gr.File(label=f"Your files ({', '.join(ALLOWED_SUFFIXES)}; 5 MB each, 20 MB in all)",
+                            file_count="multiple", file_types=list(ALLOWED_SUFFIXES), type="filepath",
+                            height=110)
+            pasted = gr.Textbox(label="…or paste text", lines=3, max_lines=8,
+                                placeholder="Paste text here and pick 'Your files and pasted text'.")
+        with gr.Column(scale=2):
+            unit = gr.Dropdown(list(rag.CHUNK_UNITS), value="characters", label="Chunk by")
+            with gr.Row():
+                size = gr.Number(800, label="Chunk size (in units)", precision=0, minimum=1)
+                overlap = gr.Number(100, label="Overlap (in units)", precision=0, minimum=0)
+            build_button = gr.Button("Build index", variant="secondary")
+    stats = gr.Markdown("Press **Build index** to chunk and embed the corpus (or just ask: it builds on demand).",
+                        elem_id="rag-stats")
+    with gr.Accordion("Chunks", open=False):
+        with gr.Row():
+            chunk_table = gr.Dataframe(headers=CHUNK_HEADERS, column_widths=CHUNK_WIDTHS, wrap=True, max_height=360,
+                                       elem_id="rag-chunks", scale=3)
+            length_plot = gr.Plot(label="Chunk lengths", elem_id="rag-lengths", scale=2)
+        index_json = gr.JSON(label="rag_index", open=False)
+
+    examples = [q.question for q in load_questions()[:6]]
+    with gr.Row():
+        with gr.Column(scale=3):
+            question = gr.Textbox(examples[1], label="Question", lines=2, max_lines=4, elem_id="rag-question")
+            gr.Examples([[q] for q in examples], [question], label="Questions from the evaluation set")
+        with gr.Column(scale=2):
+            method = gr.Radio(list(rag.METHODS), value="hybrid", label="Retrieval method")
+            k = gr.Slider(1, rag.MAX_K, value=5, step=1, label="Top k")
+            rerank_top = gr.Slider(0, rag.MAX_RERANK, value=0, step=1,
+                                   label="Rerank the top N with the LLM (0 = off; at least k)")
+            map_method = gr.Dropdown(list(rag.available_projections()), value="pca", label="2D map")
+            search_button = gr.Button("Retrieve", variant="primary")
+    summary = gr.Markdown(EMPTY_QUESTION, elem_id="rag-summary")
+    results = gr.Dataframe(headers=TABLE_HEADERS, column_widths=TABLE_WIDTHS, wrap=True, elem_id="rag-results")
+    bars = gr.Plot(label="Scores of the retrieved chunks", elem_id="rag-bars")
+    distribution = gr.Plot(label="Score distributions", elem_id="rag-distribution")
+    embedding_map = gr.Plot(label="Embedding map", elem_id="rag-map")
+    with gr.Accordion("retrieve JSON (every score)", open=False):
+        retrieve_json = gr.JSON(label="retrieve")
+
+    gr.Markdown(ANSWER_EXPLANATION)
+    with gr.Row():
+        strict = gr.Checkbox(True, label="Answer only from the context, else say \"I don't know\"")
+        position = gr.Radio(list(rag.POSITIONS), value="first", label="Place the best chunk")
+        max_new_tokens = gr.Slider(16, 256, value=96, step=8, label="Max new tokens")
+    with gr.Row():
+        answer_button = gr.Button("Answer", variant="primary")
+        compare_button = gr.Button("Compare first / middle / last")
+    answer_text = gr.Markdown(EMPTY_ANSWER, elem_id="rag-answer")
+    prompt_text = gr.Textbox(label="The prompt actually sent (chat template included)", lines=8, max_lines=24,
+                             interactive=False, elem_id="rag-prompt")
+    positions_table = gr.Dataframe(headers=POSITION_HEADERS, column_widths=POSITION_WIDTHS, wrap=True,
+                                   label="Lost in the middle", elem_id="rag-positions")
+    with gr.Accordion("rag_answer JSON", open=False):
+        answer_json = gr.JSON(label="rag_answer")
+        positions_json = gr.JSON(label="rag_positions")
+
+    gr.Markdown(EVALUATION_EXPLANATION.format(count=len(load_questions())))
+    with gr.Row():
+        eval_rerank = gr.Slider(0, rag.MAX_RERANK, value=0, step=1,
+                                label="Also rerank the hybrid top N with the LLM (0 = off; slow: N forwards per question)")
+        eval_button = gr.Button("Evaluate retrieval", variant="primary")
+    eval_table = gr.Dataframe(headers=evaluation_headers(), wrap=True, elem_id="rag-eval")
+    eval_plot = gr.Plot(label="Evaluation", elem_id="rag-eval-plot")
+    with gr.Accordion("rag_evaluate JSON", open=False):
+        eval_json = gr.JSON(label="rag_evaluate")
+
+    corpus_inputs = [source, files, pasted, unit, size, overlap]
+    retrieval_inputs = [question, *corpus_inputs, method, k, rerank_top]
+    build_button.click(build, corpus_inputs, [stats, chunk_table, length_plot, index_json], api_name="rag_index")
+    search_outputs = [summary, results, bars, distribution, embedding_map, retrieve_json]
+    search_button.click(search, retrieval_inputs + [map_method], search_outputs, api_name="retrieve")
+    question.submit(search, retrieval_inputs + [map_method], search_outputs, api_visibility="private")
+    answer_button.click(answer, retrieval_inputs + [strict, position, max_new_tokens],
+                        [prompt_text, answer_text, answer_json], api_name="rag_answer")
+    compare_button.click(compare_positions, retrieval_inputs + [strict, max_new_tokens],
+                         [positions_table, positions_json], api_name="rag_positions")
+    eval_button.click(evaluate, [unit, size, overlap, eval_rerank], [eval_table, eval_plot, eval_json],
+                      api_name="rag_evaluate")
+    files.upload(check_uploads, files, files, api_visibility="private", queue=False)
+    return {"source": source, "files": files, "pasted": pasted, "unit": unit, "size": size, "overlap": overlap,
+            "build": build_button, "stats": stats, "chunk_table": chunk_table, "length_plot": length_plot,
+            "index_json": index_json, "question": question, "method": method, "k": k, "rerank_top": rerank_top,
+            "map_method": map_method, "search": search_button, "summary": summary, "results": results,
+            "bars": bars, "distribution": distribution, "embedding_map": embedding_map,
+            "retrieve_json": retrieve_json, "strict": strict, "position": position,
+            "max_new_tokens": max_new_tokens, "answer": answer_button, "compare": compare_button,
+            "answer_text": answer_text, "prompt_text": prompt_text, "positions_table": positions_table,
+            "answer_json": answer_json, "positions_json": positions_json, "eval_rerank": eval_rerank,
+            "evaluate": eval_button, "eval_table": eval_table, "eval_plot": eval_plot, "eval_json": eval_json}
