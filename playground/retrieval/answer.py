@@ -27,6 +27,8 @@ STRICT_SYSTEM = ("Answer the question using only the numbered context passages. 
                  f"reply exactly: {UNKNOWN_REPLY}.")
 OPEN_SYSTEM = ("Answer the question. The numbered context passages may help; cite the ones you use by their "
                "numbers in square brackets, like [1].")
+# Small models tend to go on by inventing a next "[n] (source: ...)" passage; stop them there.
+STOP_STRINGS = ("(source:",)
 _CITATION_GROUP = re.compile(r"\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
 
 T = TypeVar("T")
@@ -132,7 +134,7 @@ def answer_question(model: Any, tokenizer: Any, question: str, chunks_best_first
     ordered = place_best(kept, position)
     input_ids = encode_prompt(tokenizer, grounded_messages(question, ordered, strict))  # [1, prompt_len]
     result = generate_text(model, tokenizer, input_ids, SamplingSettings(temperature=0.0), max_new_tokens,
-                           eos_token_ids, lock=lock)
+                           eos_token_ids, STOP_STRINGS, lock=lock)
     answer = result.text.strip()
     valid, invalid = parse_citations(answer, len(ordered))
     passages = tuple(Passage(number, chunk.index, chunk.source, chunk.text, ranks[chunk.index], number in valid)

@@ -57,7 +57,7 @@ def test_the_judge_prompt_is_chat_templated_and_long_passages_are_cut(judge_pair
     _, tokenizer = judge_pair
     text = tokenizer.decode(rerank.judge_prompt_ids(tokenizer, "Q?", "A passage."))
     assert text.startswith("<|im_start|>system\n" + rerank.JUDGE_SYSTEM)
-    assert text.endswith("<|im_start|>assistant\n") and rerank.JUDGE_QUESTION in text
+    assert text.endswith("<|im_start|>assistant\n") and rerank.JUDGE_QUESTION.format(question="Q?") in text
     monkeypatch.setattr(rerank, "MAX_PASSAGE_TOKENS", 3)
     assert "…" in tokenizer.decode(rerank.judge_prompt_ids(tokenizer, "Q?", "The capital of France is Paris."))
 
@@ -116,7 +116,7 @@ def test_answer_uses_the_generation_loop_on_the_exact_prompt_it_shows(tiny_model
     assert "[3] (source: doc0)\nThe capital of France is Paris." in result.prompt_text
     assert answer.UNKNOWN_REPLY in result.prompt_text  # the strict instruction
     expected = generate_text(tiny_model, tiny_tokenizer, ids, max_new_tokens=8,
-                             eos_token_ids=[tiny_tokenizer.eos_token_id])
+                             eos_token_ids=[tiny_tokenizer.eos_token_id], stop_strings=answer.STOP_STRINGS)
     assert result.answer == expected.text.strip() and result.new_tokens == len(expected.token_ids)
 
 
