@@ -41,7 +41,7 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets" / "lora"
 BUILTIN_DATASETS = {"pirate": "Pirate voice (a response style)", "json": "Answer as JSON (structured output)"}
 SCHEDULES = ("constant", "cosine")
 MAX_UPLOAD_LINES = 5000  # a bigger upload is cut here (with a note): a CPU run would never get through it
-MAX_EVAL_EXAMPLES = 32  # eval loss on at most this many eval examples, so an evaluation costs seconds
+MAX_EVAL_EXAMPLES = 16  # eval loss on at most this many eval examples, so an evaluation costs seconds
 EVAL_FRACTION = 0.1  # share of an uploaded dataset held out for eval
 SMOOTHING = 0.8  # EMA weight of the smoothed train-loss curve (debiased like TensorBoard's)
 
@@ -72,7 +72,7 @@ class NoAdapterError(FinetuneError):
 
 # (low, high), inclusive: the UI sliders and the error messages read the same ranges.
 LIMITS: dict[str, tuple[float, float]] = {
-    "rank": (1, 256),
+    "rank": (1, 64),
     "alpha": (0.5, 1024),
     "dropout": (0.0, 0.5),
     "learning_rate": (1e-6, 0.1),
@@ -412,15 +412,21 @@ def collate(examples: Sequence[TokenizedExample], pad_token_id: int) -> Batch:
     return Batch(input_ids, attention_mask, labels)
 
 
-def shuffled_batches(examples: Sequence[TokenizedExample], batch_size: int, seed: int,
-                     pad_token_id: int) -> Iterator[Batch]:
-    """Endless batches: each epoch a fresh seeded permutation; a short last batch is filled from the next."""
+def batch_order(n_examples: int, batch_size: int, seed: int) -> Iterator[list[int]]:
+    """Endless example indices, batch_size at a time: each epoch a fresh seeded permutation; a short last
+    batch is filled from the next epoch."""
     generator = torch.Generator().manual_seed(seed)
     pending: list[int] = []
     while True:
         while len(pending) < batch_size:
-            pending += torch.randperm(len(examples), generator=generator).tolist()
+            pending += torch.randperm(n_examples, generator=generator).tolist()
         indices, pending = pending[:batch_size], pending[batch_size:]
+        yield indices
+
+
+def shuffled_batches(examples: Sequence[TokenizedExample], batch_size: int, seed: int,
+                     pad_token_id: int) -> Iterator[Batch]:
+    for indices in batch_order(len(examples), batch_size, seed):
         yield collate([examples[i] for i in indices], pad_token_id)
 
 

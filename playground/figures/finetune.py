@@ -28,6 +28,11 @@ def thin(xs: Sequence[float], *series: Sequence[float], limit: int = MAX_POINTS)
     return tuple([values[i] for i in keep] for values in (xs, *series))
 
 
+def step_tick(total_steps: int) -> int:
+    """Whole-step ticks, about ten of them (steps are integers: no 1.5 on the axis)."""
+    return max(1, -(-total_steps // 10))
+
+
 def _thinning_note(n: int) -> str:
     return f" (every {-(-n // MAX_POINTS)}th of {n} steps shown)" if n > MAX_POINTS else ""
 
@@ -48,9 +53,12 @@ def loss_figure(progress: TrainingProgress) -> go.Figure:
                                 hovertemplate="step %{x}<br>eval loss %{y:.4f} nats/token<extra></extra>"))
     title = "Loss on the " + ("response tokens" if progress.start.get("settings", {}).get("mask_prompt", True)
                               else "whole sequence") + _thinning_note(len(progress.steps))
-    figure.update_xaxes(title_text="optimizer step", range=[-0.5, progress.total_steps + 0.5])
+    figure.update_xaxes(title_text="optimizer step", range=[-0.5, progress.total_steps + 0.5],
+                        dtick=step_tick(progress.total_steps))
     figure.update_yaxes(title_text="cross-entropy (nats per token)")
-    return styled(figure, title, height=380)
+    figure = styled(figure, title, height=480)
+    figure.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "left", "x": 0})
+    return figure
 
 
 def dynamics_figure(progress: TrainingProgress) -> go.Figure:
@@ -73,6 +81,7 @@ def dynamics_figure(progress: TrainingProgress) -> go.Figure:
     figure.update_yaxes(title_text="‖g‖₂", row=2, col=1)
     figure.update_yaxes(title_text="tokens/s", row=3, col=1)
     figure.update_xaxes(title_text="optimizer step", row=3, col=1)
+    figure.update_xaxes(dtick=step_tick(progress.total_steps))
     figure = styled(figure, "Training dynamics", height=480)
     figure.update_layout(showlegend=False)  # each panel is titled; one trace per panel
     return figure
@@ -111,7 +120,8 @@ def token_shift_figure(shift: NextTokenShift) -> go.Figure:
                           "<br>change %{customdata[2]:+.4f}<extra></extra>"))
     figure.update_layout(barmode="group")
     figure.update_yaxes(title_text="token (biggest gain on top)", autorange="reversed")
-    figure.update_xaxes(title_text="probability of being the first answer token", range=[0, 1])
+    largest = max((max(t.before, t.after) for t in shift.tokens), default=1.0)
+    figure.update_xaxes(title_text="probability of being the first answer token", range=[0, min(1.0, 1.1 * largest)])
     height = max(320, 80 + 34 * len(labels))
     return styled(figure, f"Next token: '{visible(shift.top_before)}' → '{visible(shift.top_after)}' "
                           f"(KL after‖before = {shift.kl_bits:.2f} bits)", height=height)

@@ -10,6 +10,7 @@ import gradio as gr
 from playground.ui.attention_tab import create_attention_tab
 from playground.ui.calibration_tab import create_calibration_tab
 from playground.ui.context import AppContext
+from playground.ui.lora_tab import create_lora_tab
 from playground.ui.model_tab import create_model_tab
 from playground.ui.rag_tab import create_rag_tab
 from playground.ui.sampling_tab import create_sampling_tab
@@ -50,7 +51,8 @@ def all_tabs() -> list[TabInfo]:
                 "and resampled tokens, and the real speed-up.", 6, create_speculative_tab),
         TabInfo("rag", "RAG", "Chunk, embed, retrieve, rerank and answer, with every score visible.", 7,
                 create_rag_tab),
-        TabInfo("lora", "LoRA fine-tuning", "Fine-tune the loaded model live and compare before and after.", 8),
+        TabInfo("lora", "LoRA fine-tuning", "Fine-tune the loaded model live and compare before and after.", 8,
+                create_lora_tab),
         TabInfo("calibration", "Calibration", "Is the model as sure as it sounds? Reliability diagrams, ECE and "
                 "temperature scaling.", 9, create_calibration_tab),
         TabInfo("model", "Model & quantization", "The model's architecture, parameter counts, and precisions "

@@ -169,7 +169,7 @@ def test_shuffled_batches_visit_every_example_once_per_epoch():
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("rank", 0, "rank must be between 1 and 256, got 0"),
+    ("rank", 0, "rank must be between 1 and 64, got 0"),
     ("learning_rate", 1.0, "learning_rate must be between 1e-06 and 0.1"),
     ("dropout", 0.9, "dropout must be between 0 and 0.5"),
     ("batch_size", 2.5, "batch_size must be a whole number"),
