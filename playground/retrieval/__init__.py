@@ -12,7 +12,14 @@ answer.py      grounded prompt, greedy answer, citations, "lost in the middle" p
 evaluation.py  recall@k, MRR, nDCG on the question set in assets/rag/questions.json
 """
 
-from playground.retrieval.answer import POSITIONS, AnswerInputError, GroundedAnswer, answer_question, place_best
+from playground.retrieval.answer import (
+    MAX_NEW_TOKENS,
+    POSITIONS,
+    AnswerInputError,
+    GroundedAnswer,
+    answer_question,
+    place_best,
+)
 from playground.retrieval.chunking import CHUNK_UNITS, Chunk, ChunkingError, ChunkingSettings, ChunkSet, chunk_corpus
 from playground.retrieval.corpus import Corpus, CorpusError, Document, corpus_from_inputs, python_reference_corpus
 from playground.retrieval.evaluation import EvaluationError, EvaluationReport, evaluate_index, load_questions
@@ -32,7 +39,7 @@ from playground.retrieval.ranking import (
 from playground.retrieval.search import DenseIndex, LexicalIndex, reciprocal_rank_fusion
 
 __all__ = [
-    "CHUNK_UNITS", "MAX_K", "MAX_RERANK", "METHODS", "POSITIONS",
+    "CHUNK_UNITS", "MAX_K", "MAX_NEW_TOKENS", "MAX_RERANK", "METHODS", "POSITIONS",
     "AnswerInputError", "Chunk", "ChunkSet", "ChunkingError", "ChunkingSettings", "Corpus", "CorpusError",
     "DenseIndex", "Document", "EvaluationError", "EvaluationReport", "GroundedAnswer", "IndexStore", "Judgement",
     "JudgementCache", "LexicalIndex", "RerankError", "Retrieval", "RetrievalIndex", "RetrievalInputError",

@@ -281,7 +281,7 @@ def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
             source = gr.Radio(CORPUS_CHOICES, value=CORPUS_CHOICES[0], label="Corpus")
             files = gr.File(label=f"Your files ({', '.join(ALLOWED_SUFFIXES)}; 5 MB each, 20 MB in all)",
                             file_count="multiple", file_types=list(ALLOWED_SUFFIXES), type="filepath",
-                            height=110)
+                            height=110, elem_id="rag-files")
             pasted = gr.Textbox(label="…or paste text", lines=3, max_lines=8,
                                 placeholder="Paste text here and pick 'Your files and pasted text'.")
         with gr.Column(scale=2):
@@ -294,7 +294,7 @@ def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
                         elem_id="rag-stats")
     with gr.Accordion("Chunks", open=False):
         with gr.Row():
-            chunk_table = gr.Dataframe(headers=CHUNK_HEADERS, column_widths=CHUNK_WIDTHS, wrap=True, max_height=360,
+            chunk_table = gr.Dataframe(interactive=False, headers=CHUNK_HEADERS, column_widths=CHUNK_WIDTHS, wrap=True, max_height=360,
                                        elem_id="rag-chunks", scale=3)
             length_plot = gr.Plot(label="Chunk lengths", elem_id="rag-lengths", scale=2)
         index_json = gr.JSON(label="rag_index", open=False)
@@ -312,7 +312,7 @@ def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
             map_method = gr.Dropdown(list(rag.available_projections()), value="pca", label="2D map")
             search_button = gr.Button("Retrieve", variant="primary")
     summary = gr.Markdown(EMPTY_QUESTION, elem_id="rag-summary")
-    results = gr.Dataframe(headers=TABLE_HEADERS, column_widths=TABLE_WIDTHS, wrap=True, elem_id="rag-results")
+    results = gr.Dataframe(interactive=False, headers=TABLE_HEADERS, column_widths=TABLE_WIDTHS, wrap=True, elem_id="rag-results")
     bars = gr.Plot(label="Scores of the retrieved chunks", elem_id="rag-bars")
     distribution = gr.Plot(label="Score distributions", elem_id="rag-distribution")
     embedding_map = gr.Plot(label="Embedding map", elem_id="rag-map")
@@ -323,14 +323,14 @@ def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
     with gr.Row():
         strict = gr.Checkbox(True, label="Answer only from the context, else say \"I don't know\"")
         position = gr.Radio(list(rag.POSITIONS), value="first", label="Place the best chunk")
-        max_new_tokens = gr.Slider(16, 256, value=96, step=8, label="Max new tokens")
+        max_new_tokens = gr.Slider(1, rag.MAX_NEW_TOKENS, value=96, step=1, label="Max new tokens")
     with gr.Row():
         answer_button = gr.Button("Answer", variant="primary")
         compare_button = gr.Button("Compare first / middle / last")
     answer_text = gr.Markdown(EMPTY_ANSWER, elem_id="rag-answer")
     prompt_text = gr.Textbox(label="The prompt actually sent (chat template included)", lines=8, max_lines=24,
                              interactive=False, elem_id="rag-prompt")
-    positions_table = gr.Dataframe(headers=POSITION_HEADERS, column_widths=POSITION_WIDTHS, wrap=True,
+    positions_table = gr.Dataframe(interactive=False, headers=POSITION_HEADERS, column_widths=POSITION_WIDTHS, wrap=True,
                                    label="Lost in the middle", elem_id="rag-positions")
     with gr.Accordion("rag_answer JSON", open=False):
         answer_json = gr.JSON(label="rag_answer")
@@ -341,7 +341,7 @@ def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
         eval_rerank = gr.Slider(0, rag.MAX_RERANK, value=0, step=1,
                                 label="Also rerank the hybrid top N with the LLM (0 = off; slow: N forwards per question)")
         eval_button = gr.Button("Evaluate retrieval", variant="primary")
-    eval_table = gr.Dataframe(headers=evaluation_headers(), wrap=True, elem_id="rag-eval")
+    eval_table = gr.Dataframe(interactive=False, headers=evaluation_headers(), wrap=True, elem_id="rag-eval")
     eval_plot = gr.Plot(label="Evaluation", elem_id="rag-eval-plot")
     with gr.Accordion("rag_evaluate JSON", open=False):
         eval_json = gr.JSON(label="rag_evaluate")
@@ -358,7 +358,7 @@ def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
                          [positions_table, positions_json], api_name="rag_positions")
     eval_button.click(evaluate, [unit, size, overlap, eval_rerank], [eval_table, eval_plot, eval_json],
                       api_name="rag_evaluate")
-    files.upload(check_uploads, files, files, api_visibility="private", queue=False)
+    files.upload(check_uploads, files, files, api_visibility="private")
     return {"source": source, "files": files, "pasted": pasted, "unit": unit, "size": size, "overlap": overlap,
             "build": build_button, "stats": stats, "chunk_table": chunk_table, "length_plot": length_plot,
             "index_json": index_json, "question": question, "method": method, "k": k, "rerank_top": rerank_top,
