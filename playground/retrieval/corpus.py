@@ -14,7 +14,7 @@ import hashlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 MAX_FILE_BYTES = 5 * 2**20  # per uploaded file
 MAX_TOTAL_BYTES = 20 * 2**20  # all uploaded files together
@@ -25,6 +25,16 @@ TEXT_SUFFIXES = (".txt", ".md")
 PDF_SUFFIX = ".pdf"
 ALLOWED_SUFFIXES = (*TEXT_SUFFIXES, PDF_SUFFIX)
 PYTHON_REFERENCE = "Python language reference"
+
+
+def digest_texts(texts: Iterable[str]) -> str:
+    """sha256 of a sequence of texts, each length-prefixed so ("ab", "c") and ("a", "bc") differ."""
+    digest = hashlib.sha256()
+    for text in texts:
+        data = text.encode("utf-8")
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()
 
 
 class CorpusError(ValueError):
@@ -45,14 +55,8 @@ class Corpus:
 
     @property
     def fingerprint(self) -> str:
-        """sha256 over every (source, text), length-prefixed so no two corpora collide by concatenation."""
-        digest = hashlib.sha256()
-        for document in self.documents:
-            for part in (document.source, document.text):
-                data = part.encode("utf-8")
-                digest.update(len(data).to_bytes(8, "little"))
-                digest.update(data)
-        return digest.hexdigest()
+        """sha256 over every (source, text)."""
+        return digest_texts(part for document in self.documents for part in (document.source, document.text))
 
     def stats(self) -> dict[str, Any]:
         lengths = [len(document.text) for document in self.documents]

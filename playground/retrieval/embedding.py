@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from playground.retrieval.chunking import ChunkingSettings
+from playground.retrieval.corpus import digest_texts
 
 ProgressFn = Callable[[float, str], None]
 CACHE_FORMAT = 1
@@ -56,15 +57,6 @@ def embed_query(model: Any, question: str) -> np.ndarray:
                         show_progress_bar=False)[0].astype(np.float32, copy=False)
 
 
-def texts_digest(texts: Sequence[str]) -> str:
-    digest = hashlib.sha256()
-    for text in texts:
-        data = text.encode("utf-8")
-        digest.update(len(data).to_bytes(8, "little"))
-        digest.update(data)
-    return digest.hexdigest()
-
-
 def cache_key(corpus_fingerprint: str, model_id: str, chunking: ChunkingSettings) -> str:
     """A file-name-safe key for (corpus, model, chunking)."""
     payload = json.dumps({"corpus": corpus_fingerprint, "model": model_id, "chunking": chunking.as_dict(),
@@ -98,7 +90,7 @@ class EmbeddingCache:
         array_path, meta_path = self.paths(key)
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            if meta.get("texts_sha256") != texts_digest(texts):
+            if meta.get("texts_sha256") != digest_texts(texts):
                 return None
             embeddings = np.load(array_path, allow_pickle=False)
         except (OSError, ValueError):
@@ -114,7 +106,7 @@ class EmbeddingCache:
         array_path, meta_path = self.paths(key)
         array = np.ascontiguousarray(embeddings, dtype=np.float32)
         _atomic_write(array_path, lambda stream: np.save(stream, array, allow_pickle=False))
-        record = {**meta, "texts_sha256": texts_digest(texts), "count": int(array.shape[0]),
+        record = {**meta, "texts_sha256": digest_texts(texts), "count": int(array.shape[0]),
                   "dim": int(array.shape[1]), "format": CACHE_FORMAT}
         _atomic_write(meta_path, lambda stream: stream.write(json.dumps(record, indent=1).encode("utf-8")))
 
