@@ -827,7 +827,8 @@ class FinetuneRunner:
         status, message, peak = "failed", "", None
         try:
             with PeakMemory(model_device(base.model)) as peak:
-                model = attach_lora(base.model, settings)
+                with base.lock:  # the base may be the active model: copy it between forwards, not mid-switch
+                    model = attach_lora(base.model, settings)
                 trainable, all_parameters = model.get_nb_trainable_parameters()
                 budget = lora_budget(base.model, settings.target_modules, settings.rank)
                 run.emit({"event": "start", "job_id": job.id, "base_model": base.spec.key, "base_label": base.spec.label,

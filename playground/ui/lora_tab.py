@@ -44,6 +44,7 @@ MAX_COMPARE_PROMPTS = 4  # each prompt is answered twice on CPU: keep the compar
 FINISHED = ("completed", "cancelled", "failed")
 NO_RUN = "No training run yet: pick a dataset and press Train."
 NO_ADAPTER = "Train an adapter first; then compare, download or merge it here."
+NO_COMPARISON = "After training, press “Compare before / after” to see how the first answer token moved."
 UPLOAD_HELP = ('One JSON object per line: {"instruction": ..., "response": ...} (optional "input"; "output" '
                'works for "response"), or {"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}.')
 
@@ -357,7 +358,7 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
     answers = gr.Dataframe(headers=["prompt", "before (base)", "after (LoRA)"], datatype=["str", "str", "str"],
                            wrap=True, column_widths=["22%", "39%", "39%"], interactive=False, label="Answers",
                            elem_id="lora-answers")
-    shift_plot = gr.Plot(empty_figure(NO_ADAPTER), label="First answer token: probability before vs after",
+    shift_plot = gr.Plot(empty_figure(NO_COMPARISON), label="First answer token: probability before vs after",
                          elem_id="lora-shift-plot")
 
     gr.Markdown("#### 4 · Use the adapter")

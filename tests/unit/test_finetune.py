@@ -367,3 +367,30 @@ def test_merging_for_an_int8_app_gives_an_int8_model(trained, manager):
     assert merged.precision.quantization == "int8"
     assert "Linear" in type(merged.model.model.layers[0].self_attn.q_proj).__name__
     assert not isinstance(merged.model.model.layers[0].self_attn.q_proj, torch.nn.Linear)
+
+
+def test_qlora_path_trains_adapters_beside_a_4bit_base(tiny_tokenizer, tmp_path, pirate):
+    """QLoRA as on a GPU, here with bitsandbytes' CPU kernels: NF4 base, fp32 adapters, falling loss.
+    (hidden 128: NF4 packs weights in blocks of 64, more than the usual tiny model's 32.)"""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tiny_tokenizer), hidden_size=128, intermediate_size=256,
+                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                         max_position_embeddings=256, tie_word_embeddings=True))
+    model.save_pretrained(tmp_path / "model")
+    tiny_tokenizer.save_pretrained(tmp_path / "model")
+    base = ModelManager(Settings(model=str(tmp_path / "model"), quantization="nf4", device="cpu", offline=True,
+                                 cache_dir=tmp_path / "cache")).load()
+    assert ft.is_4bit(base.model)
+    settings = ft.LoraSettings(steps=4, eval_every=4, dropout=0.0, learning_rate=1e-2, warmup_steps=0,
+                               target_modules=("q_proj", "v_proj", "o_proj"))
+    adapted = ft.attach_lora(base.model, settings)
+    assert adapted.get_nb_trainable_parameters()[0] == ft.lora_budget(base.model, settings.target_modules, 8,
+                                                                      base.parameters).lora_total
+    assert all(p.dtype == torch.float32 for p in adapted.parameters() if p.requires_grad)
+    assert type(base.model.model.layers[0].self_attn.q_proj).__name__ == "Linear4bit"  # the base is untouched
+    events = []
+    assert ft.train_lora(adapted, small_run(base.tokenizer, pirate, settings, n_train=16, emit=events.append)) == "completed"
+    evals = [e["eval_loss"] for e in events if e["event"] == "eval"]
+    assert evals[-1] < evals[0]
