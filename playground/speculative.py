@@ -30,7 +30,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from playground.drafts import CachedModel, Draft, Proposal, SpeculativeError, draw_token, penalty_history
-from playground.generation import encode_prompt, generate_tokens
+from playground.generation import GeneratedToken, encode_prompt, generate_tokens
 from playground.sampling import SamplingSettings, final_probabilities
 
 MAX_K = 16
@@ -413,21 +413,33 @@ class PlainRun:
         return (self.seconds - self.first_token_seconds) / later if later > 0 else self.seconds
 
 
+def plain_decode_steps(model: Any, tokenizer: Any, prompt_ids: Sequence[int], settings: SamplingSettings,
+                       max_new_tokens: int, stop_ids: Sequence[int] = (), lock: Any = None
+                       ) -> Iterator[tuple[GeneratedToken, float]]:
+    """The race's baseline, token by token: (token, seconds spent producing it). Only the time inside
+    the generation loop counts, so a caller that updates a page between tokens does not slow it down."""
+    tokens = generate_tokens(model, tokenizer, torch.tensor([list(prompt_ids)]), settings, max_new_tokens, stop_ids,
+                             lock=lock)
+    while True:
+        started = time.perf_counter()
+        step = next(tokens, None)
+        seconds = time.perf_counter() - started
+        if step is None:
+            return
+        yield step, seconds
+
+
+def collect_plain(steps: Sequence[tuple[GeneratedToken, float]]) -> PlainRun:
+    """The text leaves out a final end-of-turn token's text, like `generate_text`."""
+    return PlainRun(tuple(step.token_id for step, _ in steps),
+                    "".join(step.text for step, _ in steps if step.finish_reason != "eos"),
+                    sum(seconds for _, seconds in steps), steps[0][1] if steps else 0.0)
+
+
 def plain_decode(model: Any, tokenizer: Any, prompt_ids: Sequence[int], settings: SamplingSettings,
-                 max_new_tokens: int, stop_ids: Sequence[int] = (), lock: Any = None,
-                 cancel: threading.Event | None = None) -> PlainRun:
-    started = time.perf_counter()
-    first_token_seconds = 0.0
-    token_ids: list[int] = []
-    text = ""
-    for step in generate_tokens(model, tokenizer, torch.tensor([list(prompt_ids)]), settings, max_new_tokens,
-                                stop_ids, cancel=cancel, lock=lock):
-        if not token_ids:
-            first_token_seconds = time.perf_counter() - started
-        token_ids.append(step.token_id)
-        if step.finish_reason != "eos":
-            text += step.text
-    return PlainRun(tuple(token_ids), text, time.perf_counter() - started, first_token_seconds)
+                 max_new_tokens: int, stop_ids: Sequence[int] = (), lock: Any = None) -> PlainRun:
+    return collect_plain(list(plain_decode_steps(model, tokenizer, prompt_ids, settings, max_new_tokens, stop_ids,
+                                                 lock)))
 
 
 @dataclass(frozen=True)

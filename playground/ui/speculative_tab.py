@@ -81,6 +81,7 @@ EMPTY_FIGURE = "Run a speculation to see this chart."
 STEP_HEADERS = ["#", "token", "q (draft)", "p (target)", "min(1, p/q)", "draw u", "outcome"]
 STEP_WIDTHS = ["6%", "20%", "12%", "12%", "14%", "11%", "25%"]
 RESIDUAL_HEADERS = ["token", "residual", "p (target)", "q (draft)"]
+RACE_UPDATE_EVERY = 8  # tokens between progress updates during the race
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 CHIP = ("display:inline-block;margin:1px 1px;padding:1px 3px;border-radius:4px;white-space:pre-wrap;"
         "font-family:ui-monospace,monospace;font-size:14px;")
@@ -240,8 +241,14 @@ def create_speculative_tab(ctx: AppContext) -> dict[str, Any]:
             produced = sum(len(s.emitted) for s in steps)
             yield (f"Speculating… step {len(steps)}, {produced} tokens", tokens_html(records), *([gr.skip()] * 8))
         run = spec.collect_run(steps, target.tokenizer, draft.label, k_value, len(prompt_ids), stops)
-        yield ("Racing plain decoding with the same prompt, seed and settings…", *([gr.skip()] * 9))
-        plain = spec.plain_decode(target.model, target.tokenizer, prompt_ids, settings, max_tokens, stops, target.lock)
+        plain_steps = []
+        for token in spec.plain_decode_steps(target.model, target.tokenizer, prompt_ids, settings, max_tokens, stops,
+                                             target.lock):
+            plain_steps.append(token)
+            if len(plain_steps) % RACE_UPDATE_EVERY == 1:  # also lets Stop end the race between tokens
+                yield (f"Racing plain decoding with the same prompt, seed and settings… {len(plain_steps)} of "
+                       f"{len(run.token_ids)} tokens", *([gr.skip()] * 9))
+        plain = spec.collect_plain(plain_steps)
         stats = spec.acceptance_stats(run)
         speed = spec.speed_report(run, plain, stats)
         data = spec.report_json(run, stats, speed, notes, plain)
@@ -280,7 +287,8 @@ def create_speculative_tab(ctx: AppContext) -> dict[str, Any]:
     with gr.Row():
         k = gr.Slider(1, spec.MAX_K, value=4, step=1, label="k: draft tokens per step")
         temperature = gr.Slider(0, 2, value=0, step=0.05, label="Temperature T (0 = greedy)")
-        max_new_tokens = gr.Slider(1, spec.MAX_NEW_TOKENS, value=48, step=1, label="Max new tokens")
+        max_new_tokens = gr.Slider(1, spec.MAX_NEW_TOKENS, value=48, step=1, label="Max new tokens",
+                                   elem_id="spec-max-tokens")
     with gr.Row():
         top_k = gr.Number(0, label="Top-k (0 = off)", precision=0, minimum=0)
         top_p = gr.Slider(0.01, 1, value=1.0, step=0.01, label="Top-p (1 = off)")

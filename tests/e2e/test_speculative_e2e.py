@@ -27,3 +27,22 @@ def test_speculative_tab_runs_and_shows_every_view(page, app_url):
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "speculative.png"), full_page=True)
     assert page.console_errors == []
+
+
+def test_stop_ends_a_run_midway(page, app_url):
+    page.goto(app_url)
+    page.wait_for_selector("#pg-status >> text=MB in memory", timeout=60_000)
+    page.get_by_role("tab", name="Speculative decoding").click()
+    tab = page.locator("#tab-speculative")
+    tab.get_by_label("target with some layers skipped (self-draft)").check()
+    tab.locator("#spec-max-tokens input[type=number]").fill("400")  # minutes of work on a CPU
+    tab.locator("#spec-max-tokens input[type=number]").press("Enter")
+    tab.locator("#spec-run").click()
+    page.wait_for_selector("#spec-summary >> text=Speculating… step", timeout=120_000)
+    tab.locator("#spec-stop").click()
+    page.wait_for_timeout(3000)
+    steps_after_stop = tab.locator("#spec-text .spec-step").count()
+    page.wait_for_timeout(5000)
+    assert tab.locator("#spec-text .spec-step").count() == steps_after_stop  # nothing runs on
+    assert "Measured speed-up" not in tab.locator("#spec-summary").inner_text()
+    assert page.console_errors == []

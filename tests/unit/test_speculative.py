@@ -20,8 +20,10 @@ from playground.speculative import (
     PlainRun,
     acceptance_stats,
     check_request,
+    collect_plain,
     collect_run,
     expected_tokens_per_step,
+    plain_decode_steps,
     predicted_speedup,
     predicted_speedup_for_steps,
     prepare_prompt,
@@ -345,3 +347,14 @@ def test_stats_and_speed_report_add_up(target, other, tiny_tokenizer, prompt_ids
     speed = speed_report(result, plain, stats)
     assert speed.measured_speedup == pytest.approx(2.0) and speed.same_tokens
     assert speed.predicted_speedup == pytest.approx(predicted_speedup(stats.alpha, 3, speed.cost_ratio))
+
+
+def test_the_race_baseline_is_the_generation_loop(target, tiny_tokenizer, prompt_ids):
+    settings = SamplingSettings(temperature=0.8, seed=9)
+    reference = generate_text(target, tiny_tokenizer, torch.tensor([prompt_ids]), settings, 20)
+    steps = list(plain_decode_steps(target, tiny_tokenizer, prompt_ids, settings, 20))
+    plain = collect_plain(steps)
+    assert list(plain.token_ids) == reference.token_ids and plain.text == reference.text
+    assert plain.seconds == pytest.approx(sum(seconds for _, seconds in steps))
+    assert plain.first_token_seconds == steps[0][1]
+    assert plain.seconds_per_token == pytest.approx((plain.seconds - steps[0][1]) / 19)
