@@ -39,16 +39,6 @@ def axis_labels(tokens: tuple[str, ...] | list[str]) -> list[str]:
             for i, token in enumerate(tokens)]
 
 
-def empty_figure(message: str, title: str = "") -> go.Figure:
-    """A friendly empty state: a sentence in the middle of a blank plot."""
-    figure = go.Figure()
-    figure.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
-                          font={"size": 15, "color": "#4B5563"})
-    figure.update_xaxes(visible=False)
-    figure.update_yaxes(visible=False)
-    return styled(figure, title, height=260)
-
-
 def _square_height(n: int, minimum: int = 520, maximum: int = 900) -> int:
     """Tall enough for one readable label per row up to ~30 tokens; plotly thins labels beyond that."""
     return int(min(maximum, max(minimum, 260 + 20 * n)))

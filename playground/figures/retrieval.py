@@ -13,7 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from playground.figures.style import MUTED, PALETTE, styled
+from playground.figures.style import MUTED, PALETTE, empty_figure, styled
 from playground.retrieval.chunking import ChunkSet
 from playground.retrieval.evaluation import EvaluationReport
 from playground.retrieval.projection import Projector
@@ -30,16 +30,6 @@ HOVER_CHARS = 90
 def _hover_text(text: str) -> str:
     flat = " ".join(text.split())
     return (flat[: HOVER_CHARS - 1] + "…") if len(flat) > HOVER_CHARS else flat
-
-
-def empty_figure(message: str, title: str = "", height: int = 260) -> go.Figure:
-    """A friendly placeholder (no data yet) instead of an empty axis."""
-    figure = go.Figure()
-    figure.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
-                          font={"size": 15, "color": "#4B5563"})
-    figure.update_xaxes(visible=False)
-    figure.update_yaxes(visible=False)
-    return styled(figure, title, height)
 
 
 def chunk_length_figure(chunk_set: ChunkSet, window_tokens: int) -> go.Figure:

@@ -25,3 +25,13 @@ def styled(figure: go.Figure, title: str, height: int = 420) -> go.Figure:
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
     )
     return figure
+
+
+def empty_figure(message: str, title: str = "", height: int = 260) -> go.Figure:
+    """A friendly empty state: a sentence in the middle of a blank plot, instead of an empty axis."""
+    figure = go.Figure()
+    figure.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
+                          font={"size": 15, "color": "#4B5563"})
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False)
+    return styled(figure, title, height)

@@ -11,6 +11,7 @@ import pandas as pd
 
 from playground import attention as att
 from playground.figures import attention as figures
+from playground.figures.style import empty_figure
 from playground.ui.context import AppContext
 from playground.ui.errors import user_errors
 
@@ -213,7 +214,7 @@ def create_attention_tab(ctx: AppContext) -> dict[str, Any]:
     def show_mask(text: str, key: str, w: float, p: float, c: float) -> tuple[str, Any, dict[str, Any]]:
         tokenize, tokenizer_note = _mask_tokenizer(ctx)
         if not text.strip():
-            return "Type some text to see the mask over its tokens.", figures.empty_figure(
+            return "Type some text to see the mask over its tokens.", empty_figure(
                 "Type some text above to see its mask."), {"empty": True}
         view = att.explore_mask(text, key, tokenize=tokenize, window=int(w), prefix_length=int(p), chunk_size=int(c))
         return mask_markdown(view, tokenizer_note), figures.mask_figure(view), view.as_json()
@@ -230,7 +231,7 @@ def create_attention_tab(ctx: AppContext) -> dict[str, Any]:
     # -- real weights ----------------------------------------------------------------------------
 
     def empty_attention() -> tuple[Any, ...]:
-        blank = figures.empty_figure(EMPTY_PROMPT)
+        blank = empty_figure(EMPTY_PROMPT)
         return (EMPTY_PROMPT, blank, [], gr.update(), blank, blank, None, blank,
                 {"empty": True, "message": EMPTY_PROMPT}, gr.update(), gr.update())
 
@@ -256,7 +257,7 @@ def create_attention_tab(ctx: AppContext) -> dict[str, Any]:
     @user_errors
     def show_row(text: str, layer_value: float, head_value: str, chat_value: bool, position: float) -> tuple[Any, ...]:
         if not text.strip():
-            return [], figures.empty_figure(EMPTY_PROMPT)
+            return [], empty_figure(EMPTY_PROMPT)
         run = _attention_run(ctx, text, chat_value)
         view = att.attention_view(run, att.parse_layer(layer_value, run.shape), att.parse_head(head_value, run.shape))
         row = att.query_row(view, min(int(position), run.length - 1))
@@ -297,7 +298,7 @@ def create_attention_tab(ctx: AppContext) -> dict[str, Any]:
         mask_outputs = show_mask(*values[:5])
         if ctx.models.active() is None:
             return (*mask_outputs, "The KV-cache numbers appear once the model has loaded: press Compute.",
-                    figures.empty_figure("Press Compute once the model has loaded."), None)
+                    empty_figure("Press Compute once the model has loaded."), None)
         return (*mask_outputs, *show_kv_cache(*values[5:]))
 
     gr.on(None, on_page_load, mask_inputs + kv_inputs, [mask_note, mask_plot, mask_json, kv_note, kv_plot, kv_json],

@@ -13,7 +13,7 @@ import numpy as np
 
 from playground import calibration as cal
 from playground.figures import calibration as figures
-from playground.figures.attention import empty_figure
+from playground.figures.style import empty_figure
 from playground.ui.context import AppContext
 from playground.ui.errors import user_errors
 

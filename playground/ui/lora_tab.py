@@ -14,7 +14,7 @@ import gradio as gr
 
 from playground import finetune as ft
 from playground.figures import finetune as figures
-from playground.figures.attention import empty_figure
+from playground.figures.style import empty_figure
 from playground.runtime import LoadedModel, ModelLoadError
 from playground.ui.context import AppContext
 from playground.ui.errors import user_errors

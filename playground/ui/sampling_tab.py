@@ -10,7 +10,7 @@ import gradio as gr
 
 from playground import sampling as smp
 from playground.figures import sampling as figures
-from playground.figures.attention import empty_figure
+from playground.figures.style import empty_figure
 from playground.ui.context import AppContext
 from playground.ui.errors import user_errors
 

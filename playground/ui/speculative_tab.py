@@ -21,7 +21,7 @@ from playground.drafts import (
     parse_layers,
 )
 from playground.figures import speculative as figures
-from playground.figures.attention import empty_figure
+from playground.figures.style import empty_figure
 from playground.runtime import LoadedModel
 from playground.sampling import SamplingSettings
 from playground.tokenization import visible

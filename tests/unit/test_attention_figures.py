@@ -135,5 +135,7 @@ def test_kv_cache_figure_marks_the_chosen_context():
 
 
 def test_empty_figure_says_what_to_do():
-    figure = figures.empty_figure("Type a prompt")
+    from playground.figures.style import empty_figure
+
+    figure = empty_figure("Type a prompt")
     assert figure.layout.annotations[0].text == "Type a prompt" and not figure.data
