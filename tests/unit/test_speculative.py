@@ -148,6 +148,7 @@ def chi_square_pvalue(samples: list[int], probs: torch.Tensor) -> float:
     return float(scipy_stats.chisquare(observed, wanted).pvalue)
 
 
+@pytest.mark.slow  # many seeded runs: ~1 minute each on 2 cores
 @pytest.mark.parametrize("settings", [SamplingSettings(temperature=1.0),
                                       SamplingSettings(temperature=0.7, top_k=40, top_p=0.9)],
                          ids=["T=1", "T=0.7,top-k=40,top-p=0.9"])
