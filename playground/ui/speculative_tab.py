@@ -183,9 +183,12 @@ def step_rows(step: dict[str, Any]) -> tuple[list[list[Any]], list[list[Any]]]:
     rows = [[token["position"], visible(token["text"]), round(token["q"], 4), round(token["p"], 4),
              round(token["accept_probability"], 4), "—" if token["draw"] is None else round(token["draw"], 4),
              token["outcome"]] for token in step["drafted"]]
-    if step["final_kind"] is not None:
+    if step["final_kind"] == "bonus":  # drawn from the target's p: its probability is p
         rows.append(["→", visible(step["final_text"]), "", round(step["final_probability"], 4), "", "",
-                     step["final_kind"] + (" from the residual" if step["final_kind"] == "resampled" else " from p")])
+                     "bonus, drawn from p"])
+    elif step["final_kind"] == "resampled":  # drawn from the residual, whose probability is not p
+        rows.append(["→", visible(step["final_text"]), "", "", "", "",
+                     f"resampled: residual probability {step['final_probability']:.4f}"])
     residual = [[visible(token["text"]), round(token["probability"], 4), round(token["p"], 4), round(token["q"], 4)]
                 for token in step["residual_top"]]
     return rows, residual

@@ -106,7 +106,9 @@ def test_step_rows_match_the_records(finished):
     rows, residual = tab.step_rows(rejected)
     assert len(rows) == len(rejected["drafted"]) + 1 and len(rows[0]) == len(tab.STEP_HEADERS)
     assert [row[6] for row in rows[:-1]] == [token["outcome"] for token in rejected["drafted"]]
-    assert rows[-1][6] == "resampled from the residual"
+    assert rows[-1][6] == f"resampled: residual probability {rejected['final_probability']:.4f}" and rows[-1][3] == ""
+    bonus = next(step for step in data["steps"] if step["final_kind"] == "bonus")
+    assert tab.step_rows(bonus)[0][-1][3] == round(bonus["final_probability"], 4)
     assert [row[0] for row in residual] == [tab.visible(token["text"]) for token in rejected["residual_top"]]
 
 
