@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 
 from conftest import ARTIFACTS
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
-def test_speculative_tab_runs_and_shows_every_view(page, app_url):
+def open_tab(page, app_url):
     page.goto(app_url)
     page.wait_for_selector("#pg-status >> text=MB in memory", timeout=60_000)
     page.get_by_role("tab", name="Speculative decoding").click()
-    tab = page.locator("#tab-speculative")
+    return page.locator("#tab-speculative")
+
+
+def test_speculative_tab_runs_and_shows_every_view(page, app_url):
+    tab = open_tab(page, app_url)
     tab.get_by_text("Here is a product notice.").first.click()  # the copy-heavy example picks prompt lookup
-    assert tab.get_by_label("n-gram prompt lookup (no model)").is_checked()
+    expect(tab.get_by_label("n-gram prompt lookup (no model)")).to_be_checked()  # waits for the example to apply
     tab.locator("#spec-run").click()
     page.wait_for_selector("#spec-summary >> text=Measured speed-up", timeout=300_000)
     assert tab.locator("#spec-text .spec-accepted").count() > 0
@@ -30,10 +35,7 @@ def test_speculative_tab_runs_and_shows_every_view(page, app_url):
 
 
 def test_stop_ends_a_run_midway(page, app_url):
-    page.goto(app_url)
-    page.wait_for_selector("#pg-status >> text=MB in memory", timeout=60_000)
-    page.get_by_role("tab", name="Speculative decoding").click()
-    tab = page.locator("#tab-speculative")
+    tab = open_tab(page, app_url)
     tab.get_by_label("target with some layers skipped (self-draft)").check()
     tab.locator("#spec-max-tokens input[type=number]").fill("400")  # minutes of work on a CPU
     tab.locator("#spec-max-tokens input[type=number]").press("Enter")
