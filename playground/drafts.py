@@ -79,6 +79,7 @@ class CachedModel:
         self.ids: list[int] = []
         self.forwards = 0
         self.device = next(model.parameters()).device
+        self.embedding_rows = int(model.get_input_embeddings().num_embeddings)
 
     def feed(self, tokens: Sequence[int], keep: int = 1) -> torch.Tensor:
         """Run `tokens` after the cached ones -> the logits of the last `keep` of them [keep, vocab],
@@ -91,6 +92,9 @@ class CachedModel:
             raise ValueError("feed() needs at least one token")
         if not 1 <= keep <= len(tokens):
             raise ValueError(f"keep must be in 1..{len(tokens)}, got {keep}")
+        if max(tokens) >= self.embedding_rows:  # e.g. a padding id of a larger sibling model
+            raise SpeculativeError(f"Token id {max(tokens)} is outside this model's vocabulary "
+                                   f"({self.embedding_rows} ids): the draft and the target must share token ids.")
         input_ids = torch.tensor([list(tokens)], device=self.device)  # [1, n]
         with self.lock, torch.inference_mode(), skipping_layers(self.model, self.skip_layers):
             output = self.model(input_ids=input_ids, past_key_values=self.cache, use_cache=True, logits_to_keep=keep)
@@ -157,9 +161,13 @@ class ModelDraft:
     """A draft model with its own KV cache: k one-token forwards, each token drawn from q through
     the app's one sampling pipeline (so temperature, top-k and top-p shape q exactly like p)."""
 
-    def __init__(self, model: Any, lock: Any = None, label: str = "draft model", skip_layers: Sequence[int] = ()) -> None:
+    def __init__(self, model: Any, lock: Any = None, label: str = "draft model", skip_layers: Sequence[int] = (),
+                 target_vocab_size: int | None = None) -> None:
         self.label = label
         self.session = CachedModel(model, lock, skip_layers)
+        # A draft from the same family may have more output rows than the target (padded embeddings):
+        # it may only propose ids the target can read, so its q is restricted to the target's width.
+        self.target_vocab_size = target_vocab_size
 
     def propose(self, sequence: Sequence[int], k: int, settings: SamplingSettings,
                 generator: torch.Generator | None, stop_ids: frozenset[int]) -> Proposal:
@@ -170,7 +178,7 @@ class ModelDraft:
         tokens: list[int] = []
         rows: list[torch.Tensor] = []
         for _ in range(k):
-            logits = self.session.feed(to_feed)[-1]  # [vocab]: what the draft expects next
+            logits = self.session.feed(to_feed)[-1, : self.target_vocab_size]  # [vocab]: what the draft expects next
             q = final_probabilities(logits, settings, penalty_history(history, settings))  # [vocab]
             token = draw_token(q, settings, generator)
             tokens.append(token)

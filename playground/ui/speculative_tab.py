@@ -117,7 +117,8 @@ def build_draft(ctx: AppContext, choice: str, target: LoadedModel, skip_layers: 
             raise SpeculativeError("Name the draft model (a preset or a hub id such as HuggingFaceTB/SmolLM2-135M-Instruct).")
         loaded = ctx.models.load(draft_model.strip(), "auto", target.device, activate=False)
         check_same_tokenizer(target.tokenizer, loaded.tokenizer, loaded.spec.label)
-        return ModelDraft(loaded.model, loaded.lock, loaded.spec.label)
+        return ModelDraft(loaded.model, loaded.lock, loaded.spec.label,
+                          target_vocab_size=int(target.model.config.vocab_size))
     raise SpeculativeError(f"Unknown draft {choice!r}; pick one of {', '.join(value for _, value in DRAFTS)}")
 
 

@@ -359,3 +359,23 @@ def test_the_race_baseline_is_the_generation_loop(target, tiny_tokenizer, prompt
     assert plain.seconds == pytest.approx(sum(seconds for _, seconds in steps))
     assert plain.first_token_seconds == steps[0][1]
     assert plain.seconds_per_token == pytest.approx((plain.seconds - steps[0][1]) / 19)
+
+
+def test_a_draft_with_a_wider_output_layer_still_gives_the_targets_output(target, vocab, tiny_tokenizer, prompt_ids):
+    # Models of one family may pad their embeddings differently (Qwen2.5: 151,936 vs 152,064 rows).
+    wider = tiny_lm(vocab + 20, seed=1)
+    reference = generate_text(target, tiny_tokenizer, torch.tensor([prompt_ids]), GREEDY, 24).token_ids
+    greedy = run(target, ModelDraft(wider, target_vocab_size=vocab), tiny_tokenizer, prompt_ids, k=3, max_new_tokens=24)
+    assert list(greedy.token_ids) == reference
+    sampled = run(target, ModelDraft(wider, target_vocab_size=vocab), tiny_tokenizer, prompt_ids,
+                  SamplingSettings(temperature=2.0, seed=2), k=3, max_new_tokens=24)
+    assert all(token.token_id < vocab for step in sampled.steps for token in step.drafted)
+    # A narrower draft (the target pads more): its q is widened with zeros, and the output is still the target's.
+    padded_target = tiny_lm(vocab + 20, seed=0, layers=4)
+    with torch.no_grad():
+        padded_target.lm_head.weight[vocab:] = 0.0  # untrained padding rows: logit 0, never the argmax here
+    reference = generate_text(padded_target, tiny_tokenizer, torch.tensor([prompt_ids]), GREEDY, 24).token_ids
+    result = run(padded_target, ModelDraft(tiny_lm(vocab, seed=1)), tiny_tokenizer, prompt_ids, k=3, max_new_tokens=24)
+    assert list(result.token_ids) == reference and acceptance_stats(result).checked > 0
+    with pytest.raises(SpeculativeError, match="Token id 310 is outside this model's vocabulary"):
+        CachedModel(tiny_lm(vocab, seed=1)).feed([5, 310])
