@@ -47,8 +47,8 @@ METRIC_LABELS = {"accuracy": "accuracy", "ece": "ECE", "mce": "MCE", "brier": "B
 METRIC_HEADERS = ["metric", "value", "95% CI (bootstrap)"]
 SCALING_HEADERS = ["metric (test half)", "before (T = 1)", "95% CI before", "after (fitted T)", "95% CI after"]
 CATEGORY_HEADERS = ["category", "items", "accuracy", "mean confidence", "ECE"]
-SELF_CONSISTENCY_HEADERS = ["id", "question", "key", "letter-prob pick", "letter-prob confidence", "sampled answers",
-                            "majority", "agreement"]
+SELF_CONSISTENCY_HEADERS = ["id", "question", "key", "pick", "p(pick)", "sampled answers", "majority", "agreement"]
+SELF_CONSISTENCY_WIDTHS = ["9%", "31%", "6%", "6%", "9%", "19%", "9%", "11%"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,10 +141,14 @@ def result_outputs(source_line: str, result: cal.CalibrationResult, data: dict[s
 
 
 def self_consistency_subset(questions: tuple[cal.Question, ...], size: int) -> list[cal.Question]:
-    """`size` test-half questions spread evenly over the categories (the set is stored by category)."""
+    """`size` test-half questions spread evenly over the categories and answer letters.
+
+    The set is stored by category with the key cycling A-D, so taking every `step`-th question
+    would repeat one letter; shifting the i-th pick by i mod 4 cycles the letters instead.
+    """
     test = [q for q in questions if q.split == "test"]
     step = max(1, len(test) // size)
-    return test[::step][:size]
+    return [test[min(i * step + i % 4, len(test) - 1)] for i in range(min(size, len(test)))]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,7 +301,9 @@ def create_calibration_tab(ctx: AppContext) -> dict[str, Any]:
         sc_plot = gr.Plot(label="Letter probability vs self-consistency", elem_id="calibration-self-consistency")
         sc_summary = gr.Dataframe(headers=["confidence", "accuracy", "ECE", "95% CI (ECE)", "Brier (binary)",
                                            "NLL (binary)"], label="Comparison", interactive=False)
-        sc_table = gr.Dataframe(headers=SELF_CONSISTENCY_HEADERS, label="Per question", interactive=False, wrap=True)
+        sc_table = gr.Dataframe(headers=SELF_CONSISTENCY_HEADERS, label="Per question (pick and p(pick): the letter-"
+                                "probability answer)", interactive=False, wrap=True,
+                                column_widths=SELF_CONSISTENCY_WIDTHS)
         sc_json = gr.JSON(label="self_consistency")
 
     outputs = [status, reliability_plot, histogram_plot, metrics_table, scaling_plot, scaling_table, category_table,

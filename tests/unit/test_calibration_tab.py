@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections import Counter
 from pathlib import Path
 
 import gradio as gr
@@ -152,8 +153,10 @@ def test_self_consistency_compares_two_confidences_on_the_same_questions(demo):
 
 def test_self_consistency_subset_spans_every_category():
     subset = calibration_tab.self_consistency_subset(cal.load_questions(), 16)
-    assert len(subset) == 16 and {q.split for q in subset} == {"test"}
-    assert len({q.category for q in subset}) == 4
+    assert len(subset) == 16 and {q.split for q in subset} == {"test"} and len({q.id for q in subset}) == 16
+    assert Counter(q.category for q in subset) == {c: 4 for c in ("geography", "chemistry", "arithmetic", "vocabulary")}
+    assert Counter(q.answer for q in subset) == {letter: 4 for letter in "ABCD"}
+    assert len({q.id for q in calibration_tab.self_consistency_subset(cal.load_questions(), 64)}) == 64
 
 
 # ---------------------------------------------------------------------------------------------
