@@ -10,25 +10,46 @@ from playground.config import ASSETS, Settings
 from playground.runtime import ModelManager
 from playground.ui.context import AppContext
 from playground.ui.header import create_header
-from playground.ui.tabs import all_tabs, pending_tab
+from playground.ui.tabs import TabInfo, all_tabs, pending_tab
+from playground.ui.viewtools import (TabLinks, create_export_panel, create_link_row, create_page_controls,
+                                     mark_advanced, tab_links, wire_deep_links, wire_link_row)
 
 
 def build_app(settings: Settings, manager: ModelManager | None = None) -> gr.Blocks:
     """Build the whole UI. Loads no model: the header starts the load when the first page opens."""
     ctx = AppContext(settings, manager or ModelManager(settings))
+    links: list[TabLinks] = []
     with gr.Blocks(title="Visual LLM Playground") as demo:
         create_header(ctx)
-        with gr.Tabs(elem_id="pg-tabs"):
+        page = create_page_controls()
+        with gr.Tabs(elem_id="pg-tabs") as tabs:
             for info in all_tabs():
                 with gr.Tab(info.label, id=info.key, elem_id=f"tab-{info.key}"):
                     if info.build is not None:
-                        info.build(ctx)
+                        links.append(build_tab(ctx, info))
                     else:
                         pending_tab(info)
+        wire_deep_links(demo, tabs, links, page)
     demo.playground_context = ctx  # type: ignore[attr-defined]  # for tests and app.py
+    demo.playground_links = links  # type: ignore[attr-defined]  # deep-link fields per tab, for tests
     return demo
 
 
-def launch_options() -> dict[str, Any]:
-    """Theme and CSS (gradio 6 takes them in launch())."""
-    return {"theme": gr.themes.Soft(), "css_paths": [ASSETS / "style.css"]}
+def build_tab(ctx: AppContext, info: TabInfo) -> TabLinks:
+    """A tab's own components between the shared link row (top) and export panel (bottom)."""
+    assert info.build is not None
+    row = create_link_row(info.key)
+    components = info.build(ctx)
+    create_export_panel(info.key, components)
+    mark_advanced(components, info.advanced)
+    links = tab_links(info.key, components, info.link_inputs, info.run)
+    wire_link_row(row, links)
+    return links
+
+
+def launch_options(settings: Settings | None = None) -> dict[str, Any]:
+    """Theme and CSS (gradio 6 takes them in launch()), and with `settings` the upload cap."""
+    from playground.ui.serving import upload_options
+
+    return {"theme": gr.themes.Soft(), "css_paths": [ASSETS / "style.css"],
+            **(upload_options(settings) if settings is not None else {})}

@@ -27,6 +27,9 @@ class TabInfo:
     summary: str  # one line: what the tab shows
     issue: int  # the tracker issue that builds it
     build: TabBuilder | None = None  # None: not built yet
+    link_inputs: tuple[str, ...] = ()  # component names a URL may fill (?tab=<key>&<name>=<value>)
+    run: str | None = None  # the button a deep link presses after filling the inputs (None: none)
+    advanced: tuple[str, ...] = ()  # components presenter mode folds away
 
 
 def pending_tab(info: TabInfo) -> dict[str, Any]:
@@ -42,19 +45,34 @@ def pending_tab(info: TabInfo) -> dict[str, Any]:
 def all_tabs() -> list[TabInfo]:
     return [
         TabInfo("tokenization", "Tokenization", "How text becomes tokens: token chips, several tokenizers side by "
-                "side, the chat template's special tokens and a BPE merge replay.", 3, create_tokenization_tab),
+                "side, the chat template's special tokens and a BPE merge replay.", 3, create_tokenization_tab,
+                link_inputs=("text", "names", "add_special"), run="run", advanced=("extra", "add_special")),
         TabInfo("attention", "Attention", "Attention masks you can play with, and the loaded model's real "
-                "attention weights per layer and head.", 4, create_attention_tab),
+                "attention weights per layer and head.", 4, create_attention_tab,
+                link_inputs=("prompt", "chat", "layer", "head", "grid_mode", "mask_text", "pattern", "window",
+                             "prefix", "chunk"), run="run_button", advanced=("chat",)),
         TabInfo("sampling", "Sampling", "Temperature, top-k, top-p and min-p applied stage by stage to the model's "
-                "real next-token distribution.", 5, create_sampling_tab),
+                "real next-token distribution.", 5, create_sampling_tab,
+                link_inputs=("prompt", "chat", "temperature", "top_k", "top_p", "min_p", "repetition_penalty",
+                             "seed", "top_n", "max_new_tokens"), run="show",
+                advanced=("chat", "repetition_penalty", "seed", "top_n")),
         TabInfo("speculative", "Speculative decoding", "A draft proposes, the target verifies: accepted, rejected "
-                "and resampled tokens, and the real speed-up.", 6, create_speculative_tab),
+                "and resampled tokens, and the real speed-up.", 6, create_speculative_tab,
+                link_inputs=("prompt", "draft", "k", "temperature", "top_k", "top_p", "max_new_tokens", "seed",
+                             "skip_layers"), run="run", advanced=("top_k", "top_p", "seed")),
         TabInfo("rag", "RAG", "Chunk, embed, retrieve, rerank and answer, with every score visible.", 7,
-                create_rag_tab),
+                create_rag_tab, link_inputs=("question", "method", "k", "rerank_top", "unit", "size", "overlap",
+                                             "strict", "position", "max_new_tokens"), run="search",
+                advanced=("rerank_top", "map_method")),
         TabInfo("lora", "LoRA fine-tuning", "Fine-tune the loaded model live and compare before and after.", 8,
-                create_lora_tab),
+                create_lora_tab, link_inputs=("dataset", "rank", "alpha", "learning_rate", "steps", "prompts",
+                                              "max_new_tokens"),
+                advanced=("dropout", "warmup", "batch_size", "grad_accumulation", "max_length", "seed",
+                          "eval_every")),
         TabInfo("calibration", "Calibration", "Is the model as sure as it sounds? Reliability diagrams, ECE and "
-                "temperature scaling.", 9, create_calibration_tab),
+                "temperature scaling.", 9, create_calibration_tab,
+                link_inputs=("source", "mode", "n_bins", "binning")),
         TabInfo("model", "Model & quantization", "The model's architecture, parameter counts, and precisions "
-                "compared on memory, speed and quality.", 10, create_model_tab),
+                "compared on memory, speed and quality.", 10, create_model_tab, link_inputs=("precisions",),
+                run="describe"),
     ]

@@ -1,0 +1,105 @@
+"""Export: any plot as a standalone HTML file, any raw-numbers JSON as a .json or a .csv file.
+
+One implementation for every tab: `viewtools.create_export_panel` lists a tab's `gr.Plot` and `gr.JSON`
+components and calls these. PNG comes from plotly's own toolbar (the camera icon on every plot).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import plotly.graph_objects as go
+import plotly.io as pio
+
+EXPORT_FORMATS = ("html", "json", "csv")
+
+
+class NothingToExport(ValueError):
+    """The chosen plot or table is still empty (the tab has not run yet)."""
+
+
+def figure_from_payload(payload: Any) -> go.Figure:
+    """What a gr.Plot hands a handler (PlotData with the figure as JSON, or a Figure) -> a Figure."""
+    if payload is None:
+        raise NothingToExport("This plot is empty: run the tab first, then export it.")
+    if isinstance(payload, go.Figure):
+        return payload
+    text = payload.plot if hasattr(payload, "plot") else payload.get("plot") if isinstance(payload, dict) else None
+    if not text:
+        raise NothingToExport("This plot is empty: run the tab first, then export it.")
+    return pio.from_json(text, skip_invalid=True)
+
+
+def standalone_html(figure: go.Figure, title: str) -> str:
+    """One HTML file with plotly.js inlined: opens offline, hover and zoom included."""
+    return figure.to_html(include_plotlyjs=True, full_html=True, config={"displaylogo": False},
+                          default_width="100%", default_height="90vh").replace(
+        "<head>", f"<head><title>{_escape(title)}</title>", 1)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def flatten(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every leaf of nested JSON as (path, value): `{"a": [1, {"b": 2}]}` -> ("a.0", 1), ("a.1.b", 2)."""
+    if isinstance(value, dict):
+        if not value:
+            yield path, "{}"
+        for key, item in value.items():
+            yield from flatten(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, (list, tuple)):
+        if not value:
+            yield path, "[]"
+        for index, item in enumerate(value):
+            yield from flatten(item, f"{path}.{index}" if path else str(index))
+    else:
+        yield path, value
+
+
+def json_to_csv(data: Any) -> str:
+    """A CSV with one row per number or string in the JSON: `path,value` (lossless, any shape)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "value"])
+    for path, leaf in flatten(data):
+        writer.writerow([path, "" if leaf is None else leaf])
+    return buffer.getvalue()
+
+
+def finite(value: Any) -> Any:
+    """NaN and infinities (not valid JSON) -> None, anywhere in nested data."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(item) for item in value]
+    return value
+
+
+def json_text(data: Any) -> str:
+    """Strict JSON (no NaN) of a tab's raw numbers; NothingToExport when the tab has not run."""
+    if data is None or (isinstance(data, (dict, list)) and not data):
+        raise NothingToExport("These raw numbers are empty: run the tab first, then export them.")
+    return json.dumps(finite(data), indent=1, ensure_ascii=False, allow_nan=False, default=str)
+
+
+def file_stem(tab: str, name: str) -> str:
+    """A safe file name: `sampling-stage_plot`."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{tab}-{name}")
+
+
+def write_export(text: str, stem: str, suffix: str) -> str:
+    """Write into a fresh temp folder (gradio serves files from the temp dir) and return the path."""
+    folder = Path(tempfile.mkdtemp(prefix="pg-export-"))
+    path = folder / f"{stem}.{suffix}"
+    path.write_text(text, encoding="utf-8")
+    return str(path)

@@ -1,0 +1,241 @@
+"""What every tab gets the same way, driven by its TabInfo: a "copy link to this view" row, an export
+panel (plots as HTML, raw numbers as JSON/CSV), deep links from the URL, and presenter mode.
+
+build_app calls `create_link_row` before a tab's own components (so the row sits at the top), wires
+it with `wire_link_row` once the tab returned its components, adds `create_export_panel` at the
+bottom, and finally `wire_deep_links` on page load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+import gradio as gr
+
+from playground.ui import export
+from playground.ui.deeplinks import DeepLink, LinkField, build_query, fields_for, resolve_query
+
+# Runs in the browser after "copy link": make the URL absolute (keeping presenter mode and the theme),
+# try the clipboard, and always show the link in the textbox (the clipboard needs https or localhost).
+COPY_LINK_JS = """(query) => {
+  if (!query) return query;
+  const extra = [];
+  if (document.body.classList.contains('pg-presenter')) extra.push('presenter=1');
+  if (document.body.classList.contains('dark')) extra.push('__theme=dark');
+  const url = window.location.origin + window.location.pathname + query + (extra.length ? '&' + extra.join('&') : '');
+  try { navigator.clipboard.writeText(url).catch(() => {}); } catch (error) {}
+  return url;
+}"""
+
+# On page load: hand the page's query string to Python (which resolves it).
+READ_QUERY_JS = "(query) => window.location.search"
+
+# After a deep link filled the inputs: press the tab's main button (once it is on the page).
+PRESS_RUN_JS = """(target) => {
+  if (!target) return target;
+  let tries = 0;
+  const press = () => {
+    const button = document.getElementById(target);
+    if (button) { button.click(); } else if (tries++ < 50) { setTimeout(press, 100); }
+  };
+  setTimeout(press, 200);
+  return target;
+}"""
+
+# Presenter mode and the dark theme are page classes: CSS (assets/style.css) does the rest.
+PRESENTER_JS = "(on) => { document.body.classList.toggle('pg-presenter', !!on); return on; }"
+DARK_JS = """(on) => {
+  document.body.classList.toggle('dark', !!on);
+  document.querySelector('gradio-app')?.classList.toggle('dark', !!on);
+  return on;
+}"""
+READ_DARK_JS = "(on) => document.body.classList.contains('dark')"
+
+
+@dataclass
+class TabLinks:
+    """One tab's deep-link data: its linkable fields, their components and the button a link presses."""
+
+    key: str
+    fields: tuple[LinkField, ...]
+    components: tuple[Any, ...]
+    run_elem_id: str | None
+
+
+def tab_links(key: str, components: Mapping[str, Any], names: Sequence[str], run: str | None) -> TabLinks:
+    run_elem_id = None
+    if run is not None:
+        button = components[run]
+        if button.elem_id is None:
+            button.elem_id = f"pg-run-{key}"  # set before the Blocks closes, so the page gets it
+        run_elem_id = button.elem_id
+    return TabLinks(key, fields_for(components, names), tuple(components[name] for name in names), run_elem_id)
+
+
+def mark_advanced(components: Mapping[str, Any], names: Sequence[str]) -> None:
+    """Presenter mode hides these (CSS on `.pg-advanced`)."""
+    for name in names:
+        component = components[name]
+        component.elem_classes = [*(component.elem_classes or []), "pg-advanced"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Copy link to this view
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LinkRow:
+    button: Any
+    link: Any
+
+
+def create_link_row(key: str) -> LinkRow:
+    with gr.Row(elem_classes=["pg-link-row"], equal_height=True):
+        button = gr.Button("🔗 Copy link to this view", size="sm", scale=0, min_width=220,
+                           elem_id=f"pg-copy-link-{key}")
+        link = gr.Textbox(label="Link to this view (copied to the clipboard)", show_label=False, scale=5,
+                          placeholder="Press the button: a link that opens this tab with these inputs",
+                          interactive=False, buttons=["copy"], elem_id=f"pg-link-{key}", container=False)
+    return LinkRow(button, link)
+
+
+def wire_link_row(row: LinkRow, links: TabLinks) -> None:
+    def link_query(*values: Any) -> str:
+        return build_query(links.key, links.fields, values)
+
+    row.button.click(link_query, list(links.components), row.link, api_visibility="private", queue=False).then(
+        None, row.link, row.link, js=COPY_LINK_JS, api_visibility="private", queue=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Export panel
+# ---------------------------------------------------------------------------------------------
+
+
+def _labelled(components: Mapping[str, Any], kind: type) -> list[tuple[str, str, Any]]:
+    """(label shown, name, component) for every component of one kind, in the tab's order."""
+    found = [(name, component) for name, component in components.items() if isinstance(component, kind)]
+    return [(f"{component.label or name} ({name})", name, component) for name, component in found]
+
+
+def _exporter(tab: str, entries: list[tuple[str, str, Any]], render: Callable[[Any, str], tuple[str, str]]
+              ) -> Callable[..., str]:
+    names = {label: name for label, name, _ in entries}
+
+    def handler(choice: str, *values: Any) -> str:
+        if choice not in names:
+            raise gr.Error(f"Pick what to export (one of: {', '.join(names)}).")
+        value = values[list(names).index(choice)]
+        try:
+            text, suffix = render(value, choice)
+        except export.NothingToExport as error:
+            raise gr.Error(str(error)) from None
+        return export.write_export(text, export.file_stem(tab, names[choice]), suffix)
+
+    return handler
+
+
+def render_html(payload: Any, title: str) -> tuple[str, str]:
+    return export.standalone_html(export.figure_from_payload(payload), title), "html"
+
+
+def render_json(data: Any, title: str) -> tuple[str, str]:
+    return export.json_text(data), "json"
+
+
+def render_csv(data: Any, title: str) -> tuple[str, str]:
+    export.json_text(data)  # the same emptiness check
+    return export.json_to_csv(export.finite(data)), "csv"
+
+
+def create_export_panel(key: str, components: Mapping[str, Any]) -> dict[str, Any]:
+    """An accordion: pick a plot -> standalone HTML; pick a raw-numbers JSON -> .json or .csv."""
+    plots = _labelled(components, gr.Plot)
+    tables = _labelled(components, gr.JSON)
+    if not plots and not tables:
+        return {}
+    with gr.Accordion("Export: plots as HTML, raw numbers as JSON / CSV (PNG: the camera icon on each plot)",
+                      open=False, elem_id=f"pg-export-{key}", elem_classes=["pg-export"]):
+        with gr.Row(equal_height=True):
+            plot_choice = gr.Dropdown([label for label, _, _ in plots], value=plots[0][0] if plots else None,
+                                      label="Plot", scale=3, visible=bool(plots))
+            html_button = gr.Button("Download plot as HTML", scale=1, visible=bool(plots),
+                                    elem_id=f"pg-export-html-{key}")
+        with gr.Row(equal_height=True):
+            table_choice = gr.Dropdown([label for label, _, _ in tables], value=tables[0][0] if tables else None,
+                                       label="Raw numbers", scale=3, visible=bool(tables))
+            json_button = gr.Button("Download JSON", scale=1, visible=bool(tables), elem_id=f"pg-export-json-{key}")
+            csv_button = gr.Button("Download CSV", scale=1, visible=bool(tables), elem_id=f"pg-export-csv-{key}")
+        exported = gr.File(label="Exported file", interactive=False, elem_id=f"pg-export-file-{key}")
+    plot_inputs = [plot_choice, *(component for _, _, component in plots)]
+    table_inputs = [table_choice, *(component for _, _, component in tables)]
+    for button, inputs, entries, render, fmt in ((html_button, plot_inputs, plots, render_html, "html"),
+                                                (json_button, table_inputs, tables, render_json, "json"),
+                                                (csv_button, table_inputs, tables, render_csv, "csv")):
+        if entries:
+            button.click(_exporter(key, entries, render), inputs, exported, api_name=f"export_{key}_{fmt}",
+                         concurrency_limit=None)
+    return {"plot_choice": plot_choice, "table_choice": table_choice, "html": html_button, "json": json_button,
+            "csv": csv_button, "file": exported}
+
+
+# ---------------------------------------------------------------------------------------------
+# Deep links and presenter mode
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PageControls:
+    presenter: Any
+    dark: Any
+
+
+def create_page_controls() -> PageControls:
+    with gr.Row(elem_id="pg-page-controls"):
+        presenter = gr.Checkbox(False, label="Presenter mode (large text, advanced controls hidden; ?presenter=1)",
+                                elem_id="pg-presenter", container=False, scale=0, min_width=420)
+        dark = gr.Checkbox(False, label="Dark theme (?__theme=dark)", elem_id="pg-dark", container=False, scale=0,
+                           min_width=260)
+    presenter.change(None, presenter, presenter, js=PRESENTER_JS, api_visibility="private", queue=False)
+    dark.input(None, dark, dark, js=DARK_JS, api_visibility="private", queue=False)
+    return PageControls(presenter, dark)
+
+
+def link_updates(link: DeepLink, all_links: Sequence[TabLinks]) -> list[Any]:
+    """One value per linkable component of every tab: the link's value, or gr.skip() (leave it)."""
+    updates: list[Any] = []
+    for tab in all_links:
+        for spec in tab.fields:
+            chosen = tab.key == link.tab and spec.name in link.values
+            updates.append(link.values[spec.name] if chosen else gr.skip())
+    return updates
+
+
+def wire_deep_links(demo: gr.Blocks, tabs: Any, all_links: Sequence[TabLinks], page: PageControls) -> None:
+    """On page load: read the query, select the tab, fill its inputs, press its button; also an API
+    endpoint `/deep_link` (query -> what it resolves to) for scripts and tests."""
+    fields = {tab.key: tab.fields for tab in all_links}
+    run_ids = {tab.key: tab.run_elem_id for tab in all_links}
+    query = gr.Textbox(visible=False)
+    run_target = gr.Textbox(visible=False)
+
+    def resolve_link(query_string: str) -> dict[str, Any]:
+        """What a URL query (`?tab=sampling&temperature=0.7`) selects and fills in."""
+        return resolve_query(query_string or "", fields).to_dict()
+
+    def apply_link(query_string: str | None) -> list[Any]:
+        link = resolve_query(query_string or "", fields)
+        for problem in link.problems:
+            gr.Warning(f"Link: {problem}")
+        selected = gr.Tabs(selected=link.tab) if link.tab else gr.skip()
+        target = (run_ids.get(link.tab) or "") if link.run else ""
+        presenter = True if link.presenter else gr.skip()
+        return [selected, presenter, target, *link_updates(link, all_links)]
+
+    outputs = [tabs, page.presenter, run_target, *(c for tab in all_links for c in tab.components)]
+    demo.load(apply_link, query, outputs, js=READ_QUERY_JS, api_visibility="private", show_progress="hidden").then(
+        None, run_target, run_target, js=PRESS_RUN_JS, api_visibility="private", queue=False)
+    demo.load(None, page.dark, page.dark, js=READ_DARK_JS, api_visibility="private", queue=False)
+    gr.api(resolve_link, api_name="deep_link")
