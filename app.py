@@ -30,8 +30,9 @@ def configure_environment(settings: Settings) -> None:
 def create_demo(settings: Settings) -> Any:
     configure_environment(settings)
     from playground.ui import build_app
+    from playground.ui.serving import configure_queue
 
-    return build_app(settings)
+    return configure_queue(build_app(settings), settings)
 
 
 def __getattr__(name: str) -> Any:
@@ -61,8 +62,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         demo.playground_context.models.start_background_load()
     from playground.ui import launch_options
 
-    demo.queue(default_concurrency_limit=1).launch(
-        server_name=settings.host, server_port=settings.port, share=settings.share, **launch_options()
+    demo.launch(
+        server_name=settings.host, server_port=settings.port, share=settings.share, **launch_options(settings)
     )
 
 

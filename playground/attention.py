@@ -32,8 +32,9 @@ import torch
 
 from playground.generation import encode_prompt
 from playground.quantization import architecture_summary, kv_cache_bytes
+from playground.limits import LIMITS
 
-MAX_ANALYSED_TOKENS = 256  # attention is n² numbers per head: 30 layers x 9 heads x 256² = 17.7 M floats
+MAX_ANALYSED_TOKENS = LIMITS.attention_tokens
 THUMBNAIL_CELLS = 48  # grid thumbnails are downsampled to at most this many cells per side
 
 # key -> (label shown in the UI, one line on what it is for)

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from playground.generation import encode_prompt, generate_text
+from playground.limits import LIMITS
 from playground.sampling import SamplingSettings
 
 LETTERS = "ABCD"
@@ -46,7 +47,7 @@ CONFIDENCE_MODES = ("normalised", "raw")
 BOOTSTRAP_RESAMPLES = 1000
 NOISE_FLOOR_SIMULATIONS = 1000
 TEMPERATURE_BOUNDS = (0.05, 20.0)
-MAX_CSV_ROWS = 50_000
+MAX_CSV_ROWS = LIMITS.csv_rows
 PROBABILITY_FLOOR = 1e-12  # log(0) guard for NLL and temperature scaling
 
 

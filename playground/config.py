@@ -14,6 +14,8 @@ from typing import Sequence
 
 import platformdirs
 
+from playground.limits import Limits, limits_for
+
 QUANTIZATION_CHOICES = ("auto", "none", "bf16", "fp16", "int8", "nf4")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -39,6 +41,8 @@ class Settings:
     offline: bool = False
     cache_dir: Path = Path()
     preload: bool = True
+    public: bool = False  # a public deployment: tighter limits (playground.limits.PUBLIC_LIMITS), allowlisted models
+    model_allowlist: str = ""  # comma-separated model ids/presets that may be loaded; empty = any (unless public)
 
     def __post_init__(self) -> None:
         if self.quantization not in QUANTIZATION_CHOICES:
@@ -49,6 +53,15 @@ class Settings:
             raise ValueError(f"port must be in 1..65535, got {self.port}")
         if self.cache_dir == Path():
             object.__setattr__(self, "cache_dir", default_cache_dir())
+
+    @property
+    def limits(self) -> Limits:
+        """The per-request caps this server enforces (tighter when public)."""
+        return limits_for(self.public)
+
+    def allowlisted_models(self) -> tuple[str, ...]:
+        """The names in `model_allowlist` (ModelManager resolves them and adds the configured model)."""
+        return tuple(name.strip() for name in self.model_allowlist.split(",") if name.strip())
 
 
 _HELP = {
@@ -61,6 +74,9 @@ _HELP = {
     "offline": "never touch the network: embedded models and the local cache only",
     "cache_dir": "where converted weights are cached",
     "preload": "start loading the model in the background as the app starts",
+    "public": "public deployment: tighter per-request limits and only allowlisted models (see README 'Limits and safety')",
+    "model_allowlist": "comma-separated presets / hub ids / folders visitors may load (the configured model always is); "
+                       "empty = any model, or the embedded presets when --public",
 }
 
 
@@ -112,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--offline", action=argparse.BooleanOptionalAction, default=None, help=_HELP["offline"] + " [env PLAYGROUND_OFFLINE]")
     parser.add_argument("--cache-dir", dest="cache_dir", type=Path, help=_HELP["cache_dir"] + f" [env PLAYGROUND_CACHE_DIR, default {default_cache_dir()}]")
     parser.add_argument("--preload", action=argparse.BooleanOptionalAction, default=None, help=_HELP["preload"] + " [env PLAYGROUND_PRELOAD, default on]")
+    parser.add_argument("--public", action=argparse.BooleanOptionalAction, default=None, help=_HELP["public"] + " [env PLAYGROUND_PUBLIC, default off]")
+    parser.add_argument("--model-allowlist", dest="model_allowlist", help=_HELP["model_allowlist"] + " [env PLAYGROUND_MODEL_ALLOWLIST]")
     parser.add_argument("--list-models", action="store_true", help="print the model presets and exit")
     return parser
 

@@ -35,12 +35,13 @@ import torch.nn.functional as F
 
 from playground.generation import encode_prompt, generate_text
 from playground.runtime.loading import LoadedModel, count_parameters, memory_footprint_bytes, quantize_dynamic_int8
+from playground.limits import LIMITS as SERVER_LIMITS
 
 IGNORE_INDEX = -100  # label of a token the loss skips (the prompt, padding): transformers' convention
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "lora"
 BUILTIN_DATASETS = {"pirate": "Pirate voice (a response style)", "json": "Answer as JSON (structured output)"}
 SCHEDULES = ("constant", "cosine")
-MAX_UPLOAD_LINES = 5000  # a bigger upload is cut here (with a note): a CPU run would never get through it
+MAX_UPLOAD_LINES = SERVER_LIMITS.lora_upload_lines  # a bigger upload is cut here (with a note)
 MAX_EVAL_EXAMPLES = 16  # eval loss on at most this many eval examples, so an evaluation costs seconds
 EVAL_FRACTION = 0.1  # share of an uploaded dataset held out for eval
 SMOOTHING = 0.8  # EMA weight of the smoothed train-loss curve (debiased like TensorBoard's)
@@ -77,7 +78,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "dropout": (0.0, 0.5),
     "learning_rate": (1e-6, 0.1),
     "warmup_steps": (0, 1000),
-    "steps": (1, 2000),
+    "steps": (1, SERVER_LIMITS.training_steps),
     "epochs": (0, 20),
     "batch_size": (1, 64),
     "grad_accumulation": (1, 64),
@@ -780,8 +781,11 @@ class FinetuneRunner:
         """The running job, or the last one (finished jobs keep their adapter until the next run)."""
         return self._job
 
-    def start(self, base: LoadedModel, dataset: Dataset, settings: LoraSettings) -> TrainingJob:
-        """Tokenize (errors raise here, in the caller's thread), then train in a daemon thread."""
+    def start(self, base: LoadedModel, dataset: Dataset, settings: LoraSettings,
+              max_steps: int = SERVER_LIMITS.training_steps) -> TrainingJob:
+        """Tokenize (errors raise here, in the caller's thread), then train in a daemon thread.
+
+        `max_steps` caps the run's optimizer steps however they are set (steps, or epochs x data)."""
         if settings.max_length > base.context_length > 0:
             raise LoraSettingsError(f"max_length must be at most the model's context length "
                                     f"{base.context_length}, got {settings.max_length}")
@@ -790,6 +794,10 @@ class FinetuneRunner:
         if not train.examples:
             raise DatasetError(f"No training example has a response token left within max_length "
                                f"{settings.max_length} ({train.dropped} dropped). Raise max_length.")
+        total_steps = settings.total_steps(len(train.examples))
+        if total_steps > max_steps:
+            raise LoraSettingsError(f"This run would take {total_steps:,} optimizer steps; this server allows at "
+                                    f"most {max_steps:,}. Lower steps or epochs, or raise the batch size.")
         with self._lock:
             if self._job is not None and self._job.running:
                 raise JobBusyError(f"A training job is already running (job {self._job.id}); one job at a time. "

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
+from playground.limits import LIMITS
 
 NEG_INF = float("-inf")
 
@@ -206,9 +207,9 @@ def sample_next_token(
 # What the sampling tab shows: the pipeline stage by stage, samples, a temperature sweep, traces
 # ---------------------------------------------------------------------------------------------
 
-MAX_PROMPT_TOKENS = 512  # longer prompts keep their last 512 tokens (prefill stays ~1-2 s on CPU)
-MAX_SAMPLES = 100_000
-MAX_TRACE_TOKENS = 128
+MAX_PROMPT_TOKENS = LIMITS.sampling_prompt_tokens  # longer prompts keep their last 512 tokens (prefill stays ~1-2 s on CPU)
+MAX_SAMPLES = LIMITS.samples
+MAX_TRACE_TOKENS = LIMITS.sampling_new_tokens
 DEFAULT_TOP_N = 20
 SWEEP_TEMPERATURES = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 STAGE_LABELS = {"raw": "raw softmax", "repetition_penalty": "repetition penalty", "temperature": "temperature",

@@ -32,10 +32,11 @@ import torch
 from playground.drafts import CachedModel, Draft, Proposal, SpeculativeError, draw_token, penalty_history
 from playground.generation import GeneratedToken, encode_prompt, generate_tokens
 from playground.sampling import SamplingSettings, final_probabilities
+from playground.limits import LIMITS
 
-MAX_K = 16
-MAX_NEW_TOKENS = 512
-MAX_PROMPT_TOKENS = 1024  # longer prompts keep their last 1024 tokens (prefill stays a few seconds on CPU)
+MAX_K = LIMITS.speculative_k
+MAX_NEW_TOKENS = LIMITS.speculative_new_tokens
+MAX_PROMPT_TOKENS = LIMITS.speculative_prompt_tokens  # longer prompts keep their last 1024 tokens (prefill stays a few seconds on CPU)
 RESIDUAL_TOP = 5  # how many of the residual distribution's top tokens a rejection records
 
 OUTCOMES = ("accepted", "rejected", "unchecked")  # a drafted token's fate; "unchecked": after a rejection

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
+from playground.limits import LIMITS
 
 # How a whitespace or control character is drawn so it can be seen.
 VISIBLE = {" ": "·", "\n": "↵", "\t": "→", "\r": "␍", "\u00a0": "⍽"}
@@ -679,9 +680,9 @@ class BpeTraining:
         }
 
 
-BPE_MAX_MERGES = 2000
-BPE_CORPUS_CHAR_LIMIT = 200_000
-BPE_TEXT_CHAR_LIMIT = 20_000
+BPE_MAX_MERGES = LIMITS.bpe_merges
+BPE_CORPUS_CHAR_LIMIT = LIMITS.bpe_corpus_chars
+BPE_TEXT_CHAR_LIMIT = LIMITS.bpe_text_chars
 
 
 def piece_to_bytes(piece: str) -> bytes:

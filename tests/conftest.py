@@ -72,11 +72,11 @@ def app_url(settings, model_manager, real_model, tmp_path_factory):
     """The app launched on a free port with the real model already loaded; closed at the end."""
     os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio"))
     from playground.ui import build_app, launch_options
+    from playground.ui.serving import configure_queue
 
-    demo = build_app(settings, model_manager)
-    demo.queue(default_concurrency_limit=2)
+    demo = configure_queue(build_app(settings, model_manager), settings)  # the queue app.py serves with
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True,
-                            **launch_options())
+                            **launch_options(settings))
     yield url.rstrip("/") + "/"
     demo.close()
 

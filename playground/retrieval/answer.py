@@ -17,10 +17,11 @@ from typing import Any, Sequence, TypeVar
 from playground.generation import encode_prompt, generate_text
 from playground.retrieval.chunking import Chunk
 from playground.sampling import SamplingSettings
+from playground.limits import LIMITS
 
 POSITIONS = ("first", "middle", "last")
 CONTEXT_TOKEN_BUDGET = 1500  # prompt tokens spent on passages (prefill time grows with it on a CPU)
-MAX_NEW_TOKENS = 256
+MAX_NEW_TOKENS = LIMITS.rag_new_tokens
 UNKNOWN_REPLY = "I don't know"
 STRICT_SYSTEM = ("Answer the question using only the numbered context passages. Cite the passages you use "
                  "by their numbers in square brackets, like [1]. If the passages do not contain the answer, "

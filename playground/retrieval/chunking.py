@@ -19,11 +19,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from playground.retrieval.corpus import Corpus
+from playground.limits import LIMITS
 
 CHUNK_UNITS = ("characters", "tokens", "sentences", "paragraphs")
 MAX_SIZE = {"characters": 20_000, "tokens": 4_000, "sentences": 200, "paragraphs": 100}
-MAX_CHUNKS = 10_000  # embedding more takes many minutes on a laptop CPU (~10-30 chunks/s)
-MAX_CHUNKS_GPU = 100_000  # a GPU embeds thousands of chunks per second
+MAX_CHUNKS = LIMITS.rag_chunks  # embedding more takes many minutes on a laptop CPU (~10-30 chunks/s)
+MAX_CHUNKS_GPU = LIMITS.rag_chunks_gpu  # a GPU embeds thousands of chunks per second
 PREVIEW_CHARS = 160
 
 # A sentence ends at . ! or ? (maybe followed by closing quotes/brackets) and whitespace, or at a blank line.

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-MAX_FILE_BYTES = 5 * 2**20  # per uploaded file
-MAX_TOTAL_BYTES = 20 * 2**20  # all uploaded files together
-MAX_FILES = 50
-MAX_PASTED_CHARS = 1_000_000
-MAX_PDF_PAGES = 500
+from playground.limits import LIMITS
+
+MAX_FILE_BYTES = LIMITS.rag_file_bytes  # per uploaded file
+MAX_TOTAL_BYTES = LIMITS.rag_total_bytes  # all uploaded files together
+MAX_FILES = LIMITS.rag_files
+MAX_PASTED_CHARS = LIMITS.rag_pasted_chars
+MAX_PDF_PAGES = LIMITS.rag_pdf_pages
 TEXT_SUFFIXES = (".txt", ".md")
 PDF_SUFFIX = ".pdf"
 ALLOWED_SUFFIXES = (*TEXT_SUFFIXES, PDF_SUFFIX)

@@ -16,12 +16,13 @@ from playground.retrieval.chunking import Chunk
 from playground.retrieval.embedding import embed_query
 from playground.retrieval.index import RetrievalIndex
 from playground.retrieval.search import RRF_K, reciprocal_rank_fusion, top_indices
+from playground.limits import LIMITS
 
 METHODS = ("dense", "bm25", "hybrid")
-MAX_K = 20
-MAX_RERANK = 20
+MAX_K = LIMITS.retrieval_k
+MAX_RERANK = LIMITS.rerank_candidates
 CANDIDATE_POOL = 100  # RRF fuses the top 100 of each list
-MAX_QUESTION_CHARS = 1000
+MAX_QUESTION_CHARS = LIMITS.question_chars
 
 
 class RetrievalInputError(ValueError):

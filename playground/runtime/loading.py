@@ -324,7 +324,8 @@ def quantize_dynamic_int8(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def _from_pretrained_kwargs(precision: Precision, device: str) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"dtype": precision.dtype, "attn_implementation": "sdpa"}
+    # use_safetensors: weights are read as data, never unpickled (a hub repo with only .bin files is refused).
+    kwargs: dict[str, Any] = {"dtype": precision.dtype, "attn_implementation": "sdpa", "use_safetensors": True}
     if precision.quantization in ("nf4", "int8") and not (device == "cpu" and precision.quantization == "int8"):
         from transformers import BitsAndBytesConfig
 
@@ -418,6 +419,7 @@ def load_embedding_model(spec: ModelSpec, device: str, cache_dir: Path, offline:
 
     source = prepare_weights(spec, cache_dir, offline, progress)
     try:
-        return SentenceTransformer(source, device=device, trust_remote_code=False, local_files_only=offline)
+        return SentenceTransformer(source, device=device, trust_remote_code=False, local_files_only=offline,
+                                   model_kwargs={"use_safetensors": True})
     except Exception as error:
         raise _explain_load_failure(spec, source, offline, error) from error

@@ -25,7 +25,13 @@ from playground.runtime.loading import (
     resolve_device,
     resolve_precision,
 )
-from playground.runtime.registry import DEFAULT_EMBEDDING_MODEL, UnknownModelError, resolve_model
+from playground.runtime.registry import (
+    DEFAULT_EMBEDDING_MODEL,
+    UnknownModelError,
+    allowed_model_names,
+    check_model_allowed,
+    resolve_model,
+)
 
 
 class ModelBusyError(ModelLoadError):
@@ -64,6 +70,7 @@ class ModelManager:
         self._started_at = 0.0
         self._embedder: Any = None
         self._embedder_lock = threading.Lock()
+        self.allowed_models = allowed_model_names(settings)  # None: any model
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -96,7 +103,9 @@ class ModelManager:
         return loaded
 
     def resolve_key(self, model: str, quantization: str = "auto", device: str = "auto") -> LoadKey:
+        """The cache key of a request; refuses a model outside the server's allowlist before touching it."""
         try:
+            check_model_allowed(model, self.allowed_models)
             spec = resolve_model(model)
         except UnknownModelError as error:
             raise ModelLoadError(str(error)) from error

@@ -8,7 +8,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from playground.config import Settings
 
 Source = Literal["embedded", "hub", "local"]
 Kind = Literal["causal-lm", "embedding"]
@@ -97,6 +100,40 @@ DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
 
 def causal_lm_presets() -> list[ModelSpec]:
     return [spec for spec in PRESETS.values() if spec.kind == "causal-lm"]
+
+
+class ModelNotAllowedError(UnknownModelError):
+    """The server's allowlist (PLAYGROUND_MODEL_ALLOWLIST / PLAYGROUND_PUBLIC) does not include this model."""
+
+
+def canonical_name(name: str) -> str:
+    """A preset's key for its key or its hub id, else the stripped name. Touches no file, so checking a
+    name against the allowlist never reveals whether a folder exists."""
+    text = (name or "").strip()
+    for spec in PRESETS.values():
+        if text in (spec.key, spec.hub_id):
+            return spec.key
+    return text
+
+
+def allowed_model_names(settings: Settings) -> frozenset[str] | None:
+    """Canonical names a visitor may load, or None when any model may be loaded.
+
+    The configured model is always allowed. A public deployment without an explicit allowlist allows
+    the embedded presets only (they need no download and are small).
+    """
+    listed = settings.allowlisted_models()
+    if not listed and not settings.public:
+        return None
+    names = listed or tuple(spec.key for spec in causal_lm_presets() if spec.source == "embedded")
+    return frozenset(canonical_name(name) for name in (*names, settings.model))
+
+
+def check_model_allowed(name: str, allowed: frozenset[str] | None) -> None:
+    if allowed is not None and canonical_name(name) not in allowed:
+        raise ModelNotAllowedError(f"This server only loads these models: {', '.join(sorted(allowed))}. "
+                                   f"'{name}' is not on its allowlist (set by its operator with "
+                                   "PLAYGROUND_MODEL_ALLOWLIST / PLAYGROUND_PUBLIC).")
 
 
 def resolve_model(name: str, kind: Kind = "causal-lm") -> ModelSpec:

@@ -23,7 +23,14 @@ from typing import Any, Iterable
 from playground.config import Settings
 from playground.runtime import embedded
 from playground.runtime.loading import COMPLETE_MARKER, converted_dir
-from playground.runtime.registry import PRESETS, ModelSpec, UnknownModelError, resolve_model
+from playground.runtime.registry import (
+    PRESETS,
+    ModelSpec,
+    UnknownModelError,
+    allowed_model_names,
+    check_model_allowed,
+    resolve_model,
+)
 
 MINILM = "minilm"
 GEMMA = "gemma"
@@ -76,6 +83,11 @@ def load_tokenizer(name: str, settings: Settings) -> Any:
     if not text:
         raise TokenizerUnavailableError("No tokenizer name given: use minilm, gemma, a hub id 'owner/name' "
                                         "or a folder.")
+    if text not in _BUILTIN_SPECS:  # a restricted server reads no folder and downloads no tokenizer it did not list
+        try:
+            check_model_allowed(text, allowed_model_names(settings))
+        except UnknownModelError as error:
+            raise TokenizerUnavailableError(str(error)) from error
     key = (text, str(settings.cache_dir), is_offline(settings))
     with _locks_guard:
         if key in _cache:

@@ -10,6 +10,7 @@ from typing import Any, Callable, TypeVar
 import gradio as gr
 import torch
 
+from playground.limits import LIMITS, check_text_length
 from playground.runtime import ModelLoadError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -33,13 +34,22 @@ def to_user_error(error: BaseException) -> gr.Error:
                     "try again, and report it if it repeats.")
 
 
+def check_text_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Refuse any text argument over `LIMITS.text_chars` before a handler spends time on it."""
+    for position, value in enumerate((*args, *kwargs.values())):
+        if isinstance(value, str):
+            check_text_length(f"Text input {position + 1}", value, LIMITS.text_chars)
+
+
 def user_errors(function: F) -> F:
-    """Decorate a gradio handler (plain or generator) so every failure reaches the UI as gr.Error."""
+    """Decorate a gradio handler (plain or generator) so every failure reaches the UI as gr.Error, and
+    no text argument is longer than the server accepts."""
     if inspect.isgeneratorfunction(function):
 
         @functools.wraps(function)
         def generator_wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
+                check_text_arguments(args, kwargs)
                 yield from function(*args, **kwargs)
             except Exception as error:
                 raise to_user_error(error) from error
@@ -49,6 +59,7 @@ def user_errors(function: F) -> F:
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            check_text_arguments(args, kwargs)
             return function(*args, **kwargs)
         except Exception as error:
             raise to_user_error(error) from error

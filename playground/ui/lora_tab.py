@@ -16,6 +16,7 @@ from playground import finetune as ft
 from playground.figures import finetune as figures
 from playground.figures.style import empty_figure
 from playground.runtime import LoadedModel, ModelLoadError
+from playground.limits import whole_number_in
 from playground.ui.context import AppContext
 from playground.ui.errors import user_errors
 
@@ -205,7 +206,7 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
         settings = lora_settings(rank, alpha, dropout, targets, learning_rate, schedule, warmup, train_by, steps,
                                  epochs, batch_size, grad_accumulation, max_length, seed, mask_prompt, eval_every)
         data = chosen_dataset(dataset, upload, settings.seed)
-        job = runner.start(trainable_base(ctx), data, settings)
+        job = runner.start(trainable_base(ctx), data, settings, ctx.limits.training_steps)
         yield from monitor(job)
 
     @user_errors
@@ -258,7 +259,8 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
         if not prompts:
             message = "Type one prompt per line to compare the base and the adapted model."
             return [], empty_figure(message), {"empty": True, "message": message}
-        pairs = ft.compare_answers(adapter, prompts, int(max_new_tokens))
+        pairs = ft.compare_answers(adapter, prompts, whole_number_in("max_new_tokens", max_new_tokens, 1,
+                                                                     ctx.limits.lora_compare_new_tokens))
         shift = ft.next_token_shift(adapter, prompts[0])
         rows = [[p.prompt, p.before, p.after] for p in pairs]
         data = {"job_id": adapter.job_id, "answers": [asdict(p) for p in pairs], "next_token": shift.as_dict(),
@@ -353,7 +355,7 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
         prompts = gr.Textbox("\n".join(e.prompt for e in default_data.eval[:COMPARE_PROMPTS]), lines=3, max_lines=8,
                              label=f"Prompts, one per line (up to {MAX_COMPARE_PROMPTS})", scale=3)
         with gr.Column(scale=1, min_width=200):
-            max_new_tokens = gr.Slider(8, 128, value=32, step=8, label="New tokens per answer")
+            max_new_tokens = gr.Slider(8, ctx.limits.lora_compare_new_tokens, value=32, step=8, label="New tokens per answer")
             compare_button = gr.Button("Compare before / after", variant="primary")
     answers = gr.Dataframe(headers=["prompt", "before (base)", "after (LoRA)"], datatype=["str", "str", "str"],
                            wrap=True, column_widths=["22%", "39%", "39%"], interactive=False, label="Answers",

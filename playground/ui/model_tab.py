@@ -13,6 +13,7 @@ from playground.config import ASSETS, QUANTIZATION_CHOICES
 from playground.figures import quantization as figures
 from playground.generation import encode_prompt
 from playground.runtime import ModelLoadError, resolve_device, resolve_precision
+from playground.limits import whole_number_in
 from playground.ui.context import AppContext
 from playground.ui.common import explanation
 from playground.ui.errors import user_errors
@@ -126,9 +127,7 @@ def create_model_tab(ctx: AppContext) -> dict[str, Any]:
     def quantization_report(chosen: list[str], tokens: float, progress: gr.Progress = gr.Progress()) -> tuple[Any, Any, dict[str, Any]]:
         if not chosen:
             raise ValueError("Pick at least one precision to compare.")
-        tokens = int(tokens)
-        if not 1 <= tokens <= 64:
-            raise ValueError(f"tokens to decode must be in 1..64, got {tokens}")
+        tokens = whole_number_in("tokens to decode", tokens, 1, ctx.limits.quantization_decode_tokens)
         active = ctx.model()
         name = active.spec.key
         order = [value for value in QUANTIZATION_CHOICES[1:] if value in chosen]  # highest precision first

@@ -16,6 +16,7 @@ from playground.retrieval.evaluation import EVAL_KS, load_questions
 from playground.retrieval.ranking import CANDIDATE_POOL
 from playground.retrieval.search import RRF_K
 from playground.runtime.registry import DEFAULT_EMBEDDING_MODEL
+from playground.limits import whole_number_in
 from playground.ui.context import AppContext
 from playground.ui.errors import user_errors
 
@@ -228,7 +229,8 @@ def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
         loaded = ctx.model()
         progress(0.5, f"Generating the answer (best chunk {position})")
         return rag.answer_question(loaded.model, loaded.tokenizer, retrieval.question,
-                                   [row.chunk for row in retrieval.rows], strict, position, int(max_new_tokens),
+                                   [row.chunk for row in retrieval.rows], strict, position,
+                                   whole_number_in("max_new_tokens", max_new_tokens, 1, ctx.limits.rag_new_tokens),
                                    loaded.eos_token_ids, loaded.lock)
 
     @user_errors

@@ -11,6 +11,7 @@ import gradio as gr
 from playground import sampling as smp
 from playground.figures import sampling as figures
 from playground.figures.style import empty_figure
+from playground.limits import whole_number_in
 from playground.ui.context import AppContext
 from playground.ui.errors import user_errors
 
@@ -141,7 +142,8 @@ def create_sampling_tab(ctx: AppContext) -> dict[str, Any]:
             return empty_figure(EMPTY_MESSAGE), {"empty": True, "message": EMPTY_MESSAGE}
         loaded, cached = prompt_logits(prompt, chat)
         probs = smp.final_probabilities(cached.logits, settings, cached.input_ids[0])
-        histogram = smp.sample_histogram(probs, 0 if samples is None else int(samples), loaded.tokenizer,
+        count = whole_number_in("number of samples", 0 if samples is None else samples, 1, ctx.limits.samples)
+        histogram = smp.sample_histogram(probs, count, loaded.tokenizer,
                                          settings.seed)
         return figures.samples_figure(histogram), histogram.to_dict()
 
@@ -152,11 +154,12 @@ def create_sampling_tab(ctx: AppContext) -> dict[str, Any]:
         settings = sampling_settings(temperature, top_k, top_p, min_p, repetition_penalty, seed)
         if not prompt.strip():
             raise smp.SamplingSettingsError("The prompt is empty: type something for the model to continue.")
+        new_tokens = whole_number_in("max_new_tokens", max_new_tokens, 1, ctx.limits.sampling_new_tokens)
         loaded, cached = prompt_logits(prompt, chat)
 
         def run(run_settings: smp.SamplingSettings) -> smp.GenerationTrace:
-            return smp.trace_generation(loaded.model, loaded.tokenizer, cached.input_ids, run_settings,
-                                        int(max_new_tokens), loaded.eos_token_ids, loaded.lock, model_key(loaded))
+            return smp.trace_generation(loaded.model, loaded.tokenizer, cached.input_ids, run_settings, new_tokens,
+                                        loaded.eos_token_ids, loaded.lock, model_key(loaded))
 
         trace = run(settings)
         greedy_settings = smp.SamplingSettings(temperature=0.0, repetition_penalty=settings.repetition_penalty)

@@ -22,6 +22,7 @@ from playground.drafts import (
 )
 from playground.figures import speculative as figures
 from playground.figures.style import empty_figure
+from playground.limits import whole_number_in
 from playground.runtime import LoadedModel
 from playground.sampling import SamplingSettings
 from playground.tokenization import visible
@@ -127,12 +128,6 @@ def sampling_settings(temperature: float, top_k: float | None, top_p: float, see
                             top_p=float(top_p), seed=None if seed is None else int(seed))
 
 
-def whole_number(value: float | None, name: str) -> int:
-    if value is None or float(value) != int(value):
-        raise SpeculativeError(f"{name} must be a whole number, got {value!r}")
-    return int(value)
-
-
 # ---------------------------------------------------------------------------------------------
 # Rendering from the step records (plain dicts, as in the JSON)
 # ---------------------------------------------------------------------------------------------
@@ -228,7 +223,8 @@ def create_speculative_tab(ctx: AppContext) -> dict[str, Any]:
     def speculate(prompt: str, draft_choice: str, k: float, temperature: float, top_k: float | None, top_p: float,
                   max_new_tokens: float, seed: float | None, skip_layers: str,
                   draft_model: str) -> Iterator[tuple[Any, ...]]:
-        k_value, max_tokens = whole_number(k, "k"), whole_number(max_new_tokens, "max_new_tokens")
+        k_value = whole_number_in("k", k, 1, spec.MAX_K)
+        max_tokens = whole_number_in("max_new_tokens", max_new_tokens, 1, ctx.limits.speculative_new_tokens)
         spec.check_request(k_value, max_tokens)
         settings = sampling_settings(temperature, top_k, top_p, seed)
         yield ("Loading the target and the draft…", *([gr.skip()] * 9))

@@ -30,6 +30,7 @@ class StubModels:
 class StubContext:
     def __init__(self, settings, embedder: HashEmbedder, loaded: LoadedModel) -> None:
         self.settings, self.models, self.loaded = settings, StubModels(embedder), loaded
+        self.limits = settings.limits
 
     def model(self) -> LoadedModel:
         return self.loaded

@@ -9,6 +9,7 @@ import gradio as gr
 import pytest
 import torch
 
+from playground.limits import LIMITS
 from playground.runtime import LoadedModel, Precision
 from playground.runtime.registry import ModelSpec
 from playground.ui.sampling_tab import EMPTY_MESSAGE, create_sampling_tab
@@ -17,10 +18,10 @@ SETTINGS = ("The capital of France is", False, 1.2, 0, 0.9, 0.0, 1.0, 0)  # prom
 
 
 class StubContext:
-    """What the tab needs from AppContext: model() -> LoadedModel."""
+    """What the tab needs from AppContext: model() -> LoadedModel, and the server's limits."""
 
     def __init__(self, loaded: LoadedModel) -> None:
-        self.loaded = loaded
+        self.loaded, self.limits = loaded, LIMITS
 
     def model(self) -> LoadedModel:
         return self.loaded

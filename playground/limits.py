@@ -1,0 +1,108 @@
+"""Every per-request limit of the app, in one place (compute-side: no gradio).
+
+Compute modules take their caps from `LIMITS` (the hard limits: what one 2-core CPU serves in seconds to
+a minute). A public deployment (`PLAYGROUND_PUBLIC=1`) tightens the costliest ones further with
+`PUBLIC_LIMITS`; the UI checks those per request (`AppContext.limits`, `whole_number_in`).
+README "Limits and safety" lists them all and what happens at each.
+
+    >>> LIMITS.speculative_k, PUBLIC_LIMITS.training_steps < LIMITS.training_steps
+    (16, True)
+    >>> whole_number_in("k", 4.0, 1, LIMITS.speculative_k)
+    4
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+MIB = 2**20
+
+
+class LimitExceededError(ValueError):
+    """A request asked for more than this server allows; the message names the limit and the value."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps per request. Text caps are in characters, token caps in tokens of the active model."""
+
+    # -- any endpoint ------------------------------------------------------------------------------
+    text_chars: int = 1_000_000  # any one text argument (the RAG paste box is the largest legitimate one)
+    # -- generation (max_new_tokens per endpoint) --------------------------------------------------
+    sampling_new_tokens: int = 128  # sampling tab: a traced generation keeps every step's distribution
+    speculative_new_tokens: int = 512
+    rag_new_tokens: int = 256
+    lora_compare_new_tokens: int = 128  # answered twice (base and adapted) per prompt
+    quantization_decode_tokens: int = 64  # model tab: tokens decoded per precision for the tok/s column
+    # -- prompt lengths (longer prompts keep their last tokens, with a note) ------------------------
+    sampling_prompt_tokens: int = 512
+    speculative_prompt_tokens: int = 1024
+    attention_tokens: int = 256  # attention is n² numbers per head: 30 layers x 9 heads x 256² = 17.7 M floats
+    # -- other counts ------------------------------------------------------------------------------
+    samples: int = 100_000  # draws from one next-token distribution
+    speculative_k: int = 16  # draft tokens per speculative step
+    retrieval_k: int = 20
+    rerank_candidates: int = 20
+    question_chars: int = 1000  # RAG questions are cut here
+    bpe_merges: int = 2000
+    bpe_corpus_chars: int = 200_000
+    bpe_text_chars: int = 20_000
+    # -- uploads (read as data, never executed or unpickled) ----------------------------------------
+    upload_bytes: int = 20 * MIB  # any one uploaded file, enforced by gradio before a handler runs
+    rag_file_bytes: int = 5 * MIB
+    rag_total_bytes: int = 20 * MIB
+    rag_files: int = 50
+    rag_pasted_chars: int = 1_000_000
+    rag_pdf_pages: int = 500
+    rag_chunks: int = 10_000  # on a CPU; embedding is ~10-30 chunks/s
+    rag_chunks_gpu: int = 100_000
+    lora_upload_lines: int = 5000
+    csv_rows: int = 50_000  # calibration: rows of an uploaded predictions CSV
+    # -- training ----------------------------------------------------------------------------------
+    training_steps: int = 2000  # optimizer steps of one LoRA run (also when set by epochs)
+    # -- the queue ---------------------------------------------------------------------------------
+    queue_size: int = 200  # requests waiting at once; one more gets "the queue is full"
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+LIMITS = Limits()
+
+# A public Space: strangers can use it, so the costliest requests are capped lower (a workshop on the
+# default limits is fine; a stranger should not hold the CPU for many minutes).
+PUBLIC_LIMITS = replace(
+    LIMITS,
+    speculative_new_tokens=128,
+    rag_new_tokens=128,
+    lora_compare_new_tokens=64,
+    quantization_decode_tokens=16,
+    samples=20_000,
+    upload_bytes=5 * MIB,
+    training_steps=200,
+    queue_size=100,
+)  # only these fields differ; each is checked per request against `Settings.limits`
+
+
+def limits_for(public: bool) -> Limits:
+    return PUBLIC_LIMITS if public else LIMITS
+
+
+def whole_number_in(name: str, value: Any, low: int, high: int) -> int:
+    """`value` as an int if it is a whole number in low..high; else LimitExceededError naming the range.
+
+    Accepts floats that are whole (sliders and gr.Number send 24.0), refuses bools, NaN and infinities.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value != int(value):
+        raise LimitExceededError(f"{name} must be a whole number in {low}..{high:,}, got {value!r}")
+    if not low <= value <= high:
+        raise LimitExceededError(f"{name} must be a whole number in {low}..{high:,}, got {int(value):,}")
+    return int(value)
+
+
+def check_text_length(name: str, text: str, limit: int = LIMITS.text_chars) -> None:
+    if len(text) > limit:
+        raise LimitExceededError(f"{name} has {len(text):,} characters; this server accepts at most {limit:,}.")
