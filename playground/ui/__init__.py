@@ -48,8 +48,10 @@ def build_tab(ctx: AppContext, info: TabInfo) -> TabLinks:
 
 
 def launch_options(settings: Settings | None = None) -> dict[str, Any]:
-    """Theme and CSS (gradio 6 takes them in launch()), and with `settings` the upload cap."""
+    """Theme, CSS and the presenter-mode script (gradio 6 takes them in launch()), and with `settings` the
+    upload cap."""
     from playground.ui.serving import upload_options
 
     return {"theme": gr.themes.Soft(), "css_paths": [ASSETS / "style.css"],
+            "js": (ASSETS / "presenter.js").read_text(encoding="utf-8"),
             **(upload_options(settings) if settings is not None else {})}

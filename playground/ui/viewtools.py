@@ -93,7 +93,7 @@ class LinkRow:
 
 def create_link_row(key: str) -> LinkRow:
     with gr.Row(elem_classes=["pg-link-row"], equal_height=True):
-        button = gr.Button("🔗 Copy link to this view", size="sm", scale=0, min_width=220,
+        button = gr.Button("Copy link to this view", size="sm", scale=0, min_width=220,
                            elem_id=f"pg-copy-link-{key}")
         link = gr.Textbox(label="Link to this view (copied to the clipboard)", show_label=False, scale=5,
                           placeholder="Press the button: a link that opens this tab with these inputs",
@@ -194,9 +194,9 @@ class PageControls:
 
 def create_page_controls() -> PageControls:
     with gr.Row(elem_id="pg-page-controls"):
-        presenter = gr.Checkbox(False, label="Presenter mode (large text, advanced controls hidden; ?presenter=1)",
-                                elem_id="pg-presenter", container=False, scale=0, min_width=420)
-        dark = gr.Checkbox(False, label="Dark theme (?__theme=dark)", elem_id="pg-dark", container=False, scale=0,
+        presenter = gr.Checkbox(False, label="Presenter mode",
+                                elem_id="pg-presenter", container=False, scale=0, min_width=200)
+        dark = gr.Checkbox(False, label="Dark theme", elem_id="pg-dark", container=False, scale=0,
                            min_width=260)
     presenter.change(None, presenter, presenter, js=PRESENTER_JS, api_visibility="private", queue=False)
     dark.input(None, dark, dark, js=DARK_JS, api_visibility="private", queue=False)

@@ -1,0 +1,127 @@
+"""Chromium on the real model: a deep link opens a tab, fills it and runs it; "copy link to this view"
+gives a link that restores the view; plotly's toolbar saves a PNG; presenter mode in the light and the
+dark theme on every tab (screenshots under artifacts/presenter/<theme>/<tab>.png).
+
+The same walk writes the README's screenshots: `make screenshots` runs it with
+PLAYGROUND_SCREENSHOTS=docs/screenshots (normal mode, light theme, one <tab>.png per tab).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import ARTIFACTS, ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+WAIT = 180_000
+TAB_KEYS = ("tokenization", "attention", "sampling", "speculative", "rag", "lora", "calibration", "model")
+SHOT_HEIGHT = 1500  # px of each tab in a screenshot: the top of the tab, where its example shows
+
+# Idle when no status tracker in the tab is pending or generating and no progress bar runs.
+TAB_IDLE_JS = """(key) => {
+  const tab = document.getElementById('tab-' + key);
+  if (!tab || tab.offsetParent === null) return false;
+  return tab.querySelectorAll('.pending, .generating, .eta-bar, .progress-bar').length === 0;
+}"""
+
+
+def open_link(page, app_url: str, query: str, key: str) -> None:
+    """Open `?<query>` and wait until the tab is shown and all its work (the pressed button) is done."""
+    page.goto(app_url + "?" + query)
+    page.wait_for_selector("#pg-status >> text=MB in memory", timeout=WAIT)
+    page.locator(f"#tab-{key}").wait_for(state="visible", timeout=WAIT)
+    page.wait_for_timeout(1500)  # the link's run button is pressed after the inputs arrive
+    for _ in range(2):  # idle twice, a second apart: a chained event may start after the first finished
+        page.wait_for_function(TAB_IDLE_JS, arg=key, timeout=WAIT)
+        page.wait_for_timeout(1000)
+
+
+def shoot_tab(page, key: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    box = page.locator(f"#tab-{key}").bounding_box()
+    top = page.locator("#pg-tabs").bounding_box()["y"]
+    page.screenshot(path=str(path), full_page=True,
+                    clip={"x": 0, "y": top, "width": page.viewport_size["width"],
+                          "height": min(box["y"] + box["height"] - top, SHOT_HEIGHT)})
+
+
+def test_deep_link_fills_the_inputs_and_runs_the_tab(page, app_url):
+    open_link(page, app_url, "tab=sampling&prompt=The+capital+of+France+is&temperature=0.3&top_k=7", "sampling")
+    assert page.get_by_label("number input for Temperature T (0 = greedy)").input_value() == "0.3"
+    assert page.get_by_label("Top-k (0 = off)").input_value() == "7"
+    assert "T=0.3" in page.locator("#sampling-stages").inner_text()  # the link pressed "Show"
+    assert "·Paris" in page.locator("#sampling-stages").inner_text()
+
+    page.locator("#pg-copy-link-sampling").click()
+    link_box = page.locator("#pg-link-sampling textarea")
+    page.wait_for_function("document.querySelector('#pg-link-sampling textarea').value.startsWith('http')",
+                           timeout=WAIT)
+    link = link_box.input_value()
+    assert "tab=sampling" in link and "temperature=0.3" in link and "top_k=7" in link
+    assert "prompt=The+capital+of+France+is" in link
+
+    # The copied link restores the view in a fresh page (another temperature first, to see it change).
+    open_link(page, app_url, "tab=attention", "attention")
+    page.goto(link)
+    page.wait_for_function("document.querySelector('#sampling-stages')?.innerText?.includes('T=0.3')",
+                           timeout=WAIT)
+    assert page.get_by_label("Top-k (0 = off)").input_value() == "7"
+    assert page.console_errors == []
+
+
+def test_a_bad_link_warns_and_keeps_the_good_values(page, app_url):
+    open_link(page, app_url, "tab=sampling&temperature=hot&top_p=0.5&run=0", "sampling")
+    page.get_by_text("temperature: not a number").wait_for(timeout=WAIT)
+    assert page.get_by_label("number input for Top-p (1 = off)").input_value() == "0.5"
+
+
+def test_plotly_toolbar_saves_a_png(page, app_url):
+    open_link(page, app_url, "tab=sampling&run=1", "sampling")
+    page.locator("#sampling-stages .js-plotly-plot").hover()
+    with page.expect_download() as download:
+        page.locator("#sampling-stages .modebar-btn[data-title='Download plot as a PNG']").click()
+    content = Path(download.value.path()).read_bytes()
+    assert content[:8] == b"\x89PNG\r\n\x1a\n" and len(content) > 10_000
+
+
+def test_export_panel_downloads_a_standalone_html(page, app_url):
+    open_link(page, app_url, "tab=sampling&run=1", "sampling")
+    page.locator("#pg-export-sampling").get_by_text("Export: plots as HTML").click()
+    page.locator("#pg-export-html-sampling").click()
+    link = page.locator("#pg-export-file-sampling a[download]")
+    link.wait_for(timeout=WAIT)
+    with page.expect_download() as download:
+        link.click()
+    html = Path(download.value.path()).read_text(encoding="utf-8")
+    assert html.lower().startswith("<!doctype html>") and "Paris" in html
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_presenter_mode_on_every_tab(page, app_url, theme):
+    for key in TAB_KEYS:
+        open_link(page, app_url, f"tab={key}&run=1&presenter=1&__theme={theme}", key)
+        classes = page.evaluate("document.body.className")
+        assert "pg-presenter" in classes and (("dark" in classes) == (theme == "dark"))
+        for plot in page.locator(f"#tab-{key} .js-plotly-plot").all():
+            if plot.is_visible():  # presenter.js scales every plot's fonts (house size 14 -> 20)
+                page.wait_for_function("(p) => p.layout.font.size >= 19", arg=plot.element_handle(), timeout=WAIT)
+        advanced = page.locator(f"#tab-{key} .pg-advanced")
+        assert all(not element.is_visible() for element in advanced.all())
+        shoot_tab(page, key, ARTIFACTS / "presenter" / theme / f"{key}.png")
+    assert page.locator("#pg-presenter input").is_checked()
+    assert [error for error in page.console_errors if not re.search(r"favicon", error)] == []
+
+
+def test_readme_screenshots(page, app_url):
+    """One screenshot per tab, normal mode, light theme, each tab running its default example."""
+    folder = Path(os.environ.get("PLAYGROUND_SCREENSHOTS", ARTIFACTS / "screenshots"))
+    folder = folder if folder.is_absolute() else ROOT / folder
+    for key in TAB_KEYS:
+        open_link(page, app_url, f"tab={key}&run=1", key)
+        shoot_tab(page, key, folder / f"{key}.png")
+        assert (folder / f"{key}.png").stat().st_size > 20_000
