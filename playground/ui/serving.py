@@ -59,5 +59,7 @@ def configure_queue(demo: gr.Blocks, settings: Settings) -> gr.Blocks:
 
 
 def upload_options(settings: Settings) -> dict[str, Any]:
-    """launch() keywords that cap uploads: gradio refuses a bigger file before any handler sees it."""
-    return {"max_file_size": settings.limits.upload_bytes}
+    """launch() keywords: gradio refuses a bigger upload before any handler sees it, and an input that
+    fails gradio's own checks (a NaN for a slider, a string for a table) gets its message instead of a
+    bare "Error" (the message, never the stack trace)."""
+    return {"max_file_size": settings.limits.upload_bytes, "show_error": True}

@@ -1,0 +1,169 @@
+"""Every public API endpoint, fed hostile input (hypothesis): each call ends in a result or a clear error
+message (never an empty error, a stack trace or a hang), and the app serves the next request.
+
+Calls go over gradio's plain HTTP API (POST /gradio_api/call/<name>, then its event stream), not through
+gradio_client, because a hostile client can send what gradio_client cannot encode: NaN and Infinity
+literals and lone surrogates (JSON escapes such as "\\ud800").
+
+The endpoint list comes from the running app (`view_api`), so a new endpoint is fuzzed without editing
+this file. Inputs are drawn per parameter type and are mostly invalid (wrong types, NaN, out of range,
+control characters, lone surrogates, RTL text, emoji sequences, oversized text), so the run stays bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any
+
+from pathlib import Path
+
+import httpx
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from playground.limits import LIMITS
+from playground.ui.serving import APP_WIDE_EVENTS
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES_PER_ENDPOINT = 4
+CALL_TIMEOUT_S = 90
+# Valid choices of these would switch the model every visitor uses or start a long job: fuzz them with
+# invalid choices only (their valid paths have their own API tests).
+INVALID_CHOICES_ONLY = set(APP_WIDE_EVENTS) | {"finetune", "quantization_report"}
+
+HOSTILE_TEXTS = [
+    "", " ", "\x00\x01\x02\x1b[31m\x7f", "\ud800 lone surrogate \udfff", "مرحبا بالعالم \u202e txet LTR",
+    "👩‍👩‍👧‍👦🏳️‍🌈" * 50, "\n" * 1000, "{{ '{%' }} <script>alert(1)</script>", "../../etc/passwd",
+    "x" * (LIMITS.text_chars + 1),
+]
+HOSTILE_NUMBERS = [math.nan, math.inf, -math.inf, -1, 0, 0.5, 3, 1e308, -(10**18), 10**12, True, "12", None, [1]]
+
+
+def text_values() -> st.SearchStrategy[Any]:
+    return st.one_of(st.sampled_from(HOSTILE_TEXTS), st.text(max_size=200), st.sampled_from([None, 7, ["a"]]))
+
+
+def number_values() -> st.SearchStrategy[Any]:
+    return st.one_of(st.sampled_from(HOSTILE_NUMBERS), st.floats(allow_nan=True, allow_infinity=True),
+                     st.integers(min_value=-(2**70), max_value=2**70))
+
+
+def file_data(path: str, name: str) -> dict[str, Any]:
+    return {"path": path, "orig_name": name, "meta": {"_type": "gradio.FileData"}}
+
+
+def upload(app_url: str, data: bytes, name: str) -> dict[str, Any]:
+    """Upload through gradio's upload route (as a browser does); the file name is the hostile part, and
+    it never becomes a path outside gradio's temp dir."""
+    response = httpx.post(f"{app_url}gradio_api/upload", files={"files": (name, data)}, timeout=30)
+    response.raise_for_status()
+    stored = Path(response.json()[0]).resolve()
+    assert stored.is_relative_to(Path(os.environ["GRADIO_TEMP_DIR"]).resolve()), stored
+    return file_data(str(stored), name)
+
+
+def file_values(app_url: str) -> st.SearchStrategy[Any]:
+    outside = st.sampled_from(["/etc/passwd", "../../../etc/passwd", file_data("/etc/passwd", "passwd"),
+                               file_data("../../../etc/passwd", "../../x.txt"), None, 5])
+    # (an empty file name is left out: gradio 6.31's upload route answers it with a 500, before our code)
+    names = st.sampled_from(["notes.txt", "../../evil.md", "/etc/cron.d/x.csv", "a\\..\\b.pdf", "∂ 名前.jsonl"])
+    return st.one_of(outside, st.builds(lambda data, name: upload(app_url, data, name), st.binary(max_size=2000),
+                                        names))
+
+
+def choices_of(python_type: str) -> list[str]:
+    inside = python_type.split("Literal[", 1)[1].rsplit("]", 1)[0]
+    return [part.strip().strip("'") for part in inside.split("',") if part.strip()]
+
+
+def value_strategy(parameter: dict[str, Any], endpoint: str, app_url: str) -> st.SearchStrategy[Any]:
+    python_type = parameter["python_type"]["type"]
+    component = parameter["component"]
+    if "filepath" in python_type or component == "File":
+        strategy = file_values(app_url)
+        return st.one_of(strategy, st.lists(strategy, max_size=2)) if python_type.startswith("list") else strategy
+    if python_type.startswith("Literal[") and endpoint not in INVALID_CHOICES_ONLY:
+        return st.one_of(st.sampled_from(choices_of(python_type) or [""]), text_values())
+    if python_type in ("float", "int"):
+        return number_values()
+    if python_type == "bool":
+        return st.one_of(st.booleans(), st.sampled_from(["yes", None, 2]))
+    if python_type == "str":
+        return text_values()
+    # lists, dicts, JSON, dataframes, plots: garbage of every shape
+    return st.one_of(text_values(), number_values(), st.lists(text_values(), max_size=3),
+                     st.dictionaries(st.text(max_size=5), text_values(), max_size=3))
+
+
+def is_clear_error(message: str | None) -> bool:
+    text = (message or "").strip()
+    return bool(text) and text != "Error" and "Traceback" not in text and 'File "/' not in text
+
+
+def final_event(app_url: str, endpoint: str, event_id: str) -> tuple[str, str]:
+    """(event, data) of the last event of a call's stream: complete, error, or what ended it."""
+    event, data = "closed", ""
+    with httpx.stream("GET", f"{app_url}gradio_api/call/{endpoint}/{event_id}", timeout=CALL_TIMEOUT_S) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("event:"):
+                event = line.split(":", 1)[1].strip()
+            elif line.startswith("data:"):
+                data = line.split(":", 1)[1].strip()
+                if event in ("complete", "error"):
+                    break
+    return event, data
+
+
+def call(app_url: str, endpoint: str, args: list[Any]) -> str | None:
+    """Run one call; None when it ended well (a result or a clear error), else what went wrong."""
+    body = json.dumps({"data": args}, allow_nan=True)  # NaN / Infinity literals, \\ud800 escapes
+    try:
+        response = httpx.post(f"{app_url}gradio_api/call/{endpoint}", content=body,
+                              headers={"Content-Type": "application/json"}, timeout=30)
+        if response.status_code != 200:
+            detail = response.text
+            return None if 400 <= response.status_code < 500 and is_clear_error(detail) else \
+                f"HTTP {response.status_code}: {detail[:300]!r}"
+        event, data = final_event(app_url, endpoint, response.json()["event_id"])
+    except httpx.TimeoutException:
+        return f"no answer within {CALL_TIMEOUT_S} s"
+    if event == "complete":
+        return None
+    if event == "error":
+        payload = json.loads(data) if data else None  # {"error": message or null, ...}
+        message = payload.get("error") if isinstance(payload, dict) else payload
+        return None if isinstance(message, str) and is_clear_error(message) else f"unclear error {data[:300]!r}"
+    return f"the stream ended with {event!r} {data[:200]!r}"
+
+
+def short(args: list[Any]) -> str:
+    return repr([a[:40] + "…" if isinstance(a, str) and len(a) > 40 else a for a in args])[:400]
+
+
+def test_every_endpoint_survives_hostile_input(client, app_url):
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert len(endpoints) > 30  # the list really comes from the app
+    problems: list[str] = []
+    for name, info in endpoints.items():
+        endpoint = name.lstrip("/")
+        strategies = [value_strategy(parameter, endpoint, app_url) for parameter in info["parameters"]]
+
+        @settings(max_examples=EXAMPLES_PER_ENDPOINT, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(st.tuples(*strategies))
+        def fuzz(args: tuple[Any, ...]) -> None:
+            problem = call(app_url, endpoint, list(args))
+            if problem:
+                problems.append(f"{name} {short(list(args))}: {problem}")
+
+        fuzz()
+        health = call(app_url, "model_status", [])
+        assert health is None, f"the app stopped answering after fuzzing {name}: {health}"
+    client.predict(api_name="/finetune_cancel")  # in case a random but valid request started a run
+    assert problems == [], "\n".join(problems)
