@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test setup browser bench clean
+.PHONY: run test setup browser bench clean examples screenshots
 
 run: setup
 	$(PY) app.py $(ARGS)
@@ -33,6 +33,14 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+# The prepared examples' cached outputs (assets/examples/*.json), recomputed on the embedded model.
+examples: setup
+	$(PY) -m playground.ui.examples
+
+# The README's screenshots (docs/screenshots/<tab>.png), taken by Chromium from the real app.
+screenshots: setup browser
+	PLAYGROUND_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/e2e/test_workshop_e2e.py -k readme_screenshots
 
 bench: setup
 	$(PY) -m benchmarks.run

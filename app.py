@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import logging
 import os
 import sys
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from playground.config import Settings, build_parser, settings_from_args
 
@@ -20,11 +22,22 @@ def configure_environment(settings: Settings) -> None:
     """Process-wide switches that must be set before transformers / gradio touch the network."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     if settings.offline:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+            os.environ[name] = "1"
+        os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our own progress goes to the header
+
+
+def with_network_default(settings: Settings, args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    """--offline / --no-offline / PLAYGROUND_OFFLINE decide; without them, no network route means offline."""
+    from playground.network import network_available
+
+    if args.offline is None and "PLAYGROUND_OFFLINE" not in environ and not network_available():
+        log.info("No network route: running offline (embedded models only); --no-offline overrides.")
+        return dataclasses.replace(settings, offline=True)
+    return settings
 
 
 def create_demo(settings: Settings) -> Any:
@@ -38,7 +51,8 @@ def create_demo(settings: Settings) -> Any:
 def __getattr__(name: str) -> Any:
     # PEP 562: build `demo` lazily, so importing app.py does no work.
     if name == "demo":
-        demo = create_demo(settings_from_args(build_parser().parse_args([])))
+        args = build_parser().parse_args([])
+        demo = create_demo(with_network_default(settings_from_args(args), args, os.environ))
         globals()["demo"] = demo
         return demo
     raise AttributeError(name)
@@ -52,9 +66,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         for spec in PRESETS.values():
             print(f"{spec.key:28} {spec.kind:10} {spec.label}")
         return
-    settings = settings_from_args(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    settings = with_network_default(settings_from_args(args), args, os.environ)
     demo = create_demo(settings)
     if settings.share:
         log.warning("--share creates a PUBLIC gradio.live link: anyone with it can use this machine and model.")

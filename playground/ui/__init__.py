@@ -11,8 +11,9 @@ from playground.runtime import ModelManager
 from playground.ui.context import AppContext
 from playground.ui.header import create_header
 from playground.ui.tabs import TabInfo, all_tabs, pending_tab
-from playground.ui.viewtools import (TabLinks, create_export_panel, create_link_row, create_page_controls,
-                                     mark_advanced, tab_links, wire_deep_links, wire_link_row)
+from playground.ui.viewtools import (TabLinks, create_example_row, create_export_panel, create_link_row,
+                                     create_page_controls, mark_advanced, tab_links, wire_deep_links,
+                                     wire_example_row, wire_link_row)
 
 
 def build_app(settings: Settings, manager: ModelManager | None = None) -> gr.Blocks:
@@ -26,7 +27,7 @@ def build_app(settings: Settings, manager: ModelManager | None = None) -> gr.Blo
             for info in all_tabs():
                 with gr.Tab(info.label, id=info.key, elem_id=f"tab-{info.key}"):
                     if info.build is not None:
-                        links.append(build_tab(ctx, info))
+                        links.append(build_tab(demo, ctx, info))
                     else:
                         pending_tab(info)
         wire_deep_links(demo, tabs, links, page)
@@ -35,15 +36,18 @@ def build_app(settings: Settings, manager: ModelManager | None = None) -> gr.Blo
     return demo
 
 
-def build_tab(ctx: AppContext, info: TabInfo) -> TabLinks:
-    """A tab's own components between the shared link row (top) and export panel (bottom)."""
+def build_tab(demo: gr.Blocks, ctx: AppContext, info: TabInfo) -> TabLinks:
+    """A tab's own components between the shared rows (link, prepared examples) and the export panel."""
     assert info.build is not None
     row = create_link_row(info.key)
+    examples = create_example_row(info.key)
     components = info.build(ctx)
     create_export_panel(info.key, components)
     mark_advanced(components, info.advanced)
     links = tab_links(info.key, components, info.link_inputs, info.run)
     wire_link_row(row, links)
+    if examples is not None:
+        wire_example_row(demo, examples, links)
     return links
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import gradio as gr
 
 from playground.config import DEVICE_CHOICES, QUANTIZATION_CHOICES
+from playground.network import offline_note
 from playground.runtime import causal_lm_presets
 from playground.ui.context import AppContext
 from playground.ui.errors import user_errors
@@ -56,6 +57,8 @@ def create_header(ctx: AppContext) -> dict[str, Any]:
     presets = [(spec.label, spec.key) for spec in causal_lm_presets()]
     gr.Markdown("# Visual LLM Playground\nSee how a real language model works — every number is computed "
                 "live on the model loaded here.", elem_id="pg-title")
+    if settings.offline:
+        gr.Markdown(offline_note(), elem_id="pg-offline", elem_classes=["pg-offline"])
     with gr.Row(elem_id="pg-header", equal_height=True):
         model = gr.Dropdown(presets, value=settings.model, label="Model (a preset, a hub id owner/name, or a local folder)",
                             allow_custom_value=True, scale=4, min_width=300)

@@ -71,7 +71,7 @@ def all_tabs() -> list[TabInfo]:
                           "eval_every")),
         TabInfo("calibration", "Calibration", "Is the model as sure as it sounds? Reliability diagrams, ECE and "
                 "temperature scaling.", 9, create_calibration_tab,
-                link_inputs=("source", "mode", "n_bins", "binning")),
+                link_inputs=("source", "mode", "n_bins", "binning"), run="run"),
         TabInfo("model", "Model & quantization", "The model's architecture, parameter counts, and precisions "
                 "compared on memory, speed and quality.", 10, create_model_tab, link_inputs=("precisions",),
                 run="describe"),

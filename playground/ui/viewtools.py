@@ -8,13 +8,14 @@ bottom, and finally `wire_deep_links` on page load.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import gradio as gr
 
 from playground.ui import export
 from playground.ui.deeplinks import DeepLink, LinkField, build_query, fields_for, resolve_query
+from playground.ui.examples import Example, ExampleFile, click_handler, load_example_file
 
 # Runs in the browser after "copy link": make the URL absolute (keeping presenter mode and the theme),
 # try the clipboard, and always show the link in the textbox (the clipboard needs https or localhost).
@@ -61,6 +62,8 @@ class TabLinks:
     fields: tuple[LinkField, ...]
     components: tuple[Any, ...]
     run_elem_id: str | None
+    run_button: Any | None = None
+    example_ids: dict[str, str] = field(default_factory=dict)  # example name -> its gallery button's elem_id
 
 
 def tab_links(key: str, components: Mapping[str, Any], names: Sequence[str], run: str | None) -> TabLinks:
@@ -70,7 +73,8 @@ def tab_links(key: str, components: Mapping[str, Any], names: Sequence[str], run
         if button.elem_id is None:
             button.elem_id = f"pg-run-{key}"  # set before the Blocks closes, so the page gets it
         run_elem_id = button.elem_id
-    return TabLinks(key, fields_for(components, names), tuple(components[name] for name in names), run_elem_id)
+    return TabLinks(key, fields_for(components, names), tuple(components[name] for name in names), run_elem_id,
+                    components[run] if run is not None else None)
 
 
 def mark_advanced(components: Mapping[str, Any], names: Sequence[str]) -> None:
@@ -107,6 +111,61 @@ def wire_link_row(row: LinkRow, links: TabLinks) -> None:
 
     row.button.click(link_query, list(links.components), row.link, api_visibility="private", queue=False).then(
         None, row.link, row.link, js=COPY_LINK_JS, api_visibility="private", queue=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Prepared examples (cached outputs, see playground/ui/examples.py)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExampleRow:
+    data: ExampleFile
+    buttons: list[tuple[Example, Any]]
+    note: Any
+
+
+def create_example_row(key: str) -> ExampleRow | None:
+    data = load_example_file(key)
+    if not data.examples:
+        return None
+    with gr.Row(elem_classes=["pg-examples"], equal_height=True):
+        gr.Markdown("**Prepared examples:**", elem_classes=["pg-examples-label"])
+        buttons = [(example, gr.Button(example.title, size="sm", scale=0, min_width=120,
+                                       elem_id=f"pg-example-{key}-{example.name}"))
+                   for example in data.examples]
+    note = gr.Markdown(visible=False, elem_id=f"pg-example-note-{key}", elem_classes=["pg-example-note"])
+    return ExampleRow(data, buttons, note)
+
+
+def example_note(data: ExampleFile, example: Example, run_label: str | None, fresh: bool) -> str:
+    if example.outputs is None or not fresh:
+        why = "" if example.outputs is None else " (its cached result no longer matches this tab: regenerate it)"
+        action = f" Press **{run_label}** to compute it." if run_label else ""
+        return f"Example **{example.title}**: inputs filled{why}.{action}"
+    return (f"Example **{example.title}**: cached result, computed on {data.model} ({data.generated}); "
+            f"press **{run_label}** to compute it live.")
+
+
+def wire_example_row(demo: gr.Blocks, row: ExampleRow, links: TabLinks) -> None:
+    """Each example button fills the inputs and shows the cached outputs at once (no model call)."""
+    run_outputs = list(click_handler(demo, links.run_button).outputs) if links.run_button is not None else []
+    run_ids = {component._id for component in run_outputs}
+    inputs = [(spec, component) for spec, component in zip(links.fields, links.components)
+              if component._id not in run_ids]
+    run_label = links.run_button.value if links.run_button is not None else None
+    for example, button in row.buttons:
+        links.example_ids[example.name] = button.elem_id
+
+        def show(example: Example = example) -> list[Any]:
+            fresh = example.outputs is not None and len(example.outputs) == len(run_outputs)
+            values = [example.values.get(spec.name, gr.skip()) for spec, _ in inputs]
+            outputs = list(example.outputs) if fresh else [gr.skip()] * len(run_outputs)
+            note = gr.Markdown(example_note(row.data, example, run_label, fresh), visible=True)
+            return [*values, *outputs, note]
+
+        button.click(show, None, [*(component for _, component in inputs), *run_outputs, row.note],
+                     postprocess=False, queue=False, api_visibility="private")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,6 +277,7 @@ def wire_deep_links(demo: gr.Blocks, tabs: Any, all_links: Sequence[TabLinks], p
     endpoint `/deep_link` (query -> what it resolves to) for scripts and tests."""
     fields = {tab.key: tab.fields for tab in all_links}
     run_ids = {tab.key: tab.run_elem_id for tab in all_links}
+    example_ids = {tab.key: tab.example_ids for tab in all_links}
     query = gr.Textbox(visible=False)
     run_target = gr.Textbox(visible=False)
 
@@ -231,6 +291,11 @@ def wire_deep_links(demo: gr.Blocks, tabs: Any, all_links: Sequence[TabLinks], p
             gr.Warning(f"Link: {problem}")
         selected = gr.Tabs(selected=link.tab) if link.tab else gr.skip()
         target = (run_ids.get(link.tab) or "") if link.run else ""
+        if link.tab and link.example:
+            target = example_ids[link.tab].get(link.example, target)
+            if link.example not in example_ids[link.tab]:
+                gr.Warning(f"Link: the {link.tab} tab has no example {link.example!r} "
+                           f"(examples: {', '.join(example_ids[link.tab]) or 'none'})")
         presenter = True if link.presenter else gr.skip()
         return [selected, presenter, target, *link_updates(link, all_links)]
 

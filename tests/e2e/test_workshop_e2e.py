@@ -1,6 +1,7 @@
 """Chromium on the real model: a deep link opens a tab, fills it and runs it; "copy link to this view"
 gives a link that restores the view; plotly's toolbar saves a PNG; presenter mode in the light and the
-dark theme on every tab (screenshots under artifacts/presenter/<theme>/<tab>.png).
+dark theme on every tab, each showing its first prepared example (screenshots under
+artifacts/presenter/<theme>/<tab>.png).
 
 The same walk writes the README's screenshots: `make screenshots` runs it with
 PLAYGROUND_SCREENSHOTS=docs/screenshots (normal mode, light theme, one <tab>.png per tab).
@@ -20,7 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 WAIT = 180_000
 TAB_KEYS = ("tokenization", "attention", "sampling", "speculative", "rag", "lora", "calibration", "model")
-SHOT_HEIGHT = 1500  # px of each tab in a screenshot: the top of the tab, where its example shows
+SHOT_HEIGHT = 2200  # px of each tab in a screenshot: the top of the tab, where its example shows
 
 # Idle when no status tracker in the tab is pending or generating and no progress bar runs.
 TAB_IDLE_JS = """(key) => {
@@ -39,6 +40,12 @@ def open_link(page, app_url: str, query: str, key: str) -> None:
     for _ in range(2):  # idle twice, a second apart: a chained event may start after the first finished
         page.wait_for_function(TAB_IDLE_JS, arg=key, timeout=WAIT)
         page.wait_for_timeout(1000)
+
+
+def first_example(key: str) -> str:
+    from playground.ui.examples import load_example_file
+
+    return load_example_file(key).examples[0].name
 
 
 def shoot_tab(page, key: str, path: Path) -> None:
@@ -104,7 +111,7 @@ def test_export_panel_downloads_a_standalone_html(page, app_url):
 @pytest.mark.parametrize("theme", ["light", "dark"])
 def test_presenter_mode_on_every_tab(page, app_url, theme):
     for key in TAB_KEYS:
-        open_link(page, app_url, f"tab={key}&run=1&presenter=1&__theme={theme}", key)
+        open_link(page, app_url, f"tab={key}&example={first_example(key)}&presenter=1&__theme={theme}", key)
         classes = page.evaluate("document.body.className")
         assert "pg-presenter" in classes and (("dark" in classes) == (theme == "dark"))
         for plot in page.locator(f"#tab-{key} .js-plotly-plot").all():
@@ -118,10 +125,10 @@ def test_presenter_mode_on_every_tab(page, app_url, theme):
 
 
 def test_readme_screenshots(page, app_url):
-    """One screenshot per tab, normal mode, light theme, each tab running its default example."""
+    """One screenshot per tab, normal mode, light theme, each tab showing its first prepared example."""
     folder = Path(os.environ.get("PLAYGROUND_SCREENSHOTS", ARTIFACTS / "screenshots"))
     folder = folder if folder.is_absolute() else ROOT / folder
     for key in TAB_KEYS:
-        open_link(page, app_url, f"tab={key}&run=1", key)
+        open_link(page, app_url, f"tab={key}&example={first_example(key)}", key)
         shoot_tab(page, key, folder / f"{key}.png")
         assert (folder / f"{key}.png").stat().st_size > 20_000

@@ -1,0 +1,141 @@
+"""Prepared examples: every tab has some, their inputs are valid deep-link values, the cached outputs fit
+the tab's main button and are shown as they are; a handler's outputs become page payloads; and (slow)
+the cached outputs still equal what the code computes on the embedded model."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import gradio as gr
+import plotly.graph_objects as go
+import pytest
+
+from playground.ui.deeplinks import build_query, resolve_query
+from playground.ui.examples import (click_handler, compute_example, load_example_file, output_payload,
+                                    run_handler)
+
+TIMING = re.compile(r"second|time|elapsed|tok_s|per_s|speed|memory|load|_ms$|started|finished")
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    from playground.config import load_settings
+    from playground.ui import build_app
+
+    settings = load_settings(["--offline", "--no-preload", "--cache-dir", str(tmp_path_factory.mktemp("cache"))])
+    return build_app(settings)
+
+
+def test_every_tab_has_examples_with_valid_inputs(app):
+    fields = {tab.key: tab.fields for tab in app.playground_links}
+    for tab in app.playground_links:
+        data = load_example_file(tab.key)
+        assert data.examples, f"{tab.key} has no prepared examples"
+        assert len({example.name for example in data.examples}) == len(data.examples)
+        for example in data.examples:
+            specs = [spec for spec in tab.fields if spec.name in example.values]
+            assert len(specs) == len(example.values), (tab.key, example.name, "unknown input names")
+            query = build_query(tab.key, specs, [example.values[spec.name] for spec in specs])
+            link = resolve_query(query, fields)
+            assert link.problems == () and link.values == example.values, (tab.key, example.name, link.problems)
+
+
+def test_cached_outputs_fit_the_main_button(app):
+    for tab in app.playground_links:
+        data = load_example_file(tab.key)
+        if tab.run_button is None:
+            assert all(example.outputs is None for example in data.examples), tab.key
+            continue
+        outputs = click_handler(app, tab.run_button).outputs
+        for example in data.examples:
+            assert example.outputs is not None, f"{tab.key}/{example.name}: run `python -m playground.ui.examples`"
+            assert len(example.outputs) == len(outputs), f"{tab.key}/{example.name} is stale: regenerate it"
+        assert data.model and data.generated
+
+
+def test_an_example_button_shows_the_cached_outputs(app):
+    tab = next(tab for tab in app.playground_links if tab.key == "sampling")
+    example = load_example_file("sampling").examples[0]
+    button = next(block for block in app.blocks.values() if getattr(block, "elem_id", None)
+                  == f"pg-example-sampling-{example.name}")
+    shown = click_handler(app, button)
+    assert shown.postprocess is False and not shown.queue  # payloads go to the page as stored, at once
+    values = shown.fn()
+    run_outputs = click_handler(app, tab.run_button).outputs
+    assert values[-1 - len(run_outputs):-1] == example.outputs
+    by_component = dict(zip(shown.outputs, values))
+    temperature = tab.components[[spec.name for spec in tab.fields].index("temperature")]
+    assert by_component[temperature] == example.values["temperature"]
+    assert "cached result" in values[-1].value
+
+
+def test_handler_outputs_become_page_payloads():
+    with gr.Blocks() as demo:
+        text = gr.Textbox("hi")
+        plot = gr.Plot()
+        slider = gr.Slider(0, 10)
+        button = gr.Button()
+
+        def stream(value: str):
+            yield go.Figure(), gr.Slider(maximum=1)
+            yield go.Figure(go.Bar(x=[value], y=[1])), gr.Slider(maximum=len(value), value=2)
+
+        data = gr.JSON()
+        button.click(stream, text, [plot, slider])
+        button.click(lambda value: {"text": value, "n": [1.5]}, text, data)
+    outputs = run_handler(click_handler(demo, button), demo.blocks, {text._id: "abc"})
+    assert outputs[0]["type"] == "plotly" and '"abc"' in outputs[0]["plot"]  # the last update counts
+    assert outputs[1]["__type__"] == "update" and outputs[1]["maximum"] == 3 and outputs[1]["value"] == 2
+    assert output_payload(text, "x") == "x"
+    assert output_payload(data, {"n": [1.5]}) == {"n": [1.5]}  # plain data, not a pydantic model
+
+
+def test_cached_raw_numbers_are_plain_json(app):
+    """The JSON outputs in the cache are what the page shows: dicts or lists, never a model's repr."""
+    for tab in app.playground_links:
+        if tab.run_button is None:
+            continue
+        outputs = click_handler(app, tab.run_button).outputs
+        for example in load_example_file(tab.key).examples:
+            for component, payload in zip(outputs, example.outputs or []):
+                if isinstance(component, gr.JSON):
+                    assert isinstance(payload, (dict, list)), (tab.key, example.name, str(payload)[:60])
+
+
+def assert_close(fresh, cached, path: str = "") -> None:
+    """Equal up to float noise; keys about time or memory are skipped (they change run to run)."""
+    if isinstance(cached, dict):
+        assert isinstance(fresh, dict) and set(fresh) == set(cached), path
+        for key in cached:
+            if not TIMING.search(str(key)):
+                assert_close(fresh[key], cached[key], f"{path}.{key}")
+    elif isinstance(cached, list):
+        assert isinstance(fresh, list) and len(fresh) == len(cached), path
+        for index, (new, old) in enumerate(zip(fresh, cached)):
+            assert_close(new, old, f"{path}.{index}")
+    elif isinstance(cached, float) and not isinstance(fresh, bool):
+        assert isinstance(fresh, (int, float)), path
+        assert (math.isnan(cached) and math.isnan(fresh)) or math.isclose(fresh, cached, rel_tol=1e-4,
+                                                                           abs_tol=1e-6), path
+    else:
+        assert fresh == cached, path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", ["tokenization", "attention", "sampling", "rag", "model"])
+def test_cached_outputs_match_the_code_on_the_real_model(key, settings, model_manager, real_model):
+    """The first example of each deterministic tab, recomputed: its raw-numbers JSON equals the cache."""
+    from playground.ui import build_app
+
+    demo = build_app(settings, model_manager)
+    tab = next(tab for tab in demo.playground_links if tab.key == key)
+    example = load_example_file(key).examples[0]
+    fresh = compute_example(demo, tab, example)
+    outputs = click_handler(demo, tab.run_button).outputs
+    checked = 0
+    for component, new, old in zip(outputs, fresh, example.outputs):
+        if isinstance(component, gr.JSON):
+            assert_close(new, old, f"{key}/{example.name}")
+            checked += 1
+    assert checked >= 1
