@@ -30,6 +30,7 @@ LATEX = [{"left": "$", "right": "$", "display": False}]
 DEFAULT_MERGES = 300
 
 EXPLANATION = r"""
+### What you are seeing
 A language model never sees letters. A **tokenizer** cuts text into pieces from a fixed vocabulary of
 $V$ entries and hands the model their ids: $x \mapsto (t_1, \dots, t_n)$ with $t_i \in \{0, \dots, V-1\}$.
 The context window, the compute and the bill are all counted in $n$, so *characters per token*

@@ -139,3 +139,23 @@ def test_cached_outputs_match_the_code_on_the_real_model(key, settings, model_ma
             assert_close(new, old, f"{key}/{example.name}")
             checked += 1
     assert checked >= 1
+
+
+def _markdown_texts(block) -> list[str]:
+    texts = [block.value] if isinstance(block, gr.Markdown) and isinstance(block.value, str) else []
+    for child in getattr(block, "children", []):
+        texts += _markdown_texts(child)
+    return texts
+
+
+def test_every_tab_explains_what_you_are_seeing(app):
+    """Each tab opens with a short explanation in our words: a formula and a one-line takeaway."""
+    tabs = [block for block in app.blocks.values() if isinstance(block, gr.Tab)]
+    assert len(tabs) == 8
+    for tab in tabs:
+        text = next((t for t in _markdown_texts(tab) if "**Takeaway:**" in t), None)
+        assert text is not None, f"{tab.label}: no explanation with a takeaway"
+        assert "$" in text, f"{tab.label}: no formula"
+        takeaway = text.split("**Takeaway:**")[-1].strip()
+        assert len(takeaway) < 300, f"{tab.label}: the takeaway is not short"
+        assert len(text) < 2500, f"{tab.label}: the explanation is a wall of text ({len(text)} chars)"
