@@ -236,7 +236,8 @@ def create_attention_tab(ctx: AppContext) -> dict[str, Any]:
                 {"empty": True, "message": EMPTY_PROMPT}, gr.update(), gr.update())
 
     @user_errors
-    def show_attention(text: str, layer_value: float, head_value: str, mode: str, chat_value: bool) -> tuple[Any, ...]:
+    def show_attention(text: str, layer_value: float, head_value: str | float, mode: str,
+                       chat_value: bool) -> tuple[Any, ...]:
         if not text.strip():
             return empty_attention()
         run = _attention_run(ctx, text, chat_value)
@@ -255,7 +256,8 @@ def create_attention_tab(ctx: AppContext) -> dict[str, Any]:
                 gr.update(maximum=run.shape.num_layers - 1), gr.update(choices=_head_choices(run.shape)))
 
     @user_errors
-    def show_row(text: str, layer_value: float, head_value: str, chat_value: bool, position: float) -> tuple[Any, ...]:
+    def show_row(text: str, layer_value: float, head_value: str | float, chat_value: bool,
+                 position: float) -> tuple[Any, ...]:
         if not text.strip():
             return [], empty_figure(EMPTY_PROMPT)
         run = _attention_run(ctx, text, chat_value)

@@ -1,11 +1,14 @@
-"""Turning exceptions into messages a user can act on (gr.Error), never a stack trace."""
+"""Turning exceptions into messages a user can act on (gr.Error), never a stack trace; refusing arguments
+of the wrong type (checked against the handler's own type hints) before a handler runs."""
 
 from __future__ import annotations
 
 import functools
 import inspect
 import logging
-from typing import Any, Callable, TypeVar
+import types
+import typing
+from typing import Any, Callable, Literal, TypeVar, Union
 
 import gradio as gr
 import torch
@@ -34,6 +37,87 @@ def to_user_error(error: BaseException) -> gr.Error:
                     "try again, and report it if it repeats.")
 
 
+class InputTypeError(ValueError):
+    """An argument of the wrong type (a number where a list of names belongs); the message names the input."""
+
+
+@functools.cache
+def parameter_hints(function: Callable[..., Any]) -> dict[str, Any]:
+    """The handler's parameter annotations, resolved; one that cannot be resolved (a name only the
+    enclosing function knows) is left out, so it is simply not checked."""
+    hints: dict[str, Any] = {}
+    annotations = getattr(inspect.unwrap(function), "__annotations__", {})
+    for name, annotation in annotations.items():
+        if name == "return":
+            continue
+        holder = types.SimpleNamespace(__annotations__={name: annotation},
+                                       __globals__=getattr(inspect.unwrap(function), "__globals__", {}))
+        try:
+            hints[name] = typing.get_type_hints(holder)[name]
+        except Exception:  # noqa: BLE001 - an unresolvable hint is not checked, never a failure
+            continue
+    return hints
+
+
+def value_fits(value: Any, hint: Any) -> bool:
+    """Whether `value` has the shape `hint` asks for. Lenient where gradio is: None is always allowed (an
+    empty component; handlers treat it as "not given"), whole-number hints accept floats (sliders send 24.0),
+    tuples accept lists (JSON has no tuples); a hint this does not understand accepts anything."""
+    if value is None or hint is Any:
+        return True
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(value_fits(value, arg) for arg in args)
+    if origin is Literal:
+        return isinstance(value, tuple({type(arg) for arg in args}))
+    if hint in (int, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint in (str, bool, dict) or origin is dict:
+        return isinstance(value, origin or hint)
+    if hint in (list, tuple) or origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        # list[X] and tuple[X, ...] say what each item is; a fixed-shape tuple[X, Y] is not checked inside
+        item_hint = args[0] if len(args) == 1 or (len(args) == 2 and args[1] is Ellipsis) else Any
+        return all(value_fits(item, item_hint) for item in value)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+PLAIN_WORDS = {str: "text", int: "a number", float: "a number", bool: "true or false", dict: "a JSON object",
+               list: "a list", tuple: "a list"}
+
+
+def describe(hint: Any) -> str:
+    """A type hint in words: list[str] -> "a list of text"."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(dict.fromkeys(describe(arg) for arg in args if arg is not type(None)))
+    if origin is Literal:
+        return "one of " + ", ".join(repr(arg) for arg in args)
+    if origin in (list, tuple) and args and args[0] is not Any:
+        item = describe(args[0])
+        return f"a list of {item[2:] + 's' if item.startswith('a ') else item}"
+    return PLAIN_WORDS.get(origin or hint, getattr(hint, "__name__", str(hint)))
+
+
+def check_argument_types(function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Refuse an argument whose type does not fit the handler's type hint, naming the input: an API client
+    can send any JSON, and gradio checks only some components' inputs (a `gr.api` endpoint: none)."""
+    hints = parameter_hints(function)
+    if not hints:
+        return
+    try:
+        bound = inspect.signature(function).bind_partial(*args, **kwargs)
+    except TypeError as error:
+        raise InputTypeError(f"Wrong arguments: {error}") from None
+    for position, (name, value) in enumerate(bound.arguments.items(), start=1):
+        if name in hints and not value_fits(value, hints[name]):
+            shown = repr(value)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise InputTypeError(f"Input {position} ({name}) must be {describe(hints[name])}; got "
+                                 f"{type(value).__name__} {shown}.")
+
+
 def check_text_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """Refuse any text argument over `LIMITS.text_chars` before a handler spends time on it."""
     for position, value in enumerate((*args, *kwargs.values())):
@@ -42,14 +126,15 @@ def check_text_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
 
 
 def user_errors(function: F) -> F:
-    """Decorate a gradio handler (plain or generator) so every failure reaches the UI as gr.Error, and
-    no text argument is longer than the server accepts."""
+    """Decorate a gradio handler (plain or generator) so every failure reaches the UI as gr.Error, no text
+    argument is longer than the server accepts, and every argument fits the handler's type hints."""
     if inspect.isgeneratorfunction(function):
 
         @functools.wraps(function)
         def generator_wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 check_text_arguments(args, kwargs)
+                check_argument_types(function, args, kwargs)
                 yield from function(*args, **kwargs)
             except Exception as error:
                 raise to_user_error(error) from error
@@ -60,6 +145,7 @@ def user_errors(function: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             check_text_arguments(args, kwargs)
+            check_argument_types(function, args, kwargs)
             return function(*args, **kwargs)
         except Exception as error:
             raise to_user_error(error) from error

@@ -133,11 +133,17 @@ def chat_view(ctx: AppContext, rows: list[list[Any]], add_generation_prompt: boo
     return summary, views.chat_html(view), view.prompt, view.payload()
 
 
+def step_slider(merges: int, value: int = 1) -> Any:
+    """The merge-step slider's update. gradio refuses a slider whose minimum equals its maximum (1..1), so
+    0 or 1 merges still get 1..2 (bpe_step_view clamps the step to the merges there are)."""
+    return gr.Slider(maximum=max(merges, 2), value=value)
+
+
 def bpe_view(text: str, source: str, merges: int) -> tuple[Any, ...]:
     text = text or ""
     if not text.strip():
         empty = "Type or pick some text above: the explorer shows how *that* text is split at every merge."
-        return empty, gr.Slider(maximum=1, value=1), "", views.bpe_curve_figure(None, 0), [], {}, None
+        return empty, step_slider(0), "", views.bpe_curve_figure(None, 0), [], {}, None
     training = _train_bpe(text if source == "text" else tok.example_corpus(), text, int(merges))
     agreement = (f"✓ Our Python replay of the training picks the same {len(training.merges):,} merges in the same "
                  "order as the `tokenizers` trainer." if training.matches_trainer else
@@ -150,7 +156,7 @@ def bpe_view(text: str, source: str, merges: int) -> tuple[Any, ...]:
     if training.text_truncated:
         notes.append(f"The explorer segments the first {tok.BPE_TEXT_CHAR_LIMIT:,} characters of your text.")
     step = training.first_visible_step()  # opening on a merge that changes nothing in the text teaches nothing
-    return ("\n\n".join(notes), gr.Slider(maximum=max(len(training.merges), 1), value=step),
+    return ("\n\n".join(notes), step_slider(len(training.merges), step),
             *bpe_step_view(training, step), views.merge_rows(training), training.payload(), training)
 
 

@@ -15,6 +15,7 @@ import gradio as gr
 
 from playground.ui import export
 from playground.ui.deeplinks import DeepLink, LinkField, build_query, fields_for, resolve_query
+from playground.ui.errors import user_errors
 from playground.ui.examples import Example, ExampleFile, click_handler, load_example_file
 
 # Runs in the browser after "copy link": make the URL absolute (keeping presenter mode and the theme),
@@ -303,4 +304,4 @@ def wire_deep_links(demo: gr.Blocks, tabs: Any, all_links: Sequence[TabLinks], p
     demo.load(apply_link, query, outputs, js=READ_QUERY_JS, api_visibility="private", show_progress="hidden").then(
         None, run_target, run_target, js=PRESS_RUN_JS, api_visibility="private", queue=False)
     demo.load(None, page.dark, page.dark, js=READ_DARK_JS, api_visibility="private", queue=False)
-    gr.api(resolve_link, api_name="deep_link")
+    gr.api(user_errors(resolve_link), api_name="deep_link")

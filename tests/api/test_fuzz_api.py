@@ -1,5 +1,6 @@
 """Every public API endpoint, fed hostile input (hypothesis): each call ends in a result or a clear error
-message (never an empty error, a stack trace or a hang), and the app serves the next request.
+message (never an empty error, a stack trace, an unexpected exception's text such as "Something went wrong
+(TypeError: ...)", or a hang), and the app serves the next request.
 
 Calls go over gradio's plain HTTP API (POST /gradio_api/call/<name>, then its event stream), not through
 gradio_client, because a hostile client can send what gradio_client cannot encode: NaN and Infinity
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from typing import Any
 
@@ -101,9 +103,32 @@ def value_strategy(parameter: dict[str, Any], endpoint: str, app_url: str) -> st
                      st.dictionaries(st.text(max_size=5), text_values(), max_size=3))
 
 
+# An exception no handler expected: @user_errors words it "Something went wrong (TypeError: ...)", and
+# outside @user_errors gradio shows its bare text ("'list' object has no attribute 'items'"). A hostile input
+# must get a message about the input instead, so both count as failures.
+UNEXPECTED_EXCEPTION = re.compile(r"Something went wrong|\b(?:Type|Attribute|Key|Index|Name|UnboundLocal|"
+                                  r"ZeroDivision|Assertion|Runtime|NotImplemented|Recursion)Error\b")
+# gradio's own input checks, before any handler runs: a component's preprocess names the input, the expected
+# type and the value (its "Original error: TypeError ..." tail is gradio's wording), and its pydantic data
+# models (DataframeData, PlotData, FileData, ListFiles) say what they expected (the app defines no pydantic model).
+GRADIO_INPUT_CHECK = re.compile(r"Could not preprocess input component at index|\d+ validation errors? for "
+                                r"(?:\w+Data|ListFiles)\n")
+
+
 def is_clear_error(message: str | None) -> bool:
     text = (message or "").strip()
     return bool(text) and text != "Error" and "Traceback" not in text and 'File "/' not in text
+
+
+def is_deliberate_error(payload: Any) -> bool:
+    """A message we (or gradio's input checks) wrote for this input: a gr.Error (gradio sends its `title`;
+    any other exception arrives as its bare text, without one) that does not report an unexpected exception."""
+    message = payload.get("error") if isinstance(payload, dict) else payload
+    if not isinstance(message, str) or not is_clear_error(message):
+        return False
+    if GRADIO_INPUT_CHECK.match(message):
+        return True
+    return isinstance(payload, dict) and "title" in payload and not UNEXPECTED_EXCEPTION.search(message)
 
 
 def final_event(app_url: str, endpoint: str, event_id: str) -> tuple[str, str]:
@@ -136,9 +161,8 @@ def call(app_url: str, endpoint: str, args: list[Any]) -> str | None:
     if event == "complete":
         return None
     if event == "error":
-        payload = json.loads(data) if data else None  # {"error": message or null, ...}
-        message = payload.get("error") if isinstance(payload, dict) else payload
-        return None if isinstance(message, str) and is_clear_error(message) else f"unclear error {data[:300]!r}"
+        payload = json.loads(data) if data else None  # {"error": message or null, "title": ... for gr.Error}
+        return None if is_deliberate_error(payload) else f"unclear error {data[:300]!r}"
     return f"the stream ended with {event!r} {data[:200]!r}"
 
 

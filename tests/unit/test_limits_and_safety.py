@@ -8,7 +8,7 @@ import logging
 import math
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -70,6 +70,39 @@ def test_text_longer_than_the_server_accepts_is_refused_before_the_handler_runs(
     with pytest.raises(Exception, match=f"at most {LIMITS.text_chars:,}") as raised:
         handler("x" * (LIMITS.text_chars + 1), 1)
     assert type(raised.value).__name__ == "Error" and len(calls) == 1
+
+
+def typed_handler(text: str, names: list[str], k: int, flag: bool = False,
+                  rows: list[list[Any]] | None = None, mode: Literal["dense", "bm25"] = "dense") -> str:
+    return "ran"
+
+
+@pytest.mark.parametrize("args, message", [
+    ((7, ["a"], 1), r"Input 1 \(text\) must be text; got int 7\."),
+    (("x", 5, 1), r"Input 2 \(names\) must be a list of text; got int 5\."),
+    (("x", ["a", 1], 1), r"Input 2 \(names\) must be a list of text; got list \['a', 1\]\."),
+    (("x", [], "3"), r"Input 3 \(k\) must be a number; got str '3'\."),
+    (("x", [], True), r"Input 3 \(k\) must be a number; got bool True\."),
+    (("x", [], 1, "yes"), r"Input 4 \(flag\) must be true or false; got str 'yes'\."),
+    (("x", [], 1, True, {"a": 1}), r"Input 5 \(rows\) must be a list of lists; got dict"),
+    (("x", [], 1, True, None, 3), r"Input 6 \(mode\) must be one of 'dense', 'bm25'; got int 3\."),
+])
+def test_an_argument_of_the_wrong_type_is_refused_by_name_before_the_handler_runs(args: tuple[Any, ...],
+                                                                                  message: str):
+    from playground.ui.errors import user_errors
+
+    with pytest.raises(Exception, match=message) as raised:
+        user_errors(typed_handler)(*args)
+    assert type(raised.value).__name__ == "Error"
+
+
+def test_arguments_that_fit_the_hints_as_gradio_sends_them_reach_the_handler():
+    from playground.ui.errors import user_errors
+
+    handler = user_errors(typed_handler)
+    assert handler("x", ["a"], 24.0, True, [["user", 1.5]], "bm25") == "ran"  # sliders send floats
+    assert handler(None, None, None, None, None, None) == "ran"  # empty components: the handler decides
+    assert handler("x", ("a", "b"), 3) == "ran"  # a tuple where a list is hinted (JSON has no tuples)
 
 
 # -- the model allowlist ------------------------------------------------------------------------
