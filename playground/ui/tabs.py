@@ -63,7 +63,7 @@ def all_tabs() -> list[TabInfo]:
         TabInfo("rag", "RAG", "Chunk, embed, retrieve, rerank and answer, with every score visible.", 7,
                 create_rag_tab, link_inputs=("question", "method", "k", "rerank_top", "unit", "size", "overlap",
                                              "strict", "position", "max_new_tokens"), run="search",
-                advanced=("rerank_top", "map_method")),
+                advanced=("rerank_top", "map_method", "files", "pasted")),
         TabInfo("lora", "LoRA fine-tuning", "Fine-tune the loaded model live and compare before and after.", 8,
                 create_lora_tab, link_inputs=("dataset", "rank", "alpha", "learning_rate", "steps", "prompts",
                                               "max_new_tokens"),

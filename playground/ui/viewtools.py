@@ -131,8 +131,9 @@ def create_example_row(key: str) -> ExampleRow | None:
     if not data.examples:
         return None
     with gr.Row(elem_classes=["pg-examples"], equal_height=True):
-        gr.Markdown("**Prepared examples:**", elem_classes=["pg-examples-label"], scale=0, min_width=170)
-        buttons = [(example, gr.Button(example.title, size="sm", scale=0, min_width=120,
+        gr.Button("Prepared examples:", size="sm", scale=0, min_width=150, interactive=False, variant="huggingface",
+                  elem_classes=["pg-examples-label"])
+        buttons = [(example, gr.Button(example.title, size="sm", scale=0, min_width=180,
                                        elem_id=f"pg-example-{key}-{example.name}"))
                    for example in data.examples]
     note = gr.Markdown(visible=False, elem_id=f"pg-example-note-{key}", elem_classes=["pg-example-note"])
