@@ -55,7 +55,7 @@ SITECUSTOMIZE = textwrap.dedent('''
 
     socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = connect, connect_ex, getaddrinfo
     with open(_LOG + ".armed", "a") as armed:  # which processes ran with the guard
-        armed.write(f"{os.getpid()}\n")
+        armed.write(f"{os.getpid()}\\n")
 ''')
 
 
