@@ -62,6 +62,7 @@ class ModelManager:
         self.max_cached = max_cached
         self._models: OrderedDict[LoadKey, LoadedModel] = OrderedDict()
         self._active: LoadKey | None = None
+        self._in_memory: set[str] = set()  # names of adopted models: no weights on disk to load them from
         self._load_lock = threading.Lock()  # one load at a time
         self._state_lock = threading.Lock()  # guards _state, _active, _models bookkeeping
         self._idle = threading.Event()
@@ -104,6 +105,8 @@ class ModelManager:
 
     def resolve_key(self, model: str, quantization: str = "auto", device: str = "auto") -> LoadKey:
         """The cache key of a request; refuses a model outside the server's allowlist before touching it."""
+        if model in self._in_memory:
+            return self._in_memory_key(model, quantization, device)
         try:
             check_model_allowed(model, self.allowed_models)
             spec = resolve_model(model)
@@ -112,6 +115,20 @@ class ModelManager:
         resolved_device = resolve_device(device)
         precision = resolve_precision(quantization, resolved_device)
         return LoadKey(spec.key, precision.quantization, resolved_device)
+
+    def _in_memory_key(self, model: str, quantization: str, device: str) -> LoadKey:
+        """An adopted model can only be had as it was adopted: there are no weights to load another copy from."""
+        resolved_device = resolve_device(device)
+        key = LoadKey(model, resolve_precision(quantization, resolved_device).quantization, resolved_device)
+        with self._state_lock:
+            held = [k for k in self._models if k.model == model]
+        if key in held:
+            return key
+        where = (f"it is held only as {held[0].quantization} on {held[0].device}" if held
+                 else "it is no longer in memory")
+        raise ModelLoadError(f"{model} was built in memory (a base model with a merged LoRA adapter) and has no "
+                             f"weights on disk, so it cannot be loaded as {key.quantization} on {key.device}: "
+                             f"{where}. Load its base model in the header (or Unload in the LoRA tab) for that.")
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -212,6 +229,7 @@ class ModelManager:
                 self._models[key] = loaded
                 self._models.move_to_end(key)
                 self._active = key
+                self._in_memory.add(key_model)
                 self._evict_beyond_limit()
                 self._state = LoadState("ready", key_model, 1.0, f"Using {loaded.spec.label}", loaded.load_seconds)
             return loaded

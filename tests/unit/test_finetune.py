@@ -16,7 +16,7 @@ import torch
 from playground import finetune as ft
 from playground.config import Settings
 from playground.generation import encode_prompt, generate_text
-from playground.runtime import ModelManager
+from playground.runtime import ModelLoadError, ModelManager
 
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -357,6 +357,11 @@ def test_merge_matches_the_adapter_and_adopt_makes_it_active_until_unloaded(trai
                                    rtol=1e-5, atol=1e-5)
     assert manager.adopt(merged, merged.spec.key) is merged
     assert manager.active() is merged and manager.status()["model"]["model"] == merged.spec.key
+    # Tabs that reload "the active model" in another precision get a reason, not "Unknown model";
+    # the same precision and device is the adopted model itself.
+    assert manager.load(merged.spec.key, "none", "cpu", activate=False) is merged
+    with pytest.raises(ModelLoadError, match="no weights on disk.*int8 on cpu.*held only as none on cpu"):
+        manager.load(merged.spec.key, "int8", "cpu", activate=False)
     assert manager.load(base.spec.key, "none", "cpu") is base and manager.active() is base
 
 
