@@ -303,7 +303,10 @@ def create_attention_tab(ctx: AppContext) -> dict[str, Any]:
                     empty_figure("Press Compute once the model has loaded."), None)
         return (*mask_outputs, *show_kv_cache(*values[5:]))
 
-    gr.on(None, on_page_load, mask_inputs + kv_inputs, [mask_note, mask_plot, mask_json, kv_note, kv_plot, kv_json],
+    # From the components' initial values, with no inputs: gr.on(None, ...) with inputs would also fire on
+    # every change of them, computing the mask and the KV cache twice per slider move.
+    initial = [component.value for component in mask_inputs + kv_inputs]
+    gr.on(None, lambda: on_page_load(*initial), None, [mask_note, mask_plot, mask_json, kv_note, kv_plot, kv_json],
           queue=False, api_visibility="private")
 
     return {"mask_text": mask_text, "pattern": pattern, "window": window, "prefix": prefix, "chunk": chunk,

@@ -402,8 +402,12 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
     merge_button.click(merge, None, [adapter_message, adapter_json], api_name="merge_lora")
     unload_button.click(unload, None, [adapter_message, adapter_json], api_name="unload_lora")
     gr.on(None, reattach, None, monitor_outputs, api_visibility="private", concurrency_limit=None)  # page load
-    gr.on(None, model_targets, [rank, targets], [targets, *budget_outputs], api_visibility="private",
-          concurrency_limit=None).then(check_dataset, dataset_inputs, dataset_outputs, api_visibility="private")
+    # Page load only (no inputs: gr.on(None, ...) with inputs would also fire on every rank or target change,
+    # resetting the checkboxes and re-checking the dataset each time).
+    initial_rank, initial_targets = rank.value, list(targets.value or [])
+    gr.on(None, lambda: model_targets(initial_rank, initial_targets), None, [targets, *budget_outputs],
+          api_visibility="private", concurrency_limit=None).then(check_dataset, dataset_inputs, dataset_outputs,
+                                                                 api_visibility="private")
     return {"dataset": dataset, "upload": upload, "check": check, "dataset_report": dataset_report, "rank": rank,
             "alpha": alpha, "dropout": dropout, "targets": targets, "learning_rate": learning_rate,
             "schedule": schedule, "warmup": warmup, "train_by": train_by, "steps": steps, "epochs": epochs,

@@ -94,3 +94,16 @@ def test_user_errors_turn_exceptions_into_messages():
     assert next(generator) == 1
     with pytest.raises(gr.Error, match="Something went wrong .RuntimeError: kaput"):
         next(generator)
+
+
+def test_page_load_events_fire_only_on_page_load(tmp_path):
+    """gr.on(None, fn, inputs) also fires on every change of `inputs`: a page-load handler must not listen
+    to anything else, or each slider move reruns it (and may reset what the user just chose)."""
+    from playground.config import Settings
+    from playground.ui import build_app
+
+    config = build_app(Settings(cache_dir=tmp_path, preload=False)).get_config_file()
+    load_events = [d for d in config["dependencies"] if any(event == "load" for _, event in d["targets"])]
+    assert load_events  # the header, tokenization, attention and LoRA tabs open with content
+    extra = {(d.get("api_name"), event) for d in load_events for _, event in d["targets"] if event != "load"}
+    assert not extra, f"page-load handlers that also fire on: {sorted(extra, key=str)}"
