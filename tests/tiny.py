@@ -1,8 +1,13 @@
-"""Tiny, fast stand-ins for the real model: a byte-level BPE tokenizer trained on a few sentences
-and a random Llama config (hidden 32, 2 layers, GQA 4 query / 2 KV heads), built in under a second."""
+"""Tiny, fast stand-ins for the real models: a byte-level BPE tokenizer trained on a few sentences,
+a random Llama config (hidden 32, 2 layers, GQA 4 query / 2 KV heads), built in under a second, and a
+hashed bag-of-words embedder standing in for MiniLM."""
 
 from __future__ import annotations
 
+import re
+import zlib
+
+import numpy as np
 import torch
 
 TRAINING_TEXT = [
@@ -49,3 +54,27 @@ def make_tiny_llama(vocab_size: int, seed: int = 0, num_hidden_layers: int = 2):
     with torch.no_grad():
         model.model.embed_tokens.weight.mul_(20)
     return model
+
+
+class HashEmbedder:
+    """A stand-in for SentenceTransformer: hashed bag of words, deterministic, counts its work."""
+
+    max_seq_length = 66
+
+    def __init__(self, tokenizer, dim: int = 48) -> None:
+        self.tokenizer = tokenizer
+        self.dim = dim
+        self.encoded = 0
+
+    def get_embedding_dimension(self) -> int:
+        return self.dim
+
+    def encode(self, texts, batch_size=32, normalize_embeddings=False, convert_to_numpy=True, show_progress_bar=False):
+        self.encoded += len(texts)
+        vectors = np.full((len(texts), self.dim), 1e-3)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                vectors[row, zlib.crc32(word.encode()) % self.dim] += 1.0
+        if normalize_embeddings:
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors.astype(np.float32)

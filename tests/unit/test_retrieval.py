@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import zlib
 
 import numpy as np
 import pytest
@@ -19,30 +18,7 @@ from playground.retrieval.corpus import Corpus, Document, python_reference_corpu
 from playground.retrieval.index import IndexStore, build_index
 from playground.retrieval.ranking import RetrievalInputError, apply_rerank, rank_corpus, retrieve
 from playground.retrieval.search import DenseIndex, LexicalIndex, reciprocal_rank_fusion, top_indices
-
-
-class HashEmbedder:
-    """A stand-in for SentenceTransformer: hashed bag of words, deterministic, counts its work."""
-
-    max_seq_length = 66
-
-    def __init__(self, tokenizer, dim: int = 48) -> None:
-        self.tokenizer = tokenizer
-        self.dim = dim
-        self.encoded = 0
-
-    def get_embedding_dimension(self) -> int:
-        return self.dim
-
-    def encode(self, texts, batch_size=32, normalize_embeddings=False, convert_to_numpy=True, show_progress_bar=False):
-        self.encoded += len(texts)
-        vectors = np.full((len(texts), self.dim), 1e-3)
-        for row, text in enumerate(texts):
-            for word in re.findall(r"\w+", text.lower()):
-                vectors[row, zlib.crc32(word.encode()) % self.dim] += 1.0
-        if normalize_embeddings:
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors.astype(np.float32)
+from tiny import HashEmbedder
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ from playground.runtime import LoadedModel, Precision
 from playground.runtime.registry import ModelSpec
 from playground.ui import rag_tab
 from playground.ui.rag_tab import CORPUS_CHOICES, EMPTY_QUESTION, create_rag_tab
-from test_retrieval import HashEmbedder
-from tiny import make_tiny_llama, make_tiny_tokenizer
+from tiny import HashEmbedder, make_tiny_llama, make_tiny_tokenizer
 
 REFERENCE, OWN = CORPUS_CHOICES
 PASTED = "Paris is the capital of France. Rome is the capital of Italy.\n\nTokens attend to earlier tokens."
