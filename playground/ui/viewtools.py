@@ -186,13 +186,18 @@ def _exporter(tab: str, entries: list[tuple[str, str, Any]], render: Callable[[A
     names = {label: name for label, name, _ in entries}
 
     def handler(choice: str, *values: Any) -> str:
-        if choice not in names:
+        if not isinstance(choice, str) or choice not in names:
             raise gr.Error(f"Pick what to export (one of: {', '.join(names)}).")
-        value = values[list(names).index(choice)]
+        index = list(names).index(choice)
+        if index >= len(values):
+            raise gr.Error(f"Send every {tab} view after the choice ({len(names)} values), got {len(values)}.")
         try:
-            text, suffix = render(value, choice)
+            text, suffix = render(values[index], choice)
         except export.NothingToExport as error:
             raise gr.Error(str(error)) from None
+        except (ValueError, TypeError, AttributeError) as error:  # a hand-made payload, not one of our views
+            raise gr.Error(f"{choice} could not be exported: it is not a view this app produced "
+                           f"({str(error)[:120]}).") from None
         return export.write_export(text, export.file_stem(tab, names[choice]), suffix)
 
     return handler
@@ -285,6 +290,8 @@ def wire_deep_links(demo: gr.Blocks, tabs: Any, all_links: Sequence[TabLinks], p
 
     def resolve_link(query_string: str) -> dict[str, Any]:
         """What a URL query (`?tab=sampling&temperature=0.7`) selects and fills in."""
+        if query_string is not None and not isinstance(query_string, str):
+            raise gr.Error("The query is text such as '?tab=sampling&temperature=0.7'.")
         return resolve_query(query_string or "", fields).to_dict()
 
     def apply_link(query_string: str | None) -> list[Any]:

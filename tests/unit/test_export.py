@@ -67,3 +67,17 @@ def test_exporter_writes_the_chosen_component_to_a_named_file():
         handler("Stage by stage (stage_plot)", None, None)
     with pytest.raises(gr.Error, match="Pick what to export"):
         handler("nothing", None, None)
+
+
+@pytest.mark.parametrize("choice, values, message", [
+    (["a"], (None,), "Pick what to export"),
+    (7, (None,), "Pick what to export"),
+    ("Plot (p)", (), "Send every sampling view"),
+    ("Plot (p)", ({"plot": "{not json"},), "not a view this app produced"),
+    ("Plot (p)", ("text",), "empty"),
+])
+def test_hand_made_payloads_get_a_clear_message(choice, values, message):
+    handler = _exporter("sampling", [("Plot (p)", "p", None)], render_html)
+    with pytest.raises(gr.Error, match=message) as error:
+        handler(choice, *values)
+    assert "Error" not in error.value.message  # no exception class names reach the page
