@@ -309,7 +309,9 @@ def wire_deep_links(demo: gr.Blocks, tabs: Any, all_links: Sequence[TabLinks], p
         return [selected, presenter, target, *link_updates(link, all_links)]
 
     outputs = [tabs, page.presenter, run_target, *(c for tab in all_links for c in tab.components)]
-    demo.load(apply_link, query, outputs, js=READ_QUERY_JS, api_visibility="private", show_progress="hidden").then(
+    # concurrency_limit=None: resolving a link is instant and must never wait behind someone's long job.
+    demo.load(apply_link, query, outputs, js=READ_QUERY_JS, api_visibility="private", show_progress="hidden",
+              concurrency_limit=None).then(
         None, run_target, run_target, js=PRESS_RUN_JS, api_visibility="private", queue=False)
     demo.load(None, page.dark, page.dark, js=READ_DARK_JS, api_visibility="private", queue=False)
     gr.api(user_errors(resolve_link), api_name="deep_link")
