@@ -12,6 +12,7 @@ import pandas as pd
 from playground import attention as att
 from playground.figures import attention as figures
 from playground.figures.style import empty_figure
+from playground.ui.common import LATEX_DELIMITERS, explanation
 from playground.ui.context import AppContext
 from playground.ui.errors import user_errors
 
@@ -37,7 +38,6 @@ KV_DTYPES = ["auto (the model's compute dtype)", *att.KV_DTYPE_BYTES]
 PATTERN_COLUMNS = ["first token (sink)", "previous token", "self", "punctuation (after token 0)", "entropy (bits)",
                    "looks like"]
 
-LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 RUNS = att.RunCache(size=2)
 
 
@@ -143,7 +143,7 @@ def kv_markdown(estimate: att.KVCacheEstimate, context_limit: int) -> str:
 
 
 def create_attention_tab(ctx: AppContext) -> dict[str, Any]:
-    gr.Markdown(EXPLANATION, latex_delimiters=LATEX)
+    explanation(EXPLANATION)
     loaded = ctx.models.active()
     shape = att.AttentionShape.from_config(loaded.model.config) if loaded else None
 
@@ -197,7 +197,7 @@ def create_attention_tab(ctx: AppContext) -> dict[str, Any]:
 
     gr.Markdown("## 3. KV-cache calculator\nDuring generation every layer keeps the keys and values of all earlier "
                 "tokens: $2 \\times \\text{layers} \\times \\text{KV heads} \\times d_\\text{head} \\times "
-                "\\text{context} \\times \\text{bytes}$.", latex_delimiters=LATEX)
+                "\\text{context} \\times \\text{bytes}$.", latex_delimiters=LATEX_DELIMITERS)
     with gr.Row():
         context = gr.Slider(256, 131072, value=8192, step=256, label="Context length (tokens)", scale=3)
         kv_dtype = gr.Dropdown(KV_DTYPES, value=KV_DTYPES[0], label="Cache dtype", scale=1)

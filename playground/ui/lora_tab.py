@@ -17,6 +17,7 @@ from playground.figures import finetune as figures
 from playground.figures.style import empty_figure
 from playground.runtime import LoadedModel, ModelLoadError
 from playground.limits import whole_number_in
+from playground.ui.common import explanation
 from playground.ui.context import AppContext
 from playground.ui.errors import user_errors
 
@@ -37,7 +38,6 @@ other tabs keep working.
 how it answers.
 """
 
-LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 DATASET_CHOICES = [(label, key) for key, label in ft.BUILTIN_DATASETS.items()] + [("My JSONL file", "upload")]
 POLL_SECONDS = 1.0
 COMPARE_PROMPTS = 3  # default prompts from the eval split
@@ -297,7 +297,7 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
     # -- layout ----------------------------------------------------------------------------------
     limits = ft.LIMITS
     default_data = ft.builtin_dataset("pirate")
-    gr.Markdown(EXPLANATION, latex_delimiters=LATEX)
+    explanation(EXPLANATION)
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
             gr.Markdown("#### 1 · Data")

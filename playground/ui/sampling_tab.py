@@ -12,6 +12,7 @@ from playground import sampling as smp
 from playground.figures import sampling as figures
 from playground.figures.style import empty_figure
 from playground.limits import whole_number_in
+from playground.ui.common import explanation
 from playground.ui.context import AppContext
 from playground.ui.errors import user_errors
 
@@ -44,7 +45,6 @@ token there and continues with the same settings and seed.
 DEFAULT_PROMPT = "The capital of France is"
 EMPTY_MESSAGE = "Type a prompt above to see the model's next-token distribution."
 EMPTY_TRACE_MESSAGE = "Press “Generate step by step” to see a generation trace."
-LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,7 +190,7 @@ def create_sampling_tab(ctx: AppContext) -> dict[str, Any]:
     def select_step(event: gr.SelectData) -> int:
         return int(event.index)
 
-    gr.Markdown(EXPLANATION, latex_delimiters=LATEX)
+    explanation(EXPLANATION)
     with gr.Row():
         with gr.Column(scale=2):
             prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt", lines=3, max_lines=8,

@@ -26,6 +26,7 @@ from playground.limits import whole_number_in
 from playground.runtime import LoadedModel
 from playground.sampling import SamplingSettings
 from playground.tokenization import visible
+from playground.ui.common import LATEX_DELIMITERS, explanation
 from playground.ui.context import AppContext
 from playground.ui.errors import user_errors
 
@@ -83,7 +84,6 @@ STEP_HEADERS = ["#", "token", "q (draft)", "p (target)", "min(1, p/q)", "draw u"
 STEP_WIDTHS = ["6%", "20%", "12%", "12%", "14%", "11%", "25%"]
 RESIDUAL_HEADERS = ["token", "residual", "p (target)", "q (draft)"]
 RACE_UPDATE_EVERY = 8  # tokens between progress updates during the race
-LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 CHIP = ("display:inline-block;margin:1px 1px;padding:1px 3px;border-radius:4px;white-space:pre-wrap;"
         "font-family:ui-monospace,monospace;font-size:14px;")
 
@@ -270,7 +270,7 @@ def create_speculative_tab(ctx: AppContext) -> dict[str, Any]:
     def toggle_options(choice: str) -> tuple[gr.Textbox, gr.Textbox]:
         return gr.Textbox(visible=choice == "layer_skip"), gr.Textbox(visible=choice == "model")
 
-    gr.Markdown(EXPLANATION, latex_delimiters=LATEX)
+    explanation(EXPLANATION)
     with gr.Row():
         with gr.Column(scale=3):
             prompt = gr.Textbox(OPEN_PROMPT, label="Prompt (sent as a chat message)", lines=4, max_lines=12,
@@ -314,7 +314,7 @@ def create_speculative_tab(ctx: AppContext) -> dict[str, Any]:
         time_plot = gr.Plot(empty_figure(EMPTY_FIGURE), label="Time split")
     with gr.Accordion("speculate JSON (every step record, stats, timings)", open=False):
         data = gr.JSON(label="speculate")
-    gr.Markdown(WHY_EXACT, latex_delimiters=LATEX)
+    gr.Markdown(WHY_EXACT, latex_delimiters=LATEX_DELIMITERS)
 
     inputs = [prompt, draft_choice, k, temperature, top_k, top_p, max_new_tokens, seed, skip_layers, draft_model]
     outputs = [summary, text, step, step_table, residual_table, position_plot, length_plot, forwards_plot, time_plot,

@@ -16,6 +16,7 @@ from playground import tokenization as tok
 from playground.figures import tokenization as views
 from playground.runtime import ModelLoadError
 from playground.runtime.tokenizers import GEMMA, MINILM, load_tokenizers, tokenizer_label, unavailable_reason
+from playground.ui.common import LATEX_DELIMITERS, explanation
 from playground.ui.context import AppContext
 from playground.ui.errors import user_errors
 
@@ -26,7 +27,6 @@ DEFAULT_MESSAGES = [
     ["user", "What is a token?"],
     ["assistant", "A piece of text the model reads as one unit."],
 ]
-LATEX = [{"left": "$", "right": "$", "display": False}]
 DEFAULT_MERGES = 300
 
 EXPLANATION = r"""
@@ -181,7 +181,7 @@ def cost_view(rows: list[list[Any]], input_tokens: float, output_tokens: float, 
 def create_tokenization_tab(ctx: AppContext) -> dict[str, Any]:
     examples = load_examples()
     first_example = next(iter(examples))
-    gr.Markdown(EXPLANATION, latex_delimiters=LATEX)
+    explanation(EXPLANATION)
 
     gr.Markdown("## 1. Text → tokens, several tokenizers side by side")
     with gr.Row():
@@ -241,7 +241,7 @@ def create_tokenization_tab(ctx: AppContext) -> dict[str, Any]:
                 "n_{out} \\cdot p_{out}) / 10^6$ with prices per million tokens. **The default prices are made-up "
                 "examples, not live prices**: edit them to your provider's. Input tokens come from the loaded "
                 "model's tokenizer on the text above; other providers' tokenizers count differently.",
-                latex_delimiters=LATEX)
+                latex_delimiters=LATEX_DELIMITERS)
     with gr.Row():
         prices = gr.Dataframe([[p.name, p.input_per_million, p.output_per_million] for p in tok.EXAMPLE_PRICES],
                               headers=["price row (EXAMPLES: edit them)", "input per 1M tokens",
