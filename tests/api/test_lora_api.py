@@ -4,17 +4,21 @@ with PEFT, merge/unload, one job at a time with cancel, and bad input. Runs are 
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from benchmarks.load import CALLS, comparable
 from playground import finetune as ft
+from playground.sampling import PromptLogitsCache
 
 pytestmark = pytest.mark.slow
 
 FINISHED = ("completed", "cancelled", "failed")
+NEXT_TOKEN = next(call for call in CALLS if call.label == "next_token")  # seeded: the same answer every time
 
 
 def finetune_args(**overrides):
@@ -73,6 +77,40 @@ def test_merge_makes_the_adapted_model_active_and_unload_goes_back(client):
     assert status["model"]["model"] == "smollm2-135m-instruct" and "Back to the base model" in message
     message, _ = client.predict(api_name="/unload_lora")
     assert "already in use" in message
+
+
+def test_training_changes_nobody_elses_answers_until_merge(client, app_url):
+    """Another visitor's seeded /next_token during a run and after it equals the answer before it (the run
+    trains a deep copy); after /merge_lora it differs (app-wide, on purpose), after /unload_lora it is back.
+    The prompts cycle through more than the tab's logits cache holds, so every call runs a forward."""
+    from gradio_client import Client
+
+    visitor = Client(app_url, verbose=False)
+    prompts = [f"Question {number}: the capital of France is" for number in range(PromptLogitsCache().capacity + 4)]
+    turn = itertools.cycle(prompts)
+
+    def next_token(prompt: str) -> list:
+        return comparable(visitor.predict(prompt, *NEXT_TOKEN.args[1:], api_name=NEXT_TOKEN.api_name))
+
+    before = {prompt: next_token(prompt) for prompt in prompts}
+    run = client.submit(*finetune_args(steps=8, eval_every=8, learning_rate=1e-2), api_name="/finetune")
+    during = []
+    while not run.done():
+        prompt = next(turn)
+        answer = next_token(prompt)
+        if not run.done():  # the whole call overlapped the run
+            during.append(answer == before[prompt])
+    assert run.outputs()[-1][4]["status"] == "completed"
+    assert len(during) >= 3 and all(during)
+    assert all(next_token(prompt) == before[prompt] for prompt in (next(turn), next(turn)))
+    client.predict(api_name="/merge_lora")
+    try:
+        prompt = next(turn)
+        assert next_token(prompt) != before[prompt]
+    finally:
+        client.predict(api_name="/unload_lora")
+    prompt = next(turn)
+    assert next_token(prompt) == before[prompt]
 
 
 def test_one_job_at_a_time_and_cancel(client):
