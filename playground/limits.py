@@ -60,6 +60,7 @@ class Limits:
     rag_chunks_gpu: int = 100_000
     lora_upload_lines: int = 5000
     csv_rows: int = 50_000  # calibration: rows of an uploaded predictions CSV
+    self_consistency_samples: int = 16  # calibration: sampled answers per question (each a short generation)
     # -- training ----------------------------------------------------------------------------------
     training_steps: int = 2000  # optimizer steps of one LoRA run (also when set by epochs)
     # -- the queue ---------------------------------------------------------------------------------
@@ -81,6 +82,14 @@ PUBLIC_LIMITS = replace(
     quantization_decode_tokens=16,
     samples=20_000,
     upload_bytes=5 * MIB,
+    rag_file_bytes=2 * MIB,
+    rag_total_bytes=5 * MIB,
+    rag_files=10,
+    rag_pasted_chars=200_000,
+    rag_pdf_pages=100,
+    rag_chunks=2_000,  # ~1-3 minutes of embedding on a 2-core CPU
+    rag_chunks_gpu=20_000,
+    self_consistency_samples=8,
     training_steps=200,
     queue_size=100,
 )  # only these fields differ; each is checked per request against `Settings.limits`

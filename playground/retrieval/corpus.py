@@ -16,13 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from playground.limits import LIMITS
+from playground.limits import LIMITS, Limits
 
-MAX_FILE_BYTES = LIMITS.rag_file_bytes  # per uploaded file
-MAX_TOTAL_BYTES = LIMITS.rag_total_bytes  # all uploaded files together
-MAX_FILES = LIMITS.rag_files
-MAX_PASTED_CHARS = LIMITS.rag_pasted_chars
-MAX_PDF_PAGES = LIMITS.rag_pdf_pages
+# Caps come from a Limits table (rag_file_bytes per file, rag_total_bytes all files, rag_files, rag_pasted_chars,
+# rag_pdf_pages): LIMITS by default, the server's own (tighter when public) when the tab passes ctx.limits.
 TEXT_SUFFIXES = (".txt", ".md")
 PDF_SUFFIX = ".pdf"
 ALLOWED_SUFFIXES = (*TEXT_SUFFIXES, PDF_SUFFIX)
@@ -113,7 +110,7 @@ def decode_text(name: str, data: bytes) -> str:
                           "Save the file as UTF-8 and upload it again.") from error
 
 
-def extract_pdf_text(name: str, data: bytes) -> str:
+def extract_pdf_text(name: str, data: bytes, max_pages: int = LIMITS.rag_pdf_pages) -> str:
     """The text layer of a PDF, page by page (pypdf: pure Python, parses, never runs embedded code)."""
     if not data.startswith(b"%PDF-"):
         raise CorpusError(f"{name}: not a PDF file (it does not start with %PDF-).")
@@ -124,8 +121,8 @@ def extract_pdf_text(name: str, data: bytes) -> str:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             raise CorpusError(f"{name}: the PDF is encrypted; remove the password and upload it again.")
-        if len(reader.pages) > MAX_PDF_PAGES:
-            raise CorpusError(f"{name}: {len(reader.pages)} pages; the limit is {MAX_PDF_PAGES} pages.")
+        if len(reader.pages) > max_pages:
+            raise CorpusError(f"{name}: {len(reader.pages)} pages; the limit is {max_pages} pages.")
         pages = [page.extract_text() or "" for page in reader.pages]
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError) as error:
         if isinstance(error, CorpusError):
@@ -137,7 +134,7 @@ def extract_pdf_text(name: str, data: bytes) -> str:
     return text
 
 
-def read_document(path: str | Path) -> Document:
+def read_document(path: str | Path, limits: Limits = LIMITS) -> Document:
     """One uploaded file as a Document, after checking its type, size and encoding."""
     path = Path(path)
     name = path.name
@@ -146,10 +143,11 @@ def read_document(path: str | Path) -> Document:
         raise CorpusError(f"{name}: files of type '{suffix or '(none)'}' are not supported; "
                           f"upload {', '.join(ALLOWED_SUFFIXES)} files.")
     size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise CorpusError(f"{name}: {size / 2**20:.1f} MB is over the {MAX_FILE_BYTES // 2**20} MB limit per file.")
+    if size > limits.rag_file_bytes:
+        raise CorpusError(f"{name}: {size / 2**20:.1f} MB is over the {limits.rag_file_bytes // 2**20} MB limit per "
+                          "file.")
     data = path.read_bytes()
-    text = extract_pdf_text(name, data) if suffix == PDF_SUFFIX else decode_text(name, data)
+    text = extract_pdf_text(name, data, limits.rag_pdf_pages) if suffix == PDF_SUFFIX else decode_text(name, data)
     text = _clean(text)
     if not text:
         raise CorpusError(f"{name}: the file is empty.")
@@ -167,21 +165,21 @@ def _unique_sources(documents: list[Document]) -> list[Document]:
     return unique
 
 
-def corpus_from_inputs(files: Sequence[str | Path] | None, pasted: str | None) -> Corpus:
+def corpus_from_inputs(files: Sequence[str | Path] | None, pasted: str | None, limits: Limits = LIMITS) -> Corpus:
     """The user's corpus: uploaded files plus pasted text. Any bad file refuses the whole corpus."""
     paths = [Path(path) for path in files or []]
-    if len(paths) > MAX_FILES:
-        raise CorpusError(f"{len(paths)} files: the limit is {MAX_FILES} files.")
+    if len(paths) > limits.rag_files:
+        raise CorpusError(f"{len(paths)} files: the limit is {limits.rag_files} files.")
     total = sum(path.stat().st_size for path in paths)
-    if total > MAX_TOTAL_BYTES:
-        raise CorpusError(f"The files add up to {total / 2**20:.1f} MB; the limit is {MAX_TOTAL_BYTES // 2**20} MB "
-                          "in all.")
-    documents = [read_document(path) for path in paths]
+    if total > limits.rag_total_bytes:
+        raise CorpusError(f"The files add up to {total / 2**20:.1f} MB; the limit is "
+                          f"{limits.rag_total_bytes // 2**20} MB in all.")
+    documents = [read_document(path, limits) for path in paths]
     notes = []
     pasted = _clean(pasted or "")
-    if len(pasted) > MAX_PASTED_CHARS:
-        notes.append(f"Pasted text cut to its first {MAX_PASTED_CHARS:,} of {len(pasted):,} characters.")
-        pasted = pasted[:MAX_PASTED_CHARS]
+    if len(pasted) > limits.rag_pasted_chars:
+        notes.append(f"Pasted text cut to its first {limits.rag_pasted_chars:,} of {len(pasted):,} characters.")
+        pasted = pasted[:limits.rag_pasted_chars]
     if pasted:
         documents.append(Document("pasted text", pasted))
     if not documents:

@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from playground.retrieval.chunking import MAX_CHUNKS, MAX_CHUNKS_GPU, Chunk, ChunkingSettings, ChunkSet, chunk_corpus
+from playground.limits import LIMITS, Limits
+from playground.retrieval.chunking import Chunk, ChunkingSettings, ChunkSet, chunk_corpus
 from playground.retrieval.corpus import Corpus
 from playground.retrieval.embedding import ProgressFn, cache_key, embed_chunks_cached, no_progress
 from playground.retrieval.projection import Projector, fit_projector
@@ -62,17 +63,18 @@ def embedder_window(embedder: Any) -> int:
     return int(getattr(embedder, "max_seq_length", 256)) - 2
 
 
-def chunk_cap(embedder: Any) -> int:
+def chunk_cap(embedder: Any, limits: Limits = LIMITS) -> int:
     """How many chunks we agree to embed: far more when the embedder runs on a GPU."""
-    return MAX_CHUNKS_GPU if str(getattr(embedder, "device", "cpu")).startswith("cuda") else MAX_CHUNKS
+    return limits.rag_chunks_gpu if str(getattr(embedder, "device", "cpu")).startswith("cuda") else limits.rag_chunks
 
 
 def build_index(corpus: Corpus, chunking: ChunkingSettings, embedder: Any, model_id: str, cache_dir: Path,
-                progress: ProgressFn = no_progress, faiss_threshold: int = FAISS_THRESHOLD) -> RetrievalIndex:
-    """Chunk, embed (or load the cached embeddings) and index one corpus."""
+                progress: ProgressFn = no_progress, faiss_threshold: int = FAISS_THRESHOLD,
+                limits: Limits = LIMITS) -> RetrievalIndex:
+    """Chunk, embed (or load the cached embeddings) and index one corpus (at most `limits`' chunk cap)."""
     started = time.perf_counter()
     progress(0.0, f"Chunking {len(corpus.documents)} documents")
-    chunk_set = chunk_corpus(corpus, chunking, embedder.tokenizer, chunk_cap(embedder))
+    chunk_set = chunk_corpus(corpus, chunking, embedder.tokenizer, chunk_cap(embedder, limits))
     embeddings, from_cache = embed_chunks_cached(embedder, model_id, chunk_set.texts, corpus.fingerprint, chunking,
                                                  cache_dir, progress=progress)
     progress(1.0, "Building the BM25 index")

@@ -14,6 +14,7 @@ import numpy as np
 from playground import calibration as cal
 from playground.figures import calibration as figures
 from playground.figures.style import empty_figure
+from playground.limits import whole_number_in
 from playground.ui.context import AppContext
 from playground.ui.errors import user_errors
 
@@ -218,6 +219,7 @@ def create_calibration_tab(ctx: AppContext) -> dict[str, Any]:
     @user_errors
     def run_self_consistency(size: float, samples: float, temperature: float, request: gr.Request = None,
                              progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+        samples = whole_number_in("Samples per question", samples, 2, ctx.limits.self_consistency_samples)
         loaded = ctx.model()
         subset = self_consistency_subset(cal.load_questions(), int(size))
         cancel = fresh_cancel_event(request)
@@ -294,7 +296,8 @@ def create_calibration_tab(ctx: AppContext) -> dict[str, Any]:
                     "test half, side by side with the letter-probability confidence on the same questions.")
         with gr.Row():
             sc_size = gr.Slider(4, 64, value=16, step=1, label="Questions")
-            sc_samples = gr.Slider(2, 16, value=8, step=1, label="Samples per question")
+            sc_samples = gr.Slider(2, ctx.limits.self_consistency_samples, value=8, step=1,
+                                   label="Samples per question")
             sc_temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.1, label="Sampling temperature")
             sc_run = gr.Button("Sample answers", scale=0, min_width=180)
         sc_status = gr.Markdown()

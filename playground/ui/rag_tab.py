@@ -16,7 +16,7 @@ from playground.retrieval.evaluation import EVAL_KS, load_questions
 from playground.retrieval.ranking import CANDIDATE_POOL
 from playground.retrieval.search import RRF_K
 from playground.runtime.registry import DEFAULT_EMBEDDING_MODEL
-from playground.limits import whole_number_in
+from playground.limits import LIMITS, Limits, whole_number_in
 from playground.ui.context import AppContext
 from playground.ui.errors import user_errors
 
@@ -73,10 +73,10 @@ ProgressFn = Callable[[float, str], None]
 # ---------------------------------------------------------------------------------------------
 
 
-def corpus_for(source: str, files: list[str] | None, pasted: str | None) -> rag.Corpus:
+def corpus_for(source: str, files: list[str] | None, pasted: str | None, limits: Limits = LIMITS) -> rag.Corpus:
     if source == CORPUS_CHOICES[0]:
         return rag.python_reference_corpus()
-    return rag.corpus_from_inputs([str(path) for path in files or []], pasted)
+    return rag.corpus_from_inputs([str(path) for path in files or []], pasted, limits)
 
 
 def chunking_for(unit: str, size: float | None, overlap: float | None) -> rag.ChunkingSettings:
@@ -176,11 +176,12 @@ def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
 
     def get_index(source: str, files: list[str] | None, pasted: str | None, unit: str, size: float | None,
                   overlap: float | None, progress: ProgressFn) -> rag.RetrievalIndex:
-        corpus = corpus_for(source, files, pasted)
+        corpus = corpus_for(source, files, pasted, ctx.limits)
         chunking = chunking_for(unit, size, overlap)
         embedder = ctx.models.embedding_model(progress)
         return store.get_or_build(corpus, chunking, DEFAULT_EMBEDDING_MODEL, lambda: rag.build_index(
-            corpus, chunking, embedder, DEFAULT_EMBEDDING_MODEL, ctx.settings.cache_dir, progress))
+            corpus, chunking, embedder, DEFAULT_EMBEDDING_MODEL, ctx.settings.cache_dir, progress,
+            limits=ctx.limits))
 
     def rerank_scores(question: str, passages: list[str], progress: ProgressFn = no_progress) -> list[float]:
         loaded = ctx.model()
@@ -271,7 +272,7 @@ def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
         kept = []
         for path in files or []:
             try:
-                read_document(path)
+                read_document(path, ctx.limits)
                 kept.append(path)
             except (rag.CorpusError, OSError) as error:
                 gr.Warning(str(error))

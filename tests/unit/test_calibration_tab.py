@@ -17,6 +17,7 @@ import torch
 from playground import calibration as cal
 from playground.config import Settings
 from playground.figures import calibration as figures
+from playground.limits import LIMITS, PUBLIC_LIMITS
 from playground.runtime import LoadedModel, ModelLoadError, Precision, resolve_model
 from playground.ui import calibration_tab
 from playground.ui.context import AppContext
@@ -32,8 +33,9 @@ class StubModels:
         return self.loaded
 
 
-def build(loaded: LoadedModel | None, cache_dir: Path) -> gr.Blocks:
-    ctx = AppContext(Settings(cache_dir=cache_dir, preload=False), StubModels(loaded))  # type: ignore[arg-type]
+def build(loaded: LoadedModel | None, cache_dir: Path, public: bool = False) -> gr.Blocks:
+    settings = Settings(cache_dir=cache_dir, preload=False, public=public)
+    ctx = AppContext(settings, StubModels(loaded))  # type: ignore[arg-type]
     with gr.Blocks() as demo:
         calibration_tab.create_calibration_tab(ctx)
     return demo
@@ -149,6 +151,15 @@ def test_self_consistency_compares_two_confidences_on_the_same_questions(demo):
     assert len(table) == 4 and isinstance(figure, go.Figure) and "4 questions × 2 sampled answers" in summary
     assert set(data["comparison"]) == {"letter probability", "self-consistency (2 samples)"}
     assert all(0 <= c <= 1 for c in data["self_consistency_confidence"])
+
+
+@pytest.mark.parametrize("public, most", [(False, LIMITS.self_consistency_samples),
+                                          (True, PUBLIC_LIMITS.self_consistency_samples)])
+def test_self_consistency_samples_are_capped_by_the_servers_limits(tiny_loaded, tmp_path, public, most):
+    run = handler(build(tiny_loaded, tmp_path, public), "self_consistency")
+    with pytest.raises(gr.Error, match=f"Samples per question must be a whole number in 2..{most}, got {most + 1}"):
+        run(4, most + 1, 1.0)
+    assert PUBLIC_LIMITS.self_consistency_samples < LIMITS.self_consistency_samples
 
 
 def test_self_consistency_subset_spans_every_category():

@@ -38,7 +38,7 @@ def test_compute_modules_take_their_caps_from_the_one_table():
     pairs = [(sampling.MAX_TRACE_TOKENS, LIMITS.sampling_new_tokens), (sampling.MAX_SAMPLES, LIMITS.samples),
              (speculative.MAX_K, LIMITS.speculative_k), (speculative.MAX_NEW_TOKENS, LIMITS.speculative_new_tokens),
              (answer.MAX_NEW_TOKENS, LIMITS.rag_new_tokens), (ranking.MAX_K, LIMITS.retrieval_k),
-             (corpus.MAX_FILE_BYTES, LIMITS.rag_file_bytes), (chunking.MAX_CHUNKS, LIMITS.rag_chunks),
+             (corpus.corpus_from_inputs.__defaults__[-1], LIMITS), (chunking.MAX_CHUNKS, LIMITS.rag_chunks),
              (attention.MAX_ANALYSED_TOKENS, LIMITS.attention_tokens), (tokenization.BPE_MAX_MERGES, LIMITS.bpe_merges),
              (calibration.MAX_CSV_ROWS, LIMITS.csv_rows), (finetune.LIMITS["steps"][1], LIMITS.training_steps),
              (finetune.MAX_UPLOAD_LINES, LIMITS.lora_upload_lines)]

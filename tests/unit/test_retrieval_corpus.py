@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from playground.limits import LIMITS, PUBLIC_LIMITS
 from playground.retrieval import chunking, corpus
 from playground.retrieval.chunking import ChunkingError, ChunkingSettings, chunk_corpus, chunk_spans, unit_boundaries
 from playground.retrieval.corpus import CorpusError, corpus_from_inputs, python_reference_corpus, read_document
@@ -68,18 +70,18 @@ def test_bad_files_are_refused_with_a_message_naming_them(tmp_path, name, conten
     assert name in str(info.value)
 
 
-def test_size_limits_are_stated(tmp_path, monkeypatch):
-    monkeypatch.setattr(corpus, "MAX_FILE_BYTES", 100)
+def test_size_limits_are_stated(tmp_path):
     big = tmp_path / "big.txt"
     big.write_text("x" * 200, encoding="utf-8")
+    read_document(big)  # the default limits: fine
     with pytest.raises(CorpusError, match=r"big.txt: 0.0 MB is over the 0 MB limit per file"):
-        read_document(big)
-    monkeypatch.setattr(corpus, "MAX_TOTAL_BYTES", 150)
-    monkeypatch.setattr(corpus, "MAX_FILE_BYTES", 1000)
+        read_document(big, replace(LIMITS, rag_file_bytes=100))
     small = tmp_path / "small.txt"
     small.write_text("y" * 100, encoding="utf-8")
     with pytest.raises(CorpusError, match="the limit is 0 MB in all"):
-        corpus_from_inputs([big, small], "")
+        corpus_from_inputs([big, small], "", replace(LIMITS, rag_total_bytes=150))
+    with pytest.raises(CorpusError, match="2 files: the limit is 1 files"):
+        corpus_from_inputs([big, small], "", replace(LIMITS, rag_files=1))
 
 
 def test_empty_inputs_explain_what_to_do():
@@ -87,9 +89,24 @@ def test_empty_inputs_explain_what_to_do():
         corpus_from_inputs([], "   ")
 
 
-def test_long_pasted_text_is_capped_with_a_note(monkeypatch):
-    monkeypatch.setattr(corpus, "MAX_PASTED_CHARS", 10)
-    built = corpus_from_inputs([], "abcdefghijklmnop")
+def test_a_public_server_refuses_a_corpus_the_default_limits_accept(tmp_path):
+    from playground.ui.rag_tab import CORPUS_CHOICES, corpus_for
+
+    files = []
+    for number in range(PUBLIC_LIMITS.rag_files + 1):
+        files.append(tmp_path / f"note{number}.txt")
+        files[-1].write_text(f"note {number}", encoding="utf-8")
+    assert len(corpus_for(CORPUS_CHOICES[1], files, "", LIMITS).documents) == len(files)
+    with pytest.raises(CorpusError, match=f"the limit is {PUBLIC_LIMITS.rag_files} files"):
+        corpus_for(CORPUS_CHOICES[1], files, "", PUBLIC_LIMITS)
+    pdf = tmp_path / "one-page.pdf"
+    pdf.write_bytes(_pdf_bytes("Retrieval needs good chunks."))
+    with pytest.raises(CorpusError, match="one-page.pdf: 1 pages; the limit is 0 pages"):
+        read_document(pdf, replace(PUBLIC_LIMITS, rag_pdf_pages=0))
+
+
+def test_long_pasted_text_is_capped_with_a_note():
+    built = corpus_from_inputs([], "abcdefghijklmnop", replace(LIMITS, rag_pasted_chars=10))
     assert built.documents[0].text == "abcdefghij"
     assert "first 10 of 16 characters" in built.notes[0]
 
