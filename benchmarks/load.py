@@ -50,7 +50,8 @@ CALLS: tuple[LoadCall, ...] = (
 # Fields measured with a clock (speculate's "speed": measured costs and the speedups derived from them).
 TIMING_WORDS = ("second", "time", "elapsed", "_ms", "duration", "speed")
 FIGURE_KEYS = {"type", "plot"}  # how gradio_client returns a gr.Plot
-RUN_TIMEOUT_S = 600
+RUN_TIMEOUT_S = 600  # the whole run
+CALL_TIMEOUT_S = 180  # one call (30 clients: speculate's p95 is ~30 s)
 
 
 def numbers_only(value: Any) -> Any:
@@ -120,12 +121,18 @@ class LoadReport:
         return "\n".join(lines)
 
 
+def ask(client: Any, call: LoadCall) -> Any:
+    """One call's outputs; a call with no answer within CALL_TIMEOUT_S raises TimeoutError (a stalled event
+    stream becomes a reported failure instead of a client waiting forever)."""
+    return client.submit(*call.args, api_name=call.api_name).result(timeout=CALL_TIMEOUT_S)
+
+
 def reference_answers(url: str) -> dict[str, list[Any]]:
     """Each call's answer to a single client (label -> the JSON outputs without timing fields)."""
     from gradio_client import Client
 
     client = Client(url, verbose=False)
-    return {call.label: comparable(client.predict(*call.args, api_name=call.api_name)) for call in CALLS}
+    return {call.label: comparable(ask(client, call)) for call in CALLS}
 
 
 def run_load(url: str, clients: int, calls_per_client: int, expected: dict[str, list[Any]]) -> LoadReport:
@@ -143,7 +150,7 @@ def run_load(url: str, clients: int, calls_per_client: int, expected: dict[str, 
             call = CALLS[(index + number) % len(CALLS)]
             began = time.perf_counter()
             try:
-                answer = comparable(client.predict(*call.args, api_name=call.api_name))
+                answer = comparable(ask(client, call))
             except Exception as error:  # every failure is reported, none stops the run
                 with guard:
                     report.failures.append(f"client {index} {call.label}: {type(error).__name__}: {error}")
@@ -190,7 +197,7 @@ def single_client_seconds(url: str) -> dict[str, float]:
     client, seconds = Client(url, verbose=False), {}
     for call in CALLS:
         began = time.perf_counter()
-        client.predict(*call.args, api_name=call.api_name)
+        ask(client, call)
         seconds[call.label] = time.perf_counter() - began
     return seconds
 
