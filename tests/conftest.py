@@ -117,3 +117,22 @@ def page(browser):
     page.on("console", lambda message: page.console_errors.append(message.text) if message.type == "error" else None)
     yield page
     context.close()
+
+
+@pytest.fixture
+def open_tab(page, app_url):
+    """open_tab(key) -> the tab's locator: the app opened, the model loaded (its size shows in the header),
+    the tab (a TabInfo key) clicked and visible."""
+    from playground.ui.tabs import all_tabs
+
+    labels = {info.key: info.label for info in all_tabs()}
+
+    def open_(key: str, timeout: int = 120_000):
+        page.goto(app_url)
+        page.wait_for_selector("#pg-status >> text=MB in memory", timeout=timeout)
+        page.get_by_role("tab", name=labels[key]).click()
+        tab = page.locator(f"#tab-{key}")
+        tab.wait_for(state="visible")
+        return tab
+
+    return open_

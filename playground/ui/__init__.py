@@ -23,7 +23,8 @@ def build_app(settings: Settings, manager: ModelManager | None = None) -> gr.Blo
     with gr.Blocks(title="Visual LLM Playground") as demo:
         create_header(ctx)
         page = create_page_controls()
-        with gr.Tabs(elem_id="pg-tabs") as tabs:
+        # wrap: every tab stays in sight (presenter mode's larger text would push the last ones into a "…" menu)
+        with gr.Tabs(elem_id="pg-tabs", overflow_behavior="wrap") as tabs:
             for info in all_tabs():
                 with gr.Tab(info.label, id=info.key, elem_id=f"tab-{info.key}"):
                     if info.build is not None:

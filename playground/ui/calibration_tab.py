@@ -15,11 +15,12 @@ from playground import calibration as cal
 from playground.figures import calibration as figures
 from playground.figures.style import empty_figure
 from playground.limits import whole_number_in
+from playground.ui.common import explanation
 from playground.ui.context import AppContext
 from playground.ui.errors import user_errors
 
 EXPLANATION = r"""
-### Is the model as sure as it sounds?
+### What you are seeing: is the model as sure as it sounds?
 We ask the loaded model 512 multiple-choice questions (geography, chemistry, arithmetic, word meaning;
 written and checked by this project) and read its probability for each answer letter A–D at the answer
 position. Its **confidence** is the largest of the four (renormalised over the options), and it is
@@ -43,7 +44,6 @@ number $T$ is often enough to make the promise honest.
 SOURCES = [("Built-in questions (loaded model)", "built-in"), ("Uploaded predictions CSV", "csv")]
 CONFIDENCE_CHOICES = [("normalised over A–D", "normalised"), ("raw letter probability", "raw")]
 EMPTY_MESSAGE = "Press “Score & calibrate” to score the questions (about a minute the first time, then cached)."
-LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 METRIC_LABELS = {"accuracy": "accuracy", "ece": "ECE", "mce": "MCE", "brier": "Brier score", "nll": "NLL (nats)"}
 METRIC_HEADERS = ["metric", "value", "95% CI (bootstrap)"]
 SCALING_HEADERS = ["metric (test half)", "before (T = 1)", "95% CI before", "after (fitted T)", "95% CI after"]
@@ -261,7 +261,7 @@ def create_calibration_tab(ctx: AppContext) -> dict[str, Any]:
                 "comparison": {name: cal.report_json(report) for name, report in reports.items()}}
         return summary, figure, rows, table, data
 
-    gr.Markdown(EXPLANATION, latex_delimiters=LATEX)
+    explanation(EXPLANATION)
     with gr.Row():
         source = gr.Radio(SOURCES, value="built-in", label="Predictions from")
         mode = gr.Radio(CONFIDENCE_CHOICES, value="normalised", label="Confidence (built-in questions)",

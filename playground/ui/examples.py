@@ -63,6 +63,14 @@ def load_example_file(tab: str) -> ExampleFile:
     return ExampleFile(tab, examples, raw.get("model", ""), raw.get("generated", ""))
 
 
+def example_values(tab: str, name: str) -> dict[str, Any]:
+    """One prepared example's input values (e.g. for a test or a benchmark that shows the same thing)."""
+    for example in load_example_file(tab).examples:
+        if example.name == name:
+            return dict(example.values)
+    raise KeyError(f"no example {name!r} in {example_path(tab)}")
+
+
 def save_example_file(data: ExampleFile) -> Path:
     path = example_path(data.tab)
     payload = {"tab": data.tab, "model": data.model, "generated": data.generated,

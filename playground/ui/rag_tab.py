@@ -17,6 +17,7 @@ from playground.retrieval.ranking import CANDIDATE_POOL
 from playground.retrieval.search import RRF_K
 from playground.runtime.registry import DEFAULT_EMBEDDING_MODEL
 from playground.limits import LIMITS, Limits, whole_number_in
+from playground.ui.common import explanation
 from playground.ui.context import AppContext
 from playground.ui.errors import user_errors
 
@@ -56,7 +57,6 @@ gain against the ideal order. Always on the Python reference corpus, with the ch
 CORPUS_CHOICES = [f"{PYTHON_REFERENCE} (79 topics, ships with Python)", "Your files and pasted text"]
 EMPTY_QUESTION = "Type a question above to see how every chunk scores."
 EMPTY_ANSWER = "Type a question above, then press Answer."
-LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 TABLE_HEADERS = ["rank", "source", "dense", "BM25", "hybrid rank", "rerank P(Yes)", "rank change", "chunk"]
 TABLE_WIDTHS = ["6%", "12%", "8%", "8%", "8%", "9%", "8%", "41%"]
 CHUNK_HEADERS = ["#", "source", "tokens", "chars", "chunk"]
@@ -278,7 +278,7 @@ def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
                 gr.Warning(str(error))
         return kept
 
-    gr.Markdown(EXPLANATION, latex_delimiters=LATEX)
+    explanation(EXPLANATION)
     with gr.Row():
         with gr.Column(scale=3):
             source = gr.Radio(CORPUS_CHOICES, value=CORPUS_CHOICES[0], label="Corpus")

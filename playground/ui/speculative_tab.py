@@ -69,14 +69,6 @@ DRAFTS = [
 ]
 DEFAULT_SKIP = "24-29"
 OPEN_PROMPT = "Explain in a few sentences why the sky is blue."
-COPY_PROMPT = (
-    "Here is a product notice.\n\n"
-    "NOTICE: The Model T-200 kettle must not be filled above the MAX line. Overfilling can cause boiling "
-    "water to spill from the spout. Always place the kettle on its base before switching it on, and unplug "
-    "the base when the kettle is not in use. Descale the kettle every four weeks with a mixture of water "
-    "and white vinegar.\n\n"
-    "Copy the notice above word for word."
-)
 EMPTY_TEXT = ("<div class='spec-empty' style='color:#4B5563;padding:1em'>Press <b>Speculate</b> to watch the draft "
               "propose and the target accept, reject and resample.</div>")
 EMPTY_FIGURE = "Run a speculation to see this chart."
@@ -282,8 +274,6 @@ def create_speculative_tab(ctx: AppContext) -> dict[str, Any]:
             draft_model = gr.Textbox("HuggingFaceTB/SmolLM2-135M-Instruct", label="Draft model (preset or hub id; "
                                      "needs the same tokenizer as the target, and a network for hub ids)",
                                      visible=False)
-    gr.Examples([[OPEN_PROMPT, "int8"], [COPY_PROMPT, "ngram"]], [prompt, draft_choice],
-                label="Examples: open text (int8 self-draft), copy-heavy text (prompt lookup)")
     with gr.Row():
         k = gr.Slider(1, spec.MAX_K, value=4, step=1, label="k: draft tokens per step")
         temperature = gr.Slider(0, 2, value=0, step=0.05, label="Temperature T (0 = greedy)")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from playground.ui.speculative_tab import COPY_PROMPT
+from playground.ui.examples import example_values
+
+COPY_PROMPT = example_values("speculative", "lookup")["prompt"]  # the copy-heavy prepared example
 
 pytestmark = pytest.mark.slow
 

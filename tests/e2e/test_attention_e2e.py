@@ -9,12 +9,8 @@ from conftest import ARTIFACTS
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
-def test_attention_tab_end_to_end(page, app_url):
-    page.goto(app_url)
-    page.wait_for_selector("#pg-status >> text=MB in memory", timeout=60_000)
-    page.get_by_role("tab", name="Attention").click()
-    tab = page.locator("#tab-attention")
-    tab.wait_for(state="visible")
+def test_attention_tab_end_to_end(page, open_tab):
+    tab = open_tab("attention")
 
     # Mask explorer: the default causal mask over the text, then a sliding window with its own slider.
     page.wait_for_selector("#attention-mask-plot .js-plotly-plot", timeout=30_000)

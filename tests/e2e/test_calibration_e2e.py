@@ -9,17 +9,8 @@ from conftest import ARTIFACTS
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
-def open_tab(page, app_url):
-    page.goto(app_url)
-    page.wait_for_selector("#pg-status >> text=MB in memory", timeout=60_000)
-    page.get_by_role("tab", name="Calibration").click()
-    tab = page.locator("#tab-calibration")
-    tab.wait_for(state="visible")
-    return tab
-
-
-def test_calibration_tab_end_to_end(page, app_url):
-    tab = open_tab(page, app_url)
+def test_calibration_tab_end_to_end(page, open_tab):
+    tab = open_tab("calibration")
     assert "Press “Score & calibrate”" in page.inner_text("#calibration-status")
 
     tab.get_by_role("button", name="Score & calibrate").click()
@@ -41,8 +32,8 @@ def test_calibration_tab_end_to_end(page, app_url):
     assert page.console_errors == []
 
 
-def test_uploaded_csv_and_a_bad_one(page, app_url, tmp_path):
-    tab = open_tab(page, app_url)
+def test_uploaded_csv_and_a_bad_one(page, open_tab, tmp_path):
+    tab = open_tab("calibration")
     good = tmp_path / "good.csv"
     good.write_text("confidence,correct\n" + "".join(f"{0.5 + i / 200},{int(i % 3 != 0)}\n" for i in range(100)))
     bad = tmp_path / "bad.csv"

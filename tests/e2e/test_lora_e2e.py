@@ -14,19 +14,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 LONG = 600_000  # ms: a training step on a busy 2-core machine can take many seconds
 
 
-def open_lora_tab(page, app_url):
-    page.goto(app_url)
-    page.wait_for_selector("#pg-status >> text=MB in memory", timeout=120_000)
-    page.get_by_role("tab", name="LoRA fine-tuning").click()
-    page.wait_for_selector("#tab-lora", state="visible")
-
-
-def test_train_reload_reattach_and_compare(page, app_url):
-    open_lora_tab(page, app_url)
+def test_train_reload_reattach_and_compare(page, open_tab):
+    tab = open_tab("lora")
     page.wait_for_selector("#lora-budget-table >> text=LoRA trains", timeout=LONG)
     assert "460,800" in page.inner_text("#lora-budget-table")  # r = 8 on q_proj and v_proj of SmolLM2-135M
     page.wait_for_selector("#lora-dataset-report >> text=270 train / 30 eval", timeout=LONG)
-    tab = page.locator("#tab-lora")
     for name, value in (("Steps (1–2000)", "3"), ("Eval every n steps", "3"), ("Batch size", "2"),
                         ("Max sequence length (tokens)", "64")):
         tab.get_by_role("spinbutton", name=name).fill(value)
@@ -38,7 +30,7 @@ def test_train_reload_reattach_and_compare(page, app_url):
     page.reload()  # mid-run: the page must find the same job again
     # Reloading aborts the old page's open stream, which gradio logs as console errors; count from here.
     page.console_errors.clear()
-    open_lora_tab(page, app_url)
+    open_tab("lora")
     page.wait_for_selector(f"#lora-progress >> text=job {job_id}", timeout=LONG)
     page.wait_for_selector("#lora-progress >> text=completed", timeout=LONG)
     page.wait_for_selector("#lora-loss-plot .js-plotly-plot", timeout=60_000)

@@ -9,11 +9,8 @@ from conftest import ARTIFACTS
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
-def test_model_tab_renders_card_and_plots(page, app_url):
-    page.goto(app_url)
-    page.wait_for_selector("#pg-status >> text=MB in memory", timeout=60_000)
-    page.get_by_role("tab", name="Model & quantization").click()
-    tab = page.locator("#tab-model")
+def test_model_tab_renders_card_and_plots(page, open_tab):
+    tab = open_tab("model")
     tab.get_by_role("button", name="Describe the loaded model").click()
     page.wait_for_selector("#tab-model >> text=query heads / KV heads", timeout=60_000)
     page.wait_for_selector("#tab-model .js-plotly-plot", timeout=30_000)

@@ -10,11 +10,8 @@ from conftest import ARTIFACTS
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
-def test_rag_tab_retrieves_answers_and_refuses_a_binary_upload(page, app_url, tmp_path):
-    page.goto(app_url)
-    page.wait_for_selector("#pg-status >> text=MB in memory", timeout=120_000)
-    page.get_by_role("tab", name="RAG").click()
-    tab = page.locator("#tab-rag")
+def test_rag_tab_retrieves_answers_and_refuses_a_binary_upload(page, open_tab, tmp_path):
+    tab = open_tab("rag")
     tab.get_by_role("button", name="Retrieve", exact=True).click()
     # The first retrieval embeds the corpus (or loads it from the disk cache).
     page.wait_for_selector("#rag-summary >> text=BM25 query terms", timeout=600_000)

@@ -14,12 +14,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 WAIT = 120_000
 
 
-def test_sampling_tab_end_to_end(page, app_url):
-    page.goto(app_url)
-    page.wait_for_selector("#pg-status >> text=MB in memory", timeout=WAIT)
-    page.get_by_role("tab", name="Sampling").click()
-    tab = page.locator("#tab-sampling")
-    tab.wait_for(state="visible")
+def test_sampling_tab_end_to_end(page, open_tab):
+    tab = open_tab("sampling")
 
     page.get_by_role("button", name="Show next-token distribution").click()
     stats = page.locator("#sampling-stats")

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import expect
 
 from conftest import ARTIFACTS
+from playground.ui.examples import example_values
+
+COPY_PROMPT = example_values("speculative", "lookup")["prompt"]  # the copy-heavy prepared example
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
-def open_tab(page, app_url):
-    page.goto(app_url)
-    page.wait_for_selector("#pg-status >> text=MB in memory", timeout=60_000)
-    page.get_by_role("tab", name="Speculative decoding").click()
-    return page.locator("#tab-speculative")
-
-
-def test_speculative_tab_runs_and_shows_every_view(page, app_url):
-    tab = open_tab(page, app_url)
-    tab.get_by_text("Here is a product notice.").first.click()  # the copy-heavy example picks prompt lookup
-    expect(tab.get_by_label("n-gram prompt lookup (no model)")).to_be_checked()  # waits for the example to apply
+def test_speculative_tab_runs_and_shows_every_view(page, open_tab):
+    tab = open_tab("speculative")
+    tab.get_by_label("Prompt (sent as a chat message)").fill(COPY_PROMPT)
+    tab.get_by_label("n-gram prompt lookup (no model)").check()
     tab.locator("#spec-run").click()
     page.wait_for_selector("#spec-summary >> text=Measured speed-up", timeout=300_000)
     assert tab.locator("#spec-text .spec-accepted").count() > 0
@@ -34,8 +29,8 @@ def test_speculative_tab_runs_and_shows_every_view(page, app_url):
     assert page.console_errors == []
 
 
-def test_stop_ends_a_run_midway(page, app_url):
-    tab = open_tab(page, app_url)
+def test_stop_ends_a_run_midway(page, open_tab):
+    tab = open_tab("speculative")
     tab.get_by_label("target with some layers skipped (self-draft)").check()
     tab.locator("#spec-max-tokens input[type=number]").fill("400")  # minutes of work on a CPU
     tab.locator("#spec-max-tokens input[type=number]").press("Enter")

@@ -14,11 +14,8 @@ SET_TEXT = ("([text]) => { const box = document.querySelector('#tokenization-tex
             "box.dispatchEvent(new Event('input', {bubbles: true})); }")
 
 
-def test_tokenization_tab_end_to_end(page, app_url):
-    page.goto(app_url)
-    page.wait_for_selector("#pg-status >> text=MB in memory", timeout=60_000)
-    page.get_by_role("tab", name="Tokenization").click()
-    page.locator("#tab-tokenization").wait_for(state="visible")
+def test_tokenization_tab_end_to_end(page, open_tab):
+    open_tab("tokenization")
 
     # The tab opens full: chips per tokenizer, counts, the alignment plot, the chat template, the BPE step.
     page.wait_for_selector("#tokenization-chips .pgt-t", timeout=60_000)
