@@ -143,9 +143,19 @@ def run_load(url: str, clients: int, calls_per_client: int, expected: dict[str, 
     guard = threading.Lock()
     start = threading.Barrier(clients + 1)
 
+    def connect(index: int) -> Any:
+        try:
+            return Client(url, verbose=False)
+        except Exception as error:  # e.g. the config request timed out on a loaded CPU
+            with guard:
+                report.failures.append(f"client {index} could not connect: {type(error).__name__}: {error}")
+            return None
+
     def session(index: int) -> None:
-        client = Client(url, verbose=False)
-        start.wait()
+        client = connect(index)
+        start.wait()  # reached even by a client that could not connect, else the run would never start
+        if client is None:
+            return
         for number in range(calls_per_client):
             call = CALLS[(index + number) % len(CALLS)]
             began = time.perf_counter()
