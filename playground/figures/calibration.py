@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from playground.calibration import ReliabilityBin
-from playground.figures.style import MUTED, PALETTE, styled
+from playground.figures.style import MUTED, PALETTE, legend_below, styled
 
 CORRECT_COLOUR = PALETTE[0]  # blue
 WRONG_COLOUR = PALETTE[3]  # vermillion
@@ -36,21 +36,21 @@ def _add_reliability_panel(figure: go.Figure, bins: Sequence[ReliabilityBin], co
                                 name="perfect calibration", legendgroup="diag", showlegend=show_legend,
                                 hoverinfo="skip"), row=1, col=column)
     figure.add_trace(go.Bar(
-        x=centres, y=[b.accuracy for b in filled], width=widths, name="accuracy (bar colour = items in bin)",
+        x=centres, y=[b.accuracy for b in filled], width=widths, name="accuracy (colour: items)",
         legendgroup="acc", showlegend=show_legend, hovertext=hover, hoverinfo="text",
         marker={"color": [b.count for b in filled], "coloraxis": "coloraxis", "line": {"color": "#1f3b57", "width": 1}},
     ), row=1, col=column)
     # The gap: a translucent band from accuracy up (or down) to the bin's mean confidence.
     figure.add_trace(go.Bar(
         x=centres, y=[abs(b.gap) for b in filled], base=[min(b.accuracy, b.mean_confidence) for b in filled],
-        width=widths, name="gap to mean confidence", legendgroup="gap", showlegend=show_legend,
+        width=widths, name="gap to confidence", legendgroup="gap", showlegend=show_legend,
         hovertext=hover, hoverinfo="text",
         marker={"color": GAP_COLOUR, "opacity": 0.45, "pattern": {"shape": "/", "fgcolor": WRONG_COLOUR},
                 "line": {"color": WRONG_COLOUR, "width": 1}},
     ), row=1, col=column)
     figure.add_trace(go.Scatter(
         x=[b.mean_confidence for b in filled], y=[b.accuracy for b in filled], mode="markers",
-        marker={"color": "black", "size": 7, "symbol": "diamond"}, name="(mean confidence, accuracy)",
+        marker={"color": "black", "size": 7, "symbol": "diamond"}, name="bin (confidence, accuracy)",
         legendgroup="points", showlegend=show_legend, hovertext=hover, hoverinfo="text",
     ), row=1, col=column)
     figure.update_xaxes(title_text="confidence", range=[0, 1], dtick=0.2, row=1, col=column)
@@ -67,14 +67,13 @@ def reliability_figure(panels: Sequence[tuple[str, Sequence[ReliabilityBin]]], t
                            horizontal_spacing=0.08)
     max_count = max((b.count for _, bins in panels for b in bins), default=1)
     figure.update_layout(coloraxis={"colorscale": COUNT_SCALE, "cmin": 0,
-                                    "colorbar": {"title": {"text": "items<br>in bin"}, "thickness": 14}})
+                                    "colorbar": {"title": {"text": "items"}, "thickness": 14}})
     for column, (_, bins) in enumerate(panels, start=1):
         _add_reliability_panel(figure, bins, column, max_count, show_legend=column == 1)
     figure.update_layout(barmode="overlay", bargap=0)
     figure = styled(figure, title, height)
-    figure.update_layout(legend={"y": -0.18, "yanchor": "top", "x": 0, "xanchor": "left"},
-                         margin={"b": 110, "t": 90})
-    return figure
+    figure.update_layout(margin={"t": 90})
+    return legend_below(figure, margin_bottom=130)
 
 
 def confidence_histogram(confidence: np.ndarray, correct: np.ndarray, title: str, n_bins: int = 20,

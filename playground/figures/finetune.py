@@ -8,7 +8,7 @@ from typing import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from playground.figures.style import MUTED, PALETTE, styled
+from playground.figures.style import MUTED, PALETTE, legend_below, styled
 from playground.finetune import SMOOTHING, LoraBudget, NextTokenShift, TrainingProgress
 from playground.tokenization import visible
 
@@ -56,9 +56,7 @@ def loss_figure(progress: TrainingProgress) -> go.Figure:
     figure.update_xaxes(title_text="optimizer step", range=[-0.5, progress.total_steps + 0.5],
                         dtick=step_tick(progress.total_steps))
     figure.update_yaxes(title_text="cross-entropy (nats per token)")
-    figure = styled(figure, title, height=480)
-    figure.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "left", "x": 0})
-    return figure
+    return legend_below(styled(figure, title, height=480))
 
 
 def dynamics_figure(progress: TrainingProgress) -> go.Figure:

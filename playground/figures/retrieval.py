@@ -13,7 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from playground.figures.style import MUTED, PALETTE, empty_figure, styled
+from playground.figures.style import MUTED, PALETTE, empty_figure, legend_below, styled
 from playground.retrieval.chunking import ChunkSet
 from playground.retrieval.evaluation import EvaluationReport
 from playground.retrieval.projection import Projector
@@ -114,10 +114,7 @@ def score_distribution_figure(retrieval: Retrieval) -> go.Figure:
         figure.update_xaxes(title_text=SCORE_TITLES[kind], row=1, col=column)
         figure.update_yaxes(title_text="chunks" if column == 1 else None, row=1, col=column)
     styled(figure, "Where the retrieved chunks sit among all scores (dashed: each method's own top-k cutoff)", 400)
-    # Legend under the plots: above, it would sit on the panel titles.
-    figure.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0},
-                         margin={"b": 100})
-    return figure
+    return legend_below(figure)  # under the plots: above, it would sit on the panel titles
 
 
 def embedding_map_figure(projector: Projector, chunks: Sequence, retrieval: Retrieval | None = None,

@@ -27,6 +27,18 @@ def styled(figure: go.Figure, title: str, height: int = 420) -> go.Figure:
     return figure
 
 
+def legend_below(figure: go.Figure, margin_bottom: int = 120) -> go.Figure:
+    """Put the legend at the bottom edge of the figure, under the x-axis title.
+
+    Anchored to the container, not the plot area: at a paper-relative y the legend covers the axis title
+    as soon as fonts grow (presenter mode) or the plot gets shorter, and within the plot area's width
+    its entries wrap one per row. `margin_bottom` (px) holds the tick
+    labels, the axis title and the legend rows."""
+    figure.update_layout(legend={"orientation": "h", "yref": "container", "y": 0.0, "yanchor": "bottom",
+                                 "xref": "container", "x": 0.01, "xanchor": "left"}, margin={"b": margin_bottom})
+    return figure
+
+
 def empty_figure(message: str, title: str = "", height: int = 260) -> go.Figure:
     """A friendly empty state: a sentence in the middle of a blank plot, instead of an empty axis."""
     figure = go.Figure()

@@ -184,9 +184,9 @@ def test_reliability_figure_titles_axes_and_puts_exact_numbers_in_the_hover():
     assert len(bars) == 2 and list(bars[0].y) == pytest.approx([1 / 3, 0.5]) and list(bars[0].marker.color) == [3, 2]
     assert "3 items" in bars[0].hovertext[0] and "mean confidence 0.5267" in bars[0].hovertext[0]
     assert "over-confident" in bars[0].hovertext[1]
-    gap = next(t for t in figure.data if t.name == "gap to mean confidence")
+    gap = next(t for t in figure.data if t.name == "gap to confidence")
     assert gap.base[1] == pytest.approx(0.5) and gap.y[1] == pytest.approx(0.43)
-    assert figure.layout.coloraxis.colorbar.title.text == "items<br>in bin"
+    assert figure.layout.coloraxis.colorbar.title.text == "items"
     assert sum(bool(t.showlegend) for t in figure.data) == 4  # one legend entry per kind, not per panel
     assert figure.layout.font.size >= 12
 
