@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from playground.generation import encode_prompt, generate_text
+from playground.runtime.int4 import quantize_int4_weights
 from playground.runtime.loading import LoadedModel, count_parameters, memory_footprint_bytes, quantize_dynamic_int8
 from playground.limits import LIMITS as SERVER_LIMITS
 
@@ -1059,11 +1060,15 @@ def merged_key(adapter: TrainedAdapter) -> str:
     return f"{adapter.base.spec.key}+lora:{adapter.job_id}"
 
 
+# CPU precisions a merged model is re-quantized to, so the app keeps the speed it had (key: quantization).
+CPU_REQUANTIZERS = {"int8": quantize_dynamic_int8, "int4": quantize_int4_weights}
+
+
 def merge_adapter(adapter: TrainedAdapter, like: LoadedModel) -> LoadedModel:
     """W + (alpha/r) B A folded into a copy of the base, as a LoadedModel the other tabs can use.
 
-    `like` is the model the app was using: a dynamic-int8 CPU model gets an int8 merged model, so the
-    other tabs stay as fast as before (the merge itself is done in fp32).
+    `like` is the model the app was using: a dynamic-int8 or int4 CPU model gets a merged model in the same
+    precision, so the other tabs stay as fast as before (the merge itself is done in fp32).
     """
     started = time.perf_counter()
     with adapter.lock:
@@ -1071,8 +1076,8 @@ def merge_adapter(adapter: TrainedAdapter, like: LoadedModel) -> LoadedModel:
     merged.eval()
     base = adapter.base
     precision = base.precision
-    if like.device == "cpu" and like.precision.quantization == "int8":
-        merged = quantize_dynamic_int8(merged)
+    if like.device == "cpu" and like.precision.quantization in CPU_REQUANTIZERS:
+        merged = CPU_REQUANTIZERS[like.precision.quantization](merged)
         precision = like.precision
     spec = replace(base.spec, key=merged_key(adapter), label=f"{base.spec.label} + LoRA {adapter.job_id}")
     return LoadedModel(spec=spec, model=merged, tokenizer=adapter.tokenizer, device=base.device,

@@ -365,6 +365,19 @@ def test_merge_matches_the_adapter_and_adopt_makes_it_active_until_unloaded(trai
     assert manager.load(base.spec.key, "none", "cpu") is base and manager.active() is base
 
 
+def test_merging_for_an_int4_app_gives_an_int4_model(trained, manager):
+    from playground.runtime.int4 import Int4Linear
+
+    adapter, _ = trained
+    int4 = manager.load(quantization="int4", activate=False)
+    merged = ft.merge_adapter(adapter, int4)
+    assert merged.precision.quantization == "int4"
+    assert isinstance(merged.model.model.layers[0].self_attn.q_proj, Int4Linear)
+    ids = encode_prompt(int4.tokenizer, "What color is grass?")
+    with torch.no_grad():  # the adapter's effect survives the 4-bit packing
+        assert not torch.allclose(merged.model(input_ids=ids).logits, int4.model(input_ids=ids).logits, atol=1e-4)
+
+
 def test_merging_for_an_int8_app_gives_an_int8_model(trained, manager):
     adapter, _ = trained
     int8 = manager.load(quantization="int8", activate=False)
