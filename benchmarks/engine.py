@@ -27,10 +27,8 @@ PROMPT = "Write a short paragraph about why the sky is blue."
 def _quality(reference: Any, candidate: Any) -> str:
     """KL and top-1 agreement of next-token distributions on the shipped evaluation text."""
     from playground import quantization
-    from playground.config import ASSETS
 
-    text = (ASSETS / "model" / "eval_text.txt").read_text(encoding="utf-8")
-    ids = reference.tokenizer(text, return_tensors="pt")["input_ids"]
+    ids = quantization.eval_text_ids(reference.tokenizer)
     with torch.inference_mode():
         logits = [m.model(input_ids=ids).logits[0].float() for m in (reference, candidate)]
     report = quantization.quality_vs_reference(logits[0], logits[1], ids[0])

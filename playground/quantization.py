@@ -17,6 +17,10 @@ from typing import Any, Sequence
 
 import torch
 
+from playground.config import ASSETS
+
+EVAL_TEXT_PATH = ASSETS / "model" / "eval_text.txt"  # the fixed paragraph every precision is scored on
+
 
 # ---------------------------------------------------------------------------------------------
 # Architecture and parameter counts
@@ -128,6 +132,11 @@ class QualityReport:
     top1_agreement: float  # fraction of positions where both argmaxes agree
     perplexity: float  # the candidate's perplexity on the ids
     reference_perplexity: float
+
+
+def eval_text_ids(tokenizer: Any) -> torch.Tensor:
+    """The shipped evaluation paragraph as input ids [1, n] (233 tokens for SmolLM2)."""
+    return tokenizer(EVAL_TEXT_PATH.read_text(encoding="utf-8"), return_tensors="pt")["input_ids"]
 
 
 def perplexity(logits: torch.Tensor, ids: torch.Tensor) -> float:

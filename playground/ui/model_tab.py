@@ -9,7 +9,7 @@ import gradio as gr
 import pandas as pd
 
 from playground import quantization as q
-from playground.config import ASSETS, QUANTIZATION_CHOICES
+from playground.config import QUANTIZATION_CHOICES
 from playground.figures import quantization as figures
 from playground.generation import encode_prompt
 from playground.runtime import ModelLoadError, resolve_device, resolve_precision
@@ -34,10 +34,6 @@ they cost.
 """
 
 DEFAULT_LAB_PRECISIONS = ["none", "int8"]
-
-
-def _eval_text() -> str:
-    return (ASSETS / "model" / "eval_text.txt").read_text(encoding="utf-8")
 
 
 def precision_choices(device: str) -> list[tuple[str, str]]:
@@ -138,7 +134,7 @@ def create_model_tab(ctx: AppContext) -> dict[str, Any]:
             loaded = ctx.models.load(name, value, active.device, activate=False)
             tokenizer = loaded.tokenizer
             if eval_ids is None:
-                eval_ids = tokenizer(_eval_text(), return_tensors="pt")["input_ids"]
+                eval_ids = q.eval_text_ids(tokenizer)
             prompt_ids = encode_prompt(tokenizer, "Explain in two sentences why the sky is blue.")
             run = q.run_precision(loaded.model, tokenizer, eval_ids, prompt_ids, tokens, loaded.lock)
             entries.append((value, loaded.status(), run))
