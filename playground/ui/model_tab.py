@@ -25,6 +25,7 @@ attention and MLP layers, plus one big embedding table. **Quantization** stores 
 int8 keeps one scale per matrix, $w \approx s\,q$ with $q \in \{-128..127\}$ and $s = \max|w| / 127.5$;
 NF4 keeps one scale per block of 64 weights and only 16 levels, placed at quantiles of a normal
 distribution: $w \approx \text{absmax}_{\text{block}} \cdot \text{level}[q]$, $q \in \{0..15\}$.
+int4 (CPU) keeps a scale and a minimum per group of 32: $w \approx s\,q + \min_{\text{group}}$, $q \in \{0..15\}$.
 Quality is measured, not assumed: $\mathrm{KL}(P_\text{ref} \,\|\, P_\text{quant})$ of the next-token
 distributions at every position of a fixed text, how often both pick the same top token, and perplexity
 $\exp(-\tfrac{1}{n}\sum \log p(x_{i+1} \mid x_{\le i}))$.
