@@ -7,11 +7,11 @@
 2. The whole 512-question set, timed once after the warm-up, vs the issue's 2-minute target (the
    process's CPU seconds are printed too: on a shared machine they show the cost without the neighbours).
 
-Both for the default precision (fp32 on CPU) and dynamic int8. Timing is interleaved (ours, baseline,
+Both for the default precision (auto: int4 on CPU) and exact fp32 (`none`). Timing is interleaved (ours, baseline,
 ours, ...) so both see the same machine load; medians of the repeats. Before timing, the naive
 scores are checked against ours (max |difference| of log p, printed in the conditions).
 
-`python -m benchmarks.calibration [--quick] [--precision auto,int8]` prints the table.
+`python -m benchmarks.calibration [--quick] [--precision auto,none,int8]` prints the table.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def precision_rows(precision: str, subset_size: int, repeats: int, full_set: boo
     return rows
 
 
-def run(quick: bool = False, precisions: Sequence[str] = ("auto", "int8")) -> list[dict[str, Any]]:
+def run(quick: bool = False, precisions: Sequence[str] = ("auto", "none")) -> list[dict[str, Any]]:
     rows = []
     for precision in precisions:
         rows += precision_rows(precision, subset_size=16 if quick else 32, repeats=1 if quick else 3,
@@ -97,6 +97,6 @@ def run(quick: bool = False, precisions: Sequence[str] = ("auto", "int8")) -> li
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Calibration scoring benchmarks")
     parser.add_argument("--quick", action="store_true", help="16 questions, one repeat, no full-set timing")
-    parser.add_argument("--precision", default="auto,int8", help="comma-separated: auto, none, int8")
+    parser.add_argument("--precision", default="auto,none", help="comma-separated: auto, none, int4, int8")
     arguments = parser.parse_args()
     print_table(run(arguments.quick, [p for p in arguments.precision.split(",") if p]))

@@ -63,7 +63,7 @@ def model_manager(settings):
 
 @pytest.fixture(scope="session")
 def real_model(model_manager):
-    """The embedded SmolLM2-135M-Instruct in the default precision (fp32 on CPU)."""
+    """The embedded SmolLM2-135M-Instruct in the default precision (int4 on CPU)."""
     return model_manager.load()
 
 

@@ -31,7 +31,7 @@ def test_auto_device_prefers_cuda(monkeypatch):
 
 
 @pytest.mark.parametrize("requested, device, quantization, dtype", [
-    ("auto", "cpu", "none", torch.float32),
+    ("auto", "cpu", "int4", torch.float32),
     ("none", "cpu", "none", torch.float32),
     ("none", "cuda", "none", torch.bfloat16),
     ("bf16", "cpu", "bf16", torch.bfloat16),
@@ -42,6 +42,13 @@ def test_precision_choice(requested, device, quantization, dtype):
     precision = resolve_precision(requested, device)
     assert (precision.quantization, precision.dtype) == (quantization, dtype)
     assert precision.reason  # the header always says why
+
+
+def test_auto_on_cpu_falls_back_to_fp32_without_the_int4_kernel(monkeypatch):
+    monkeypatch.setattr(loading, "int4_available", lambda: False)
+    precision = resolve_precision("auto", "cpu")
+    assert (precision.quantization, precision.dtype) == ("none", torch.float32)
+    assert "int4 kernel" in precision.reason
 
 
 def test_auto_on_cuda_is_nf4_when_bitsandbytes_imports(monkeypatch):
@@ -82,7 +89,7 @@ def test_memory_footprint_counts_fp32_weights_and_packed_int8(tiny_model_dir, tm
 
 
 def test_loaded_model_runs_and_reports_status(tiny_model_dir, tmp_path):
-    loaded = load_causal_lm(resolve_model(str(tiny_model_dir)), resolve_precision("auto", "cpu"), "cpu", tmp_path)
+    loaded = load_causal_lm(resolve_model(str(tiny_model_dir)), resolve_precision("none", "cpu"), "cpu", tmp_path)
     status = loaded.status()
     assert status["device"] == "cpu" and status["quantization"] == "none" and status["parameters"] > 0
     assert loaded.eos_token_ids == (loaded.tokenizer.convert_tokens_to_ids("<|im_end|>"),)
