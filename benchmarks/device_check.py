@@ -1305,12 +1305,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run() -> list[dict[str, Any]]:
-    """`benchmarks/run.py` (`make bench`) calls run() on every module here. This one is not a ratio benchmark
-    (it checks a device and writes its own report), so it adds no rows; run it as a script instead."""
-    return []
-
-
 class Terminated(BaseException):
     """SIGTERM (what `timeout` sends): stop the running section, still print the table and write the report."""
 
