@@ -5,8 +5,8 @@ embedded SmolLM2-135M on CPU, fp32 target.
 For every draft option and k in {2, 4, 6}: acceptance alpha, cost ratio c (draft time per drafted
 token / plain step), check cost v (target check / plain step), the predicted speed-up
 (1 - alpha^(k+1)) / ((1 - alpha)(k c + 1)), the same with the run's draft lengths and v, and the
-measured speed-up (speculative tok/s / plain tok/s). Drafts: the int8 copy and layer skipping on
-open text, prompt lookup on a RAG prompt (documentation + a question answered from it).
+measured speed-up (speculative tok/s / plain tok/s). Drafts: the int4 and int8 copies and layer skipping
+on open text, prompt lookup on a RAG prompt (documentation + a question answered from it).
 
 Timing is interleaved (plain, speculative, plain, ...) after a warm-up, so both see the same machine
 load; medians of the repeats. Before timing, every speculative output is checked to equal the plain
@@ -45,14 +45,15 @@ def rag_prompt() -> str:
 
 @dataclass(frozen=True)
 class Case:
-    draft: str  # int8 | layer_skip | ngram
+    draft: str  # int4 | int8 | layer_skip | ngram
     prompt_name: str
     k: int
 
 
-def make_draft(kind: str, target: Any, int8_copy: Any) -> Draft:
-    if kind == "int8":
-        return ModelDraft(int8_copy.model, int8_copy.lock, "int8 copy")
+def make_draft(kind: str, target: Any, copies: dict[str, Any]) -> Draft:
+    """copies: the target's int4 / int8 copies, by precision."""
+    if kind in copies:
+        return ModelDraft(copies[kind].model, copies[kind].lock, f"{kind} copy")
     if kind == "layer_skip":
         first, last = (int(x) for x in DEFAULT_SKIP.split("-"))
         return ModelDraft(target.model, target.lock, f"layers {DEFAULT_SKIP} skipped", range(first, last + 1))
@@ -83,7 +84,7 @@ def case_row(case: Case, pairs: list[tuple[spec.SpeculativeRun, spec.PlainRun]],
         return median([getattr(report, field) for report in reports])
 
     predicted, predicted_costs = mid("predicted_speedup"), mid("predicted_speedup_measured_costs")
-    label = {"int8": "int8 self-draft", "layer_skip": f"layer-skip {DEFAULT_SKIP}", "ngram": "prompt lookup"}[case.draft]
+    label = {"int4": "int4 self-draft", "int8": "int8 self-draft", "layer_skip": f"layer-skip {DEFAULT_SKIP}", "ngram": "prompt lookup"}[case.draft]
     conditions = (f"T=0, fp32 SmolLM2-135M target on CPU, {len(pairs[0][0].token_ids)} new tokens, "
                   f"median of {len(pairs)} interleaved pairs, torch threads {torch.get_num_threads()}, {load}")
     result = row(f"{label}, k={case.k}, {case.prompt_name}: tok/s vs plain", mid("speculative_tokens_per_second"),
@@ -120,16 +121,17 @@ def load_average() -> str:
 
 def run(repeats: int = 3, new_tokens: int = 64, ks: tuple[int, ...] = (2, 4, 6)) -> list[dict[str, Any]]:
     target = load_default_model("none")
-    int8_copy = load_default_model("int8")
+    copies = {precision: load_default_model(precision) for precision in ("int4", "int8")}
     prompts = {"open text": spec.prepare_prompt(target.tokenizer, OPEN_PROMPT)[0],
                "RAG prompt": spec.prepare_prompt(target.tokenizer, rag_prompt())[0]}
-    cases = [Case(draft, prompt, k) for draft, prompt in (("ngram", "RAG prompt"), ("int8", "open text"),
-                                                          ("layer_skip", "open text")) for k in ks]
+    cases = [Case(draft, prompt, k) for draft, prompt in (("ngram", "RAG prompt"), ("int4", "open text"),
+                                                          ("int8", "open text"), ("layer_skip", "open text"))
+             for k in ks]
     references = {name: plain(target, ids, new_tokens) for name, ids in prompts.items()}  # also the warm-up
     rows = []
     for case in cases:
         ids = prompts[case.prompt_name]
-        draft = make_draft(case.draft, target, int8_copy)
+        draft = make_draft(case.draft, target, copies)
         warm = speculate(target, draft, ids, case.k, new_tokens)
         if warm.token_ids != references[case.prompt_name].token_ids:
             raise AssertionError(f"{case}: speculative greedy output differs from plain greedy output")
@@ -142,7 +144,7 @@ def run(repeats: int = 3, new_tokens: int = 64, ks: tuple[int, ...] = (2, 4, 6))
     # Ours vs transformers' assisted generation, same pair, same k = 4: a constant schedule and no
     # confidence early-stop (HF's default stops drafting when the draft is unsure; ours drafts k).
     def ours(draft_kind: str, ids: list[int]) -> int:
-        return len(speculate(target, make_draft(draft_kind, target, int8_copy), ids, 4, new_tokens).token_ids)
+        return len(speculate(target, make_draft(draft_kind, target, copies), ids, 4, new_tokens).token_ids)
 
     def theirs(ids: list[int], **kwargs: Any) -> int:
         with torch.inference_mode():
@@ -153,7 +155,7 @@ def run(repeats: int = 3, new_tokens: int = 64, ks: tuple[int, ...] = (2, 4, 6))
     open_ids, rag_ids = prompts["open text"], prompts["RAG prompt"]
     rows.append(assisted_row("ours vs HF assisted generation, int8 draft, k=4, open text",
                              lambda: ours("int8", open_ids),
-                             lambda: theirs(open_ids, assistant_model=int8_copy.model, num_assistant_tokens=4,
+                             lambda: theirs(open_ids, assistant_model=copies["int8"].model, num_assistant_tokens=4,
                                             num_assistant_tokens_schedule="constant",
                                             assistant_confidence_threshold=0.0), repeats + 2, load_average()))
     rows.append(assisted_row("ours vs HF prompt lookup decoding, k=4, RAG prompt",

@@ -62,11 +62,14 @@ transformers' assisted generation.
 """
 
 DRAFTS = [
+    ("int4 copy of the target (self-draft, CPU)", "int4"),
     ("int8 copy of the target (self-draft, CPU)", "int8"),
     ("target with some layers skipped (self-draft)", "layer_skip"),
     ("n-gram prompt lookup (no model)", "ngram"),
     ("another model with the same tokenizer", "model"),
 ]
+# The target's own weights in a cheaper CPU precision, loaded beside it by the runtime.
+QUANTIZED_SELF_DRAFTS = {"int4": "4-bit weight-only, torch's CPU int4 kernel", "int8": "torch.ao dynamic int8"}
 DEFAULT_SKIP = "24-29"
 OPEN_PROMPT = "Explain in a few sentences why the sky is blue."
 EMPTY_TEXT = ("<div class='spec-empty' style='color:#4B5563;padding:1em'>Press <b>Speculate</b> to watch the draft "
@@ -86,7 +89,7 @@ CHIP = ("display:inline-block;margin:1px 1px;padding:1px 3px;border-radius:4px;w
 
 
 def target_model(ctx: AppContext) -> LoadedModel:
-    """The loaded model, in full precision on a CPU (so its int8 copy is a cheaper draft); as loaded on a GPU."""
+    """The loaded model, in full precision on a CPU (so its int4 or int8 copy is a cheaper draft); as loaded on a GPU."""
     active = ctx.model()
     if active.device == "cpu" and active.precision.quantization != "none":
         return ctx.models.load(active.spec.key, "none", "cpu", activate=False)
@@ -94,12 +97,12 @@ def target_model(ctx: AppContext) -> LoadedModel:
 
 
 def build_draft(ctx: AppContext, choice: str, target: LoadedModel, skip_layers: str, draft_model: str) -> Draft:
-    if choice == "int8":
+    if choice in QUANTIZED_SELF_DRAFTS:
         if target.device != "cpu":
-            raise SpeculativeError("The int8 self-draft is a CPU option (torch.ao dynamic int8). On a GPU, pick "
+            raise SpeculativeError(f"The {choice} self-draft is a CPU option ({QUANTIZED_SELF_DRAFTS[choice]}). On a GPU, pick "
                                    "layer skipping, prompt lookup or a smaller model of the same family.")
-        loaded = ctx.models.load(target.spec.key, "int8", "cpu", activate=False)
-        return ModelDraft(loaded.model, loaded.lock, "int8 copy of the target")
+        loaded = ctx.models.load(target.spec.key, choice, "cpu", activate=False)
+        return ModelDraft(loaded.model, loaded.lock, f"{choice} copy of the target")
     if choice == "layer_skip":
         layers = parse_layers(skip_layers or "", int(target.model.config.num_hidden_layers))
         return ModelDraft(target.model, target.lock, f"target skipping layers {skip_layers.strip()}", layers)
@@ -268,7 +271,7 @@ def create_speculative_tab(ctx: AppContext) -> dict[str, Any]:
             prompt = gr.Textbox(OPEN_PROMPT, label="Prompt (sent as a chat message)", lines=4, max_lines=12,
                                 info=f"Long prompts keep their last {spec.MAX_PROMPT_TOKENS} tokens.")
         with gr.Column(scale=2):
-            draft_choice = gr.Radio(DRAFTS, value="int8", label="Draft")
+            draft_choice = gr.Radio(DRAFTS, value="int4", label="Draft")
             skip_layers = gr.Textbox(DEFAULT_SKIP, label="Layers to skip (0-based, e.g. '24-29' or '10, 12-14')",
                                      visible=False)
             draft_model = gr.Textbox("HuggingFaceTB/SmolLM2-135M-Instruct", label="Draft model (preset or hub id; "

@@ -39,8 +39,14 @@ def greedy_reference(target, prompt_ids):
     return generate_text(target.model, target.tokenizer, torch.tensor([prompt_ids]), GREEDY, NEW_TOKENS).token_ids
 
 
-def drafts(target, int8_copy):
+@pytest.fixture(scope="module")
+def int4_copy(model_manager):
+    return model_manager.load("smollm2-135m-instruct", "int4", "cpu", activate=False)
+
+
+def drafts(target, int8_copy, int4_copy):
     return {
+        "int4 copy": lambda: ModelDraft(int4_copy.model, int4_copy.lock),
         "int8 copy": lambda: ModelDraft(int8_copy.model, int8_copy.lock),
         "layers 20-29 skipped": lambda: ModelDraft(target.model, target.lock, skip_layers=range(20, 30)),
         "prompt lookup": lambda: PromptLookupDraft(target.model.config.vocab_size),
@@ -48,8 +54,9 @@ def drafts(target, int8_copy):
 
 
 @pytest.mark.parametrize("k", [2, 5])
-def test_greedy_speculative_output_is_the_targets_for_every_draft(k, target, int8_copy, prompt_ids, greedy_reference):
-    for name, make in drafts(target, int8_copy).items():
+def test_greedy_speculative_output_is_the_targets_for_every_draft(k, target, int8_copy, int4_copy, prompt_ids,
+                                                                  greedy_reference):
+    for name, make in drafts(target, int8_copy, int4_copy).items():
         run = speculative_generate(CachedModel(target.model, target.lock), make(), target.tokenizer, prompt_ids,
                                    GREEDY, k, NEW_TOKENS, target.eos_token_ids)
         assert list(run.token_ids) == greedy_reference, name
