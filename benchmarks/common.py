@@ -7,15 +7,20 @@ import time
 from typing import Any, Callable
 
 
-def load_default_model(quantization: str = "auto") -> Any:
-    """The embedded default model through the app's own runtime (offline)."""
+def model_manager() -> Any:
+    """A ModelManager on the app's offline settings (the embedded default model)."""
     from transformers.utils import logging as hf_logging
 
     from playground.config import load_settings
     from playground.runtime import ModelManager
 
     hf_logging.disable_progress_bar()
-    return ModelManager(load_settings(["--offline"])).load(quantization=quantization)
+    return ModelManager(load_settings(["--offline"]))
+
+
+def load_default_model(quantization: str = "auto") -> Any:
+    """The embedded default model through the app's own runtime (offline)."""
+    return model_manager().load(quantization=quantization)
 
 
 def interleaved(ours: Callable[[], Any], baseline: Callable[[], Any], repeats: int, warmup: int = 1

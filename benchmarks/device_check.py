@@ -80,6 +80,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.common import interleaved, median  # noqa: E402
+from benchmarks.speculative import rag_prompt  # noqa: E402
 from playground import attention as att  # noqa: E402
 from playground import calibration as cal  # noqa: E402
 from playground import finetune as ft  # noqa: E402
@@ -89,12 +90,14 @@ from playground import speculative as spec  # noqa: E402
 from playground import tokenization as tok  # noqa: E402
 from playground.config import ASSETS, QUANTIZATION_CHOICES, Settings, load_settings  # noqa: E402
 from playground.drafts import (  # noqa: E402
+    DEFAULT_SKIP,
+    OPEN_PROMPT,
+    QUANTIZED_SELF_DRAFTS,
     CachedModel,
     Draft,
-    ModelDraft,
     PromptLookupDraft,
-    check_same_tokenizer,
-    parse_layers,
+    build_draft,
+    speculative_target,
 )
 from playground.generation import encode_prompt, generate_text, generate_tokens  # noqa: E402
 from playground.retrieval import (  # noqa: E402
@@ -109,7 +112,14 @@ from playground.retrieval import (  # noqa: E402
     retrieve,
 )
 from playground.retrieval.embedding import embed_texts  # noqa: E402
-from playground.runtime import LoadedModel, ModelLoadError, ModelManager, resolve_model, resolve_precision  # noqa: E402
+from playground.runtime import (  # noqa: E402
+    LoadedModel,
+    ModelLoadError,
+    ModelManager,
+    precision_options,
+    resolve_model,
+    resolve_precision,
+)
 from playground.runtime.loading import bitsandbytes_available, load_embedding_model, prepare_weights  # noqa: E402
 from playground.runtime.registry import DEFAULT_EMBEDDING_MODEL  # noqa: E402
 from playground.runtime.tokenizers import load_tokenizer  # noqa: E402
@@ -117,11 +127,9 @@ from playground.runtime.tokenizers import load_tokenizer  # noqa: E402
 GREEDY = smp.SamplingSettings(temperature=0.0)
 NEXT_TOKEN_PROMPT = "The capital of France is"
 ENGINE_PROMPT = "Write a short paragraph about why the sky is blue."
-OPEN_PROMPT = "Explain in a few sentences why the sky is blue."  # the speculative tab's default prompt
 QUANT_PROMPT = "Explain in two sentences why the sky is blue."  # the model tab's decode prompt
 LORA_PROMPT = "What color is the sky?"
 RAG_QUESTION = "What does the pass statement do?"
-SKIP_LAYERS = "24-29"  # the speculative tab's default layer-skip draft
 ATTENTION_TEXT = ("The quick brown fox jumps over the lazy dog. Attention lets every token look back at the "
                   "tokens before it, and the weights of each row add up to one. " * 8)  # > 256 tokens: the cap
 RAG_TOPICS = ["assert", "break", "continue", "del", "global", "lambda", "nonlocal", "pass", "power", "raise",
@@ -758,60 +766,25 @@ def section_engine(run: Run, section: Section) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def rag_prompt() -> str:
-    """Documentation + a question answered from it: the copy-heavy case prompt lookup is made for."""
-    from pydoc_data.topics import topics
-
-    return (f"Use the documentation below to answer.\n\n{topics['pass'].strip()}\n\n"
-            "Question: What does the pass statement do? Answer by quoting the documentation.")
-
-
-def speculative_target(run: Run) -> LoadedModel:
-    """As the Speculative tab picks it: the loaded model on a GPU; full precision on a CPU (so its int8
-    copy is a cheaper draft)."""
-    loaded = run.model()
-    if loaded.device == "cpu" and loaded.precision.quantization != "none":
-        return run.manager.load(loaded.spec.key, "none", "cpu", activate=False)
-    return loaded
-
-
 def speculative_drafts(run: Run, section: Section, target: LoadedModel) -> list[tuple[str, str, Callable[[], Draft]]]:
-    """(name, prompt, factory) for each draft the Speculative tab offers on this device."""
-    vocab = int(target.model.config.vocab_size)
+    """(name, prompt, factory) for each draft the Speculative tab offers on this device (drafts.build_draft).
+    Offline, "another model with the same tokenizer" can only be the preset itself, loaded at auto precision:
+    on a GPU that is the target's own weights (alpha = 1)."""
+    def make(kind: str, draft_model: str = "") -> Callable[[], Draft]:
+        return lambda: build_draft(run.manager, kind, target, DEFAULT_SKIP, draft_model)
 
-    def model_draft() -> Draft:
-        # The tab's "another model with the same tokenizer", loaded at auto precision on this device. Offline
-        # the only such model is the preset itself: on a GPU that is the target's own weights (alpha = 1).
-        draft = run.manager.load(target.spec.key, "auto", target.device, activate=False)
-        check_same_tokenizer(target.tokenizer, draft.tokenizer, draft.spec.label)
-        return ModelDraft(draft.model, draft.lock, f"{draft.spec.key} ({draft.precision.label})",
-                          target_vocab_size=vocab)
-
-    def quantized_copy(quantization: str) -> Draft:
-        draft = run.manager.load(target.spec.key, quantization, "cpu", activate=False)
-        return ModelDraft(draft.model, draft.lock, f"{quantization} copy of the target")
-
-    def layer_skip() -> Draft:
-        layers = parse_layers(SKIP_LAYERS, int(target.model.config.num_hidden_layers))
-        return ModelDraft(target.model, target.lock, f"layers {SKIP_LAYERS} skipped", layers)
-
-    drafts: list[tuple[str, str, Callable[[], Draft]]] = [
-        ("prompt lookup", "RAG prompt", lambda: PromptLookupDraft(vocab)),
-        (f"layer skip {SKIP_LAYERS}", "open text", layer_skip),
-        ("draft model (same preset, auto)", "open text", model_draft),
-    ]
-    # The target's own weights in a cheaper CPU precision (int4 weight-only, torch.ao dynamic int8): CPU-only
-    # self-drafts, which the tab refuses on a GPU.
-    quantized = [value for value in ("int4", "int8") if value in offered_precisions("cpu")[0]]
+    drafts = [("prompt lookup", "RAG prompt", make("ngram")),
+              (f"layer skip {DEFAULT_SKIP}", "open text", make("layer_skip")),
+              ("draft model (same preset, auto)", "open text", make("model", target.spec.key))]
     if target.device == "cpu":
-        drafts += [(f"{value} copy", "open text", lambda value=value: quantized_copy(value)) for value in quantized]
+        drafts += [(f"{kind} copy", "open text", make(kind)) for kind in QUANTIZED_SELF_DRAFTS]
     else:
-        section.metric("quantized self-drafts", f"{', '.join(quantized)}: CPU-only, not offered on a GPU")
+        section.metric("quantized self-drafts", f"{', '.join(QUANTIZED_SELF_DRAFTS)}: CPU-only, not offered on a GPU")
     return drafts
 
 
 def section_speculative(run: Run, section: Section) -> None:
-    target = speculative_target(run)
+    target = speculative_target(run.manager, run.model())
     tokenizer = target.tokenizer
     tokens = run.sizes.speculative_tokens
     stops = target.eos_token_ids
@@ -968,8 +941,7 @@ MERGE_REFUSALS = (ft.FinetuneError, ModelLoadError, NotImplementedError)
 
 def section_lora(run: Run, section: Section) -> None:
     loaded = run.model()
-    quantization = "nf4" if run.device == "cuda" else "none"  # the LoRA tab's trainable base (lora_tab.trainable_base)
-    base = run.manager.load(ft.base_model_key(loaded.spec.key), quantization, run.device, activate=False)
+    base = ft.trainable_base(run.manager, loaded)
     section.metric("trainable base", f"{base.precision.label} on {base.device}"
                    f"{' (QLoRA: 4-bit base, fp32 adapters)' if ft.is_4bit(base.model) else ''}")
     pirate = ft.builtin_dataset("pirate")
@@ -989,8 +961,8 @@ def section_lora(run: Run, section: Section) -> None:
     section.data["progress"] = progress.as_dict()
     section.check("training job completed", progress.status == "completed", progress.status, "completed",
                   progress.message)
-    section.check("QLoRA on the 4-bit base" if quantization == "nf4" else "LoRA on the fp32 base",
-                  bool(progress.start.get("qlora")) == (quantization == "nf4"), f"qlora={progress.start.get('qlora')}")
+    section.check("QLoRA on the 4-bit base" if base.precision.quantization == "nf4" else "LoRA on the fp32 base",
+                  bool(progress.start.get("qlora")) == (base.precision.quantization == "nf4"), f"qlora={progress.start.get('qlora')}")
     losses = list(progress.train_loss) + list(progress.eval_loss)
     section.check("losses finite", len(progress.train_loss) == steps and all(math.isfinite(x) for x in losses),
                   [round(x, 3) for x in progress.train_loss])
@@ -1138,20 +1110,6 @@ def section_calibration(run: Run, section: Section) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def offered_precisions(device: str) -> tuple[list[str], dict[str, str]]:
-    """The precisions the Model tab offers on this device (what resolve_precision accepts), highest first,
-    and why the others are not offered."""
-    offered, refused = [], {}
-    for value in QUANTIZATION_CHOICES[1:]:
-        try:
-            resolve_precision(value, device)
-        except ModelLoadError as error:
-            refused[value] = str(error).split(".")[0]
-            continue
-        offered.append(value)
-    return offered, refused
-
-
 def section_quantization(run: Run, section: Section) -> None:
     loaded = run.model()
     config = loaded.model.config
@@ -1169,7 +1127,9 @@ def section_quantization(run: Run, section: Section) -> None:
                       {row.component: row.parameters for row in breakdown})
         section.check(f"header's parameter count ({loaded.precision.quantization})", loaded.parameters == total,
                       f"{loaded.parameters:,}", f"{total:,}", "the model card shows a ✗ when these differ", soft=True)
-    offered, refused = offered_precisions(run.device)
+    options = precision_options(run.device)
+    offered = [value for value, precision, _ in options if precision is not None]
+    refused = {value: why for value, precision, why in options if precision is None}
     if run.args.precisions:
         wanted = [p for p in run.args.precisions.split(",") if p]
         offered = [p for p in offered if p in wanted]

@@ -24,11 +24,10 @@ from typing import Any, Callable
 
 import torch
 
-from benchmarks.common import interleaved, load_default_model, median, print_table, row
+from benchmarks.common import interleaved, median, model_manager, print_table, row
 from playground import speculative as spec
-from playground.drafts import CachedModel, Draft, ModelDraft, PromptLookupDraft
+from playground.drafts import DEFAULT_SKIP, OPEN_PROMPT, CachedModel, Draft, build_draft
 from playground.sampling import SamplingSettings
-from playground.ui.speculative_tab import DEFAULT_SKIP, OPEN_PROMPT
 
 GREEDY = SamplingSettings(temperature=0.0)
 TARGET_SPEEDUP = 1.3
@@ -48,16 +47,6 @@ class Case:
     draft: str  # int4 | int8 | layer_skip | ngram
     prompt_name: str
     k: int
-
-
-def make_draft(kind: str, target: Any, copies: dict[str, Any]) -> Draft:
-    """copies: the target's int4 / int8 copies, by precision."""
-    if kind in copies:
-        return ModelDraft(copies[kind].model, copies[kind].lock, f"{kind} copy")
-    if kind == "layer_skip":
-        first, last = (int(x) for x in DEFAULT_SKIP.split("-"))
-        return ModelDraft(target.model, target.lock, f"layers {DEFAULT_SKIP} skipped", range(first, last + 1))
-    return PromptLookupDraft(int(target.model.config.vocab_size))
 
 
 def speculate(target: Any, draft: Draft, prompt_ids: list[int], k: int, new_tokens: int) -> spec.SpeculativeRun:
@@ -120,8 +109,9 @@ def load_average() -> str:
 
 
 def run(repeats: int = 3, new_tokens: int = 64, ks: tuple[int, ...] = (2, 4, 6)) -> list[dict[str, Any]]:
-    target = load_default_model("none")
-    copies = {precision: load_default_model(precision) for precision in ("int4", "int8")}
+    manager = model_manager()
+    target = manager.load(quantization="none")
+    int8_copy = manager.load(target.spec.key, "int8", "cpu", activate=False)  # also transformers' assistant
     prompts = {"open text": spec.prepare_prompt(target.tokenizer, OPEN_PROMPT)[0],
                "RAG prompt": spec.prepare_prompt(target.tokenizer, rag_prompt())[0]}
     cases = [Case(draft, prompt, k) for draft, prompt in (("ngram", "RAG prompt"), ("int4", "open text"),
@@ -131,7 +121,7 @@ def run(repeats: int = 3, new_tokens: int = 64, ks: tuple[int, ...] = (2, 4, 6))
     rows = []
     for case in cases:
         ids = prompts[case.prompt_name]
-        draft = make_draft(case.draft, target, copies)
+        draft = build_draft(manager, case.draft, target)
         warm = speculate(target, draft, ids, case.k, new_tokens)
         if warm.token_ids != references[case.prompt_name].token_ids:
             raise AssertionError(f"{case}: speculative greedy output differs from plain greedy output")
@@ -144,7 +134,7 @@ def run(repeats: int = 3, new_tokens: int = 64, ks: tuple[int, ...] = (2, 4, 6))
     # Ours vs transformers' assisted generation, same pair, same k = 4: a constant schedule and no
     # confidence early-stop (HF's default stops drafting when the draft is unsure; ours drafts k).
     def ours(draft_kind: str, ids: list[int]) -> int:
-        return len(speculate(target, make_draft(draft_kind, target, copies), ids, 4, new_tokens).token_ids)
+        return len(speculate(target, build_draft(manager, draft_kind, target), ids, 4, new_tokens).token_ids)
 
     def theirs(ids: list[int], **kwargs: Any) -> int:
         with torch.inference_mode():
@@ -155,7 +145,7 @@ def run(repeats: int = 3, new_tokens: int = 64, ks: tuple[int, ...] = (2, 4, 6))
     open_ids, rag_ids = prompts["open text"], prompts["RAG prompt"]
     rows.append(assisted_row("ours vs HF assisted generation, int8 draft, k=4, open text",
                              lambda: ours("int8", open_ids),
-                             lambda: theirs(open_ids, assistant_model=copies["int8"].model, num_assistant_tokens=4,
+                             lambda: theirs(open_ids, assistant_model=int8_copy.model, num_assistant_tokens=4,
                                             num_assistant_tokens_schedule="constant",
                                             assistant_confidence_threshold=0.0), repeats + 2, load_average()))
     rows.append(assisted_row("ours vs HF prompt lookup decoding, k=4, RAG prompt",

@@ -4,7 +4,7 @@ A draft proposes the next few tokens cheaply; the target then checks them all in
 (playground/speculative.py). Every draft returns the tokens *and* the distribution q each one was
 drawn from, because exact speculative sampling needs q. Three drafts run offline on a CPU:
 
-- `ModelDraft` over another model with the same tokenizer: the target's int8-quantized copy (loaded
+- `ModelDraft` over another model with the same tokenizer: the target's int4 or int8 copy (loaded
   by playground/runtime), or a smaller model of the same family (with a network / GPU);
 - `ModelDraft` with `skip_layers`: the target itself with some decoder layers skipped (no new weights);
 - `PromptLookupDraft`: copy what followed the last n-gram's earlier occurrence in the text (no model).
@@ -14,6 +14,9 @@ Tiny worked example of prompt lookup (the last 2 tokens `7 8` occurred before, f
 
     >>> lookup_continuation([7, 8, 9, 4, 5, 7, 8], 2)
     [9, 4]
+
+`speculative_target` and `build_draft` are the tab's rules for which models play target and draft; the
+benchmarks and the device check call them too.
 """
 
 from __future__ import annotations
@@ -275,3 +278,45 @@ def parse_layers(text: str, num_layers: int) -> tuple[int, ...]:
     if 0 in layers:
         raise SpeculativeError("Layer 0 cannot be skipped: the draft needs the first layer (skip from layer 1 on)")
     return tuple(sorted(layers))
+
+
+# ---------------------------------------------------------------------------------------------
+# Which models play target and draft (the tab's choices; the benchmarks and device check use them too)
+# ---------------------------------------------------------------------------------------------
+
+# The target's own weights in a cheaper CPU precision, loaded beside it by the runtime.
+QUANTIZED_SELF_DRAFTS = {"int4": "4-bit weight-only, torch's CPU int4 kernel", "int8": "torch.ao dynamic int8"}
+DRAFT_KINDS = (*QUANTIZED_SELF_DRAFTS, "layer_skip", "ngram", "model")
+DEFAULT_SKIP = "24-29"
+OPEN_PROMPT = "Explain in a few sentences why the sky is blue."  # the tab's default prompt
+
+
+def speculative_target(models: Any, active: Any) -> Any:
+    """The loaded model (a runtime LoadedModel), in full precision on a CPU (so its int4 or int8 copy is a
+    cheaper draft); as loaded on a GPU. `models` is the runtime's ModelManager."""
+    if active.device == "cpu" and active.precision.quantization != "none":
+        return models.load(active.spec.key, "none", "cpu", activate=False)
+    return active
+
+
+def build_draft(models: Any, kind: str, target: Any, skip_layers: str = DEFAULT_SKIP, draft_model: str = "") -> Draft:
+    """The draft of `kind` (DRAFT_KINDS) for `target`, loading any model it needs through `models`."""
+    if kind in QUANTIZED_SELF_DRAFTS:
+        if target.device != "cpu":
+            raise SpeculativeError(f"The {kind} self-draft is a CPU option ({QUANTIZED_SELF_DRAFTS[kind]}). On a GPU, "
+                                   "pick layer skipping, prompt lookup or a smaller model of the same family.")
+        loaded = models.load(target.spec.key, kind, "cpu", activate=False)
+        return ModelDraft(loaded.model, loaded.lock, f"{kind} copy of the target")
+    if kind == "layer_skip":
+        layers = parse_layers(skip_layers or "", int(target.model.config.num_hidden_layers))
+        return ModelDraft(target.model, target.lock, f"target skipping layers {skip_layers.strip()}", layers)
+    if kind == "ngram":
+        return PromptLookupDraft(int(target.model.config.vocab_size))
+    if kind == "model":
+        if not (draft_model or "").strip():
+            raise SpeculativeError("Name the draft model (a preset or a hub id such as HuggingFaceTB/SmolLM2-135M-Instruct).")
+        loaded = models.load(draft_model.strip(), "auto", target.device, activate=False)
+        check_same_tokenizer(target.tokenizer, loaded.tokenizer, loaded.spec.label)
+        return ModelDraft(loaded.model, loaded.lock, loaded.spec.label,
+                          target_vocab_size=int(target.model.config.vocab_size))
+    raise SpeculativeError(f"Unknown draft {kind!r}; pick one of {', '.join(DRAFT_KINDS)}")

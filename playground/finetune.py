@@ -1088,3 +1088,11 @@ def merge_adapter(adapter: TrainedAdapter, like: LoadedModel) -> LoadedModel:
 def base_model_key(model_key: str) -> str:
     """The base of a merged model's key ('smollm2-135m-instruct+lora:x' -> 'smollm2-135m-instruct')."""
     return model_key.split("+lora:", 1)[0]
+
+
+def trainable_base(models: Any, active: LoadedModel) -> LoadedModel:
+    """The model to train: the active model's base in a trainable precision, loaded through the runtime's
+    ModelManager `models` without changing the active model (fp32 on CPU: int4 and dynamic int8 layers
+    are not trainable; NF4 on CUDA: QLoRA)."""
+    quantization = "nf4" if active.device == "cuda" else "none"
+    return models.load(base_model_key(active.spec.key), quantization, active.device, activate=False)

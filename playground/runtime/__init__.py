@@ -5,6 +5,7 @@ from playground.runtime.loading import (
     LoadedModel,
     ModelLoadError,
     Precision,
+    precision_options,
     resolve_device,
     resolve_precision,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "Precision",
     "UnknownModelError",
     "causal_lm_presets",
+    "precision_options",
     "resolve_device",
     "resolve_model",
     "resolve_precision",

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from playground.config import QUANTIZATION_CHOICES
 from playground.runtime import embedded
 from playground.runtime.int4 import int4_available, quantize_int4_weights
 from playground.runtime.registry import ModelSpec
@@ -146,6 +147,18 @@ def resolve_precision(requested: str, device: str) -> Precision:
         return Precision(requested, torch.bfloat16 if device == "cuda" else torch.float32, label,
                          f"{requested} as requested (bitsandbytes)", warning)
     raise ModelLoadError(f"Unknown quantization {requested!r}; use auto, none, bf16, fp16, int8, int4 or nf4.")
+
+
+def precision_options(device: str) -> list[tuple[str, Precision | None, str]]:
+    """Every explicit precision (QUANTIZATION_CHOICES without 'auto') on `device`, highest first:
+    (value, its Precision, "") where it runs, (value, None, the first sentence of why not) where it doesn't."""
+    options: list[tuple[str, Precision | None, str]] = []
+    for value in QUANTIZATION_CHOICES[1:]:
+        try:
+            options.append((value, resolve_precision(value, device), ""))
+        except ModelLoadError as error:
+            options.append((value, None, str(error).split(".")[0]))
+    return options
 
 
 # ---------------------------------------------------------------------------------------------

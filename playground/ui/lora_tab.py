@@ -15,7 +15,7 @@ import gradio as gr
 from playground import finetune as ft
 from playground.figures import finetune as figures
 from playground.figures.style import empty_figure
-from playground.runtime import LoadedModel, ModelLoadError
+from playground.runtime import ModelLoadError
 from playground.limits import whole_number_in
 from playground.ui.common import explanation
 from playground.ui.context import AppContext
@@ -149,14 +149,6 @@ def stats_markdown(progress: ft.TrainingProgress) -> str:
     return "\n\n".join(lines)
 
 
-def trainable_base(ctx: AppContext) -> LoadedModel:
-    """The model to train: the active model's base in a trainable precision, loaded through the manager
-    without changing the active model (fp32 on CPU: dynamic int8 is not trainable; NF4 on CUDA: QLoRA)."""
-    active = ctx.model()
-    quantization = "nf4" if active.device == "cuda" else "none"
-    return ctx.models.load(ft.base_model_key(active.spec.key), quantization, active.device, activate=False)
-
-
 def compare_prompts(text: str) -> tuple[list[str], list[str]]:
     """Non-empty lines, capped (with a note)."""
     prompts = [line.strip() for line in (text or "").splitlines() if line.strip()]
@@ -206,7 +198,7 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
         settings = lora_settings(rank, alpha, dropout, targets, learning_rate, schedule, warmup, train_by, steps,
                                  epochs, batch_size, grad_accumulation, max_length, seed, mask_prompt, eval_every)
         data = chosen_dataset(dataset, upload, settings.seed)
-        job = runner.start(trainable_base(ctx), data, settings, ctx.limits.training_steps)
+        job = runner.start(ft.trainable_base(ctx.models, ctx.model()), data, settings, ctx.limits.training_steps)
         yield from monitor(job)
 
     @user_errors

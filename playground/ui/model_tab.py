@@ -12,7 +12,7 @@ from playground import quantization as q
 from playground.config import QUANTIZATION_CHOICES
 from playground.figures import quantization as figures
 from playground.generation import encode_prompt
-from playground.runtime import ModelLoadError, resolve_device, resolve_precision
+from playground.runtime import precision_options, resolve_device
 from playground.limits import whole_number_in
 from playground.ui.context import AppContext
 from playground.ui.common import explanation
@@ -40,11 +40,9 @@ DEFAULT_LAB_PRECISIONS = ["none", "int8"]
 def precision_choices(device: str) -> list[tuple[str, str]]:
     """(label, value) for every precision, with why it is slow or unavailable on this device."""
     choices = []
-    for value in QUANTIZATION_CHOICES[1:]:
-        try:
-            precision = resolve_precision(value, device)
-        except ModelLoadError as error:
-            choices.append((f"{value} — unavailable: {str(error).split('.')[0]}", value))
+    for value, precision, refusal in precision_options(device):
+        if precision is None:
+            choices.append((f"{value} — unavailable: {refusal}", value))
             continue
         label = f"{value} — {precision.label}"
         if precision.warning:

@@ -12,18 +12,16 @@ import gradio as gr
 
 from playground import speculative as spec
 from playground.drafts import (
+    DEFAULT_SKIP,
+    DRAFT_KINDS,
+    OPEN_PROMPT,
     CachedModel,
-    Draft,
-    ModelDraft,
-    PromptLookupDraft,
-    SpeculativeError,
-    check_same_tokenizer,
-    parse_layers,
+    build_draft,
+    speculative_target,
 )
 from playground.figures import speculative as figures
 from playground.figures.style import empty_figure
 from playground.limits import whole_number_in
-from playground.runtime import LoadedModel
 from playground.sampling import SamplingSettings
 from playground.tokenization import visible
 from playground.ui.common import LATEX_DELIMITERS, explanation
@@ -61,17 +59,14 @@ argmax. The tests check this with a chi-square test over many seeds and token-fo
 transformers' assisted generation.
 """
 
-DRAFTS = [
-    ("int4 copy of the target (self-draft, CPU)", "int4"),
-    ("int8 copy of the target (self-draft, CPU)", "int8"),
-    ("target with some layers skipped (self-draft)", "layer_skip"),
-    ("n-gram prompt lookup (no model)", "ngram"),
-    ("another model with the same tokenizer", "model"),
-]
-# The target's own weights in a cheaper CPU precision, loaded beside it by the runtime.
-QUANTIZED_SELF_DRAFTS = {"int4": "4-bit weight-only, torch's CPU int4 kernel", "int8": "torch.ao dynamic int8"}
-DEFAULT_SKIP = "24-29"
-OPEN_PROMPT = "Explain in a few sentences why the sky is blue."
+DRAFT_LABELS = {
+    "int4": "int4 copy of the target (self-draft, CPU)",
+    "int8": "int8 copy of the target (self-draft, CPU)",
+    "layer_skip": "target with some layers skipped (self-draft)",
+    "ngram": "n-gram prompt lookup (no model)",
+    "model": "another model with the same tokenizer",
+}
+DRAFTS = [(DRAFT_LABELS[kind], kind) for kind in DRAFT_KINDS]
 EMPTY_TEXT = ("<div class='spec-empty' style='color:#4B5563;padding:1em'>Press <b>Speculate</b> to watch the draft "
               "propose and the target accept, reject and resample.</div>")
 EMPTY_FIGURE = "Run a speculation to see this chart."
@@ -81,41 +76,6 @@ RESIDUAL_HEADERS = ["token", "residual", "p (target)", "q (draft)"]
 RACE_UPDATE_EVERY = 8  # tokens between progress updates during the race
 CHIP = ("display:inline-block;margin:1px 1px;padding:1px 3px;border-radius:4px;white-space:pre-wrap;"
         "font-family:ui-monospace,monospace;font-size:14px;")
-
-
-# ---------------------------------------------------------------------------------------------
-# Models: the target is the loaded model at full precision; the draft is the user's choice
-# ---------------------------------------------------------------------------------------------
-
-
-def target_model(ctx: AppContext) -> LoadedModel:
-    """The loaded model, in full precision on a CPU (so its int4 or int8 copy is a cheaper draft); as loaded on a GPU."""
-    active = ctx.model()
-    if active.device == "cpu" and active.precision.quantization != "none":
-        return ctx.models.load(active.spec.key, "none", "cpu", activate=False)
-    return active
-
-
-def build_draft(ctx: AppContext, choice: str, target: LoadedModel, skip_layers: str, draft_model: str) -> Draft:
-    if choice in QUANTIZED_SELF_DRAFTS:
-        if target.device != "cpu":
-            raise SpeculativeError(f"The {choice} self-draft is a CPU option ({QUANTIZED_SELF_DRAFTS[choice]}). On a GPU, pick "
-                                   "layer skipping, prompt lookup or a smaller model of the same family.")
-        loaded = ctx.models.load(target.spec.key, choice, "cpu", activate=False)
-        return ModelDraft(loaded.model, loaded.lock, f"{choice} copy of the target")
-    if choice == "layer_skip":
-        layers = parse_layers(skip_layers or "", int(target.model.config.num_hidden_layers))
-        return ModelDraft(target.model, target.lock, f"target skipping layers {skip_layers.strip()}", layers)
-    if choice == "ngram":
-        return PromptLookupDraft(int(target.model.config.vocab_size))
-    if choice == "model":
-        if not (draft_model or "").strip():
-            raise SpeculativeError("Name the draft model (a preset or a hub id such as HuggingFaceTB/SmolLM2-135M-Instruct).")
-        loaded = ctx.models.load(draft_model.strip(), "auto", target.device, activate=False)
-        check_same_tokenizer(target.tokenizer, loaded.tokenizer, loaded.spec.label)
-        return ModelDraft(loaded.model, loaded.lock, loaded.spec.label,
-                          target_vocab_size=int(target.model.config.vocab_size))
-    raise SpeculativeError(f"Unknown draft {choice!r}; pick one of {', '.join(value for _, value in DRAFTS)}")
 
 
 def sampling_settings(temperature: float, top_k: float | None, top_p: float, seed: float | None) -> SamplingSettings:
@@ -223,9 +183,9 @@ def create_speculative_tab(ctx: AppContext) -> dict[str, Any]:
         spec.check_request(k_value, max_tokens)
         settings = sampling_settings(temperature, top_k, top_p, seed)
         yield ("Loading the target and the draft…", *([gr.skip()] * 9))
-        target = target_model(ctx)
+        target = speculative_target(ctx.models, ctx.model())
         prompt_ids, notes = spec.prepare_prompt(target.tokenizer, prompt)
-        draft = build_draft(ctx, draft_choice, target, skip_layers, draft_model)
+        draft = build_draft(ctx.models, draft_choice, target, skip_layers, draft_model)
         stops = target.eos_token_ids
         steps: list[spec.SpeculativeStep] = []
         records: list[dict[str, Any]] = []
