@@ -12,7 +12,7 @@ from playground import quantization as q
 from playground.config import QUANTIZATION_CHOICES
 from playground.figures import quantization as figures
 from playground.generation import encode_prompt
-from playground.runtime import precision_options, resolve_device
+from playground.runtime import precision_options, resolve_device, resolve_precision
 from playground.limits import whole_number_in
 from playground.ui.context import AppContext
 from playground.ui.common import explanation
@@ -34,7 +34,9 @@ $\exp(-\tfrac{1}{n}\sum \log p(x_{i+1} \mid x_{\le i}))$.
 they cost.
 """
 
-DEFAULT_LAB_PRECISIONS = ["none", "int8"]
+def default_lab_precisions(device: str) -> list[str]:
+    """Exact weights, the device's default (auto) and int8: the reference, what users run, and a cautionary tale."""
+    return list(dict.fromkeys(["none", resolve_precision("auto", device).quantization, "int8"]))
 
 
 def precision_choices(device: str) -> list[tuple[str, str]]:
@@ -80,7 +82,7 @@ def create_model_tab(ctx: AppContext) -> dict[str, Any]:
                     "(`assets/model/eval_text.txt`) and timed on a short greedy decode. The first precision "
                     "checked is the reference for KL and top-1 agreement.")
         with gr.Row():
-            precisions = gr.CheckboxGroup(precision_choices(device), value=DEFAULT_LAB_PRECISIONS,
+            precisions = gr.CheckboxGroup(precision_choices(device), value=default_lab_precisions(device),
                                           label="precisions to compare", scale=4)
             new_tokens = gr.Slider(4, 64, value=24, step=1, label="tokens to decode for speed", scale=1)
         compare = gr.Button("Compare precisions", variant="primary")
