@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import interleaved, load_default_model, median, print_table, row
+from benchmarks.common import interleaved, median, model_manager, print_table, row
 
 PROMPT = "The capital of France is"
 TRACE_TOKENS = 32
@@ -31,25 +31,23 @@ def _conditions(loaded: Any, extra: str) -> str:
             f"load average {load:.1f}; {extra}")
 
 
-def _tab_handlers(loaded: Any) -> dict[str, Any]:
-    """The Sampling tab's real handlers, built around the already loaded model."""
+def _tab_handlers(manager: Any) -> dict[str, Any]:
+    """The Sampling tab's real handlers, built on the app's context around the manager's loaded model."""
     import gradio as gr
 
+    from playground.ui.context import AppContext
     from playground.ui.sampling_tab import create_sampling_tab
 
-    class LoadedContext:
-        def model(self) -> Any:
-            return loaded
-
     with gr.Blocks() as demo:
-        create_sampling_tab(LoadedContext())  # type: ignore[arg-type]
+        create_sampling_tab(AppContext(manager.settings, manager))
     return {fn.api_name: fn.fn for fn in demo.fns.values() if fn.api_name}
 
 
-def slider_rows(loaded: Any, repeats: int = 15) -> list[dict[str, Any]]:
+def slider_rows(manager: Any, repeats: int = 15) -> list[dict[str, Any]]:
     from playground import sampling as smp
 
-    handlers = _tab_handlers(loaded)
+    loaded = manager.active()
+    handlers = _tab_handlers(manager)
     ids = smp.encode_capped_prompt(loaded.tokenizer, PROMPT, chat=False)[0]
     logits = smp.compute_prompt_logits(loaded.model, loaded.tokenizer, PROMPT, False).logits  # [vocab]
     handlers["next_token"](*SLIDER, 15)  # fills the tab's logits cache, as the first press of "Show" does
@@ -109,8 +107,9 @@ def trace_rows(loaded: Any, repeats: int = 5) -> list[dict[str, Any]]:
 
 
 def run() -> list[dict[str, Any]]:
-    loaded = load_default_model()
-    return slider_rows(loaded) + trace_rows(loaded)
+    manager = model_manager()
+    loaded = manager.load()  # the default precision, active as in the app
+    return slider_rows(manager) + trace_rows(loaded)
 
 
 if __name__ == "__main__":
