@@ -140,3 +140,17 @@ def test_corrupt_conversion_cache_is_rebuilt(tiny_model, tiny_tokenizer, tmp_pat
     reloaded = load_causal_lm(spec, precision, "cpu", tmp_path)
     assert len(conversions) == 2
     assert torch.equal(reloaded.model.model.embed_tokens.weight, tiny_model.model.embed_tokens.weight)
+
+
+def test_cuda_loads_turn_off_cudnn_attention(monkeypatch, tiny_model_dir, tmp_path):
+    """cuDNN's SDPA plans every new sequence length (decoding meets one per token): a CUDA load turns it
+    off. Checked on CPU by pretending the device is CUDA and stubbing the move there."""
+    monkeypatch.setattr(torch.nn.Module, "to", lambda self, *args, **kwargs: self)
+    torch.backends.cuda.enable_cudnn_sdp(True)
+    try:
+        load_causal_lm(resolve_model(str(tiny_model_dir)), resolve_precision("none", "cpu"), "cpu", tmp_path)
+        assert torch.backends.cuda.cudnn_sdp_enabled()  # a CPU load leaves the flag alone
+        load_causal_lm(resolve_model(str(tiny_model_dir)), resolve_precision("none", "cpu"), "cuda", tmp_path)
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(True)
