@@ -29,6 +29,7 @@ from typing import Any, Iterator, Protocol, Sequence
 
 import torch
 
+from playground.runtime import LoadedModel, ModelManager
 from playground.sampling import SamplingSettings, final_probabilities, sample_from
 
 
@@ -291,15 +292,16 @@ DEFAULT_SKIP = "24-29"
 OPEN_PROMPT = "Explain in a few sentences why the sky is blue."  # the tab's default prompt
 
 
-def speculative_target(models: Any, active: Any) -> Any:
-    """The loaded model (a runtime LoadedModel), in full precision on a CPU (so its int4 or int8 copy is a
-    cheaper draft); as loaded on a GPU. `models` is the runtime's ModelManager."""
+def speculative_target(models: ModelManager, active: LoadedModel) -> LoadedModel:
+    """The active model, in full precision on a CPU (so its int4 or int8 copy is a cheaper draft); as loaded
+    on a GPU."""
     if active.device == "cpu" and active.precision.quantization != "none":
         return models.load(active.spec.key, "none", "cpu", activate=False)
     return active
 
 
-def build_draft(models: Any, kind: str, target: Any, skip_layers: str = DEFAULT_SKIP, draft_model: str = "") -> Draft:
+def build_draft(models: ModelManager, kind: str, target: LoadedModel, skip_layers: str = DEFAULT_SKIP,
+                draft_model: str = "") -> Draft:
     """The draft of `kind` (DRAFT_KINDS) for `target`, loading any model it needs through `models`."""
     if kind in QUANTIZED_SELF_DRAFTS:
         if target.device != "cpu":

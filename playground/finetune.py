@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from playground.generation import encode_prompt, generate_text
 from playground.runtime.int4 import quantize_int4_weights
 from playground.runtime.loading import LoadedModel, count_parameters, memory_footprint_bytes, quantize_dynamic_int8
+from playground.runtime.manager import ModelManager
 from playground.limits import LIMITS as SERVER_LIMITS
 
 IGNORE_INDEX = -100  # label of a token the loss skips (the prompt, padding): transformers' convention
@@ -1090,9 +1091,9 @@ def base_model_key(model_key: str) -> str:
     return model_key.split("+lora:", 1)[0]
 
 
-def trainable_base(models: Any, active: LoadedModel) -> LoadedModel:
-    """The model to train: the active model's base in a trainable precision, loaded through the runtime's
-    ModelManager `models` without changing the active model (fp32 on CPU: int4 and dynamic int8 layers
+def trainable_base(models: ModelManager, active: LoadedModel) -> LoadedModel:
+    """The model to train: the active model's base in a trainable precision, loaded through `models`
+    without changing the active model (fp32 on CPU: int4 and dynamic int8 layers
     are not trainable; NF4 on CUDA: QLoRA)."""
     quantization = "nf4" if active.device == "cuda" else "none"
     return models.load(base_model_key(active.spec.key), quantization, active.device, activate=False)
