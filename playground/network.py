@@ -19,7 +19,7 @@ RTF_UP = 0x1
 NEEDS_NETWORK = (
     "hub models in the model picker (marked “hub, needs internet”) and any other hub id",
     "hub tokenizer ids in Tokenization (the model's, MiniLM's, Gemma's and raw bytes work offline)",
-    "a hub draft model in Speculative decoding (the int8, layer-skip and n-gram drafts work offline)",
+    "a hub draft model in Speculative decoding (the int4, int8, layer-skip and n-gram drafts work offline)",
 )
 
 
