@@ -22,7 +22,7 @@ then runs one section per tab through the project's own compute modules:
                 the int8 copy on CPU); acceptance; measured speed-up; HF prompt lookup
   rag           MiniLM on the device vs on the CPU (cosine), chunk + index the shipped corpus, retrieve,
                 LLM judge batched vs single, a grounded answer
-  lora          a few (Q)LoRA steps through FinetuneRunner, adapter effect, adapter zip, merge + adopt
+  lora          a few (Q)LoRA steps through LoraRunner, adapter effect, adapter zip, merge + adopt
   calibration   batched letter scores vs a direct forward, ECE & co, score cache, self-consistency
   quantization  model card counts, the quantization report over every precision the app offers here,
                 one weight matrix quantized, the memory table
@@ -83,7 +83,7 @@ from benchmarks.common import interleaved, median  # noqa: E402
 from benchmarks.speculative import rag_prompt  # noqa: E402
 from playground import attention as att  # noqa: E402
 from playground import calibration as cal  # noqa: E402
-from playground import finetune as ft  # noqa: E402
+from playground import lora as ft  # noqa: E402
 from playground import quantization as quant  # noqa: E402
 from playground import sampling as smp  # noqa: E402
 from playground import speculative as spec  # noqa: E402
@@ -100,7 +100,7 @@ from playground.drafts import (  # noqa: E402
     speculative_target,
 )
 from playground.generation import encode_prompt, generate_text, generate_tokens  # noqa: E402
-from playground.retrieval import (  # noqa: E402
+from playground.rag import (  # noqa: E402
     METHODS,
     ChunkingSettings,
     answer_question,
@@ -111,7 +111,7 @@ from playground.retrieval import (  # noqa: E402
     python_reference_corpus,
     retrieve,
 )
-from playground.retrieval.embedding import embed_texts  # noqa: E402
+from playground.rag.embedding import embed_texts  # noqa: E402
 from playground.runtime import (  # noqa: E402
     LoadedModel,
     ModelLoadError,
@@ -936,7 +936,7 @@ def section_rag(run: Run, section: Section) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-MERGE_REFUSALS = (ft.FinetuneError, ModelLoadError, NotImplementedError)
+MERGE_REFUSALS = (ft.LoraError, ModelLoadError, NotImplementedError)
 
 
 def section_lora(run: Run, section: Section) -> None:
@@ -947,7 +947,7 @@ def section_lora(run: Run, section: Section) -> None:
     pirate = ft.builtin_dataset("pirate")
     steps = run.sizes.lora_steps
     settings = ft.LoraSettings(steps=steps, warmup_steps=1, schedule="constant", eval_every=steps, dropout=0.0)
-    runner = ft.FinetuneRunner(run.scratch / "lora-logs")
+    runner = ft.LoraRunner(run.scratch / "lora-logs")
     job = runner.start(base, ft.Dataset("pirate", pirate.train, pirate.eval[:8]), settings)
     try:
         while job.thread is not None and job.thread.is_alive():

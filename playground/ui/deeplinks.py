@@ -22,6 +22,7 @@ Kind = Literal["text", "number", "bool", "choice", "choices"]
 
 # Query keys the app itself reads; they are never reported as unknown inputs.
 RESERVED_KEYS = ("tab", "run", "presenter", "__theme", "example")
+TAB_ALIASES = {"model": "quantization"}  # old tab keys, so links shared before a rename still open the tab
 MAX_TEXT_CHARS = 20_000  # a URL is no place for a corpus; longer values are cut (with a note)
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off", "")
@@ -152,6 +153,7 @@ def resolve_query(query: str | Mapping[str, str], fields: Mapping[str, Sequence[
     problems: list[str] = []
     presenter = _flag(pairs, "presenter", problems, default=False)
     tab = pairs.get("tab") or None
+    tab = TAB_ALIASES.get(tab, tab) if tab not in fields else tab
     if tab is not None and tab not in fields:
         problems.append(f"no tab called {tab!r} (tabs: {', '.join(fields)})")
         tab = None

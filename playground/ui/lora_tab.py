@@ -1,6 +1,6 @@
 """LoRA tab: fine-tune a private copy of the loaded model in the background, watch the loss fall,
 compare before and after, download the adapter, merge it for the other tabs or unload it.
-Handlers are thin adapters over playground.finetune and playground.figures.finetune."""
+Handlers are thin adapters over playground.lora and playground.figures.lora."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any, Iterator
 
 import gradio as gr
 
-from playground import finetune as ft
-from playground.figures import finetune as figures
+from playground import lora as ft
+from playground.figures import lora as figures
 from playground.figures.style import empty_figure
 from playground.runtime import ModelLoadError
 from playground.limits import whole_number_in
@@ -51,7 +51,7 @@ UPLOAD_HELP = ('One JSON object per line: {"instruction": ..., "response": ...} 
 
 
 # ---------------------------------------------------------------------------------------------
-# Adapters (the math is in playground.finetune)
+# Adapters (the math is in playground.lora)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -164,7 +164,7 @@ def compare_prompts(text: str) -> tuple[list[str], list[str]]:
 
 
 def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
-    runner = ft.FinetuneRunner(ctx.settings.cache_dir / "finetune")
+    runner = ft.LoraRunner(ctx.settings.cache_dir / "lora")
     defaults = ft.LoraSettings()
 
     def render(progress: ft.TrainingProgress, plots: bool) -> tuple[Any, ...]:
@@ -191,7 +191,7 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
                 empty_figure(message, "Training dynamics"), {"status": "none", "message": message})
 
     @user_errors
-    def finetune(dataset: str, upload: str | None, rank: float, alpha: float, dropout: float, targets: list[str],
+    def train_lora(dataset: str, upload: str | None, rank: float, alpha: float, dropout: float, targets: list[str],
                  learning_rate: float, schedule: str, warmup: float, train_by: str, steps: float, epochs: float,
                  batch_size: float, grad_accumulation: float, max_length: float, seed: float, mask_prompt: bool,
                  eval_every: float) -> Iterator[tuple[Any, ...]]:
@@ -363,8 +363,8 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
     with gr.Row():
         adapter_file = gr.File(label="Adapter: adapter_model.safetensors + adapter_config.json", interactive=False)
         adapter_message = gr.Markdown(NO_ADAPTER, elem_id="lora-adapter-message")
-    with gr.Accordion("Raw numbers (JSON): finetune, dataset, why LoRA, compare, adapter", open=False):
-        finetune_json = gr.JSON(label="finetune")
+    with gr.Accordion("Raw numbers (JSON): training, dataset, why LoRA, compare, adapter", open=False):
+        training_json = gr.JSON(label="training")
         dataset_json = gr.JSON(label="lora_dataset")
         budget_json = gr.JSON(label="lora_budget")
         compare_json = gr.JSON(label="compare_lora")
@@ -373,15 +373,15 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
     # -- events ----------------------------------------------------------------------------------
     setting_inputs = [rank, alpha, dropout, targets, learning_rate, schedule, warmup, train_by, steps, epochs,
                       batch_size, grad_accumulation, max_length, seed, mask_prompt, eval_every]
-    monitor_outputs = [progress_box, stats, loss_plot, dynamics_plot, finetune_json]
+    monitor_outputs = [progress_box, stats, loss_plot, dynamics_plot, training_json]
     budget_outputs = [budget_plot, budget_table, budget_json]
     dataset_inputs = [dataset, upload, max_length, mask_prompt, seed]
     dataset_outputs = [dataset_report, dataset_json, prompts]
     # Streaming and polling handlers only read a log file: never queue them behind each other (the
     # runner itself allows one job and tells a second request so).
-    train.click(finetune, [dataset, upload, *setting_inputs], monitor_outputs, api_name="finetune",
+    train.click(train_lora, [dataset, upload, *setting_inputs], monitor_outputs, api_name="train_lora",
                 concurrency_limit=None)
-    stop.click(cancel, None, finetune_json, api_name="finetune_cancel", concurrency_limit=None)
+    stop.click(cancel, None, training_json, api_name="cancel_lora", concurrency_limit=None)
     check.click(check_dataset, dataset_inputs, dataset_outputs, api_name="lora_dataset")
     dataset.change(check_dataset, dataset_inputs, dataset_outputs, api_visibility="private", trigger_mode="always_last")
     upload.upload(lambda: "upload", None, dataset, api_visibility="private", queue=False)  # then dataset.change checks it
@@ -409,5 +409,5 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
             "loss_plot": loss_plot, "dynamics_plot": dynamics_plot, "prompts": prompts,
             "max_new_tokens": max_new_tokens, "compare": compare_button, "answers": answers, "shift_plot": shift_plot,
             "download": download_button, "merge": merge_button, "unload": unload_button, "adapter_file": adapter_file,
-            "adapter_message": adapter_message, "finetune_json": finetune_json, "dataset_json": dataset_json,
+            "adapter_message": adapter_message, "training_json": training_json, "dataset_json": dataset_json,
             "budget_json": budget_json, "compare_json": compare_json, "adapter_json": adapter_json}

@@ -1,6 +1,6 @@
 """RAG tab: chunk a corpus, embed it, retrieve with dense / BM25 / hybrid scores, rerank with the LLM,
-answer with citations, and evaluate retrieval. Handlers are thin adapters over playground.retrieval
-and playground.figures.retrieval."""
+answer with citations, and evaluate retrieval. Handlers are thin adapters over playground.rag
+and playground.figures.rag."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from playground import retrieval as rag
-from playground.figures import retrieval as figures
-from playground.retrieval.corpus import ALLOWED_SUFFIXES, PYTHON_REFERENCE, read_document
-from playground.retrieval.embedding import no_progress
-from playground.retrieval.evaluation import EVAL_KS, load_questions
-from playground.retrieval.ranking import CANDIDATE_POOL
-from playground.retrieval.search import RRF_K
+from playground import rag
+from playground.figures import rag as figures
+from playground.rag.corpus import ALLOWED_SUFFIXES, PYTHON_REFERENCE, read_document
+from playground.rag.embedding import no_progress
+from playground.rag.evaluation import EVAL_KS, load_questions
+from playground.rag.ranking import CANDIDATE_POOL
+from playground.rag.search import RRF_K
 from playground.runtime.registry import DEFAULT_EMBEDDING_MODEL
 from playground.limits import LIMITS, Limits, whole_number_in
 from playground.ui.common import explanation
@@ -69,7 +69,7 @@ ProgressFn = Callable[[float, str], None]
 
 
 # ---------------------------------------------------------------------------------------------
-# Adapters (no math here: it is all in playground.retrieval)
+# Adapters (no math here: it is all in playground.rag)
 # ---------------------------------------------------------------------------------------------
 
 

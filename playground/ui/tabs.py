@@ -11,7 +11,7 @@ from playground.ui.attention_tab import create_attention_tab
 from playground.ui.calibration_tab import create_calibration_tab
 from playground.ui.context import AppContext
 from playground.ui.lora_tab import create_lora_tab
-from playground.ui.model_tab import create_model_tab
+from playground.ui.quantization_tab import create_quantization_tab
 from playground.ui.rag_tab import create_rag_tab
 from playground.ui.sampling_tab import create_sampling_tab
 from playground.ui.speculative_tab import create_speculative_tab
@@ -72,7 +72,7 @@ def all_tabs() -> list[TabInfo]:
         TabInfo("calibration", "Calibration", "Is the model as sure as it sounds? Reliability diagrams, ECE and "
                 "temperature scaling.", 9, create_calibration_tab,
                 link_inputs=("source", "mode", "n_bins", "binning"), run="run"),
-        TabInfo("model", "Model & quantization", "The model's architecture, parameter counts, and precisions "
-                "compared on memory, speed and quality.", 10, create_model_tab, link_inputs=("precisions",),
+        TabInfo("quantization", "Model & quantization", "The model's architecture, parameter counts, and precisions "
+                "compared on memory, speed and quality.", 10, create_quantization_tab, link_inputs=("precisions",),
                 run="describe"),
     ]

@@ -37,7 +37,7 @@ EXAMPLES_PER_ENDPOINT = 4
 CALL_TIMEOUT_S = 90
 # Valid choices of these would switch the model every visitor uses or start a long job: fuzz them with
 # invalid choices only (their valid paths have their own API tests).
-INVALID_CHOICES_ONLY = set(APP_WIDE_EVENTS) | {"finetune", "quantization_report"}
+INVALID_CHOICES_ONLY = set(APP_WIDE_EVENTS) | {"train_lora", "quantization_report"}
 
 HOSTILE_TEXTS = [
     "", " ", "\x00\x01\x02\x1b[31m\x7f", "\ud800 lone surrogate \udfff", "مرحبا بالعالم \u202e txet LTR",
@@ -189,5 +189,5 @@ def test_every_endpoint_survives_hostile_input(client, app_url):
         fuzz()
         health = call(app_url, "model_status", [])
         assert health is None, f"the app stopped answering after fuzzing {name}: {health}"
-    client.predict(api_name="/finetune_cancel")  # in case a random but valid request started a run
+    client.predict(api_name="/cancel_lora")  # in case a random but valid request started a run
     assert problems == [], "\n".join(problems)

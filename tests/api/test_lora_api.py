@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.load import CALLS, comparable
-from playground import finetune as ft
+from playground import lora as ft
 from playground.sampling import PromptLogitsCache
 
 pytestmark = pytest.mark.slow
@@ -21,7 +21,7 @@ FINISHED = ("completed", "cancelled", "failed")
 NEXT_TOKEN = next(call for call in CALLS if call.label == "next_token")  # seeded: the same answer every time
 
 
-def finetune_args(**overrides):
+def train_args(**overrides):
     values = {"dataset": "pirate", "upload": None, "rank": 8, "alpha": 16, "dropout": 0.0,
               "targets": ["q_proj", "v_proj"], "learning_rate": 2e-3, "schedule": "constant", "warmup": 0,
               "train_by": "steps", "steps": 2, "epochs": 1, "batch_size": 2, "grad_accumulation": 1,
@@ -30,8 +30,8 @@ def finetune_args(**overrides):
     return list(values.values())
 
 
-def test_finetune_streams_progress_and_final_metrics(client, real_model):
-    job = client.submit(*finetune_args(), api_name="/finetune")
+def test_training_streams_progress_and_final_metrics(client, real_model):
+    job = client.submit(*train_args(), api_name="/train_lora")
     job.result(timeout=900)
     outputs = job.outputs()
     assert len(outputs) >= 2  # streamed: at least the first poll and the final state
@@ -93,7 +93,7 @@ def test_training_changes_nobody_elses_answers_until_merge(client, app_url):
         return comparable(visitor.predict(prompt, *NEXT_TOKEN.args[1:], api_name=NEXT_TOKEN.api_name))
 
     before = {prompt: next_token(prompt) for prompt in prompts}
-    run = client.submit(*finetune_args(steps=8, eval_every=8, learning_rate=1e-2), api_name="/finetune")
+    run = client.submit(*train_args(steps=8, eval_every=8, learning_rate=1e-2), api_name="/train_lora")
     during = []
     while not run.done():
         prompt = next(turn)
@@ -114,28 +114,28 @@ def test_training_changes_nobody_elses_answers_until_merge(client, app_url):
 
 
 def test_one_job_at_a_time_and_cancel(client):
-    long_run = client.submit(*finetune_args(steps=500, eval_every=500), api_name="/finetune")
+    long_run = client.submit(*train_args(steps=500, eval_every=500), api_name="/train_lora")
     for output in long_run:
         if output[4].get("status") == "running":
             break
     with pytest.raises(Exception, match="already running"):
-        client.predict(*finetune_args(), api_name="/finetune")
-    assert client.predict(api_name="/finetune_cancel")["cancelled"] is True
+        client.predict(*train_args(), api_name="/train_lora")
+    assert client.predict(api_name="/cancel_lora")["cancelled"] is True
     long_run.result(timeout=600)
     final = long_run.outputs()[-1][4]
     assert final["status"] == "cancelled" and final["step"] < 500
-    assert client.predict(api_name="/finetune_cancel")["cancelled"] is False
+    assert client.predict(api_name="/cancel_lora")["cancelled"] is False
 
 
 def test_bad_input_gets_specific_messages(client, tmp_path):
     from gradio_client import handle_file
 
     with pytest.raises(Exception, match="learning_rate must be between 1e-06 and 0.1, got 1"):
-        client.predict(*finetune_args(learning_rate=1.0), api_name="/finetune")
+        client.predict(*train_args(learning_rate=1.0), api_name="/train_lora")
     with pytest.raises(Exception, match="steps must be between 1 and 2000, got 0"):
-        client.predict(*finetune_args(steps=0), api_name="/finetune")
+        client.predict(*train_args(steps=0), api_name="/train_lora")
     with pytest.raises(Exception, match="less than minimum value 1"):  # the rank slider's own range check
-        client.predict(*finetune_args(rank=0), api_name="/finetune")
+        client.predict(*train_args(rank=0), api_name="/train_lora")
     with pytest.raises(Exception, match="Upload a JSONL file first"):
         client.predict("upload", None, 96, True, 0, api_name="/lora_dataset")
     upload = tmp_path / "mine.jsonl"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from playground.retrieval import (
+from playground.rag import (
     ChunkingSettings,
     answer_question,
     apply_rerank,
@@ -18,7 +18,7 @@ from playground.retrieval import (
     python_reference_corpus,
     retrieve,
 )
-from playground.retrieval.chunking import chunk_text
+from playground.rag.chunking import chunk_text
 
 pytestmark = pytest.mark.slow
 

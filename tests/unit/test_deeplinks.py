@@ -109,7 +109,7 @@ def test_fields_follow_the_components():
 def test_every_built_tab_links_its_defaults_round_trip(app_links):
     _, links = app_links
     assert {tab.key for tab in links} == {"tokenization", "attention", "sampling", "speculative", "rag", "lora",
-                                          "calibration", "model"}
+                                          "calibration", "quantization"}
     fields = {tab.key: tab.fields for tab in links}
     for tab in links:
         assert tab.fields, f"{tab.key} has no deep-linkable inputs"
@@ -127,3 +127,9 @@ def test_run_buttons_get_an_element_id_the_page_can_press(app_links):
         if tab.run_elem_id is not None:
             assert tab.run_elem_id in config_ids, tab.key
     assert sum(tab.run_elem_id is not None for tab in links) >= 6
+
+
+def test_an_old_tab_key_still_opens_its_renamed_tab():
+    fields = {"quantization": (LinkField("precisions", "choices", choices=("none", "int4")),)}
+    link = resolve_query("?tab=model&precisions=int4", fields)
+    assert link.tab == "quantization" and link.values == {"precisions": ["int4"]} and link.problems == ()

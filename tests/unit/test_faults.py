@@ -1,7 +1,7 @@
 """Injected faults during generation: out of memory in a forward, a client that stops reading mid-stream.
 The model lock is released, the message says what happened, and the next request works. (Failed loads,
 a truncated safetensors cache, OOM during training and the cancel event are injected in test_manager.py,
-test_loading.py, test_finetune_job.py and test_generation.py.)"""
+test_loading.py, test_lora_job.py and test_generation.py.)"""
 
 from __future__ import annotations
 

@@ -32,16 +32,16 @@ def test_public_limits_are_never_looser_than_the_hard_ones():
 
 
 def test_compute_modules_take_their_caps_from_the_one_table():
-    from playground import attention, calibration, finetune, sampling, speculative, tokenization
-    from playground.retrieval import answer, chunking, corpus, ranking
+    from playground import attention, calibration, lora, sampling, speculative, tokenization
+    from playground.rag import answer, chunking, corpus, ranking
 
     pairs = [(sampling.MAX_TRACE_TOKENS, LIMITS.sampling_new_tokens), (sampling.MAX_SAMPLES, LIMITS.samples),
              (speculative.MAX_K, LIMITS.speculative_k), (speculative.MAX_NEW_TOKENS, LIMITS.speculative_new_tokens),
              (answer.MAX_NEW_TOKENS, LIMITS.rag_new_tokens), (ranking.MAX_K, LIMITS.retrieval_k),
              (corpus.corpus_from_inputs.__defaults__[-1], LIMITS), (chunking.MAX_CHUNKS, LIMITS.rag_chunks),
              (attention.MAX_ANALYSED_TOKENS, LIMITS.attention_tokens), (tokenization.BPE_MAX_MERGES, LIMITS.bpe_merges),
-             (calibration.MAX_CSV_ROWS, LIMITS.csv_rows), (finetune.LIMITS["steps"][1], LIMITS.training_steps),
-             (finetune.MAX_UPLOAD_LINES, LIMITS.lora_upload_lines)]
+             (calibration.MAX_CSV_ROWS, LIMITS.csv_rows), (lora.LIMITS["steps"][1], LIMITS.training_steps),
+             (lora.MAX_UPLOAD_LINES, LIMITS.lora_upload_lines)]
     assert [module_value for module_value, _ in pairs] == [table_value for _, table_value in pairs]
 
 
@@ -153,13 +153,13 @@ def test_a_restricted_server_loads_no_tokenizer_from_a_folder(tiny_model_dir, tm
 
 
 def test_a_run_longer_than_the_server_allows_is_refused_before_it_starts(tiny_model_dir, tmp_path):
-    from playground import finetune as ft
+    from playground import lora as ft
 
     base = ModelManager(Settings(model=str(tiny_model_dir), quantization="none", device="cpu", offline=True,
                                  cache_dir=tmp_path)).load()
     pirate = ft.builtin_dataset("pirate")
     data = ft.Dataset("pirate-small", pirate.train[:40], pirate.eval[:4])
-    runner = ft.FinetuneRunner(tmp_path / "finetune")
+    runner = ft.LoraRunner(tmp_path / "lora")
     with pytest.raises(ft.LoraSettingsError, match="would take 200 optimizer steps; this server allows at most 199"):
         runner.start(base, data, ft.LoraSettings(epochs=20, batch_size=4), max_steps=199)
     assert runner.job is None

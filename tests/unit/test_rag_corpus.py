@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from playground.limits import LIMITS, PUBLIC_LIMITS
-from playground.retrieval import chunking, corpus
-from playground.retrieval.chunking import ChunkingError, ChunkingSettings, chunk_corpus, chunk_spans, unit_boundaries
-from playground.retrieval.corpus import CorpusError, corpus_from_inputs, python_reference_corpus, read_document
+from playground.rag import chunking, corpus
+from playground.rag.chunking import ChunkingError, ChunkingSettings, chunk_corpus, chunk_spans, unit_boundaries
+from playground.rag.corpus import CorpusError, corpus_from_inputs, python_reference_corpus, read_document
 
 # -- corpus ----------------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""LoRA training benchmark: our loop (playground.finetune.train_lora) vs the same configuration through
+"""LoRA training benchmark: our loop (playground.lora.train_lora) vs the same configuration through
 transformers' `Trainer` + PEFT, same model, same batches, same run. Target: >= 1.0x steps/s.
 
 Both sides train a fresh LoRA copy (same seed, so the same A init) on the pirate dataset with the same
@@ -13,7 +13,7 @@ to on_step_end), the first `warmup` steps are dropped and the table shows median
 Memory: each side trains once more in a fresh process (neither inherits the other's freed memory);
 peak memory is the growth of that process's resident set while it trains.
 
-`python -m benchmarks.finetune [--steps N] [--demo]` prints the table; `--demo` also times the default
+`python -m benchmarks.lora [--steps N] [--demo]` prints the table; `--demo` also times the default
 demo run end to end through the background job (what the LoRA tab's Train button does).
 """
 
@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import torch
 
-from playground import finetune as ft
+from playground import lora as ft
 
 TURN_TIMEOUT = 900.0  # s: a side that does not hand the turn back by then has failed
 
@@ -170,7 +170,7 @@ def peak_memory_session(side: str, steps: int) -> int:
 
 
 def peak_memory_in_subprocess(side: str, steps: int) -> int:
-    command = [sys.executable, "-m", "benchmarks.finetune", "--memory-session", side, "--steps", str(steps)]
+    command = [sys.executable, "-m", "benchmarks.lora", "--memory-session", side, "--steps", str(steps)]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     return int(json.loads(result.stdout.strip().splitlines()[-1])["peak_growth_bytes"])
 
@@ -178,7 +178,7 @@ def peak_memory_in_subprocess(side: str, steps: int) -> int:
 def demo_run(base: Any) -> dict[str, Any]:
     """The default demo (LoraSettings() on the pirate dataset) through the background job, end to end."""
     with tempfile.TemporaryDirectory() as log_dir:
-        runner = ft.FinetuneRunner(log_dir)
+        runner = ft.LoraRunner(log_dir)
         started = time.perf_counter()
         job = runner.start(base, ft.builtin_dataset("pirate"), ft.LoraSettings())
         job.thread.join()

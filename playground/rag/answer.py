@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Sequence, TypeVar
 
 from playground.generation import encode_prompt, generate_text
-from playground.retrieval.chunking import Chunk
+from playground.rag.chunking import Chunk
 from playground.sampling import SamplingSettings
 from playground.limits import LIMITS
 

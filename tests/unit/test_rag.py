@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from playground.figures import retrieval as figures
-from playground.retrieval import embedding, evaluation, projection
-from playground.retrieval.chunking import ChunkingSettings
-from playground.retrieval.corpus import Corpus, Document, python_reference_corpus
-from playground.retrieval.index import IndexStore, build_index
-from playground.retrieval.ranking import RetrievalInputError, apply_rerank, rank_corpus, retrieve
-from playground.retrieval.search import DenseIndex, LexicalIndex, reciprocal_rank_fusion, top_indices
+from playground.figures import rag as figures
+from playground.rag import embedding, evaluation, projection
+from playground.rag.chunking import ChunkingSettings
+from playground.rag.corpus import Corpus, Document, python_reference_corpus
+from playground.rag.index import IndexStore, build_index
+from playground.rag.ranking import RetrievalInputError, apply_rerank, rank_corpus, retrieve
+from playground.rag.search import DenseIndex, LexicalIndex, reciprocal_rank_fusion, top_indices
 from tiny import HashEmbedder
 
 

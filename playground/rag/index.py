@@ -13,11 +13,11 @@ from typing import Any, Callable
 import numpy as np
 
 from playground.limits import LIMITS, Limits
-from playground.retrieval.chunking import Chunk, ChunkingSettings, ChunkSet, chunk_corpus
-from playground.retrieval.corpus import Corpus
-from playground.retrieval.embedding import ProgressFn, cache_key, embed_chunks_cached, no_progress
-from playground.retrieval.projection import Projector, fit_projector
-from playground.retrieval.search import FAISS_THRESHOLD, DenseIndex, LexicalIndex
+from playground.rag.chunking import Chunk, ChunkingSettings, ChunkSet, chunk_corpus
+from playground.rag.corpus import Corpus
+from playground.rag.embedding import ProgressFn, cache_key, embed_chunks_cached, no_progress
+from playground.rag.projection import Projector, fit_projector
+from playground.rag.search import FAISS_THRESHOLD, DenseIndex, LexicalIndex
 
 
 @dataclass(eq=False)

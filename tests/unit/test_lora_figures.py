@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from playground import finetune as ft
-from playground.figures import finetune as figures
+from playground import lora as ft
+from playground.figures import lora as figures
 
 
 def progress(n_steps: int) -> ft.TrainingProgress:

@@ -9,7 +9,7 @@
    corpus's embeddings), FAISS HNSW vs exact numpy (ratio < 1: FAISS is faster), with HNSW's
    recall@10 against the exact answer.
 
-`python -m benchmarks.retrieval [--quick]` prints the table; `--quality` prints the retrieval
+`python -m benchmarks.rag [--quick]` prints the table; `--quality` prints the retrieval
 evaluation (recall@k, MRR, nDCG) on the question set instead, as shown in the README.
 """
 
@@ -40,7 +40,7 @@ def _models() -> tuple[Any, Any]:
 
 
 def _default_index(manager: Any, embedder: Any) -> Any:
-    from playground.retrieval import ChunkingSettings, build_index, python_reference_corpus
+    from playground.rag import ChunkingSettings, build_index, python_reference_corpus
     from playground.runtime.registry import DEFAULT_EMBEDDING_MODEL
 
     return build_index(python_reference_corpus(), ChunkingSettings(**CORPUS_CHUNKING), embedder,
@@ -51,7 +51,7 @@ def query_latency(embedder: Any, index: Any, repeats: int) -> list[dict[str, Any
     import torch
     from sentence_transformers.util import semantic_search
 
-    from playground.retrieval import load_questions, retrieve
+    from playground.rag import load_questions, retrieve
 
     questions = [q.question for q in load_questions()[:10]]
     corpus = torch.from_numpy(index.embeddings)
@@ -74,7 +74,7 @@ def query_latency(embedder: Any, index: Any, repeats: int) -> list[dict[str, Any
 
 
 def indexing_throughput(embedder: Any, index: Any, chunks: int, repeats: int) -> dict[str, Any]:
-    from playground.retrieval.embedding import embed_texts
+    from playground.rag.embedding import embed_texts
 
     texts = [chunk.text for chunk in index.chunks[:chunks]]
     ours, base = interleaved(lambda: embed_texts(embedder, texts), lambda: embedder.encode(
@@ -97,9 +97,9 @@ def synthetic_chunks(real: np.ndarray, count: int, rng: np.random.Generator) -> 
 
 
 def scale_curve(index: Any, embedder: Any, sizes: tuple[int, ...]) -> list[dict[str, Any]]:
-    from playground.retrieval import load_questions
-    from playground.retrieval.embedding import embed_texts
-    from playground.retrieval.search import DenseIndex
+    from playground.rag import load_questions
+    from playground.rag.embedding import embed_texts
+    from playground.rag.search import DenseIndex
 
     rng = np.random.default_rng(0)
     probes = embed_texts(embedder, [q.question for q in load_questions()])  # [45, 384] real questions
@@ -133,7 +133,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
 
 def print_quality(rerank_candidates: int) -> None:
     """The evaluation table of the README: dense, BM25, hybrid (and the LLM rerank of the hybrid top N)."""
-    from playground.retrieval import evaluate_index, judge_relevance
+    from playground.rag import evaluate_index, judge_relevance
 
     manager, embedder = _models()
     index = _default_index(manager, embedder)

@@ -16,8 +16,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from playground.retrieval.chunking import ChunkingSettings
-from playground.retrieval.corpus import digest_texts
+from playground.rag.chunking import ChunkingSettings
+from playground.rag.corpus import digest_texts
 
 ProgressFn = Callable[[float, str], None]
 CACHE_FORMAT = 1

@@ -13,7 +13,7 @@ import zipfile
 import pytest
 import torch
 
-from playground import finetune as ft
+from playground import lora as ft
 from playground.config import Settings
 from playground.generation import encode_prompt, generate_text
 from playground.runtime import ModelLoadError, ModelManager
@@ -325,7 +325,7 @@ def test_next_token_shift_is_the_two_softmaxes(trained, base):
     assert [t.delta for t in shift.tokens] == sorted((t.delta for t in shift.tokens), reverse=True)
     kl = float((after.double() * (after.double().log2() - before.double().log2())).sum())
     assert shift.kl_bits == pytest.approx(kl, rel=1e-6) and shift.kl_bits > 0
-    with pytest.raises(ft.FinetuneError, match="Enter a prompt"):
+    with pytest.raises(ft.LoraError, match="Enter a prompt"):
         ft.next_token_shift(adapter, "  ")
 
 

@@ -12,7 +12,7 @@ answer.py      grounded prompt, greedy answer, citations, "lost in the middle" p
 evaluation.py  recall@k, MRR, nDCG on the question set in assets/rag/questions.json
 """
 
-from playground.retrieval.answer import (
+from playground.rag.answer import (
     MAX_NEW_TOKENS,
     POSITIONS,
     AnswerInputError,
@@ -20,13 +20,13 @@ from playground.retrieval.answer import (
     answer_question,
     place_best,
 )
-from playground.retrieval.chunking import CHUNK_UNITS, Chunk, ChunkingError, ChunkingSettings, ChunkSet, chunk_corpus
-from playground.retrieval.corpus import Corpus, CorpusError, Document, corpus_from_inputs, python_reference_corpus
-from playground.retrieval.evaluation import EvaluationError, EvaluationReport, evaluate_index, load_questions
-from playground.retrieval.index import IndexStore, RetrievalIndex, build_index
-from playground.retrieval.projection import available_projections
-from playground.retrieval.rerank import Judgement, JudgementCache, RerankError, judge_relevance
-from playground.retrieval.ranking import (
+from playground.rag.chunking import CHUNK_UNITS, Chunk, ChunkingError, ChunkingSettings, ChunkSet, chunk_corpus
+from playground.rag.corpus import Corpus, CorpusError, Document, corpus_from_inputs, python_reference_corpus
+from playground.rag.evaluation import EvaluationError, EvaluationReport, evaluate_index, load_questions
+from playground.rag.index import IndexStore, RetrievalIndex, build_index
+from playground.rag.projection import available_projections
+from playground.rag.rerank import Judgement, JudgementCache, RerankError, judge_relevance
+from playground.rag.ranking import (
     MAX_K,
     MAX_RERANK,
     METHODS,
@@ -36,7 +36,7 @@ from playground.retrieval.ranking import (
     apply_rerank,
     retrieve,
 )
-from playground.retrieval.search import DenseIndex, LexicalIndex, reciprocal_rank_fusion
+from playground.rag.search import DenseIndex, LexicalIndex, reciprocal_rank_fusion
 
 __all__ = [
     "CHUNK_UNITS", "MAX_K", "MAX_NEW_TOKENS", "MAX_RERANK", "METHODS", "POSITIONS",

@@ -1,5 +1,5 @@
 """Figures for the LoRA tab: loss curves, training dynamics, the "why LoRA" parameter budget and the
-next-token shift before/after. Data in (the dataclasses of playground.finetune), plotly Figure out."""
+next-token shift before/after. Data in (the dataclasses of playground.lora), plotly Figure out."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from playground.figures.style import MUTED, PALETTE, legend_below, styled
-from playground.finetune import SMOOTHING, LoraBudget, NextTokenShift, TrainingProgress
+from playground.lora import SMOOTHING, LoraBudget, NextTokenShift, TrainingProgress
 from playground.tokenization import visible
 
 MAX_POINTS = 500  # a longer curve is thinned to this many points (every n-th step; the note says so)

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from playground import finetune as ft
+from playground import lora as ft
 from playground.config import Settings
 from playground.runtime import ModelManager
 
@@ -29,7 +29,7 @@ def dataset():
 
 @pytest.fixture
 def runner(tmp_path):
-    return ft.FinetuneRunner(tmp_path / "finetune")
+    return ft.LoraRunner(tmp_path / "lora")
 
 
 def wait(job: ft.TrainingJob, seconds: float = 120) -> None:

@@ -65,7 +65,7 @@ def _card_markdown(a: q.ArchitectureSummary, breakdown_total: int, counted: int)
     return "| | |\n|---|---|\n" + "\n".join(f"| {name} | {value} |" for name, value in rows)
 
 
-def create_model_tab(ctx: AppContext) -> dict[str, Any]:
+def create_quantization_tab(ctx: AppContext) -> dict[str, Any]:
     explanation(EXPLANATION)
     device = resolve_device("auto") if ctx.settings.device == "auto" else ctx.settings.device
 

@@ -8,7 +8,7 @@ import zipfile
 import pytest
 import torch
 
-from playground import finetune as ft
+from playground import lora as ft
 from playground.generation import encode_prompt
 
 pytestmark = pytest.mark.slow
@@ -33,7 +33,7 @@ def test_a_short_run_on_the_style_dataset_lowers_eval_loss_and_the_adapter_round
     from peft import PeftModel
 
     pirate = ft.builtin_dataset("pirate")
-    runner = ft.FinetuneRunner(tmp_path / "logs")
+    runner = ft.LoraRunner(tmp_path / "logs")
     settings = ft.LoraSettings(steps=6, warmup_steps=1, schedule="constant", eval_every=6, dropout=0.0)
     job = runner.start(fp32, ft.Dataset("pirate", pirate.train, pirate.eval[:8]), settings)
     job.thread.join(900)

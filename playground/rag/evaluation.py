@@ -21,9 +21,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from playground.retrieval.embedding import ProgressFn, embed_texts, no_progress
-from playground.retrieval.index import RetrievalIndex
-from playground.retrieval.ranking import METHODS, rank_corpus
+from playground.rag.embedding import ProgressFn, embed_texts, no_progress
+from playground.rag.index import RetrievalIndex
+from playground.rag.ranking import METHODS, rank_corpus
 
 QUESTIONS_PATH = Path(__file__).resolve().parents[2] / "assets" / "rag" / "questions.json"
 EVAL_KS = (1, 3, 5, 10)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from playground import finetune as ft
+from playground import lora as ft
 from playground.ui import lora_tab
 
 UI_DEFAULTS = {"rank": 8, "alpha": 16, "dropout": 0.05, "targets": ["q_proj", "v_proj"], "learning_rate": 2e-3,

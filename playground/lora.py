@@ -49,23 +49,23 @@ EVAL_FRACTION = 0.1  # share of an uploaded dataset held out for eval
 SMOOTHING = 0.8  # EMA weight of the smoothed train-loss curve (debiased like TensorBoard's)
 
 
-class FinetuneError(ValueError):
+class LoraError(ValueError):
     """A user-facing problem with the data, the settings or the job; the message says what to change."""
 
 
-class DatasetError(FinetuneError):
+class DatasetError(LoraError):
     pass
 
 
-class LoraSettingsError(FinetuneError):
+class LoraSettingsError(LoraError):
     pass
 
 
-class JobBusyError(FinetuneError):
+class JobBusyError(LoraError):
     pass
 
 
-class NoAdapterError(FinetuneError):
+class NoAdapterError(LoraError):
     pass
 
 
@@ -765,12 +765,12 @@ def _failure_message(error: BaseException) -> str:
     if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
         return ("Out of memory during training. Try a smaller batch size, a shorter max length, a lower rank, "
                 "or fewer target modules. The app is still running.")
-    if isinstance(error, FinetuneError):
+    if isinstance(error, LoraError):
         return str(error)
     return f"Training failed ({type(error).__name__}: {error}). The app is still running."
 
 
-class FinetuneRunner:
+class LoraRunner:
     """Owns the app's training job: one at a time; each writes <log_dir>/<job id>.jsonl."""
 
     def __init__(self, log_dir: Path) -> None:
@@ -917,7 +917,7 @@ class TrainingProgress:
 def summarize_events(events: Sequence[dict[str, Any]], now: float | None = None) -> TrainingProgress:
     """Fold a job's events into what the UI draws. `now` (unix time) sets the live elapsed time."""
     if not events:
-        raise FinetuneError("This training log is empty.")
+        raise LoraError("This training log is empty.")
     first = events[0]
     start = next((e for e in events if e["event"] == "start"), {})
     end = next((e for e in events if e["event"] == "end"), {})
@@ -1019,7 +1019,7 @@ def next_token_logits(model: Any, tokenizer: Any, prompt: str) -> torch.Tensor:
 def next_token_shift(adapter: TrainedAdapter, prompt: str, top_n: int = 8) -> NextTokenShift:
     """How the first answer token's distribution moved: which tokens gained and lost probability."""
     if not prompt.strip():
-        raise FinetuneError("Enter a prompt to compare the next-token distributions.")
+        raise LoraError("Enter a prompt to compare the next-token distributions.")
     with adapter.lock:
         adapter.model.eval()
         with base_behaviour(adapter):

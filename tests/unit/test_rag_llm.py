@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from playground.generation import encode_prompt, generate_text
-from playground.retrieval import answer, rerank
-from playground.retrieval.chunking import Chunk
+from playground.rag import answer, rerank
+from playground.rag.chunking import Chunk
 from tiny import make_tiny_llama, make_tiny_tokenizer
 
 

@@ -12,10 +12,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from playground.retrieval.chunking import Chunk
-from playground.retrieval.embedding import embed_query
-from playground.retrieval.index import RetrievalIndex
-from playground.retrieval.search import RRF_K, reciprocal_rank_fusion, top_indices
+from playground.rag.chunking import Chunk
+from playground.rag.embedding import embed_query
+from playground.rag.index import RetrievalIndex
+from playground.rag.search import RRF_K, reciprocal_rank_fusion, top_indices
 from playground.limits import LIMITS
 
 METHODS = ("dense", "bm25", "hybrid")

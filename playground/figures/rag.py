@@ -1,7 +1,7 @@
 """Figures for the RAG tab: chunk sizes, the scores of the retrieved chunks, each score's distribution
 over the whole corpus with the top-k cutoff, the 2D embedding map, and the evaluation table.
 
-Data in (the dataclasses of playground.retrieval), plotly Figure out. Hover text carries the exact
+Data in (the dataclasses of playground.rag), plotly Figure out. Hover text carries the exact
 numbers; colours are named in legends or axis titles.
 """
 
@@ -14,10 +14,10 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from playground.figures.style import MUTED, PALETTE, empty_figure, legend_below, styled
-from playground.retrieval.chunking import ChunkSet
-from playground.retrieval.evaluation import EvaluationReport
-from playground.retrieval.projection import Projector
-from playground.retrieval.ranking import Retrieval, ScoredChunk
+from playground.rag.chunking import ChunkSet
+from playground.rag.evaluation import EvaluationReport
+from playground.rag.projection import Projector
+from playground.rag.ranking import Retrieval, ScoredChunk
 
 SCORE_COLORS = {"dense": PALETTE[0], "bm25": PALETTE[1], "hybrid": PALETTE[2], "rerank": PALETTE[3]}
 SCORE_TITLES = {"dense": "dense cosine", "bm25": "BM25", "hybrid": "hybrid (RRF)", "rerank": "rerank P(Yes)"}

@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 RRF_K = 60  # the constant from Cormack et al.; damps the weight of the very top ranks
-FAISS_THRESHOLD = 20_000  # chunks; see benchmarks/retrieval.py for where FAISS starts to pay off
+FAISS_THRESHOLD = 20_000  # chunks; see benchmarks/rag.py for where FAISS starts to pay off
 HNSW_NEIGHBOURS = 32
 HNSW_EF_SEARCH = 128
 BM25_STOPWORDS = "en"

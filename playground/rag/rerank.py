@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from playground.retrieval.embedding import ProgressFn, no_progress
+from playground.rag.embedding import ProgressFn, no_progress
 
 # Of three wordings tried on 20 (question, passage) pairs from our question set, this one and a
 # question-first variant separated relevant from irrelevant passages best (AUC ~0.6 for SmolLM2-135M;

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from playground.retrieval.corpus import Corpus
+from playground.rag.corpus import Corpus
 from playground.limits import LIMITS
 
 CHUNK_UNITS = ("characters", "tokens", "sentences", "paragraphs")
