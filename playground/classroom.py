@@ -1,0 +1,192 @@
+"""The classroom: a presenter's class that attendees join, follow and answer polls in (server scope).
+
+One `Classroom` at a time per server, started and ended by the presenter. Attendees join with its code
+(or the join link that carries it), follow the presenter's view (`ClassView`: a tab and a deep-link
+query, the same mechanism as shared links), and answer polls. Answers are anonymous (a per-session
+random label); everything vanishes when the class ends. Nothing here imports gradio or torch.
+
+    >>> room = Classroom("Tokens 101", presenter_session="p", code="ABC234")
+    >>> room.join("abc234", "s1")
+    >>> poll = room.open_poll("next_token", "What comes next?", prompt="The capital of France is")
+    >>> room.answer("s1", "visitor-1", " Paris").text
+    'Paris'
+    >>> room.tally()
+    [('Paris', 1)]
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud from a projector
+CODE_LENGTH = 6
+ANSWER_MAX_CHARS = 64
+MAX_ANSWER_CHANGES = 20  # one session may change its answer this often per poll; more are refused
+POLL_KINDS = {
+    "next_token": "Guess the next token",
+    "top_p_keeps": "Does top-p keep this token?",
+    "draft_accepted": "Will the draft token be accepted?",
+}
+YES_NO = ("yes", "no")
+
+
+class ClassError(ValueError):
+    """A class action that cannot be done; the message says why."""
+
+
+def new_code() -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def normalize_answer(text: str) -> str:
+    """What counts as the same guess: NFC, surrounding spaces dropped (a typed ' Paris' is 'Paris').
+
+    >>> normalize_answer("  Paris ")
+    'Paris'
+    """
+    return unicodedata.normalize("NFC", text).strip()
+
+
+@dataclass(frozen=True)
+class ClassView:
+    """What followers mirror: a tab and its inputs as a deep-link query. `version` grows with each push."""
+
+    tab: str
+    query: str
+    version: int
+
+
+@dataclass
+class Answer:
+    label: str
+    text: str
+    changes: int = 0
+    at: float = 0.0
+
+
+@dataclass
+class Poll:
+    id: int
+    kind: str
+    question: str
+    prompt: str = ""
+    choices: tuple[str, ...] = ()  # empty: free text (next_token)
+    truth: dict[str, Any] = field(default_factory=dict)  # what the model says, shown on reveal
+    open: bool = True
+    revealed: bool = False
+    answers: dict[str, Answer] = field(default_factory=dict)  # session id -> its latest answer
+
+
+class Classroom:
+    """One class: its code, members, the presenter's current view and the polls."""
+
+    def __init__(self, title: str, presenter_session: str, code: str | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.title = normalize_answer(title)[:80] or "Class"
+        self.code = code or new_code()
+        self.presenter_session = presenter_session
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.members: dict[str, float] = {}  # session id -> last seen
+        self.view: ClassView | None = None
+        self.polls: list[Poll] = []
+
+    # -- members --------------------------------------------------------------------------------
+    def join(self, code: str, session_id: str) -> None:
+        if normalize_answer(code).upper() != self.code:
+            raise ClassError("That class code is not the current class's: check the code on the presenter's "
+                             "screen (the class may have ended).")
+        with self._lock:
+            self.members[session_id] = self._clock()
+
+    def is_member(self, session_id: str) -> bool:
+        return session_id in self.members
+
+    def seen(self, session_id: str) -> None:
+        with self._lock:
+            if session_id in self.members:
+                self.members[session_id] = self._clock()
+
+    def connected(self, within: float = 15.0) -> int:
+        """Members whose page checked in within `within` seconds (followers poll every second or two)."""
+        now = self._clock()
+        return sum(1 for seen in self.members.values() if now - seen <= within)
+
+    # -- the presenter's view ---------------------------------------------------------------------
+    def push_view(self, tab: str, query: str) -> ClassView:
+        with self._lock:
+            version = self.view.version + 1 if self.view else 1
+            self.view = ClassView(tab, query, version)
+            return self.view
+
+    # -- polls ----------------------------------------------------------------------------------
+    @property
+    def poll(self) -> Poll | None:
+        return self.polls[-1] if self.polls else None
+
+    def open_poll(self, kind: str, question: str, prompt: str = "", truth: dict[str, Any] | None = None) -> Poll:
+        if kind not in POLL_KINDS:
+            raise ClassError(f"Unknown poll {kind!r}: one of {', '.join(POLL_KINDS)}.")
+        with self._lock:
+            if self.poll is not None:
+                self.poll.open = False
+            poll = Poll(len(self.polls) + 1, kind, question, prompt, () if kind == "next_token" else YES_NO,
+                        dict(truth or {}))
+            self.polls.append(poll)
+            return poll
+
+    def answer(self, session_id: str, label: str, text: str) -> Answer:
+        poll = self.poll
+        if poll is None:
+            raise ClassError("No poll is open: wait for the presenter to put a question to the room.")
+        if not poll.open:
+            raise ClassError("This poll has closed: your answer was not counted.")
+        if len(text) > ANSWER_MAX_CHARS:
+            raise ClassError(f"An answer is at most {ANSWER_MAX_CHARS} characters (yours has {len(text):,}).")
+        answer_text = normalize_answer(text)
+        if not answer_text:
+            raise ClassError("Type or pick an answer first.")
+        if poll.choices and answer_text.lower() not in poll.choices:
+            raise ClassError(f"Answer one of: {', '.join(poll.choices)}.")
+        answer_text = answer_text.lower() if poll.choices else answer_text
+        with self._lock:
+            previous = poll.answers.get(session_id)
+            changes = previous.changes + 1 if previous else 0
+            if changes > MAX_ANSWER_CHANGES:
+                raise ClassError(f"You changed your answer {MAX_ANSWER_CHANGES} times: your last answer stands.")
+            answer = Answer(label, answer_text, changes, self._clock())
+            poll.answers[session_id] = answer
+            return answer
+
+    def close_poll(self) -> Poll:
+        if self.poll is None:
+            raise ClassError("No poll to close.")
+        self.poll.open = False
+        return self.poll
+
+    def reveal(self) -> Poll:
+        poll = self.close_poll()
+        poll.revealed = True
+        return poll
+
+    def tally(self, poll: Poll | None = None) -> list[tuple[str, int]]:
+        """(answer, how many gave it), most given first, ties in alphabetical order."""
+        poll = poll or self.poll
+        if poll is None:
+            return []
+        counts: dict[str, int] = {}
+        for answer in list(poll.answers.values()):
+            counts[answer.text] = counts.get(answer.text, 0) + 1
+        return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+
+    def export_rows(self) -> tuple[list[str], list[list[Any]]]:
+        """Every answer of every poll, anonymous: the rows of the presenter's CSV export."""
+        header = ["poll", "kind", "question", "prompt", "answer_label", "answer", "changes"]
+        rows = [[poll.id, poll.kind, poll.question, poll.prompt, answer.label, answer.text, answer.changes]
+                for poll in self.polls for answer in list(poll.answers.values())]
+        return header, rows

@@ -1,0 +1,197 @@
+"""Who is asking: one `Session` per browser tab (or API client), and who may act for everyone.
+
+A server has three scopes, each with one owner in the code:
+- server: the resident models (runtime.ModelManager), published adapters, the class (playground.classroom);
+- session: this visitor's model choice, private adapter model, jobs (this module's `Session`);
+- request: everything else (plain arguments).
+
+Roles. The *operator* decides what the server may run (flags, env vars). The *presenter* holds the
+presenter key (`--presenter-key` / `PLAYGROUND_PRESENTER_KEY`) and alone may change what everybody sees:
+load a model for everyone, publish an adapter, run a class. Without a key, a server bound to loopback
+treats its local user as the presenter (a laptop behaves as a single-user app); a server reachable from
+a network has no presenter until the operator sets a key. Everyone else is a *visitor*.
+
+Nothing here imports gradio: the UI passes gradio's session hash in as the session id.
+
+    >>> registry = SessionRegistry(PresenterGate("s3cret", open_to_all=False))
+    >>> registry.is_presenter("tab-a")
+    False
+    >>> registry.log_in("tab-a", "s3cret")
+    >>> registry.is_presenter("tab-a"), registry.is_presenter("tab-b")
+    (True, False)
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+IDLE_TIMEOUT_SECONDS = 30 * 60  # a closed tab's session (and its private model) is freed after this
+MAX_SESSIONS = 500  # beyond this the longest-idle sessions are freed first
+BACKOFF_FIRST_SECONDS = 1.0  # a wrong key waits this long before the next try, doubling each time
+BACKOFF_MAX_SECONDS = 60.0
+GLOBAL_FAILURES_PER_MINUTE = 20  # more wrong keys than this from anyone: everyone waits a minute
+
+
+class AccessDenied(ValueError):
+    """An action this session may not take; the message says why and how to get the right."""
+
+
+def presenter_message(action: str) -> str:
+    """The one sentence a refused visitor reads."""
+    return (f"Only the presenter can {action}: it changes what everyone on this server sees. Ask the presenter, "
+            "or, on your own machine, start the app with --presenter-key and enter the key under 'Presenter'.")
+
+
+@dataclass
+class Session:
+    """One visitor's own state. `model_key` is a resident model the visitor picked (None: the server's model);
+    `private_model` is a model only this session's tabs use (its own adapter merged into a copy)."""
+
+    id: str
+    label: str  # anonymous, shown in polls: no names are stored unless given
+    created: float
+    last_seen: float
+    presenter: bool = False
+    model_key: Any = None
+    private_model: Any = None
+    on_end: list[Callable[[], None]] = field(default_factory=list)  # frees what the session owns
+
+    def end(self) -> None:
+        self.private_model = None
+        self.model_key = None
+        for release in self.on_end:
+            release()
+        self.on_end.clear()
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+class PresenterGate:
+    """The presenter key: compared in constant time, wrong tries slowed down per session and overall.
+
+    `open_to_all`: no key and a loopback-only server, so whoever can reach it is the local user.
+    """
+
+    def __init__(self, key: str | None, open_to_all: bool, clock: Callable[[], float] = time.monotonic) -> None:
+        self._key = (key or "").encode()
+        self.open_to_all = open_to_all and not key
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures: dict[str, int] = {}
+        self._retry_at: dict[str, float] = {}
+        self._recent_failures: list[float] = []
+
+    @property
+    def has_key(self) -> bool:
+        return bool(self._key)
+
+    def check(self, session_id: str, attempt: str) -> None:
+        """Raise AccessDenied unless `attempt` is the key. Never echoes the attempt or the key."""
+        now = self._clock()
+        with self._lock:
+            self._recent_failures = [t for t in self._recent_failures if now - t < 60]
+            wait = max(self._retry_at.get(session_id, 0.0) - now,
+                       60 - (now - self._recent_failures[0]) if len(self._recent_failures) >= GLOBAL_FAILURES_PER_MINUTE
+                       else 0.0)
+            if wait > 0:
+                raise AccessDenied(f"Too many wrong presenter keys: try again in {wait:.0f} s.")
+            if not self._key:
+                raise AccessDenied("This server has no presenter key: the operator starts it with --presenter-key "
+                                   "(or PLAYGROUND_PRESENTER_KEY) to let a presenter take charge.")
+            if hmac.compare_digest(attempt.encode("utf-8", "surrogatepass"), self._key):
+                self._failures.pop(session_id, None)
+                self._retry_at.pop(session_id, None)
+                return
+            failures = self._failures.get(session_id, 0) + 1
+            self._failures[session_id] = failures
+            self._retry_at[session_id] = now + min(BACKOFF_FIRST_SECONDS * 2 ** (failures - 1), BACKOFF_MAX_SECONDS)
+            self._recent_failures.append(now)
+        raise AccessDenied("That is not the presenter key.")
+
+
+class SessionRegistry:
+    """Every live session, keyed by gradio's session hash; idle ones expire and free what they hold."""
+
+    def __init__(self, gate: PresenterGate, idle_timeout: float = IDLE_TIMEOUT_SECONDS,
+                 max_sessions: int = MAX_SESSIONS, clock: Callable[[], float] = time.monotonic) -> None:
+        self.gate = gate
+        self.idle_timeout = idle_timeout
+        self.max_sessions = max_sessions
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._sessions: dict[str, Session] = {}
+
+    def get(self, session_id: str | None) -> Session:
+        """The session (created on first use, marked as seen now). A call with no session id (a script that
+        imports the app, a test calling a handler directly) is the local user's."""
+        session_id = session_id or "local"
+        now = self._clock()
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None:
+                self.expire()
+                session = Session(session_id, f"visitor-{secrets.token_hex(2)}", now, now)
+                self._sessions[session_id] = session
+            session.last_seen = now
+            return session
+
+    def find(self, session_id: str | None) -> Session | None:
+        with self._lock:
+            return self._sessions.get(session_id or "local")
+
+    def is_presenter(self, session_id: str | None) -> bool:
+        if self.gate.open_to_all:
+            return True
+        session = self.find(session_id)
+        return bool(session and session.presenter)
+
+    def require_presenter(self, session_id: str | None, action: str) -> None:
+        if not self.is_presenter(session_id):
+            raise AccessDenied(presenter_message(action))
+
+    def log_in(self, session_id: str | None, key: str) -> None:
+        """Make this session the presenter's if `key` is the presenter key (AccessDenied otherwise)."""
+        self.gate.check(session_id or "local", key)
+        self.get(session_id).presenter = True
+
+    def log_out(self, session_id: str | None) -> None:
+        session = self.find(session_id)
+        if session is not None:
+            session.presenter = False
+
+    def end(self, session_id: str | None) -> None:
+        """The tab closed: free what the session held now."""
+        with self._lock:
+            session = self._sessions.pop(session_id or "local", None)
+        if session is not None:
+            session.end()
+
+    def expire(self) -> list[str]:
+        """End sessions idle longer than the timeout, and the longest-idle ones beyond `max_sessions`."""
+        now = self._clock()
+        with self._lock:
+            by_age = sorted(self._sessions.values(), key=lambda s: s.last_seen)
+            overflow = max(0, len(by_age) + 1 - self.max_sessions)
+            ended = [s for i, s in enumerate(by_age) if i < overflow or now - s.last_seen > self.idle_timeout]
+            for session in ended:
+                self._sessions.pop(session.id, None)
+        for session in ended:
+            session.end()
+        return [session.id for session in ended]
+
+    def active_count(self, within: float = 60.0) -> int:
+        now = self._clock()
+        with self._lock:
+            return sum(1 for s in self._sessions.values() if now - s.last_seen <= within)
+
+    def sessions_using(self, predicate: Callable[[Session], bool]) -> list[Session]:
+        with self._lock:
+            return [s for s in self._sessions.values() if predicate(s)]

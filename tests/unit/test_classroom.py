@@ -1,0 +1,83 @@
+"""The classroom (playground.classroom): joining, the shared view, polls and their limits."""
+
+from __future__ import annotations
+
+import pytest
+
+from playground.classroom import ANSWER_MAX_CHARS, MAX_ANSWER_CHANGES, ClassError, Classroom, new_code
+
+
+def test_codes_are_readable_and_random():
+    codes = {new_code() for _ in range(200)}
+    assert len(codes) == 200
+    assert all(len(code) == 6 and not set(code) & set("01OI") for code in codes)
+
+
+def test_a_forged_code_is_refused_and_the_right_one_joins():
+    room = Classroom("Demo", "p", code="ABC234")
+    with pytest.raises(ClassError, match="not the current class"):
+        room.join("ZZZ999", "s1")
+    room.join(" abc234 ", "s1")
+    assert room.is_member("s1") and room.connected() == 1
+
+
+def test_pushed_views_count_up():
+    room = Classroom("Demo", "p")
+    assert room.push_view("sampling", "?tab=sampling&temperature=0.7").version == 1
+    assert room.push_view("attention", "?tab=attention").version == 2
+    assert room.view.tab == "attention"
+
+
+def test_three_sessions_are_counted_exactly_and_a_changed_answer_replaces_the_old_one():
+    room = Classroom("Demo", "p")
+    room.open_poll("next_token", "Next token?", prompt="The capital of France is")
+    room.answer("a", "visitor-a", " Paris")
+    room.answer("b", "visitor-b", "Paris")
+    room.answer("c", "visitor-c", "Lyon")
+    room.answer("c", "visitor-c", "London")
+    assert room.tally() == [("Paris", 2), ("London", 1)]
+
+
+def test_yes_no_polls_take_only_their_choices():
+    room = Classroom("Demo", "p")
+    room.open_poll("top_p_keeps", "Does top-p 0.9 keep ' the'?", truth={"answer": "yes"})
+    room.answer("a", "visitor-a", "YES")
+    with pytest.raises(ClassError, match="yes, no"):
+        room.answer("b", "visitor-b", "maybe")
+    assert room.tally() == [("yes", 1)]
+
+
+def test_bad_answers_are_refused_without_changing_the_results():
+    room = Classroom("Demo", "p")
+    with pytest.raises(ClassError, match="No poll is open"):
+        room.answer("a", "visitor-a", "x")
+    room.open_poll("next_token", "Next?")
+    with pytest.raises(ClassError, match=f"at most {ANSWER_MAX_CHARS} characters"):
+        room.answer("a", "visitor-a", "x" * 10_000)
+    for index in range(MAX_ANSWER_CHANGES + 1):
+        room.answer("a", "visitor-a", f"guess {index}")
+    with pytest.raises(ClassError, match="your last answer stands"):
+        for index in range(1000):
+            room.answer("a", "visitor-a", f"spam {index}")
+    assert room.tally() == [(f"guess {MAX_ANSWER_CHANGES}", 1)]
+    room.close_poll()
+    with pytest.raises(ClassError, match="closed"):
+        room.answer("b", "visitor-b", "late")
+    assert room.tally() == [(f"guess {MAX_ANSWER_CHANGES}", 1)]
+
+
+def test_opening_a_poll_closes_the_previous_one_and_the_export_keeps_both():
+    room = Classroom("Demo", "p")
+    first = room.open_poll("next_token", "Q1")
+    room.answer("a", "visitor-a", "=cmd|' /C calc'!A0")
+    room.open_poll("draft_accepted", "Q2")
+    room.answer("a", "visitor-a", "no")
+    assert not first.open
+    header, rows = room.export_rows()
+    assert header[0] == "poll" and [row[0] for row in rows] == [1, 2]
+    assert "visitor-a" in rows[0] and all(cell != "a" for row in rows for cell in row)  # labels, never session ids
+
+
+def test_unknown_poll_kind_is_refused():
+    with pytest.raises(ClassError, match="Unknown poll"):
+        Classroom("Demo", "p").open_poll("quiz", "Q")
