@@ -10,7 +10,7 @@
    recall@10 against the exact answer.
 
 `python -m benchmarks.rag [--quick]` prints the table; `--quality` prints the retrieval
-evaluation (recall@k, MRR, nDCG) on the question set instead, as shown in the README.
+evaluation (recall@k, MRR, nDCG) on the question set instead, as shown in docs/tabs/rag.md.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
 
 
 def print_quality(rerank_candidates: int) -> None:
-    """The evaluation table of the README: dense, BM25, hybrid (and the LLM rerank of the hybrid top N)."""
+    """The evaluation table of docs/tabs/rag.md: dense, BM25, hybrid (and the LLM rerank of the hybrid top N)."""
     from playground.rag import evaluate_index, judge_relevance
 
     manager, embedder = _models()

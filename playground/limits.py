@@ -3,7 +3,7 @@
 Compute modules take their caps from `LIMITS` (the hard limits: what one 2-core CPU serves in seconds to
 a minute). A public deployment (`PLAYGROUND_PUBLIC=1`) tightens the costliest ones further with
 `PUBLIC_LIMITS`; the UI checks those per request (`AppContext.limits`, `whole_number_in`).
-README "Limits and safety" lists them all and what happens at each.
+docs/limits-and-safety.md lists them all and what happens at each.
 
     >>> LIMITS.speculative_k, PUBLIC_LIMITS.training_steps < LIMITS.training_steps
     (16, True)
