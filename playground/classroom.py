@@ -190,3 +190,27 @@ class Classroom:
         rows = [[poll.id, poll.kind, poll.question, poll.prompt, answer.label, answer.text, answer.changes]
                 for poll in self.polls for answer in list(poll.answers.values())]
         return header, rows
+
+
+class ClassHost:
+    """The server's one class slot: the presenter starts a class, ends it, and everything in it vanishes."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.current: Classroom | None = None
+
+    def start(self, title: str, presenter_session: str) -> Classroom:
+        with self._lock:
+            self.current = Classroom(title, presenter_session, clock=self._clock)
+            return self.current
+
+    def end(self) -> None:
+        with self._lock:
+            self.current = None
+
+    def require(self) -> Classroom:
+        room = self.current
+        if room is None:
+            raise ClassError("No class is running: the presenter starts one under 'Classroom'.")
+        return room

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
 
@@ -43,6 +43,7 @@ class Settings:
     preload: bool = True
     public: bool = False  # a public deployment: tighter limits (playground.limits.PUBLIC_LIMITS), allowlisted models
     model_allowlist: str = ""  # comma-separated model ids/presets that may be loaded; empty = any (unless public)
+    presenter_key: str = field(default="", repr=False)  # who may change what everyone sees (playground.sessions); never logged or shown
 
     def __post_init__(self) -> None:
         if self.quantization not in QUANTIZATION_CHOICES:
@@ -75,6 +76,9 @@ _HELP = {
     "cache_dir": "where converted weights are cached",
     "preload": "start loading the model in the background as the app starts",
     "public": "public deployment: tighter per-request limits and only allowlisted models (see README 'Limits and safety')",
+    "presenter_key": "the presenter's key, entered once in the page to load models for everyone, publish adapters "
+                     "and run a class; without it a loopback-only server treats its local user as the presenter. "
+                     "Prefer the env var: a flag shows in the process list",
     "model_allowlist": "comma-separated presets / hub ids / folders visitors may load (the configured model always is); "
                        "empty = any model, or the embedded presets when --public",
 }
@@ -130,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preload", action=argparse.BooleanOptionalAction, default=None, help=_HELP["preload"] + " [env PLAYGROUND_PRELOAD, default on]")
     parser.add_argument("--public", action=argparse.BooleanOptionalAction, default=None, help=_HELP["public"] + " [env PLAYGROUND_PUBLIC, default off]")
     parser.add_argument("--model-allowlist", dest="model_allowlist", help=_HELP["model_allowlist"] + " [env PLAYGROUND_MODEL_ALLOWLIST]")
+    parser.add_argument("--presenter-key", dest="presenter_key", help=_HELP["presenter_key"] + " [env PLAYGROUND_PRESENTER_KEY]")
     parser.add_argument("--list-models", action="store_true", help="print the model presets and exit")
     return parser
 

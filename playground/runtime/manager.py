@@ -86,6 +86,16 @@ class ModelManager:
         with self._state_lock:
             return self._models.get(self._active) if self._active else None
 
+    def resident(self, key: LoadKey) -> LoadedModel | None:
+        """A model held in memory (None once evicted), without making it active or touching the LRU order."""
+        with self._state_lock:
+            return self._models.get(key)
+
+    def residents(self) -> list[tuple[LoadKey, LoadedModel]]:
+        """Every model held in memory, least recently used first."""
+        with self._state_lock:
+            return list(self._models.items())
+
     def status(self) -> dict[str, Any]:
         """Everything the header shows, as plain data (also the `model_status` API)."""
         loaded = self.active()

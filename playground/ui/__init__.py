@@ -8,6 +8,7 @@ import gradio as gr
 
 from playground.config import ASSETS, Settings
 from playground.runtime import ModelManager
+from playground.ui.classroom_panel import create_classroom_panel, wire_classroom
 from playground.ui.context import AppContext
 from playground.ui.header import create_header
 from playground.ui.tabs import TabInfo, all_tabs, pending_tab
@@ -23,15 +24,20 @@ def build_app(settings: Settings, manager: ModelManager | None = None) -> gr.Blo
     with gr.Blocks(title="Visual LLM Playground") as demo:
         create_header(ctx)
         page = create_page_controls()
+        classroom = create_classroom_panel(ctx)
         # wrap: every tab stays in sight (presenter mode's larger text would push the last ones into a "…" menu)
         with gr.Tabs(elem_id="pg-tabs", overflow_behavior="wrap") as tabs:
             for info in all_tabs():
-                with gr.Tab(info.label, id=info.key, elem_id=f"tab-{info.key}"):
+                with gr.Tab(info.label, id=info.key, elem_id=f"tab-{info.key}") as tab:
                     if info.build is not None:
                         links.append(build_tab(demo, ctx, info))
                     else:
                         pending_tab(info)
+                # the presenter's page reports which tab is open (followers mirror it)
+                tab.select(lambda key=info.key: key, None, classroom.current_tab, api_visibility="private",
+                           queue=False, show_progress="hidden")
         wire_deep_links(demo, tabs, links, page)
+        wire_classroom(demo, classroom, ctx, tabs, links)
     demo.playground_context = ctx  # type: ignore[attr-defined]  # for tests and app.py
     demo.playground_links = links  # type: ignore[attr-defined]  # deep-link fields per tab, for tests
     return demo

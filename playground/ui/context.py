@@ -1,18 +1,33 @@
-"""What every tab receives: the settings and the model manager (the app's only door to models)."""
+"""What every tab receives: the settings, the model manager (the app's only door to models), the sessions
+(who is asking, and in which role) and the class (the server's one classroom slot)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from playground.classroom import ClassHost
 from playground.config import Settings
 from playground.limits import Limits
 from playground.runtime import LoadedModel, ModelManager
+from playground.sessions import PresenterGate, SessionRegistry, is_loopback
+from playground.ui.access import current_session_id
+
+
+def sessions_for(settings: Settings) -> SessionRegistry:
+    """No presenter key and a loopback-only server: the local user is the presenter (a laptop app)."""
+    return SessionRegistry(PresenterGate(settings.presenter_key, open_to_all=is_loopback(settings.host)))
 
 
 @dataclass(frozen=True)
 class AppContext:
     settings: Settings
     models: ModelManager
+    sessions: SessionRegistry = field(default=None)  # type: ignore[assignment]  # filled from settings
+    classroom: ClassHost = field(default_factory=ClassHost)
+
+    def __post_init__(self) -> None:
+        if self.sessions is None:
+            object.__setattr__(self, "sessions", sessions_for(self.settings))
 
     @property
     def limits(self) -> Limits:
@@ -20,5 +35,15 @@ class AppContext:
         return self.settings.limits
 
     def model(self) -> LoadedModel:
-        """The active model, waiting for a running load; raises ModelLoadError with a fix if none."""
+        """The model the calling session's tabs use: its private model (its own adapter merged), else the
+        resident model it picked, else the server's active model (waiting for a running load; raises
+        ModelLoadError with a fix if none)."""
+        session = self.sessions.find(current_session_id())
+        if session is not None and session.private_model is not None:
+            return session.private_model
+        if session is not None and session.model_key is not None:
+            chosen = self.models.resident(session.model_key)
+            if chosen is not None:
+                return chosen
+            session.model_key = None  # evicted: back to the server's model
         return self.models.require_active()

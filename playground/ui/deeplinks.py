@@ -21,7 +21,7 @@ import gradio as gr
 Kind = Literal["text", "number", "bool", "choice", "choices"]
 
 # Query keys the app itself reads; they are never reported as unknown inputs.
-RESERVED_KEYS = ("tab", "run", "presenter", "__theme", "example")
+RESERVED_KEYS = ("tab", "run", "presenter", "__theme", "example", "class")  # class: the classroom join code
 TAB_ALIASES = {"model": "quantization"}  # old tab keys, so links shared before a rename still open the tab
 MAX_TEXT_CHARS = 20_000  # a URL is no place for a corpus; longer values are cut (with a note)
 TRUE_WORDS = ("1", "true", "yes", "on")

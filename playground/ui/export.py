@@ -13,7 +13,7 @@ import math
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -64,14 +64,34 @@ def flatten(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
         yield path, value
 
 
-def json_to_csv(data: Any) -> str:
-    """A CSV with one row per number or string in the JSON: `path,value` (lossless, any shape)."""
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet would run as a formula
+
+
+def csv_cell(value: Any) -> Any:
+    """A cell a spreadsheet shows as text: a string that starts like a formula (`=HYPERLINK(...)`, `@SUM`,
+    `+cmd|...`) gets a leading apostrophe (OWASP's CSV-injection advice); numbers stay numbers.
+
+    >>> csv_cell("=1+1"), csv_cell("-0.5"), csv_cell(-0.5), csv_cell("Paris")
+    ("'=1+1", "'-0.5", -0.5, 'Paris')
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return "" if value is None else value
+
+
+def rows_to_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """The one CSV writer of the app: every text cell neutralised (csv_cell)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "value"])
-    for path, leaf in flatten(data):
-        writer.writerow([path, "" if leaf is None else leaf])
+    writer.writerow([csv_cell(name) for name in header])
+    for row in rows:
+        writer.writerow([csv_cell(value) for value in row])
     return buffer.getvalue()
+
+
+def json_to_csv(data: Any) -> str:
+    """A CSV with one row per number or string in the JSON: `path,value` (lossless, any shape)."""
+    return rows_to_csv(["path", "value"], flatten(data))
 
 
 def finite(value: Any) -> Any:

@@ -10,6 +10,8 @@ import gradio as gr
 from playground.config import DEVICE_CHOICES, QUANTIZATION_CHOICES
 from playground.network import offline_note
 from playground.runtime import causal_lm_presets
+from playground.sessions import AccessDenied, presenter_message
+from playground.ui.access import current_session, current_session_id
 from playground.ui.context import AppContext
 from playground.ui.errors import user_errors
 
@@ -52,6 +54,49 @@ def format_status(status: dict[str, Any]) -> str:
     return '<div class="pg-status">' + "".join(parts) + "</div>"
 
 
+def session_status(ctx: AppContext) -> dict[str, Any]:
+    """The server's status plus what this session's tabs use and which models are resident."""
+    status = ctx.models.status()
+    session = ctx.sessions.find(current_session_id())
+    yours = None
+    if session is not None and session.private_model is not None:
+        yours = {**session.private_model.status(), "private": True}
+    elif session is not None and session.model_key is not None and ctx.models.resident(session.model_key):
+        yours = ctx.models.resident(session.model_key).status()
+    status["yours"] = yours  # None: the server's model above
+    status["resident"] = [loaded.spec.label + f" · {loaded.status()['precision']}" for _, loaded in
+                          ctx.models.residents()]
+    status["presenter"] = ctx.sessions.is_presenter(current_session_id())
+    return status
+
+
+def format_session_line(status: dict[str, Any]) -> str:
+    """One line under the model card: what *your* tabs use, when it is not the server's model."""
+    yours = status.get("yours")
+    parts = []
+    if yours:
+        whose = "your private copy with your adapter" if yours.get("private") else "your choice"
+        parts.append(f"Your tabs use <b>{html.escape(yours['label'])}</b> · {html.escape(yours['precision'])} "
+                     f"({whose}; other visitors are not affected).")
+    if len(status.get("resident", ())) > 1:
+        parts.append("Resident: " + "; ".join(html.escape(name) for name in status["resident"]) + ".")
+    return f'<div class="pg-status-session">{" ".join(parts)}</div>' if parts else ""
+
+
+def load_for_session(ctx: AppContext, name: str, precision: str, where: str, progress: Any) -> None:
+    """The presenter loads for everyone; a visitor may switch *their* tabs to a model already in memory."""
+    if ctx.sessions.is_presenter(current_session_id()):
+        ctx.models.load(name, precision, where, progress=progress)
+        current_session(ctx.sessions).model_key = None
+        return
+    key = ctx.models.resolve_key(name, precision, where)
+    if ctx.models.resident(key) is None:
+        resident = "; ".join(f"{k.model} ({k.quantization}, {k.device})" for k, _ in ctx.models.residents())
+        raise AccessDenied(presenter_message("load a new model") +
+                           (f" Models in memory you can switch to: {resident}." if resident else ""))
+    current_session(ctx.sessions).model_key = key
+
+
 def create_header(ctx: AppContext) -> dict[str, Any]:
     settings = ctx.settings
     presets = [(spec.label, spec.key) for spec in causal_lm_presets()]
@@ -74,12 +119,14 @@ def create_header(ctx: AppContext) -> dict[str, Any]:
     timer = gr.Timer(1.0, active=False)
 
     def refresh() -> tuple[str, dict[str, Any], gr.Timer]:
-        status = ctx.models.status()
-        return format_status(status), status, gr.Timer(active=status["loading"]["phase"] == "loading")
+        status = session_status(ctx)
+        return (format_status(status) + format_session_line(status), status,
+                gr.Timer(active=status["loading"]["phase"] == "loading"))
 
     @user_errors
     def load_model(name: str, precision: str, where: str, progress: gr.Progress = gr.Progress()) -> tuple[str, dict[str, Any], gr.Timer]:
-        ctx.models.load(name, precision, where, progress=lambda fraction, message: progress(fraction, desc=message))
+        load_for_session(ctx, name, precision, where,
+                         lambda fraction, message: progress(fraction, desc=message))
         return refresh()
 
     def on_page_load() -> tuple[str, dict[str, Any], gr.Timer]:

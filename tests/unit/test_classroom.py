@@ -81,3 +81,19 @@ def test_opening_a_poll_closes_the_previous_one_and_the_export_keeps_both():
 def test_unknown_poll_kind_is_refused():
     with pytest.raises(ClassError, match="Unknown poll"):
         Classroom("Demo", "p").open_poll("quiz", "Q")
+
+
+def test_ending_a_class_forgets_its_code_and_answers():
+    from playground.classroom import ClassHost
+
+    host = ClassHost()
+    with pytest.raises(ClassError, match="No class is running"):
+        host.require()
+    room = host.start("Demo", "p")
+    room.join(room.code, "a")
+    room.open_poll("next_token", "Q")
+    room.answer("a", "visitor-a", "x")
+    host.end()
+    with pytest.raises(ClassError, match="No class is running"):
+        host.require()
+    assert host.start("Next", "p").code != room.code or host.current.polls == []

@@ -81,3 +81,16 @@ def test_hand_made_payloads_get_a_clear_message(choice, values, message):
     with pytest.raises(gr.Error, match=message) as error:
         handler(choice, *values)
     assert "Error" not in error.value.message  # no exception class names reach the page
+
+
+@pytest.mark.parametrize("cell", ["=cmd|' /C calc'!A0", "=HYPERLINK(\"http://x\",\"y\")", "@SUM(A1)", "+1+1",
+                                  "-2+3", "\tx"])
+def test_csv_exports_neutralise_formulas(cell):
+    import csv as csv_module
+    import io as io_module
+
+    from playground.ui.export import json_to_csv, rows_to_csv
+
+    for text in (json_to_csv({"row": cell}), rows_to_csv(["answer"], [[cell]])):
+        values = [value for row in csv_module.reader(io_module.StringIO(text)) for value in row]
+        assert "'" + cell in values and cell not in values

@@ -1,0 +1,27 @@
+"""Who is calling: the caller's session (gradio's session hash) and role, for every handler.
+
+gradio sets the calling request in a context variable around each event handler (plain or generator), so
+any handler, and anything it calls, can ask which session it serves without a `gr.Request` parameter.
+Refusals are `AccessDenied` (a ValueError): `@user_errors` shows them as a plain one-sentence gr.Error.
+"""
+
+from __future__ import annotations
+
+from gradio.context import LocalContext
+
+from playground.sessions import Session, SessionRegistry
+
+
+def current_session_id() -> str | None:
+    """gradio's session hash of the request being served; None outside a request (a direct call)."""
+    request = LocalContext.request.get(None)
+    return getattr(request, "session_hash", None) if request is not None else None
+
+
+def current_session(sessions: SessionRegistry) -> Session:
+    return sessions.get(current_session_id())
+
+
+def require_presenter(sessions: SessionRegistry, action: str) -> None:
+    """Refuse `action` (words that finish "Only the presenter can ...") unless the caller is the presenter."""
+    sessions.require_presenter(current_session_id(), action)

@@ -1,0 +1,358 @@
+"""The presenter and the classroom, above the tabs: the presenter key, a class the room joins, following
+the presenter's view, and polls (api: presenter_login, start_class, end_class, join_class, open_poll,
+answer_poll, reveal_poll, poll_results, export_poll).
+
+Handlers are methods of `ClassroomHandlers` (plain functions over the AppContext, callable from tests);
+`create_classroom_panel` builds the components and `wire_classroom` connects them once the tabs exist
+(following needs every tab's linkable inputs).
+"""
+
+from __future__ import annotations
+
+import html
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import gradio as gr
+import segno
+from gradio.context import LocalContext
+
+from playground import polls
+from playground.classroom import POLL_KINDS, ClassError, Classroom
+from playground.figures.classroom import next_token_poll_figure, yes_no_poll_figure
+from playground.figures.style import empty_figure
+from playground.sampling import compute_prompt_logits
+from playground.ui.access import current_session, current_session_id, require_presenter
+from playground.ui.context import AppContext
+from playground.ui.deeplinks import build_query, resolve_query
+from playground.ui.errors import user_errors
+from playground.ui.export import rows_to_csv, write_export
+from playground.ui.viewtools import PRESS_RUN_JS, TabLinks, link_updates
+
+FOLLOW_SECONDS = 1.5  # how often a page checks for the presenter's view (and the presenter's page reports it)
+CARD_SECONDS = 3.0  # how often a page re-reads the class card and the poll
+POLL_KIND_CHOICES = [(label, kind) for kind, label in POLL_KINDS.items()]
+
+
+def join_url(code: str) -> str:
+    """The join link for the room, built from the address this page was opened at (proxies included)."""
+    request = LocalContext.request.get(None)
+    headers = getattr(request, "headers", None) or {}
+    host = headers.get("x-forwarded-host") or headers.get("host") or "127.0.0.1:7860"
+    scheme = headers.get("x-forwarded-proto") or "http"
+    return f"{scheme}://{host}/?{urllib.parse.urlencode({'class': code})}"
+
+
+def class_card(room: Classroom | None, presenter: bool, member: bool) -> str:
+    """The class line: code, join link and QR for the presenter; the class name for an attendee."""
+    if room is None:
+        return ('<div class="pg-class">No class running.' +
+                (" Start one to get a join link for the room." if presenter else "") + "</div>")
+    if presenter:
+        url = join_url(room.code)
+        qr = segno.make(url, error="m").svg_data_uri(scale=5, border=2)
+        return (f'<div class="pg-class pg-class-presenter"><img class="pg-class-qr" src="{qr}" '
+                f'alt="QR code of the join link"><div><b>{html.escape(room.title)}</b> · code '
+                f'<span class="pg-class-code">{html.escape(room.code)}</span><br>Join: '
+                f'<a href="{html.escape(url)}">{html.escape(url)}</a><br>'
+                f'{room.connected()} connected · {len(room.members)} joined</div></div>')
+    if member:
+        return (f'<div class="pg-class">You are in <b>{html.escape(room.title)}</b> '
+                f'({room.connected()} connected).</div>')
+    return '<div class="pg-class">A class is running: enter its code to join.</div>'
+
+
+def role_text(ctx: AppContext) -> str:
+    if ctx.sessions.is_presenter(current_session_id()):
+        return "**You are the presenter**: you may load models for everyone, publish adapters and run the class."
+    if ctx.sessions.gate.has_key:
+        return "You are a visitor. The presenter enters the presenter key here."
+    return ("You are a visitor. This server has no presenter key (the operator sets one with --presenter-key).")
+
+
+@dataclass
+class ClassroomPanel:
+    role: Any
+    key: Any
+    login: Any
+    title: Any
+    start: Any
+    end: Any
+    card: Any
+    code: Any
+    join: Any
+    follow: Any
+    snap: Any
+    seen_version: Any
+    current_tab: Any
+    poll_kind: Any
+    poll_prompt: Any
+    poll_token: Any
+    poll_parameter: Any
+    open_poll: Any
+    reveal: Any
+    export: Any
+    export_file: Any
+    answer: Any
+    send: Any
+    poll_note: Any
+    poll_plot: Any
+    poll_json: Any
+    presenter_timer: Any
+    follow_timer: Any
+    card_timer: Any
+    run_target: Any
+
+
+class ClassroomHandlers:
+    """Every classroom action, as plain methods over the app context (the panel wires them)."""
+
+    def __init__(self, ctx: AppContext, links: Sequence[TabLinks]) -> None:
+        self.ctx = ctx
+        self.links = list(links)
+        self.fields = {tab.key: tab.fields for tab in links}
+        self._poll_probs: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    # -- roles ---------------------------------------------------------------------------------
+    def presenter_login(self, key: str) -> tuple[str, str]:
+        """Enter the presenter key; the key box is cleared whatever happens."""
+        self.ctx.sessions.log_in(current_session_id(), key or "")
+        return role_text(self.ctx), ""
+
+    # -- the class ------------------------------------------------------------------------------
+    def start_class(self, title: str) -> str:
+        require_presenter(self.ctx.sessions, "start a class")
+        room = self.ctx.classroom.start(title or "Class", current_session_id() or "local")
+        return class_card(room, True, False)
+
+    def end_class(self) -> str:
+        require_presenter(self.ctx.sessions, "end the class")
+        self.ctx.classroom.end()
+        return class_card(None, True, False)
+
+    def join_class(self, code: str) -> tuple[str, bool]:
+        room = self.ctx.classroom.require()
+        room.join(code or "", current_session_id() or "local")
+        return class_card(room, False, True), True
+
+    def class_state(self) -> dict[str, Any]:
+        room = self.ctx.classroom.current
+        session = current_session_id() or "local"
+        presenter = self.ctx.sessions.is_presenter(session)
+        state: dict[str, Any] = {"running": room is not None, "presenter": presenter}
+        if room is not None:
+            state.update(title=room.title, member=room.is_member(session), connected=room.connected(),
+                         joined=len(room.members), view=room.view.__dict__ if room.view else None)
+            if presenter:
+                state["code"] = room.code
+        return state
+
+    # -- following ----------------------------------------------------------------------------
+    def push_view(self, tab: str, *values: Any) -> None:
+        """The presenter's page reports its tab and inputs; a change becomes the room's view."""
+        room = self.ctx.classroom.current
+        if room is None or not self.ctx.sessions.is_presenter(current_session_id()) or tab not in self.fields:
+            return
+        tab_values = self._values_of(tab, values)
+        query = build_query(tab, self.fields[tab], tab_values)
+        if room.view is None or (room.view.tab, room.view.query) != (tab, query):
+            room.push_view(tab, query)
+
+    def _values_of(self, tab: str, values: Sequence[Any]) -> list[Any]:
+        start = 0
+        for links in self.links:
+            if links.key == tab:
+                return list(values[start:start + len(links.fields)])
+            start += len(links.fields)
+        return []
+
+    def follow_tick(self, follow: bool, seen_version: int) -> list[Any]:
+        """A follower's page: the presenter's new view (tab, inputs, then its run button), else nothing."""
+        room = self.ctx.classroom.current
+        session = current_session_id() or "local"
+        unchanged = [seen_version, gr.skip(), "", *[gr.skip()] * sum(len(tab.fields) for tab in self.links)]
+        if room is None or not room.is_member(session):
+            return unchanged
+        room.seen(session)
+        view = room.view
+        if not follow or view is None or view.version == seen_version:
+            return unchanged
+        link = resolve_query(view.query, self.fields)
+        run_target = next((tab.run_elem_id or "" for tab in self.links if tab.key == link.tab), "")
+        return [view.version, gr.Tabs(selected=link.tab), run_target, *link_updates(link, self.links)]
+
+    # -- polls ----------------------------------------------------------------------------------
+    def open_poll(self, kind: str, prompt: str, token: str, parameter: float) -> tuple[Any, dict[str, Any], str]:
+        require_presenter(self.ctx.sessions, "put a poll to the room")
+        room = self.ctx.classroom.require()
+        if not (prompt or "").strip():
+            raise ClassError("Give the poll a prompt: the text the model continues.")
+        loaded = self.ctx.model()
+        logits = compute_prompt_logits(loaded.model, loaded.tokenizer, prompt, False, loaded.lock).logits
+        if kind == "next_token":
+            probs = polls.probabilities(logits)
+            truth = {"top": [t.as_dict() for t in polls.top_tokens(probs, loaded.tokenizer, 10)]}
+            question = f"What token comes next after “{prompt.strip()[-60:]}”?"
+        elif kind == "top_p_keeps":
+            truth = polls.top_p_truth(logits, loaded.tokenizer, token, float(parameter))
+            question = f"With top-p = {float(parameter):g}, is “{token}” kept after “{prompt.strip()[-60:]}”?"
+        else:
+            truth = polls.draft_truth(logits, loaded.tokenizer, token, float(parameter))
+            question = (f"A draft proposes “{token}” (its probability q = {float(parameter):g}) after "
+                        f"“{prompt.strip()[-60:]}”. Does the target accept it?")
+        truth["model"] = loaded.spec.key
+        poll = room.open_poll(kind, question, prompt, truth)
+        # the page re-reads the poll every few seconds: keep its distribution, not one forward per read
+        self._poll_probs = {(room.code, poll.id): (polls.probabilities(logits), loaded.tokenizer)}
+        return self.poll_results()
+
+    def answer_poll(self, text: str) -> str:
+        room = self.ctx.classroom.require()
+        session = current_session(self.ctx.sessions)
+        if not room.is_member(session.id) and not self.ctx.sessions.is_presenter(session.id):
+            raise ClassError("Join the class first (its code is on the presenter's screen).")
+        answer = room.answer(session.id, session.label, text or "")
+        return f"Your answer “{html.escape(answer.text)}” is in. You can change it until the poll closes."
+
+    def reveal_poll(self) -> tuple[Any, dict[str, Any], str]:
+        require_presenter(self.ctx.sessions, "reveal the model's answer")
+        self.ctx.classroom.require().reveal()
+        return self.poll_results()
+
+    def poll_results(self) -> tuple[Any, dict[str, Any], str]:
+        """The current poll: its chart, raw numbers and a line of text (the model's answer once revealed)."""
+        room = self.ctx.classroom.current
+        poll = room.poll if room else None
+        if poll is None:
+            return empty_figure("No poll yet.", "Poll"), {"poll": None}, ""
+        tally = room.tally(poll)
+        shown_truth = poll.truth if poll.revealed else None
+        payload: dict[str, Any] = {"poll": poll.id, "kind": poll.kind, "question": poll.question,
+                                   "open": poll.open, "revealed": poll.revealed, "answers": len(poll.answers),
+                                   "tally": [{"answer": a, "count": c} for a, c in tally]}
+        if poll.kind == "next_token":
+            probs, tokenizer = self._poll_probs[(room.code, poll.id)]
+            rows = polls.score_guesses(probs, tokenizer, tally)
+            if poll.revealed:
+                payload.update(guesses=rows, model_top=poll.truth["top"], room_rank=polls.room_rank(rows))
+            else:
+                payload["guesses"] = [{k: row[k] for k in ("guess", "count", "share")} for row in rows]
+            figure = next_token_poll_figure(rows, poll.truth["top"], poll.revealed, poll.question)
+            note = (f"The model's top token: “{poll.truth['top'][0]['text']}” "
+                    f"(p = {poll.truth['top'][0]['prob']:.1%}); the room's favourite ranks "
+                    f"{polls.room_rank(rows) or '–'} for the model." if poll.revealed and rows else "")
+        else:
+            figure = yes_no_poll_figure(tally, shown_truth, poll.question)
+            if shown_truth:
+                payload["truth"] = shown_truth
+            note = (f"The model says **{shown_truth['answer']}**: p(“{shown_truth['token']}”) = "
+                    f"{shown_truth['prob']:.2%}, rank {shown_truth['rank']}" +
+                    (f", acceptance min(1, p/q) = {shown_truth['acceptance']:.1%}." if "acceptance" in shown_truth
+                     else f"; the tokens ranked above it hold {shown_truth['mass_before']:.1%}.")
+                    if shown_truth else "")
+        return figure, payload, note
+
+    def refresh(self) -> tuple[str, Any, dict[str, Any], str]:
+        """What every page re-reads every few seconds: the class card and the current poll."""
+        room = self.ctx.classroom.current
+        session = current_session_id() or "local"
+        card = class_card(room, self.ctx.sessions.is_presenter(session), bool(room and room.is_member(session)))
+        return (card, *self.poll_results())
+
+    def export_poll(self) -> str:
+        require_presenter(self.ctx.sessions, "export the class's answers")
+        header, rows = self.ctx.classroom.require().export_rows()
+        return write_export(rows_to_csv(header, rows), "classroom-answers", "csv")
+
+
+def create_classroom_panel(ctx: AppContext) -> ClassroomPanel:
+    with gr.Accordion("Presenter & classroom", open=False, elem_id="pg-classroom"):
+        with gr.Row(equal_height=True):
+            role = gr.Markdown(elem_id="pg-role")
+            key = gr.Textbox(label="Presenter key", type="password", scale=1, min_width=200, elem_id="pg-key")
+            login = gr.Button("I am the presenter", scale=0, min_width=160)
+        with gr.Row(equal_height=True):
+            card = gr.HTML(class_card(None, False, False), elem_id="pg-class-card")
+        with gr.Row(equal_height=True):
+            title = gr.Textbox(label="Class name (shown to the room)", scale=2, elem_id="pg-class-title")
+            start = gr.Button("Start class", scale=0, min_width=120)
+            end = gr.Button("End class", scale=0, min_width=120, variant="stop")
+            code = gr.Textbox(label="Class code", scale=1, min_width=120, elem_id="pg-class-code-input")
+            join = gr.Button("Join", scale=0, min_width=90, elem_id="pg-join")
+            follow = gr.Checkbox(True, label="Follow the presenter", scale=0, min_width=200, elem_id="pg-follow")
+            snap = gr.Button("Snap back to the presenter", scale=0, min_width=200, elem_id="pg-snap")
+        with gr.Row(equal_height=True):
+            poll_kind = gr.Dropdown(POLL_KIND_CHOICES, value="next_token", label="Poll", scale=1)
+            poll_prompt = gr.Textbox("The capital of France is", label="Prompt the model continues", scale=2)
+            poll_token = gr.Textbox(" Paris", label="Token (top-p / draft polls)", scale=1)
+            poll_parameter = gr.Number(0.9, label="top-p, or the draft's q", minimum=0.0, maximum=1.0, scale=0,
+                                       min_width=140)
+            open_poll = gr.Button("Put to the room", scale=0, min_width=140)
+            reveal = gr.Button("Close & reveal", scale=0, min_width=140)
+            export = gr.Button("Export answers (CSV)", scale=0, min_width=160)
+        with gr.Row(equal_height=True):
+            answer = gr.Textbox(label="Your answer (a token, or yes / no)", max_length=64, scale=2,
+                                elem_id="pg-answer")
+            send = gr.Button("Send", scale=0, min_width=90, elem_id="pg-send")
+            poll_note = gr.Markdown(elem_id="pg-poll-note")
+        poll_plot = gr.Plot(label="The room and the model", elem_id="pg-poll-plot")
+        with gr.Accordion("Poll as JSON", open=False):
+            poll_json = gr.JSON(label="poll_results")
+        export_file = gr.File(label="Answers (CSV)", visible=True, height=80)
+    return ClassroomPanel(role, key, login, title, start, end, card, code, join, follow, snap,
+                          gr.State(0), gr.State(""), poll_kind, poll_prompt, poll_token, poll_parameter, open_poll,
+                          reveal, export, export_file, answer, send, poll_note, poll_plot, poll_json,
+                          gr.Timer(FOLLOW_SECONDS, active=False), gr.Timer(FOLLOW_SECONDS, active=True),
+                          gr.Timer(CARD_SECONDS, active=True), gr.Textbox(visible=False))
+
+
+READ_CLASS_JS = "(code) => new URLSearchParams(window.location.search).get('class') || ''"
+
+
+def wire_classroom(demo: gr.Blocks, panel: ClassroomPanel, ctx: AppContext, tabs: Any,
+                   links: Sequence[TabLinks]) -> ClassroomHandlers:
+    handlers = ClassroomHandlers(ctx, links)
+    link_components = [component for tab in links for component in tab.components]
+    poll_outputs = [panel.poll_plot, panel.poll_json, panel.poll_note]
+    private = {"api_visibility": "private", "show_progress": "hidden", "queue": False}
+
+    panel.login.click(user_errors(handlers.presenter_login), panel.key, [panel.role, panel.key],
+                      api_name="presenter_login", concurrency_limit=None)
+    panel.start.click(user_errors(handlers.start_class), panel.title, panel.card, api_name="start_class")
+    panel.end.click(user_errors(handlers.end_class), None, panel.card, api_name="end_class")
+    panel.join.click(user_errors(handlers.join_class), panel.code, [panel.card, panel.follow], api_name="join_class")
+    gr.api(user_errors(handlers.class_state), api_name="class_state")
+    panel.open_poll.click(user_errors(handlers.open_poll),
+                          [panel.poll_kind, panel.poll_prompt, panel.poll_token, panel.poll_parameter], poll_outputs,
+                          api_name="open_poll")
+    panel.send.click(user_errors(handlers.answer_poll), panel.answer, panel.poll_note, api_name="answer_poll")
+    panel.answer.submit(user_errors(handlers.answer_poll), panel.answer, panel.poll_note, api_visibility="private")
+    panel.reveal.click(user_errors(handlers.reveal_poll), None, poll_outputs, api_name="reveal_poll")
+    gr.api(user_errors(handlers.poll_results), api_name="poll_results")
+    panel.export.click(user_errors(handlers.export_poll), None, panel.export_file, api_name="export_poll")
+
+    # following: the presenter's page reports its tab and inputs; a follower's page applies the room's view
+    panel.presenter_timer.tick(handlers.push_view, [panel.current_tab, *link_components], None, **private)
+    panel.follow_timer.tick(handlers.follow_tick, [panel.follow, panel.seen_version],
+                            [panel.seen_version, tabs, panel.run_target, *link_components], **private).then(
+        None, panel.run_target, panel.run_target, js=PRESS_RUN_JS, api_visibility="private", queue=False)
+    panel.snap.click(lambda: (True, 0), None, [panel.follow, panel.seen_version], **private)
+    panel.card_timer.tick(handlers.refresh, None, [panel.card, *poll_outputs], **private)
+
+    def on_page_load(code: str) -> list[Any]:
+        presenter = ctx.sessions.is_presenter(current_session_id())
+        joined = gr.skip()
+        if code:
+            try:
+                handlers.join_class(code)
+                joined = True
+            except ClassError as error:
+                gr.Warning(str(error))
+        return [role_text(ctx), gr.Timer(active=presenter), joined, *handlers.refresh()]
+
+    demo.load(on_page_load, panel.code, [panel.role, panel.presenter_timer, panel.follow, panel.card, *poll_outputs],
+              js=READ_CLASS_JS, **private)
+    panel.login.click(lambda: gr.Timer(active=ctx.sessions.is_presenter(current_session_id())), None,
+                      panel.presenter_timer, **private)
+    return handlers

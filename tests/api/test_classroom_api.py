@@ -1,0 +1,134 @@
+"""Many people, one server, through gradio's API: a presenter with a key, visitors who cannot change what
+others see, per-session model choice, and a class with a poll answered by three clients."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+KEY = "workshop-key-7f3a"
+PROMPT = "The capital of France is"
+
+
+@pytest.fixture(scope="module")
+def shared_app(settings, tmp_path_factory):
+    """A shared server: bound to loopback, but with a presenter key, so only the key holder presents.
+    Its own ModelManager (both precisions load from the cache in seconds), so no other test's model changes."""
+    import dataclasses
+
+    from playground.runtime import ModelManager
+    from playground.ui import build_app, launch_options
+    from playground.ui.serving import configure_queue
+
+    os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio-class"))
+    shared = dataclasses.replace(settings, presenter_key=KEY)
+    manager = ModelManager(shared)
+    manager.load()
+    demo = configure_queue(build_app(shared, manager), shared)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True,
+                            **launch_options(shared))
+    yield url.rstrip("/") + "/", manager
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def clients(shared_app):
+    from gradio_client import Client
+
+    url, _ = shared_app
+    return {name: Client(url, verbose=False) for name in ("presenter", "a", "b", "c")}
+
+
+def next_token(client):
+    """A seeded next-token view: the same answer every time on the same model."""
+    _, _, _, data = client.predict(PROMPT, False, 0.8, 40, 0.95, 0.0, 1.0, 7, 10, api_name="/next_token")
+    return [(token["text"], round(token["probs"]["raw"], 6)) for token in data["tokens"]]
+
+
+def test_a_visitor_cannot_load_a_model_for_everyone(clients):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="Only the presenter can load a new model"):
+        clients["a"].predict("smollm2-135m-instruct", "none", "cpu", api_name="/load_model")
+    with pytest.raises(AppError, match="Only the presenter can start a class"):
+        clients["a"].predict("Hijack", api_name="/start_class")
+
+
+def test_the_presenter_key_is_checked_and_never_echoed(clients, caplog):
+    from gradio_client.exceptions import AppError
+
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(AppError) as wrong:
+        clients["b"].predict("wrong-guess", api_name="/presenter_login")
+    assert "wrong-guess" not in str(wrong.value) and KEY not in str(wrong.value)
+    role, cleared = clients["presenter"].predict(KEY, api_name="/presenter_login")
+    assert "You are the presenter" in role and cleared == ""
+    state = clients["presenter"].predict(api_name="/class_state")
+    status = clients["presenter"].predict(api_name="/model_status")[1]
+    assert state["presenter"] is True and clients["a"].predict(api_name="/class_state")["presenter"] is False
+    assert KEY not in str(state) + str(status) + caplog.text
+
+
+def test_one_visitors_precision_never_changes_anothers_answers(clients, shared_app):
+    _, manager = shared_app
+    presenter, a, b = clients["presenter"], clients["a"], clients["b"]
+    presenter.predict(KEY, api_name="/presenter_login")
+    before_a, before_b = next_token(a), next_token(b)
+    assert before_a == before_b
+    # the presenter makes fp32 resident (loading it for everyone), then switches everyone back to the default
+    presenter.predict("smollm2-135m-instruct", "none", "cpu", api_name="/load_model")
+    presenter.predict("smollm2-135m-instruct", "auto", "cpu", api_name="/load_model")
+    assert len(manager.residents()) >= 2
+    assert next_token(b) == before_b
+    # visitor A switches *their* tabs to the resident fp32 copy: allowed, and only A's answers change
+    html, status, _ = a.predict("smollm2-135m-instruct", "none", "cpu", api_name="/load_model")
+    assert status["yours"]["quantization"] == "none" and "Your tabs use" in html
+    during_a, during_b = next_token(a), next_token(b)
+    assert during_a != before_a and during_b == before_b
+    assert b.predict(api_name="/model_status")[1]["yours"] is None
+    a.predict("smollm2-135m-instruct", "auto", "cpu", api_name="/load_model")
+    assert next_token(a) == before_a and next_token(b) == before_b
+
+
+def test_a_poll_counts_three_clients_exactly(clients):
+    from gradio_client.exceptions import AppError
+
+    presenter = clients["presenter"]
+    presenter.predict(KEY, api_name="/presenter_login")
+    presenter.predict("Tokens 101", api_name="/start_class")
+    code = presenter.predict(api_name="/class_state")["code"]
+    assert "code" not in clients["a"].predict(api_name="/class_state")  # only the presenter is shown the code
+    with pytest.raises(AppError, match="not the current class"):
+        clients["a"].predict("ZZZZZZ", api_name="/join_class")
+    for name in ("a", "b", "c"):
+        clients[name].predict(code.lower(), api_name="/join_class")
+    with pytest.raises(AppError, match="Only the presenter can put a poll"):
+        clients["a"].predict("next_token", PROMPT, "", 0.9, api_name="/open_poll")
+    presenter.predict("next_token", PROMPT, "", 0.9, api_name="/open_poll")
+    for name, guess in (("a", "Paris"), ("b", " Paris"), ("c", "London")):
+        clients[name].predict(guess, api_name="/answer_poll")
+    with pytest.raises(AppError, match="at most 64 characters"):
+        clients["c"].predict("x" * 10_000, api_name="/answer_poll")
+    _, results, _ = clients["a"].predict(api_name="/poll_results")
+    assert results["answers"] == 3 and results["tally"] == [{"answer": "Paris", "count": 2},
+                                                            {"answer": "London", "count": 1}]
+    assert "model_top" not in results  # not revealed yet
+    with pytest.raises(AppError, match="Only the presenter can reveal"):
+        clients["b"].predict(api_name="/reveal_poll")
+    _, revealed, note = presenter.predict(api_name="/reveal_poll")
+    assert revealed["model_top"][0]["text"] == " Paris" and revealed["room_rank"] == 1
+    paris = next(row for row in revealed["guesses"] if row["guess"] == "Paris")
+    assert paris["text"] == " Paris" and 0.3 < paris["prob"] < 1 and "Paris" in note
+    with pytest.raises(AppError, match="closed"):
+        clients["c"].predict("Lyon", api_name="/answer_poll")
+    with pytest.raises(AppError, match="Only the presenter can export"):
+        clients["a"].predict(api_name="/export_poll")
+    csv_path = presenter.predict(api_name="/export_poll")
+    assert open(csv_path, encoding="utf-8").read().count("\n") == 4  # header + three answers
+    presenter.predict(api_name="/end_class")
+    with pytest.raises(AppError, match="No class is running"):
+        clients["a"].predict("Paris", api_name="/answer_poll")
