@@ -81,6 +81,30 @@ def app_url(settings, model_manager, real_model, tmp_path_factory):
     demo.close()
 
 
+PRESENTER_KEY = "workshop-key-7f3a"
+
+
+@pytest.fixture(scope="session")
+def classroom_app(settings, tmp_path_factory):
+    """A shared server: loopback, but with a presenter key, so only the key holder presents. Its own
+    ModelManager (precisions load from the cache in seconds), so no other test's model changes.
+    Yields (url, manager)."""
+    import dataclasses
+
+    from playground.runtime import ModelManager
+    from playground.ui import build_app, launch_options
+    from playground.ui.serving import configure_queue
+
+    shared = dataclasses.replace(settings, presenter_key=PRESENTER_KEY)
+    manager = ModelManager(shared)
+    manager.load()
+    demo = configure_queue(build_app(shared, manager), shared)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True,
+                            **launch_options(shared))
+    yield url.rstrip("/") + "/", manager
+    demo.close()
+
+
 @pytest.fixture(scope="session")
 def client(app_url):
     from gradio_client import Client

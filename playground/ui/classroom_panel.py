@@ -225,7 +225,7 @@ class ClassroomHandlers:
         room = self.ctx.classroom.current
         poll = room.poll if room else None
         if poll is None:
-            return empty_figure("No poll yet.", "Poll"), {"poll": None}, ""
+            return gr.Plot(empty_figure("No poll yet.", "Poll"), visible=False), {"poll": None}, ""
         tally = room.tally(poll)
         shown_truth = poll.truth if poll.revealed else None
         payload: dict[str, Any] = {"poll": poll.id, "kind": poll.kind, "question": poll.question,
@@ -251,7 +251,7 @@ class ClassroomHandlers:
                     (f", acceptance min(1, p/q) = {shown_truth['acceptance']:.1%}." if "acceptance" in shown_truth
                      else f"; the tokens ranked above it hold {shown_truth['mass_before']:.1%}.")
                     if shown_truth else "")
-        return figure, payload, note
+        return gr.Plot(figure, visible=True), payload, note
 
     def refresh(self) -> tuple[str, Any, dict[str, Any], str]:
         """What every page re-reads every few seconds: the class card and the current poll."""
@@ -260,10 +260,10 @@ class ClassroomHandlers:
         card = class_card(room, self.ctx.sessions.is_presenter(session), bool(room and room.is_member(session)))
         return (card, *self.poll_results())
 
-    def export_poll(self) -> str:
+    def export_poll(self) -> Any:
         require_presenter(self.ctx.sessions, "export the class's answers")
         header, rows = self.ctx.classroom.require().export_rows()
-        return write_export(rows_to_csv(header, rows), "classroom-answers", "csv")
+        return gr.File(write_export(rows_to_csv(header, rows), "classroom-answers", "csv"), visible=True)
 
 
 def create_classroom_panel(ctx: AppContext) -> ClassroomPanel:
@@ -296,10 +296,10 @@ def create_classroom_panel(ctx: AppContext) -> ClassroomPanel:
                                 elem_id="pg-answer")
             send = gr.Button("Send", scale=0, min_width=90, elem_id="pg-send")
             poll_note = gr.Markdown(elem_id="pg-poll-note")
-        poll_plot = gr.Plot(label="The room and the model", elem_id="pg-poll-plot")
+        poll_plot = gr.Plot(label="The room and the model", elem_id="pg-poll-plot", visible=False)
         with gr.Accordion("Poll as JSON", open=False):
             poll_json = gr.JSON(label="poll_results")
-        export_file = gr.File(label="Answers (CSV)", visible=True, height=80)
+        export_file = gr.File(label="Answers (CSV)", visible=False, height=80)
     return ClassroomPanel(role, key, login, title, start, end, card, code, join, follow, snap,
                           gr.State(0), gr.State(""), poll_kind, poll_prompt, poll_token, poll_parameter, open_poll,
                           reveal, export, export_file, answer, send, poll_note, poll_plot, poll_json,
@@ -318,7 +318,9 @@ def wire_classroom(demo: gr.Blocks, panel: ClassroomPanel, ctx: AppContext, tabs
     private = {"api_visibility": "private", "show_progress": "hidden", "queue": False}
 
     panel.login.click(user_errors(handlers.presenter_login), panel.key, [panel.role, panel.key],
-                      api_name="presenter_login", concurrency_limit=None)
+                      api_name="presenter_login", concurrency_limit=None).then(
+        lambda: gr.Timer(active=ctx.sessions.is_presenter(current_session_id())), None, panel.presenter_timer,
+        **private)
     panel.start.click(user_errors(handlers.start_class), panel.title, panel.card, api_name="start_class")
     panel.end.click(user_errors(handlers.end_class), None, panel.card, api_name="end_class")
     panel.join.click(user_errors(handlers.join_class), panel.code, [panel.card, panel.follow], api_name="join_class")
@@ -353,6 +355,4 @@ def wire_classroom(demo: gr.Blocks, panel: ClassroomPanel, ctx: AppContext, tabs
 
     demo.load(on_page_load, panel.code, [panel.role, panel.presenter_timer, panel.follow, panel.card, *poll_outputs],
               js=READ_CLASS_JS, **private)
-    panel.login.click(lambda: gr.Timer(active=ctx.sessions.is_presenter(current_session_id())), None,
-                      panel.presenter_timer, **private)
     return handlers

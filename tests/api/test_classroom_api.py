@@ -4,42 +4,20 @@ others see, per-session model choice, and a class with a poll answered by three 
 from __future__ import annotations
 
 import logging
-import os
 
 import pytest
 
 pytestmark = pytest.mark.slow
 
-KEY = "workshop-key-7f3a"
+from conftest import PRESENTER_KEY as KEY
 PROMPT = "The capital of France is"
 
 
 @pytest.fixture(scope="module")
-def shared_app(settings, tmp_path_factory):
-    """A shared server: bound to loopback, but with a presenter key, so only the key holder presents.
-    Its own ModelManager (both precisions load from the cache in seconds), so no other test's model changes."""
-    import dataclasses
-
-    from playground.runtime import ModelManager
-    from playground.ui import build_app, launch_options
-    from playground.ui.serving import configure_queue
-
-    os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio-class"))
-    shared = dataclasses.replace(settings, presenter_key=KEY)
-    manager = ModelManager(shared)
-    manager.load()
-    demo = configure_queue(build_app(shared, manager), shared)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True,
-                            **launch_options(shared))
-    yield url.rstrip("/") + "/", manager
-    demo.close()
-
-
-@pytest.fixture(scope="module")
-def clients(shared_app):
+def clients(classroom_app):
     from gradio_client import Client
 
-    url, _ = shared_app
+    url, _ = classroom_app
     return {name: Client(url, verbose=False) for name in ("presenter", "a", "b", "c")}
 
 
@@ -73,8 +51,8 @@ def test_the_presenter_key_is_checked_and_never_echoed(clients, caplog):
     assert KEY not in str(state) + str(status) + caplog.text
 
 
-def test_one_visitors_precision_never_changes_anothers_answers(clients, shared_app):
-    _, manager = shared_app
+def test_one_visitors_precision_never_changes_anothers_answers(clients, classroom_app):
+    _, manager = classroom_app
     presenter, a, b = clients["presenter"], clients["a"], clients["b"]
     presenter.predict(KEY, api_name="/presenter_login")
     before_a, before_b = next_token(a), next_token(b)

@@ -1,0 +1,71 @@
+"""Two Chromium contexts on one shared server: the presenter starts a class, an attendee joins by the link,
+follows a tab change and a slider move, explores on their own, then snaps back. Saves artifacts/classroom-*.png."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import ARTIFACTS, PRESENTER_KEY
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+WAIT = 120_000
+TEMPERATURE = "number input for Temperature T (0 = greedy)"
+
+
+def open_app(browser, url):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.console_errors = []  # type: ignore[attr-defined]
+    page.on("console", lambda message: page.console_errors.append(message.text) if message.type == "error" else None)
+    page.goto(url)
+    page.wait_for_selector("#pg-status >> text=MB in memory", timeout=WAIT)
+    page.get_by_text("Presenter & classroom").click()
+    return context, page
+
+
+def selected_tab(page) -> str:
+    return page.locator("[role=tab][aria-selected=true]").first.inner_text()
+
+
+def test_an_attendee_follows_the_presenter_then_explores_then_snaps_back(browser, classroom_app):
+    url, _ = classroom_app
+    presenter_context, presenter = open_app(browser, url)
+    presenter.locator("#pg-key input").fill(PRESENTER_KEY)
+    presenter.get_by_role("button", name="I am the presenter").click()
+    presenter.locator("#pg-role").get_by_text("You are the presenter").wait_for(timeout=WAIT)
+    presenter.locator("#pg-class-title input, #pg-class-title textarea").first.fill("Workshop")
+    presenter.get_by_role("button", name="Start class").click()
+    code = presenter.locator(".pg-class-code").inner_text(timeout=WAIT).strip()
+    assert len(code) == 6 and PRESENTER_KEY not in presenter.url
+
+    attendee_context, attendee = open_app(browser, f"{url}?class={code}")
+    attendee.locator("#pg-class-card").get_by_text("You are in").wait_for(timeout=WAIT)
+
+    # the presenter opens Sampling and moves the temperature: the attendee's page follows both
+    presenter.get_by_role("tab", name="Sampling").click()
+    presenter.get_by_label(TEMPERATURE).fill("1.3")
+    presenter.get_by_label(TEMPERATURE).press("Enter")
+    attendee.wait_for_function("document.querySelector('[role=tab][aria-selected=true]').innerText.includes('Sampling')",
+                               timeout=WAIT)
+    attendee.wait_for_function(
+        f"document.querySelector('input[aria-label=\"{TEMPERATURE}\"]').value === '1.3'", timeout=WAIT)
+    presenter.locator("#pg-class-card").get_by_text("1 joined").wait_for(timeout=WAIT)
+
+    # the attendee explores on their own: the presenter's next tab does not move them
+    attendee.locator("#pg-follow input").uncheck()
+    presenter.get_by_role("tab", name="Attention").click()
+    presenter.wait_for_timeout(5_000)
+    assert "Sampling" in selected_tab(attendee)
+
+    # one click snaps back to the presenter's view
+    attendee.get_by_role("button", name="Snap back to the presenter").click()
+    attendee.wait_for_function(
+        "document.querySelector('[role=tab][aria-selected=true]').innerText.includes('Attention')", timeout=WAIT)
+    ARTIFACTS.mkdir(exist_ok=True)
+    presenter.screenshot(path=str(ARTIFACTS / "classroom-presenter.png"))
+    attendee.screenshot(path=str(ARTIFACTS / "classroom-attendee.png"))
+    presenter.get_by_role("button", name="End class").click()
+    assert presenter.console_errors == [] and attendee.console_errors == []
+    presenter_context.close()
+    attendee_context.close()
