@@ -159,6 +159,25 @@ class ClassroomHandlers:
         if room.view is None or (room.view.tab, room.view.query) != (tab, query):
             room.push_view(tab, query)
 
+    def show_view(self, query: str) -> dict[str, Any]:
+        """The presenter (or a script of theirs) shows a deep-link query to the room, e.g. '?tab=sampling&top_p=0.5'."""
+        require_presenter(self.ctx.sessions, "show a view to the room")
+        room = self.ctx.classroom.require()
+        link = resolve_query(query or "", self.fields)
+        if link.tab is None or link.problems:
+            raise ClassError("Not a view of a tab: " + ("; ".join(link.problems) or "the query has no ?tab="))
+        return room.push_view(link.tab, build_query(link.tab, self.fields[link.tab],
+                                                    [link.values.get(f.name) for f in self.fields[link.tab]])).__dict__
+
+    def class_view(self) -> dict[str, Any] | None:
+        """The room's current view (tab, deep-link query, version) for a member: what a follower's page applies."""
+        room = self.ctx.classroom.require()
+        session = current_session_id() or "local"
+        if not room.is_member(session) and not self.ctx.sessions.is_presenter(session):
+            raise ClassError("Join the class first (its code is on the presenter's screen).")
+        room.seen(session)
+        return room.view.__dict__ if room.view else None
+
     def _values_of(self, tab: str, values: Sequence[Any]) -> list[Any]:
         start = 0
         for links in self.links:
@@ -260,10 +279,10 @@ class ClassroomHandlers:
         card = class_card(room, self.ctx.sessions.is_presenter(session), bool(room and room.is_member(session)))
         return (card, *self.poll_results())
 
-    def export_poll(self) -> Any:
+    def export_poll(self) -> str:
         require_presenter(self.ctx.sessions, "export the class's answers")
         header, rows = self.ctx.classroom.require().export_rows()
-        return gr.File(write_export(rows_to_csv(header, rows), "classroom-answers", "csv"), visible=True)
+        return write_export(rows_to_csv(header, rows), "classroom-answers", "csv")
 
 
 def create_classroom_panel(ctx: AppContext) -> ClassroomPanel:
@@ -325,6 +344,8 @@ def wire_classroom(demo: gr.Blocks, panel: ClassroomPanel, ctx: AppContext, tabs
     panel.end.click(user_errors(handlers.end_class), None, panel.card, api_name="end_class")
     panel.join.click(user_errors(handlers.join_class), panel.code, [panel.card, panel.follow], api_name="join_class")
     gr.api(user_errors(handlers.class_state), api_name="class_state")
+    gr.api(user_errors(handlers.show_view), api_name="show_view")
+    gr.api(user_errors(handlers.class_view), api_name="class_view")
     panel.open_poll.click(user_errors(handlers.open_poll),
                           [panel.poll_kind, panel.poll_prompt, panel.poll_token, panel.poll_parameter], poll_outputs,
                           api_name="open_poll")
@@ -332,7 +353,8 @@ def wire_classroom(demo: gr.Blocks, panel: ClassroomPanel, ctx: AppContext, tabs
     panel.answer.submit(user_errors(handlers.answer_poll), panel.answer, panel.poll_note, api_visibility="private")
     panel.reveal.click(user_errors(handlers.reveal_poll), None, poll_outputs, api_name="reveal_poll")
     gr.api(user_errors(handlers.poll_results), api_name="poll_results")
-    panel.export.click(user_errors(handlers.export_poll), None, panel.export_file, api_name="export_poll")
+    panel.export.click(user_errors(handlers.export_poll), None, panel.export_file, api_name="export_poll").success(
+        lambda: gr.File(visible=True), None, panel.export_file, **private)
 
     # following: the presenter's page reports its tab and inputs; a follower's page applies the room's view
     panel.presenter_timer.tick(handlers.push_view, [panel.current_tab, *link_components], None, **private)

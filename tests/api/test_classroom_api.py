@@ -110,3 +110,23 @@ def test_a_poll_counts_three_clients_exactly(clients):
     presenter.predict(api_name="/end_class")
     with pytest.raises(AppError, match="No class is running"):
         clients["a"].predict("Paris", api_name="/answer_poll")
+
+
+def test_the_presenter_shows_a_view_and_members_read_it(clients):
+    from gradio_client.exceptions import AppError
+
+    presenter, a, b = clients["presenter"], clients["a"], clients["b"]
+    presenter.predict(KEY, api_name="/presenter_login")
+    presenter.predict("Views", api_name="/start_class")
+    code = presenter.predict(api_name="/class_state")["code"]
+    a.predict(code, api_name="/join_class")
+    with pytest.raises(AppError, match="Only the presenter can show a view"):
+        a.predict("?tab=sampling&top_p=0.5", api_name="/show_view")
+    with pytest.raises(AppError, match="no tab called"):
+        presenter.predict("?tab=nowhere", api_name="/show_view")
+    shown = presenter.predict("?tab=sampling&top_p=0.5&temperature=1.3", api_name="/show_view")
+    view = a.predict(api_name="/class_view")
+    assert view == shown and view["tab"] == "sampling" and "top_p=0.5" in view["query"]
+    with pytest.raises(AppError, match="Join the class first"):
+        b.predict(api_name="/class_view")
+    presenter.predict(api_name="/end_class")
