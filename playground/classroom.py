@@ -82,8 +82,56 @@ class Poll:
     answers: dict[str, Answer] = field(default_factory=dict)  # session id -> its latest answer
 
 
+class SharedResults:
+    """Results computed once and shared while a class runs: the presenter's page and every follower's page
+    press the same button with the same inputs, and only the first request computes; the others wait for
+    it (never more than `wait` seconds) and get the same answer. Least recently used entries go first.
+
+    >>> shared, calls = SharedResults(), []
+    >>> [shared.get_or_compute("k", lambda: calls.append(1) or 42) for _ in range(3)], len(calls)
+    ([42, 42, 42], 1)
+    """
+
+    def __init__(self, capacity: int = 64, wait: float = 120.0) -> None:
+        self.capacity = capacity
+        self.wait = wait
+        self._lock = threading.Lock()
+        self._done: dict[Any, Any] = {}  # insertion order = recency
+        self._running: dict[Any, threading.Event] = {}
+        self.computed = 0
+        self.shared = 0
+
+    def get_or_compute(self, key: Any, compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._done:
+                self._done[key] = self._done.pop(key)
+                self.shared += 1
+                return self._done[key]
+            running = self._running.get(key)
+            if running is None:
+                self._running[key] = threading.Event()
+        if running is not None:
+            running.wait(self.wait)
+            with self._lock:
+                if key in self._done:
+                    self.shared += 1
+                    return self._done[key]
+            return compute()  # the first request failed or took too long: compute our own
+        try:
+            result = compute()
+            with self._lock:
+                self._done[key] = result
+                self.computed += 1
+                while len(self._done) > self.capacity:
+                    self._done.pop(next(iter(self._done)))
+            return result
+        finally:
+            with self._lock:
+                self._running.pop(key).set()
+
+
 class Classroom:
-    """One class: its code, members, the presenter's current view and the polls."""
+    """One class: its code, members, the presenter's current view, the polls and the shared results."""
 
     def __init__(self, title: str, presenter_session: str, code: str | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -95,6 +143,7 @@ class Classroom:
         self.members: dict[str, float] = {}  # session id -> last seen
         self.view: ClassView | None = None
         self.polls: list[Poll] = []
+        self.results = SharedResults()
 
     # -- members --------------------------------------------------------------------------------
     def join(self, code: str, session_id: str) -> None:

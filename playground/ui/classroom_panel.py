@@ -9,7 +9,10 @@ Handlers are methods of `ClassroomHandlers` (plain functions over the AppContext
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import html
+import inspect
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -326,12 +329,52 @@ def create_classroom_panel(ctx: AppContext) -> ClassroomPanel:
                           gr.Timer(CARD_SECONDS, active=True), gr.Textbox(visible=False))
 
 
+def _request_digest(args: Sequence[Any], kwargs: dict[str, Any]) -> str:
+    """The inputs of a request as a short key (progress trackers and requests are per call: left out)."""
+    plain = [a for a in (*args, *kwargs.values()) if not isinstance(a, (gr.Progress, gr.Request))]
+    return hashlib.sha256(repr(plain).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def shared_in_class(ctx: AppContext, tab: str, handler: Any) -> Any:
+    """While a class runs, a tab's main action with the same inputs on the same model is computed once and
+    its result shared (followers press the same button as the presenter). Outside a class: unchanged."""
+    @functools.wraps(handler)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        room = ctx.classroom.current
+        if room is None:
+            return handler(*args, **kwargs)
+        try:
+            model = id(ctx.model())
+        except Exception:  # noqa: BLE001 - no model yet: the handler itself says so
+            return handler(*args, **kwargs)
+        key = (tab, model, _request_digest(args, kwargs))
+        return room.results.get_or_compute(key, lambda: handler(*args, **kwargs))
+
+    return wrapper
+
+
+def share_main_actions(demo: gr.Blocks, ctx: AppContext, links: Sequence[TabLinks]) -> list[str]:
+    """Wrap every tab's main button (the one a deep link presses) with `shared_in_class`; returns the tabs
+    whose action was wrapped (a streaming action is left alone: it yields as it goes)."""
+    wrapped = []
+    for tab in links:
+        if tab.run_button is None:
+            continue
+        for block_fn in demo.fns.values():
+            triggered = any(target[0] == tab.run_button._id for target in block_fn.targets)
+            if triggered and block_fn.fn is not None and not inspect.isgeneratorfunction(block_fn.fn):
+                block_fn.fn = shared_in_class(ctx, tab.key, block_fn.fn)
+                wrapped.append(tab.key)
+    return wrapped
+
+
 READ_CLASS_JS = "(code) => new URLSearchParams(window.location.search).get('class') || ''"
 
 
 def wire_classroom(demo: gr.Blocks, panel: ClassroomPanel, ctx: AppContext, tabs: Any,
                    links: Sequence[TabLinks]) -> ClassroomHandlers:
     handlers = ClassroomHandlers(ctx, links)
+    share_main_actions(demo, ctx, links)
     link_components = [component for tab in links for component in tab.components]
     poll_outputs = [panel.poll_plot, panel.poll_json, panel.poll_note]
     private = {"api_visibility": "private", "show_progress": "hidden", "queue": False}
@@ -375,6 +418,13 @@ def wire_classroom(demo: gr.Blocks, panel: ClassroomPanel, ctx: AppContext, tabs
                 gr.Warning(str(error))
         return [role_text(ctx), gr.Timer(active=presenter), joined, *handlers.refresh()]
 
+    def on_page_closed() -> None:
+        # the tab closed: its session frees its private model, adapter and caches now, not at the timeout
+        session = current_session_id()
+        if session is not None:
+            ctx.sessions.end(session)
+
+    demo.unload(on_page_closed)
     demo.load(on_page_load, panel.code, [panel.role, panel.presenter_timer, panel.follow, panel.card, *poll_outputs],
               js=READ_CLASS_JS, **private)
     return handlers

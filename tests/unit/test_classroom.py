@@ -97,3 +97,64 @@ def test_ending_a_class_forgets_its_code_and_answers():
     with pytest.raises(ClassError, match="No class is running"):
         host.require()
     assert host.start("Next", "p").code != room.code or host.current.polls == []
+
+
+def test_shared_results_compute_once_for_concurrent_identical_requests():
+    import threading
+    import time
+
+    from playground.classroom import SharedResults
+
+    shared, calls = SharedResults(), []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.2)
+        return len(calls)
+
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(shared.get_or_compute("view", slow))) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [1] * 8 and len(calls) == 1 and shared.computed == 1 and shared.shared == 7
+    assert shared.get_or_compute("other", lambda: "b") == "b" and shared.computed == 2
+
+
+def test_a_failed_shared_computation_lets_the_waiters_compute_their_own():
+    import threading
+
+    from playground.classroom import SharedResults
+
+    shared = SharedResults()
+    started, release = threading.Event(), threading.Event()
+
+    def failing():
+        started.set()
+        release.wait(5)
+        raise RuntimeError("boom")
+
+    errors = []
+    first = threading.Thread(target=lambda: errors.append(pytest.raises(RuntimeError, shared.get_or_compute,
+                                                                        "k", failing)))
+    first.start()
+    started.wait(5)
+    waiter_answer = []
+    waiter = threading.Thread(target=lambda: waiter_answer.append(shared.get_or_compute("k", lambda: "own")))
+    waiter.start()
+    release.set()
+    first.join()
+    waiter.join()
+    assert waiter_answer == ["own"] and errors
+
+
+def test_shared_results_keep_only_the_most_recent():
+    from playground.classroom import SharedResults
+
+    shared = SharedResults(capacity=2)
+    for key in "abc":
+        shared.get_or_compute(key, lambda key=key: key)
+    calls = []
+    shared.get_or_compute("a", lambda: calls.append("a") or "a")
+    assert calls == ["a"]
