@@ -19,7 +19,7 @@ import torch
 from benchmarks.common import print_table
 
 ROOT = Path(__file__).resolve().parents[1]
-NOT_BENCHMARKS = {"__init__", "common", "run", "device_check"}  # device_check: a report, not ratios
+NOT_BENCHMARKS = {"__init__", "common", "run"}
 
 
 def benchmark_modules() -> list[str]:

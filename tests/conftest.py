@@ -20,6 +20,34 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from tiny import make_tiny_llama, make_tiny_tokenizer  # noqa: E402
 
 ARTIFACTS = ROOT / "artifacts"  # screenshots and other test outputs (git-ignored)
+DEVICE_TESTS = ROOT / "tests" / "device"
+
+
+def pytest_addoption(parser):
+    """The device suite's options (tests/device, see its conftest). Registered here, in the root conftest, so
+    they are known however pytest is started."""
+    group = parser.getgroup("device", "the device suite (tests/device): every tab's compute path on one device")
+    group.addoption("--device", choices=("cpu", "cuda"), default=None,
+                    help="run tests/device on this device (without it, tests/device is not collected)")
+    group.addoption("--precision", default="auto",
+                    help="the app's --quantization for the device suite's model (auto, none, bf16, int8, nf4, ...)")
+    group.addoption("--device-report", type=Path, default=None, metavar="DIR",
+                    help="write DIR/device_check.json (rewritten after every test) and DIR/device_check.log")
+    group.addoption("--device-quick", action="store_true", help="small sizes, one repeat (the CPU rehearsal)")
+    group.addoption("--device-precisions", default="",
+                    help="the quantization test: only these precisions (default: every one the app offers)")
+    group.addoption("--device-cache-dir", type=Path, default=None,
+                    help="where the runtime keeps converted weights (default: the app's cache folder)")
+    group.addoption("--device-budget", type=float, default=0.0,
+                    help="seconds for the whole device run; tests that would start later are skipped (0: none)")
+
+
+def pytest_ignore_collect(collection_path, config):
+    """tests/device runs only when --device is given, so the normal suite does not run it a second time on the
+    CPU (tests/unit/test_device_check.py rehearses it on the CPU in a subprocess)."""
+    if config.getoption("--device") is None and collection_path == DEVICE_TESTS:
+        return True
+    return None
 
 
 @pytest.fixture(scope="session")

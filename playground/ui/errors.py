@@ -110,12 +110,21 @@ def check_argument_types(function: Callable[..., Any], args: tuple[Any, ...], kw
         bound = inspect.signature(function).bind_partial(*args, **kwargs)
     except TypeError as error:
         raise InputTypeError(f"Wrong arguments: {error}") from None
-    for position, (name, value) in enumerate(bound.arguments.items(), start=1):
+    arguments = [(name, value) for name, value in bound.arguments.items() if not (name == "self" and
+                                                                                   is_method(function))]
+    for position, (name, value) in enumerate(arguments, start=1):
         if name in hints and not value_fits(value, hints[name]):
             shown = repr(value)
             shown = shown if len(shown) <= 60 else shown[:57] + "..."
             raise InputTypeError(f"Input {position} ({name}) must be {describe(hints[name])}; got "
                                  f"{type(value).__name__} {shown}.")
+
+
+@functools.cache
+def is_method(function: Callable[..., Any]) -> bool:
+    """A handler defined in a class (a per-tab handlers object): its first parameter is `self`, which is not an
+    input and is not counted when an error names "Input N"."""
+    return next(iter(inspect.signature(function).parameters), None) == "self"
 
 
 def check_text_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -126,14 +135,16 @@ def check_text_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
 
 
 def user_errors(function: F) -> F:
-    """Decorate a gradio handler (plain or generator) so every failure reaches the UI as gr.Error, no text
-    argument is longer than the server accepts, and every argument fits the handler's type hints."""
+    """Decorate a gradio handler (plain or generator; a function or a method of a per-tab handlers class) so
+    every failure reaches the UI as gr.Error, no text argument is longer than the server accepts, and every
+    argument fits the handler's type hints."""
+    skip = 1 if is_method(function) else 0  # `self` is not an input
     if inspect.isgeneratorfunction(function):
 
         @functools.wraps(function)
         def generator_wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
-                check_text_arguments(args, kwargs)
+                check_text_arguments(args[skip:], kwargs)
                 check_argument_types(function, args, kwargs)
                 yield from function(*args, **kwargs)
             except Exception as error:
@@ -144,7 +155,7 @@ def user_errors(function: F) -> F:
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            check_text_arguments(args, kwargs)
+            check_text_arguments(args[skip:], kwargs)
             check_argument_types(function, args, kwargs)
             return function(*args, **kwargs)
         except Exception as error:

@@ -110,21 +110,27 @@ def trace_outputs(trace: smp.GenerationTrace, greedy: smp.GenerationTrace | None
 # ---------------------------------------------------------------------------------------------
 
 
-def create_sampling_tab(ctx: AppContext) -> dict[str, Any]:
-    cache = smp.PromptLogitsCache()
+class SamplingHandlers:
+    """The tab's event handlers as plain methods (the tab wires them; tests call them): one per context, holding
+    the prompt-logits cache the sliders reuse."""
 
-    def prompt_logits(prompt: str, chat: bool) -> tuple[Any, smp.PromptLogits]:
-        loaded = ctx.model()
-        return loaded, cache.get(model_key(loaded), loaded.model, loaded.tokenizer, prompt, chat, loaded.lock)
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.cache = smp.PromptLogitsCache()
+
+    def prompt_logits(self, prompt: str, chat: bool) -> tuple[Any, smp.PromptLogits]:
+        loaded = self.ctx.model()
+        return loaded, self.cache.get(model_key(loaded), loaded.model, loaded.tokenizer, prompt, chat, loaded.lock)
 
     @user_errors
-    def next_token(prompt: str, chat: bool, temperature: float, top_k: float | None, top_p: float, min_p: float,
-                   repetition_penalty: float, seed: float | None, top_n: float) -> tuple[Any, str, Any, dict[str, Any]]:
+    def next_token(self, prompt: str, chat: bool, temperature: float, top_k: float | None, top_p: float,
+                   min_p: float, repetition_penalty: float, seed: float | None,
+                   top_n: float) -> tuple[Any, str, Any, dict[str, Any]]:
         settings = sampling_settings(temperature, top_k, top_p, min_p, repetition_penalty, seed)
         if not prompt.strip():
             return empty_figure(EMPTY_MESSAGE), EMPTY_MESSAGE, empty_figure(EMPTY_MESSAGE), {"empty": True,
                                                                                             "message": EMPTY_MESSAGE}
-        loaded, cached = prompt_logits(prompt, chat)
+        loaded, cached = self.prompt_logits(prompt, chat)
         history = cached.input_ids[0]
         view = smp.next_token_view(cached.logits, settings, loaded.tokenizer, history, int(top_n))
         sweep = smp.temperature_sweep(cached.logits, settings, loaded.tokenizer, history)
@@ -135,27 +141,28 @@ def create_sampling_tab(ctx: AppContext) -> dict[str, Any]:
                 figures.sweep_figure(sweep), data)
 
     @user_errors
-    def draw_samples(prompt: str, chat: bool, temperature: float, top_k: float | None, top_p: float, min_p: float,
-                     repetition_penalty: float, seed: float | None, samples: float | None) -> tuple[Any, dict[str, Any]]:
+    def draw_samples(self, prompt: str, chat: bool, temperature: float, top_k: float | None, top_p: float,
+                     min_p: float, repetition_penalty: float, seed: float | None,
+                     samples: float | None) -> tuple[Any, dict[str, Any]]:
         settings = sampling_settings(temperature, top_k, top_p, min_p, repetition_penalty, seed)
         if not prompt.strip():
             return empty_figure(EMPTY_MESSAGE), {"empty": True, "message": EMPTY_MESSAGE}
-        loaded, cached = prompt_logits(prompt, chat)
+        loaded, cached = self.prompt_logits(prompt, chat)
         probs = smp.final_probabilities(cached.logits, settings, cached.input_ids[0])
-        count = whole_number_in("number of samples", 0 if samples is None else samples, 1, ctx.limits.samples)
+        count = whole_number_in("number of samples", 0 if samples is None else samples, 1, self.ctx.limits.samples)
         histogram = smp.sample_histogram(probs, count, loaded.tokenizer,
                                          settings.seed)
         return figures.samples_figure(histogram), histogram.to_dict()
 
     @user_errors
-    def generate_trace(prompt: str, chat: bool, temperature: float, top_k: float | None, top_p: float,
+    def generate_trace(self, prompt: str, chat: bool, temperature: float, top_k: float | None, top_p: float,
                        min_p: float, repetition_penalty: float, seed: float | None, max_new_tokens: float,
                        compare_greedy: bool) -> tuple[Any, ...]:
         settings = sampling_settings(temperature, top_k, top_p, min_p, repetition_penalty, seed)
         if not prompt.strip():
             raise smp.SamplingSettingsError("The prompt is empty: type something for the model to continue.")
-        new_tokens = whole_number_in("max_new_tokens", max_new_tokens, 1, ctx.limits.sampling_new_tokens)
-        loaded, cached = prompt_logits(prompt, chat)
+        new_tokens = whole_number_in("max_new_tokens", max_new_tokens, 1, self.ctx.limits.sampling_new_tokens)
+        loaded, cached = self.prompt_logits(prompt, chat)
 
         def run(run_settings: smp.SamplingSettings) -> smp.GenerationTrace:
             return smp.trace_generation(loaded.model, loaded.tokenizer, cached.input_ids, run_settings, new_tokens,
@@ -167,13 +174,14 @@ def create_sampling_tab(ctx: AppContext) -> dict[str, Any]:
         return trace_outputs(trace, greedy)
 
     @user_errors
-    def force_token(data: dict[str, Any] | None, position: float, token_id: int | str | None) -> tuple[Any, ...]:
+    def force_token(self, data: dict[str, Any] | None, position: float,
+                    token_id: int | str | None) -> tuple[Any, ...]:
         if not data or not data.get("trace"):
             raise smp.SamplingSettingsError("Generate a trace first, then pick a step and a token to force.")
         if token_id is None or not str(token_id).strip().isdigit():
             raise smp.SamplingSettingsError(f"Pick the token to force at this step (a token id), got {token_id!r}.")
         trace = smp.GenerationTrace.from_dict(data["trace"])
-        loaded = ctx.model()
+        loaded = self.ctx.model()
         if trace.model_key != model_key(loaded):
             raise smp.SamplingSettingsError("The model changed since this trace was generated: generate it again.")
         branch = smp.branch_trace(loaded.model, loaded.tokenizer, trace, int(position), int(token_id),
@@ -182,14 +190,17 @@ def create_sampling_tab(ctx: AppContext) -> dict[str, Any]:
         return trace_outputs(branch, greedy, int(position))
 
     @user_errors
-    def show_step(data: dict[str, Any] | None, position: float) -> tuple[Any, gr.Dropdown]:
+    def show_step(self, data: dict[str, Any] | None, position: float) -> tuple[Any, gr.Dropdown]:
         if not data or not data.get("trace") or not data["trace"]["steps"]:
             return empty_figure(EMPTY_TRACE_MESSAGE), gr.Dropdown(choices=[], value=None)
         return step_outputs(smp.GenerationTrace.from_dict(data["trace"]), position)
 
-    def select_step(event: gr.SelectData) -> int:
+    def select_step(self, event: gr.SelectData) -> int:
         return int(event.index)
 
+
+def create_sampling_tab(ctx: AppContext) -> dict[str, Any]:
+    handlers = SamplingHandlers(ctx)
     explanation(EXPLANATION)
     with gr.Row():
         with gr.Column(scale=2):
@@ -250,20 +261,24 @@ def create_sampling_tab(ctx: AppContext) -> dict[str, Any]:
     trace_outputs_list = [sampled_text, greedy_text, trace_plot, position, step_plot, alternative, trace_json]
     # Cheap handlers (cached logits) never queue behind a running generation.
     fast = {"concurrency_limit": None, "show_progress": "hidden"}
-    show.click(next_token, setting_inputs + [top_n], view_outputs, api_name="next_token", concurrency_limit=None)
-    prompt.submit(next_token, setting_inputs + [top_n], view_outputs, api_visibility="private",
-                  concurrency_limit=None)
-    draw.click(draw_samples, setting_inputs + [samples], [samples_plot, samples_json], api_name="draw_samples",
+    show.click(handlers.next_token, setting_inputs + [top_n], view_outputs, api_name="next_token",
                concurrency_limit=None)
+    prompt.submit(handlers.next_token, setting_inputs + [top_n], view_outputs, api_visibility="private",
+                  concurrency_limit=None)
+    draw.click(handlers.draw_samples, setting_inputs + [samples], [samples_plot, samples_json],
+               api_name="draw_samples", concurrency_limit=None)
     for control in (chat, temperature, top_k, top_p, min_p, repetition_penalty, seed, top_n):
-        control.change(next_token, setting_inputs + [top_n], view_outputs, api_visibility="private",
+        control.change(handlers.next_token, setting_inputs + [top_n], view_outputs, api_visibility="private",
                        trigger_mode="always_last", **fast).then(
-            draw_samples, setting_inputs + [samples], [samples_plot, samples_json], api_visibility="private", **fast)
-    generate.click(generate_trace, setting_inputs + [max_new_tokens, compare_greedy], trace_outputs_list,
+            handlers.draw_samples, setting_inputs + [samples], [samples_plot, samples_json], api_visibility="private",
+            **fast)
+    generate.click(handlers.generate_trace, setting_inputs + [max_new_tokens, compare_greedy], trace_outputs_list,
                    api_name="generate_trace")
-    force.click(force_token, [trace_json, position, alternative], trace_outputs_list, api_name="force_token")
-    sampled_text.select(select_step, None, position, api_visibility="private", queue=False)
-    position.change(show_step, [trace_json, position], [step_plot, alternative], api_visibility="private", **fast)
+    force.click(handlers.force_token, [trace_json, position, alternative], trace_outputs_list,
+                api_name="force_token")
+    sampled_text.select(handlers.select_step, None, position, api_visibility="private", queue=False)
+    position.change(handlers.show_step, [trace_json, position], [step_plot, alternative], api_visibility="private",
+                    **fast)
     return {"prompt": prompt, "chat": chat, "temperature": temperature, "top_k": top_k, "top_p": top_p,
             "min_p": min_p, "repetition_penalty": repetition_penalty, "seed": seed, "top_n": top_n, "show": show,
             "stats": stats, "stage_plot": stage_plot, "samples": samples, "draw": draw, "samples_plot": samples_plot,

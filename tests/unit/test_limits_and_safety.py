@@ -72,6 +72,12 @@ def test_text_longer_than_the_server_accepts_is_refused_before_the_handler_runs(
     assert type(raised.value).__name__ == "Error" and len(calls) == 1
 
 
+def user_errors_lazy(function):
+    from playground.ui.errors import user_errors
+
+    return user_errors(function)
+
+
 def typed_handler(text: str, names: list[str], k: int, flag: bool = False,
                   rows: list[list[Any]] | None = None, mode: Literal["dense", "bm25"] = "dense") -> str:
     return "ran"
@@ -94,6 +100,26 @@ def test_an_argument_of_the_wrong_type_is_refused_by_name_before_the_handler_run
     with pytest.raises(Exception, match=message) as raised:
         user_errors(typed_handler)(*args)
     assert type(raised.value).__name__ == "Error"
+
+
+class TypedHandlers:
+    """A per-tab handlers class (the tabs' handlers are methods): `self` is not an input."""
+
+    @user_errors_lazy
+    def handle(self, text: str, names: list[str], k: int) -> str:
+        return f"ran {text}"
+
+
+def test_a_handler_method_is_checked_without_counting_self():
+    handlers = TypedHandlers()
+    assert handlers.handle("x", ["a"], 24.0) == "ran x"
+    with pytest.raises(Exception, match=r"Input 1 \(text\) must be text; got int 7\.") as raised:
+        handlers.handle(7, ["a"], 1)
+    assert type(raised.value).__name__ == "Error"
+    with pytest.raises(Exception, match=r"Input 3 \(k\) must be a number; got str '3'\."):
+        handlers.handle("x", [], "3")
+    with pytest.raises(Exception, match=f"Text input 1 .*at most {LIMITS.text_chars:,}"):
+        handlers.handle("x" * (LIMITS.text_chars + 1), [], 1)
 
 
 def test_arguments_that_fit_the_hints_as_gradio_sends_them_reach_the_handler():

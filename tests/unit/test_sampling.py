@@ -7,13 +7,6 @@ import math
 
 import pytest
 import torch
-from transformers.generation.logits_process import (
-    MinPLogitsWarper,
-    RepetitionPenaltyLogitsProcessor,
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
 
 from playground.sampling import (
     SamplingSettings,
@@ -30,6 +23,7 @@ from playground.sampling import (
     sample_from,
     sample_next_token,
 )
+from reference import assert_stages_match, transformers_stage, transformers_stage_logits
 
 VOCAB = 1000
 
@@ -57,39 +51,35 @@ LOGIT_CASES = {"random": random_logits(0), "random-wide": random_logits(1, scale
 DUMMY_IDS = torch.zeros(1, 1, dtype=torch.long)
 
 
-def same(ours: torch.Tensor, theirs: torch.Tensor) -> None:
-    """Equal to 1e-6 where finite, and cut (-inf) at exactly the same places."""
-    assert torch.equal(torch.isinf(ours), torch.isinf(theirs))
-    finite = torch.isfinite(theirs)
-    torch.testing.assert_close(ours[finite], theirs[finite], atol=1e-6, rtol=1e-6)
+same = assert_stages_match  # equal to 1e-6 where finite, and cut (-inf) at exactly the same places
 
 
 @pytest.mark.parametrize("case", LOGIT_CASES)
 @pytest.mark.parametrize("temperature", [1e-4, 0.05, 0.7, 1.0, 1.3, 5.0])
 def test_temperature_equals_transformers(case, temperature):
     logits = LOGIT_CASES[case]
-    same(apply_temperature(logits, temperature), TemperatureLogitsWarper(temperature)(DUMMY_IDS, logits.clone()))
+    same(apply_temperature(logits, temperature), transformers_stage("temperature", temperature, logits, DUMMY_IDS))
 
 
 @pytest.mark.parametrize("case", LOGIT_CASES)
 @pytest.mark.parametrize("top_k", [1, 2, 5, 40, 63, 64, 999, VOCAB, VOCAB + 5])
 def test_top_k_equals_transformers(case, top_k):
     logits = LOGIT_CASES[case]
-    same(apply_top_k(logits, top_k), TopKLogitsWarper(top_k)(DUMMY_IDS, logits.clone()))
+    same(apply_top_k(logits, top_k), transformers_stage("top_k", top_k, logits, DUMMY_IDS))
 
 
 @pytest.mark.parametrize("case", LOGIT_CASES)
 @pytest.mark.parametrize("top_p", [1e-6, 0.1, 0.5, 0.9, 0.95, 0.999, 1.0])
 def test_top_p_equals_transformers(case, top_p):
     logits = LOGIT_CASES[case]
-    same(apply_top_p(logits, top_p), TopPLogitsWarper(top_p)(DUMMY_IDS, logits.clone()))
+    same(apply_top_p(logits, top_p), transformers_stage("top_p", top_p, logits, DUMMY_IDS))
 
 
 @pytest.mark.parametrize("case", LOGIT_CASES)
 @pytest.mark.parametrize("min_p", [0.0, 1e-4, 0.05, 0.3, 0.999, 1.0])
 def test_min_p_equals_transformers(case, min_p):
     logits = LOGIT_CASES[case]
-    same(apply_min_p(logits, min_p), MinPLogitsWarper(min_p)(DUMMY_IDS, logits.clone()))
+    same(apply_min_p(logits, min_p), transformers_stage("min_p", min_p, logits, DUMMY_IDS))
 
 
 @pytest.mark.parametrize("case", LOGIT_CASES)
@@ -101,7 +91,7 @@ def test_repetition_penalty_equals_transformers(case, penalty):
     previous = torch.randint(0, logits.shape[-1], (logits.shape[0], 30), generator=generator)
     previous[:, :5] = previous[:, 5:10]
     same(apply_repetition_penalty(logits, previous, penalty),
-         RepetitionPenaltyLogitsProcessor(penalty)(previous, logits.clone()))
+         transformers_stage("repetition_penalty", penalty, logits, previous))
 
 
 def test_stages_accept_a_single_row_like_a_batch_of_one():
@@ -116,18 +106,7 @@ def test_stages_accept_a_single_row_like_a_batch_of_one():
 
 def transformers_chain(settings: SamplingSettings, previous: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     """The processors in the order `generate` builds them (penalty, temperature, top-k, top-p, min-p)."""
-    processors = [RepetitionPenaltyLogitsProcessor(settings.repetition_penalty),
-                  TemperatureLogitsWarper(settings.temperature)]
-    if settings.top_k:
-        processors.append(TopKLogitsWarper(settings.top_k))
-    if settings.top_p < 1:
-        processors.append(TopPLogitsWarper(settings.top_p))
-    if settings.min_p:
-        processors.append(MinPLogitsWarper(settings.min_p))
-    scores = logits.clone()
-    for processor in processors:
-        scores = processor(previous, scores)
-    return scores
+    return transformers_stage_logits(logits, previous, settings)["min_p"]
 
 
 @pytest.mark.parametrize("case", LOGIT_CASES)
@@ -151,12 +130,12 @@ def test_greedy_is_a_one_hot_at_the_penalised_argmax():
     previous = logits.argmax(-1, keepdim=True)  # penalise the raw winner, so the argmax moves
     settings = SamplingSettings(temperature=0.0, repetition_penalty=50.0, top_k=3, top_p=0.2)
     probs = final_probabilities(logits, settings, previous)
-    penalised = RepetitionPenaltyLogitsProcessor(50.0)(previous, logits.clone())
+    penalised = transformers_stage("repetition_penalty", 50.0, logits, previous)
     assert torch.equal(probs.argmax(-1), penalised.argmax(-1)) and not torch.equal(probs.argmax(-1), logits.argmax(-1))
     assert torch.equal(probs.sum(-1), torch.ones(logits.shape[0])) and int((probs > 0).sum()) == logits.shape[0]
     for row, row_previous in zip(logits, previous):
         assert sample_next_token(row, settings, previous_ids=row_previous) == int(
-            RepetitionPenaltyLogitsProcessor(50.0)(row_previous[None], row[None].clone()).argmax())
+            transformers_stage("repetition_penalty", 50.0, row[None], row_previous[None]).argmax())
 
 
 def test_tiny_temperature_approaches_greedy():

@@ -12,7 +12,7 @@ import torch
 from playground.limits import LIMITS
 from playground.runtime import LoadedModel, Precision
 from playground.runtime.registry import ModelSpec
-from playground.ui.sampling_tab import EMPTY_MESSAGE, create_sampling_tab
+from playground.ui.sampling_tab import EMPTY_MESSAGE, SamplingHandlers, create_sampling_tab
 
 SETTINGS = ("The capital of France is", False, 1.2, 0, 0.9, 0.0, 1.0, 0)  # prompt, chat, T, k, p, min-p, penalty, seed
 
@@ -38,7 +38,9 @@ def tab(tiny_model, tiny_tokenizer):
     ctx = StubContext(loaded)
     with gr.Blocks() as demo:
         components = create_sampling_tab(ctx)
-    handlers = {fn.api_name: fn.fn for fn in demo.fns.values() if fn.api_name}
+    handlers = SamplingHandlers(ctx)  # the methods the tab wires, called directly
+    handlers = {name: getattr(handlers, name)
+                for name in ("next_token", "draw_samples", "generate_trace", "force_token")}
     yield {"handlers": handlers, "components": components, "forwards": forwards, "demo": demo}
     hook.remove()  # the tiny model is shared by the whole session
 

@@ -8,13 +8,6 @@ import json
 
 import pytest
 import torch
-from transformers.generation.logits_process import (
-    MinPLogitsWarper,
-    RepetitionPenaltyLogitsProcessor,
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
 
 from playground.generation import encode_prompt, generate_text, generate_tokens
 from playground.sampling import (
@@ -34,6 +27,7 @@ from playground.sampling import (
     temperature_sweep,
     trace_generation,
 )
+from reference import transformers_stage_logits
 
 # Every filter cuts something on the fixture logits (kept: 300 -> top-k 40 -> top-p 22 -> min-p 11).
 SETTINGS = SamplingSettings(temperature=1.5, top_k=40, top_p=0.8, min_p=0.2, repetition_penalty=1.3, seed=11)
@@ -57,18 +51,7 @@ def prompt_ids(tiny_tokenizer):
 
 def reference_stages(logits: torch.Tensor, settings: SamplingSettings, history: torch.Tensor) -> dict[str, torch.Tensor]:
     """transformers' processors applied one at a time: the logits after each stage, [vocab]."""
-    processors = {
-        "repetition_penalty": RepetitionPenaltyLogitsProcessor(settings.repetition_penalty),
-        "temperature": TemperatureLogitsWarper(settings.temperature),
-        "top_k": TopKLogitsWarper(settings.top_k) if settings.top_k else None,
-        "top_p": TopPLogitsWarper(settings.top_p) if settings.top_p < 1 else None,
-        "min_p": MinPLogitsWarper(settings.min_p) if settings.min_p else None,
-    }
-    scores, stages = logits[None].clone(), {"raw": logits.clone()}
-    for name, processor in processors.items():
-        scores = processor(history[None], scores) if processor is not None else scores
-        stages[name] = scores[0]
-    return stages
+    return transformers_stage_logits(logits, history, settings)
 
 
 def test_stage_probabilities_are_the_softmax_of_each_transformers_stage(logits, history):
