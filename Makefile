@@ -36,7 +36,7 @@ browser:
 
 # The prepared examples' cached outputs (assets/examples/*.json), recomputed on the embedded model.
 examples: setup
-	$(PY) -m playground.ui.examples
+	$(PY) -m playground.ui.refresh_examples
 
 # The README's screenshots (docs/screenshots/<tab>.png), taken by Chromium from the real app.
 screenshots: setup browser

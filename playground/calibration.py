@@ -36,7 +36,7 @@ import torch
 
 from playground.generation import encode_prompt, generate_text
 from playground.limits import LIMITS
-from playground.sampling import SamplingSettings
+from playground.sampling_pipeline import SamplingSettings
 
 LETTERS = "ABCD"
 QUESTIONS_PATH = Path(__file__).resolve().parents[1] / "assets" / "calibration" / "questions.json"

@@ -30,7 +30,7 @@ from typing import Any, Iterator, Protocol, Sequence
 import torch
 
 from playground.runtime import LoadedModel, ModelManager
-from playground.sampling import SamplingSettings, final_probabilities, sample_from
+from playground.sampling_pipeline import SamplingSettings, final_probabilities, sample_from
 
 
 class SpeculativeError(ValueError):

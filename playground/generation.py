@@ -17,7 +17,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from playground.sampling import SamplingSettings, sample_next_token
+from playground.sampling_pipeline import SamplingSettings, sample_next_token
 
 FINISH_REASONS = ("eos", "stop_string", "length", "cancelled")
 

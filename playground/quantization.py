@@ -324,7 +324,7 @@ def run_precision(model: Any, tokenizer: Any, eval_ids: torch.Tensor, prompt_ids
     import time
 
     from playground.generation import generate_tokens
-    from playground.sampling import SamplingSettings
+    from playground.sampling_pipeline import SamplingSettings
 
     guard = lock if lock is not None else contextlib.nullcontext()
     device = next(model.parameters()).device

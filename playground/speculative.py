@@ -11,7 +11,7 @@ One step, with a draft and a target that share the tokenizer:
 4. if all d were accepted, draw a bonus token from p_{d+1}.
 
 Then both KV caches are cropped back to the accepted prefix. Temperature, top-k, top-p, min-p and
-the repetition penalty shape p and q through the app's one sampling pipeline (playground/sampling.py);
+the repetition penalty shape p and q through the app's one sampling pipeline (playground/sampling_pipeline.py);
 greedy (T = 0) makes both one-hot, so a draft token is accepted exactly when it is the target's argmax.
 
 Why the output is exactly the target's, for one position: P(emit y) = q(y) min(1, p(y)/q(y)) +
@@ -31,7 +31,7 @@ import torch
 
 from playground.drafts import CachedModel, Draft, Proposal, SpeculativeError, draw_token, penalty_history
 from playground.generation import GeneratedToken, encode_prompt, generate_tokens
-from playground.sampling import SamplingSettings, final_probabilities
+from playground.sampling_pipeline import SamplingSettings, final_probabilities
 from playground.limits import LIMITS
 
 MAX_K = LIMITS.speculative_k

@@ -16,7 +16,7 @@ from typing import Any, Sequence, TypeVar
 
 from playground.generation import encode_prompt, generate_text
 from playground.rag.chunking import Chunk
-from playground.sampling import SamplingSettings
+from playground.sampling_pipeline import SamplingSettings
 from playground.limits import LIMITS
 
 POSITIONS = ("first", "middle", "last")

@@ -7,22 +7,19 @@ inputs and shows those outputs without running the model; the tab's own button r
 
 Regenerate after changing a tab or an example (a few minutes on 2 CPU cores):
 
-    python -m playground.ui.examples            # every tab      (make examples)
-    python -m playground.ui.examples sampling   # one tab
+    python -m playground.ui.refresh_examples            # every tab      (make examples)
+    python -m playground.ui.refresh_examples sampling   # one tab
 
 An example without cached outputs (a tab with no main button, e.g. LoRA) only fills the inputs.
 """
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import json
-import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import gradio as gr
 from pydantic import BaseModel
@@ -139,52 +136,9 @@ def json_safe(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-# ---------------------------------------------------------------------------------------------
-# Command line: regenerate the cached outputs on the embedded model
-# ---------------------------------------------------------------------------------------------
-
-
-def refresh(tabs: Sequence[str] | None = None) -> list[Path]:
-    """Recompute every example's outputs with the real app on the configured (embedded) model."""
-    from playground.config import load_settings
-    from playground.ui import build_app
-
-    settings = load_settings(["--offline", "--no-preload"])
-    demo = build_app(settings)
-    loaded = demo.playground_context.models.load()
-    written = []
-    for links in demo.playground_links:
-        if tabs and links.key not in tabs:
-            continue
-        current = load_example_file(links.key)
-        if not current.examples:
-            continue
-        fresh = []
-        for example in current.examples:
-            print(f"{links.key}: {example.name} ...", file=sys.stderr, flush=True)
-            outputs = compute_example(demo, links, example) if links.run_button is not None else None
-            fresh.append(Example(example.name, example.title, example.values, outputs))
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        written.append(save_example_file(ExampleFile(links.key, tuple(fresh), loaded.spec.label + " · "
-                                                     + loaded.precision.label, stamp)))
-    return written
-
-
 def compute_example(demo: gr.Blocks, links: Any, example: Example) -> list[Any]:
     """One example's outputs through the tab's main handler (the same code a click runs)."""
     block_fn = click_handler(demo, links.run_button)
     by_name = dict(zip((spec.name for spec in links.fields), links.components))
     values = {by_name[name]._id: value for name, value in example.values.items()}
     return json_safe(run_handler(block_fn, demo.blocks, values))
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m playground.ui.examples", description=__doc__.split("\n\n")[0])
-    parser.add_argument("tabs", nargs="*", help="tab keys (default: every tab with examples)")
-    args = parser.parse_args(argv)
-    for path in refresh(args.tabs or None):
-        print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB)")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,175 @@
+"""Step-through generation: what the one generation loop chose at each step, and what else it could
+have chosen (`trace_generation`), and a branch that forces one of those alternatives and continues
+with the same settings and seed (`branch_trace`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import torch
+
+from playground.generation import generate_tokens
+from playground.limits import LIMITS
+from playground.sampling.views import entropy_bits, raw_ranks, token_text
+from playground.sampling_pipeline import SamplingSettings, SamplingSettingsError, final_probabilities
+
+MAX_TRACE_TOKENS = LIMITS.sampling_new_tokens
+
+
+@dataclass(frozen=True)
+class Alternative:
+    token_id: int
+    text: str
+    prob: float  # final (sampling) probability
+    raw_prob: float  # the model's own probability (T = 1, no filter)
+    rank: int  # 1-based, raw distribution
+
+
+@dataclass(frozen=True)
+class TraceStep:
+    index: int  # position in the continuation
+    token_id: int
+    text: str  # what this token added to the output
+    prob: float  # final probability of the chosen token: what it was drawn with
+    raw_prob: float  # the model's probability of it
+    rank: int  # its 1-based rank in the raw distribution
+    entropy_bits: float  # of the final distribution
+    alternatives: tuple[Alternative, ...]  # the most likely tokens at this step (final, then raw order)
+    forced: bool = False  # substituted by the user ("force this token")
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class GenerationTrace:
+    model_key: str
+    settings: SamplingSettings
+    max_new_tokens: int
+    prompt_ids: tuple[int, ...]
+    steps: tuple[TraceStep, ...]
+    text: str
+    finish_reason: str
+    seconds: float
+
+    @property
+    def token_ids(self) -> list[int]:
+        return [step.token_id for step in self.steps]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationTrace:
+        """Rebuild a trace from its JSON (what the API returns), e.g. to branch from it."""
+        try:
+            steps = tuple(
+                TraceStep(**{**step, "alternatives": tuple(Alternative(**alt) for alt in step["alternatives"])})
+                for step in data["steps"]
+            )
+            return cls(**{**data, "settings": SamplingSettings(**data["settings"]),
+                          "prompt_ids": tuple(int(i) for i in data["prompt_ids"]), "steps": steps})
+        except (KeyError, TypeError) as error:
+            raise SamplingSettingsError(f"This is not a generation trace from generate_trace ({error}).") from error
+
+
+def _top_by_final_then_raw(final: torch.Tensor, raw: torch.Tensor, top_n: int) -> list[int]:
+    top_n = min(top_n, final.shape[-1])
+    ids = set(torch.topk(final, top_n).indices.tolist()) | set(torch.topk(raw, top_n).indices.tolist())
+    return sorted(ids, key=lambda i: (-float(final[i]), -float(raw[i]), i))[:top_n]
+
+
+def analyse_step(logits: torch.Tensor, token_id: int, text: str, index: int, settings: SamplingSettings,
+                 history: torch.Tensor, tokenizer: Any, top_n: int = 10,
+                 finish_reason: str | None = None) -> TraceStep:
+    """One generated token against the distribution it was drawn from. logits: [vocab] raw;
+    history: [n] prompt + tokens before this one (what the repetition penalty saw)."""
+    final = final_probabilities(logits, settings, history)  # [vocab]
+    raw = logits.float().softmax(dim=-1)
+    shown = _top_by_final_then_raw(final, raw, top_n)
+    ranks = dict(zip(shown + [token_id], raw_ranks(logits, shown + [token_id])))
+    alternatives = tuple(Alternative(i, token_text(tokenizer, i), float(final[i]), float(raw[i]), ranks[i])
+                         for i in shown)
+    return TraceStep(index, token_id, text, float(final[token_id]), float(raw[token_id]), ranks[token_id],
+                     entropy_bits(final), alternatives, finish_reason=finish_reason)
+
+
+def _check_trace_length(max_new_tokens: int) -> None:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= MAX_TRACE_TOKENS:
+        raise SamplingSettingsError(f"max_new_tokens must be a whole number in 1..{MAX_TRACE_TOKENS}, "
+                                    f"got {max_new_tokens!r}")
+
+
+def trace_generation(
+    model: Any,
+    tokenizer: Any,
+    prompt_ids: torch.Tensor,
+    settings: SamplingSettings,
+    max_new_tokens: int,
+    eos_token_ids: tuple[int, ...] = (),
+    lock: Any = None,
+    model_key: str = "",
+    top_n: int = 10,
+    prefix: tuple[TraceStep, ...] = (),
+) -> GenerationTrace:
+    """Generate with the app's one loop (`generate_tokens`, logits kept) and record every step.
+
+    prompt_ids: [1, n]. `prefix` are steps already decided (a branch's kept steps and its forced
+    token): generation continues after them, for max_new_tokens minus their count.
+    """
+    _check_trace_length(max_new_tokens)
+    started = time.perf_counter()
+    history = prompt_ids[0].tolist() + [step.token_id for step in prefix]
+    steps = list(prefix)
+    remaining = max_new_tokens - len(prefix)
+    if remaining > 0 and (not prefix or prefix[-1].finish_reason is None):
+        for generated in generate_tokens(model, tokenizer, torch.tensor([history]), settings, remaining,
+                                         eos_token_ids, lock=lock, keep_logits=True):
+            steps.append(analyse_step(generated.logits, generated.token_id, generated.text,
+                                      len(prefix) + generated.index, settings, torch.tensor(history), tokenizer,
+                                      top_n, generated.finish_reason))
+            history.append(generated.token_id)
+    return _finish_trace(model_key, settings, max_new_tokens, prompt_ids, steps, tokenizer, eos_token_ids,
+                         time.perf_counter() - started)
+
+
+def _finish_trace(model_key: str, settings: SamplingSettings, max_new_tokens: int, prompt_ids: torch.Tensor,
+                  steps: list[TraceStep], tokenizer: Any, eos_token_ids: tuple[int, ...],
+                  seconds: float) -> GenerationTrace:
+    ids = [step.token_id for step in steps]
+    if ids and ids[-1] in set(eos_token_ids):
+        ids = ids[:-1]  # the turn's end marker is not part of the text
+    finish = steps[-1].finish_reason if steps and steps[-1].finish_reason else "length"
+    return GenerationTrace(model_key, settings, max_new_tokens, tuple(prompt_ids[0].tolist()), tuple(steps),
+                           tokenizer.decode(ids, skip_special_tokens=False), finish, seconds)
+
+
+def branch_trace(
+    model: Any,
+    tokenizer: Any,
+    trace: GenerationTrace,
+    position: int,
+    token_id: int,
+    eos_token_ids: tuple[int, ...] = (),
+    lock: Any = None,
+    top_n: int = 10,
+) -> GenerationTrace:
+    """Rewind `trace` to `position`, put `token_id` (one of that step's alternatives) there instead,
+    and continue with the same settings and seed through the same generation loop."""
+    if not 0 <= position < len(trace.steps):
+        raise SamplingSettingsError(f"position must be in 0..{len(trace.steps) - 1} (a step of this trace), "
+                                    f"got {position}")
+    step = trace.steps[position]
+    alternative = next((alt for alt in step.alternatives if alt.token_id == token_id), None)
+    if alternative is None:
+        listed = ", ".join(str(alt.token_id) for alt in step.alternatives)
+        raise SamplingSettingsError(f"token {token_id} is not one of step {position}'s alternatives ({listed}); "
+                                    "pick one of those.")
+    is_last = token_id in set(eos_token_ids) or position + 1 >= trace.max_new_tokens
+    finish = ("eos" if token_id in set(eos_token_ids) else "length") if is_last else None
+    forced = replace(step, token_id=token_id, text=alternative.text, prob=alternative.prob,
+                     raw_prob=alternative.raw_prob, rank=alternative.rank, forced=True, finish_reason=finish)
+    return trace_generation(model, tokenizer, torch.tensor([trace.prompt_ids]), trace.settings,
+                            trace.max_new_tokens, eos_token_ids, lock, trace.model_key, top_n,
+                            prefix=trace.steps[:position] + (forced,))

@@ -1,0 +1,39 @@
+"""Tokens drawn for display: whitespace and control characters made visible, bytes that are only part
+of a character shown as hex.
+
+    >>> readable_bytes(b" \\xf0\\x9f")
+    '·<F0><9F>'
+"""
+
+from __future__ import annotations
+
+# How a whitespace or control character is drawn so it can be seen.
+VISIBLE = {" ": "·", "\n": "↵", "\t": "→", "\r": "␍", "\u00a0": "⍽"}
+
+
+def visible(text: str) -> str:
+    """Whitespace and control characters made visible: ' ' -> '·', newline -> '↵', tab -> '→'."""
+    return "".join(VISIBLE.get(char, f"\\x{ord(char):02x}" if ord(char) < 0x20 or ord(char) == 0x7F else char)
+                   for char in text)
+
+
+def readable_bytes(data: bytes) -> str:
+    """The bytes as visible text; bytes that are only part of a character as hex: b' \\xf0\\x9f' -> '·<F0><9F>'."""
+    try:
+        return visible(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        pass
+    parts = []
+    position = 0
+    while position < len(data):
+        for size in (1, 2, 3, 4):
+            try:
+                parts.append(visible(data[position:position + size].decode("utf-8")))
+            except UnicodeDecodeError:
+                continue
+            position += size
+            break
+        else:
+            parts.append(f"<{data[position]:02X}>")
+            position += 1
+    return "".join(parts)
