@@ -1,0 +1,376 @@
+"""Classroom load: a presenter and N attendees (each its own gradio_client Client) in one class, on loopback.
+
+`python -m benchmarks.classroom --attendees 50` launches the app (embedded model, offline, a presenter key)
+with the queue app.py serves with, and plays a class: the presenter logs in and starts a class; every
+attendee joins with its code and, like the page's timer, reads `/class_view` every FOLLOW_SECONDS; the
+presenter shows three views (sampling, attention, tokenization) VIEW_GAP_S apart; then puts a next-token
+poll to the room, every attendee answers once, the presenter checks that `/poll_results` counts every
+answer and reveals. Meanwhile half of the attendees make their own seeded `/next_token` and `/attention`
+requests. It prints p50 / p95 latency and failures per event, the follower delay (from the presenter's
+show_view returning to an attendee first reading that view version; target p95 <= 2 s), the poll count
+and the totals. `run()` is the same at 50 attendees, as rows for benchmarks/run.py's table (baseline: one
+attendee alone making the same calls). tests/load/test_classroom_load.py runs 6 attendees.
+
+Clients and server share this process (as in benchmarks/load.py), so the clients' own work (threads,
+JSON, event streams) competes with the server for the same cores: the numbers are an upper bound on what
+a room of separate machines would see.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks.common import print_table, row
+from benchmarks.load import percentile
+
+FOLLOW_SECONDS = 1.5  # playground.ui.classroom_panel.FOLLOW_SECONDS: how often a page reads the room's view
+VIEW_GAP_S = 4.0  # seconds between the presenter's views (and after the last one)
+VIEWS = (  # the three views the presenter shows, in turn
+    "?tab=sampling&prompt=The+capital+of+France+is&temperature=0.7",
+    "?tab=attention&prompt=Attention+is+all+you+need&layer=3",
+    "?tab=tokenization&text=The+quick+brown+fox+jumps+over+the+lazy+dog.",
+)
+POLL_PROMPT = "The capital of France is"
+GUESSES = ("Paris", "London", "Lyon", "Berlin", "the")
+DEFAULT_KEY = "classroom-bench-key"  # the benchmark's own server only; never printed
+MEASURED = ("join", "class_view", "show_view", "answer_poll", "next_token", "attention")
+CALL_TIMEOUT_S = 120  # one call
+CONNECT_TIMEOUT_S = 300  # every attendee's Client created (or failed) by then
+RUN_TIMEOUT_S = 600  # the whole class
+TIMER_ALONE = (FOLLOW_SECONDS / 2, FOLLOW_SECONDS * 0.95)  # follower delay p50 / p95 of the timer alone
+
+
+def next_token_args(index: int) -> tuple[Any, ...]:
+    """An attendee's own seeded next-token request (prompt, chat, temperature, top-k, top-p, min-p,
+    repetition penalty, seed, top-n), as in benchmarks/load.py, with a prompt of its own."""
+    return (f"Attendee {index} says the capital of France is", False, 0.8, 0, 0.95, 0.0, 1.0, index, 10)
+
+
+def attention_args(index: int) -> tuple[Any, ...]:
+    return (f"Attendee {index}: attention is all you need, they said.", 0, "mean", "heads", False)
+
+
+@dataclass
+class ClassReport:
+    attendees: int
+    connected: int = 0
+    joined: int = 0
+    wall_seconds: float = 0.0
+    latencies: dict[str, list[float]] = field(default_factory=dict)  # event -> seconds per answered call
+    failed: dict[str, int] = field(default_factory=dict)  # event -> calls that raised or timed out
+    failures: list[str] = field(default_factory=list)  # what went wrong, one line each
+    shown: dict[int, float] = field(default_factory=dict)  # view version -> when show_view returned
+    seen: dict[int, dict[int, float]] = field(default_factory=dict)  # attendee -> version -> first read
+    poll_answers: int | None = None  # what /poll_results counted
+    answers_sent: int = 0  # answer_poll calls that succeeded
+
+    def record(self, event: str, seconds: float | None, failure: str = "") -> None:
+        if seconds is None:
+            self.failed[event] = self.failed.get(event, 0) + 1
+            self.failures.append(failure)
+        else:
+            self.latencies.setdefault(event, []).append(seconds)
+
+    @property
+    def requests(self) -> int:
+        """Every API call made (connections not included)."""
+        return sum(len(v) for e, v in self.latencies.items() if e != "connect") + self.failed_requests
+
+    @property
+    def failed_requests(self) -> int:
+        return sum(count for event, count in self.failed.items() if event != "connect")
+
+    def delays(self) -> list[float]:
+        """Per attendee and view version: seconds from show_view returning to the attendee's first read of
+        that version (0 when the read answered before show_view's own answer arrived)."""
+        return [max(0.0, seen[version] - shown) for seen in self.seen.values()
+                for version, shown in self.shown.items() if version in seen]
+
+    def missed(self) -> list[str]:
+        """Attendee/version pairs never read: the attendee's timer skipped the view (or it never joined)."""
+        return [f"attendee {index} never saw view {version}" for index, seen in sorted(self.seen.items())
+                for version in sorted(self.shown) if version not in seen]
+
+    def percentile(self, event: str, q: float) -> float:
+        return percentile(self.latencies.get(event, []), q)
+
+    def table(self) -> str:
+        delays = self.delays()
+        lines = [f"{self.attendees} attendees: {self.connected} connected, {self.joined} joined; "
+                 f"{self.requests} requests in {self.wall_seconds:.1f} s, {self.failed_requests} failed; "
+                 f"poll counted {self.poll_answers} of {self.answers_sent} answers sent",
+                 f"follower delay over {len(delays)} (attendee, view) pairs: p50 {percentile(delays, 0.5):.2f} s, "
+                 f"p95 {percentile(delays, 0.95):.2f} s (target p95 <= 2 s); {len(self.missed())} missed",
+                 f"{'event':14} {'calls':>6} {'failed':>6} {'p50 s':>8} {'p95 s':>8}"]
+        for event in sorted(set(self.latencies) | set(self.failed)):
+            lines.append(f"{event:14} {len(self.latencies.get(event, [])):6d} {self.failed.get(event, 0):6d} "
+                         f"{self.percentile(event, 0.5):8.2f} {self.percentile(event, 0.95):8.2f}")
+        lines += [f"  {line}" for line in self.failures[:10] + self.missed()[:10]]
+        if len(self.failures) > 10:
+            lines.append(f"  ... and {len(self.failures) - 10} more failures")
+        return "\n".join(lines)
+
+
+def run_class(url: str, presenter_key: str, attendees: int, view_gap_s: float = VIEW_GAP_S) -> ClassReport:
+    """One class on the app at `url` (launched with `presenter_key`): a presenter and `attendees` clients,
+    every call timed; nothing raises, every failure is counted and described in the report."""
+    from gradio_client import Client
+
+    report = ClassReport(attendees)
+    guard = threading.Lock()
+    deadline = time.perf_counter() + RUN_TIMEOUT_S
+    start = threading.Barrier(attendees + 1)
+    stop = threading.Event()  # the class is over: followers stop reading
+    poll_open = threading.Event()
+    progress = threading.Condition(guard)  # notified when a join or an answer is done
+    done = {"join": 0, "answer": 0}
+    connected: dict[int, Any] = {}
+    followers: list[threading.Thread] = []  # one per joined attendee: its page's timer
+
+    def left() -> float:
+        return max(0.0, deadline - time.perf_counter())
+
+    def call(client: Any, event: str, who: str, *args: Any, api_name: str | None = None) -> tuple[bool, Any]:
+        began = time.perf_counter()
+        try:
+            answer = client.submit(*args, api_name=api_name or f"/{event}").result(timeout=CALL_TIMEOUT_S)
+        except Exception as error:  # every failure is reported, none stops the class
+            with guard:
+                report.record(event, None, f"{who} {event}: {type(error).__name__}: {str(error)[:200]}")
+            return False, None
+        with guard:
+            report.record(event, time.perf_counter() - began)
+        return True, answer
+
+    def follow(index: int, client: Any) -> None:
+        """The page's timer: read the room's view every FOLLOW_SECONDS (ticks staggered across attendees)."""
+        seen = report.seen[index]
+        tick = time.perf_counter() + FOLLOW_SECONDS * index / max(1, attendees)
+        while not stop.wait(max(0.0, tick - time.perf_counter())) and left():
+            ok, view = call(client, "class_view", f"attendee {index}")
+            now = time.perf_counter()
+            if ok and view and view["version"] not in seen:
+                with guard:
+                    seen[view["version"]] = now
+            tick = max(tick + FOLLOW_SECONDS, now)
+
+    def own_requests(index: int, client: Any, spread_s: float) -> None:
+        """An attendee exploring on its own, starting somewhere during the presenter's views."""
+        if stop.wait(spread_s * index / max(1, attendees)):
+            return
+        call(client, "next_token", f"attendee {index}", *next_token_args(index))
+        call(client, "attention", f"attendee {index}", *attention_args(index))
+
+    def attendee(index: int, code_box: list[str]) -> None:
+        began = time.perf_counter()
+        try:
+            client = Client(url, verbose=False)
+        except Exception as error:  # e.g. the config request timed out on a loaded CPU
+            client = None
+            with guard:
+                report.record("connect", None, f"attendee {index} could not connect: {type(error).__name__}: "
+                                               f"{str(error)[:200]}")
+        else:
+            with guard:
+                report.record("connect", time.perf_counter() - began)
+                connected[index] = client
+        try:  # reached even by an attendee that could not connect, else the class would never start
+            start.wait(timeout=CONNECT_TIMEOUT_S)
+        except threading.BrokenBarrierError:
+            pass
+        if client is None or not code_box:
+            return
+        joined, _ = call(client, "join", f"attendee {index}", code_box[0], api_name="/join_class")
+        with guard:
+            done["join"] += 1
+            if joined:
+                report.seen[index] = {}
+            progress.notify_all()
+        if not joined:
+            return
+        follower = threading.Thread(target=follow, args=(index, client), daemon=True)
+        with guard:
+            followers.append(follower)
+        follower.start()
+        helpers = []
+        if index % 2 == 0:  # half of the room explores on its own
+            helpers.append(threading.Thread(target=own_requests, args=(index, client, view_gap_s * len(VIEWS)),
+                                            daemon=True))
+            helpers[-1].start()
+        if poll_open.wait(left()) and not stop.is_set():
+            ok, _ = call(client, "answer_poll", f"attendee {index}", GUESSES[index % len(GUESSES)])
+            with guard:
+                report.answers_sent += ok
+        with guard:
+            done["answer"] += 1
+            progress.notify_all()
+        for helper in helpers:
+            helper.join(left())
+
+    def wait_for(what: str, count: int) -> None:
+        with guard:
+            progress.wait_for(lambda: done[what] >= count, timeout=left())
+
+    presenter = Client(url, verbose=False)
+    code_box: list[str] = []
+    ok, _ = call(presenter, "presenter_login", "presenter", presenter_key)
+    ok = ok and call(presenter, "start_class", "presenter", f"Classroom benchmark ({attendees} attendees)")[0]
+    if ok:
+        ok, state = call(presenter, "class_state", "presenter")
+        if ok:
+            code_box.append(state["code"])
+    threads = [threading.Thread(target=attendee, args=(index, code_box), daemon=True) for index in range(attendees)]
+    for thread in threads:
+        thread.start()
+    try:
+        start.wait(timeout=CONNECT_TIMEOUT_S)
+    except threading.BrokenBarrierError:
+        report.failures.append(f"not every attendee connected or failed within {CONNECT_TIMEOUT_S} s")
+    began = time.perf_counter()
+    report.connected = len(connected)
+    wait_for("join", report.connected)
+    report.joined = len(report.seen)
+    if code_box:
+        for query in VIEWS:
+            ok, view = call(presenter, "show_view", "presenter", query)
+            if ok:
+                with guard:
+                    report.shown[view["version"]] = time.perf_counter()
+            stop.wait(min(view_gap_s, left()))
+        call(presenter, "open_poll", "presenter", "next_token", POLL_PROMPT, "", 0.9)
+        poll_open.set()
+        wait_for("answer", report.joined)
+        ok, results = call(presenter, "poll_results", "presenter")
+        if ok:
+            report.poll_answers = results[1]["answers"]
+        call(presenter, "reveal_poll", "presenter")
+    poll_open.set()
+    for thread in threads:  # the attendees' answers and own requests; one deadline for all of them
+        thread.join(max(0.0, left() - 5 * FOLLOW_SECONDS))
+    stop.set()  # the followers have had every view for at least a view gap by now
+    for thread in [*threads, *followers]:
+        thread.join(left())
+    report.wall_seconds = time.perf_counter() - began
+    if any(thread.is_alive() for thread in [*threads, *followers]):
+        report.failures.append(f"some attendees did not finish within {RUN_TIMEOUT_S} s (deadlock or overload)")
+    if code_box:
+        call(presenter, "end_class", "presenter")
+    for client in [presenter, *connected.values()]:
+        client.close()
+    return report
+
+
+def single_attendee_seconds(url: str, presenter_key: str) -> dict[str, float]:
+    """Seconds per call for one attendee alone in a warm-up class (the baseline; it also warms the caches):
+    the presenter shows one view and puts a poll, the attendee joins, reads the view, answers, explores."""
+    from gradio_client import Client
+
+    presenter, seconds = Client(url, verbose=False), {}
+
+    def timed(event: str, client: Any, *args: Any, api_name: str | None = None) -> Any:
+        began = time.perf_counter()
+        answer = client.predict(*args, api_name=api_name or f"/{event}")
+        seconds[event] = time.perf_counter() - began
+        return answer
+
+    presenter.predict(presenter_key, api_name="/presenter_login")
+    presenter.predict("Warm-up", api_name="/start_class")
+    code = presenter.predict(api_name="/class_state")["code"]
+    began = time.perf_counter()
+    alone = Client(url, verbose=False)
+    seconds["connect"] = time.perf_counter() - began
+    timed("join", alone, code, api_name="/join_class")
+    timed("show_view", presenter, VIEWS[0])
+    timed("class_view", alone)
+    presenter.predict("next_token", POLL_PROMPT, "", 0.9, api_name="/open_poll")
+    timed("answer_poll", alone, GUESSES[0])
+    for index in (1, 3):  # the second is the baseline (the first pays for one-time warm-up); prompts differ,
+        timed("next_token", alone, *next_token_args(index))  # so neither answer comes from a cache
+        timed("attention", alone, *attention_args(index))
+    presenter.predict(api_name="/end_class")
+    for client in (presenter, alone):
+        client.close()
+    return seconds
+
+
+def launch_app(presenter_key: str) -> tuple[Any, str, Any]:
+    """The app as app.py serves it (queue, limits) with a presenter key, on a free loopback port, with the
+    model loaded. Returns (demo, url, loaded model)."""
+    from playground.config import load_settings
+    from playground.runtime import ModelManager
+    from playground.ui import build_app, launch_options
+    from playground.ui.serving import configure_queue
+
+    settings = dataclasses.replace(load_settings(["--offline", "--no-preload"]), presenter_key=presenter_key)
+    manager = ModelManager(settings)
+    loaded = manager.load()
+    demo = configure_queue(build_app(settings, manager), settings)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True,
+                            **launch_options(settings))
+    return demo, url, loaded
+
+
+def measure(attendees: int) -> tuple[ClassReport, dict[str, float], str]:
+    """Launch the app, time one attendee alone, play the class, close the app. Returns the report, the
+    baseline and the model's description."""
+    demo, url, loaded = launch_app(DEFAULT_KEY)
+    try:
+        alone = single_attendee_seconds(url, DEFAULT_KEY)
+        return run_class(url, DEFAULT_KEY, attendees), alone, f"{loaded.spec.label}, {loaded.precision.label}"
+    finally:
+        demo.close()
+
+
+def rows(report: ClassReport, alone: dict[str, float], model: str) -> list[dict[str, Any]]:
+    """benchmarks/run.py rows, one per measured quantity."""
+    n, delays = report.attendees, report.delays()
+    conditions = (f"{n} attendees + 1 presenter, each its own gradio_client session on loopback "
+                  f"({report.connected} connected, {report.joined} joined); {os.cpu_count()}-core CPU, clients "
+                  f"in the server's process; {model} (the default precision); {datetime.date.today().isoformat()}; "
+                  f"3 views {VIEW_GAP_S:g} s apart, class_view every {FOLLOW_SECONDS:g} s per attendee, half the "
+                  f"attendees make one seeded next_token + attention each, one next_token poll; "
+                  f"baseline: one attendee alone (follower delay: the {FOLLOW_SECONDS:g} s timer alone)")
+    out = [row("classroom: attendees joined", float(report.joined), float(n), "attendees", conditions,
+               higher_is_better=True, target=f"{n}")]
+    for event in MEASURED:
+        out += [row(f"classroom: {event} p50 latency", report.percentile(event, 0.5), alone[event], "s", conditions),
+                row(f"classroom: {event} p95 latency", report.percentile(event, 0.95), alone[event], "s",
+                    conditions),
+                row(f"classroom: {event} failed", float(report.failed.get(event, 0)), 0.0, "calls", conditions,
+                    target="0")]
+    out += [row("classroom: follower delay p50", percentile(delays, 0.5), TIMER_ALONE[0], "s", conditions),
+            row("classroom: follower delay p95", percentile(delays, 0.95), TIMER_ALONE[1], "s", conditions,
+                target="<= 2 s"),
+            row("classroom: view versions a follower missed", float(len(report.missed())), 0.0, "views",
+                conditions, target="0"),
+            row("classroom: poll answers counted", float(report.poll_answers or 0), float(n), "answers",
+                conditions, higher_is_better=True, target=f"= {n}"),
+            row("classroom: requests answered", float(report.requests - report.failed_requests),
+                float(report.requests), "requests", conditions, higher_is_better=True, target="all"),
+            row("classroom: failed requests", float(report.failed_requests), 0.0, "requests", conditions,
+                target="0")]
+    return out
+
+
+def run(attendees: int = 50) -> list[dict[str, Any]]:
+    """benchmarks/run.py entry: a class of 50."""
+    report, alone, model = measure(attendees)
+    print(report.table())
+    return rows(report, alone, model)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--attendees", type=int, default=50)
+    print_table(run(parser.parse_args().attendees))
+
+
+if __name__ == "__main__":
+    main()
