@@ -377,6 +377,7 @@ def wire_classroom(demo: gr.Blocks, panel: ClassroomPanel, ctx: AppContext, tabs
     share_main_actions(demo, ctx, links)
     link_components = [component for tab in links for component in tab.components]
     poll_outputs = [panel.poll_plot, panel.poll_json, panel.poll_note]
+    # Class bookkeeping touches no model: it skips the queue, so a room's check-ins never wait behind model jobs.
     private = {"api_visibility": "private", "show_progress": "hidden", "queue": False}
 
     panel.login.click(user_errors(handlers.presenter_login), panel.key, [panel.role, panel.key],
@@ -385,17 +386,19 @@ def wire_classroom(demo: gr.Blocks, panel: ClassroomPanel, ctx: AppContext, tabs
         **private)
     panel.start.click(user_errors(handlers.start_class), panel.title, panel.card, api_name="start_class")
     panel.end.click(user_errors(handlers.end_class), None, panel.card, api_name="end_class")
-    panel.join.click(user_errors(handlers.join_class), panel.code, [panel.card, panel.follow], api_name="join_class")
-    gr.api(user_errors(handlers.class_state), api_name="class_state")
+    panel.join.click(user_errors(handlers.join_class), panel.code, [panel.card, panel.follow], api_name="join_class",
+                     queue=False)
+    gr.api(user_errors(handlers.class_state), api_name="class_state", queue=False)
     gr.api(user_errors(handlers.show_view), api_name="show_view")
-    gr.api(user_errors(handlers.class_view), api_name="class_view")
+    gr.api(user_errors(handlers.class_view), api_name="class_view", queue=False)
     panel.open_poll.click(user_errors(handlers.open_poll),
                           [panel.poll_kind, panel.poll_prompt, panel.poll_token, panel.poll_parameter], poll_outputs,
                           api_name="open_poll")
-    panel.send.click(user_errors(handlers.answer_poll), panel.answer, panel.poll_note, api_name="answer_poll")
+    panel.send.click(user_errors(handlers.answer_poll), panel.answer, panel.poll_note, api_name="answer_poll",
+                     queue=False)
     panel.answer.submit(user_errors(handlers.answer_poll), panel.answer, panel.poll_note, api_visibility="private")
     panel.reveal.click(user_errors(handlers.reveal_poll), None, poll_outputs, api_name="reveal_poll")
-    gr.api(user_errors(handlers.poll_results), api_name="poll_results")
+    gr.api(user_errors(handlers.poll_results), api_name="poll_results", queue=False)
     panel.export.click(user_errors(handlers.export_poll), None, panel.export_file, api_name="export_poll").success(
         lambda: gr.File(visible=True), None, panel.export_file, **private)
 
