@@ -1,7 +1,7 @@
 """Classroom load: a presenter and N attendees (each its own gradio_client Client) in one class, on loopback.
 
-`python -m benchmarks.classroom --attendees 50` launches the app (embedded model, offline, a presenter key)
-with the queue app.py serves with, and plays a class: the presenter logs in and starts a class; every
+`python -m benchmarks.classroom --attendees 50` starts `python app.py --offline` with a presenter key in a
+process of its own, and plays a class: the presenter logs in and starts a class; every
 attendee joins with its code and, like the page's timer, reads `/class_view` every FOLLOW_SECONDS; the
 presenter shows three views (sampling, attention, tokenization) VIEW_GAP_S apart; then puts a next-token
 poll to the room, every attendee answers once, the presenter checks that `/poll_results` counts every
@@ -11,9 +11,10 @@ show_view returning to an attendee first reading that view version; target p95 <
 and the totals. `run()` is the same at 50 attendees, as rows for benchmarks/run.py's table (baseline: one
 attendee alone making the same calls). tests/load/test_classroom_load.py runs 6 attendees.
 
-Clients and server share this process (as in benchmarks/load.py), so the clients' own work (threads,
-JSON, event streams) competes with the server for the same cores: the numbers are an upper bound on what
-a room of separate machines would see.
+The server runs in its own process (a first version ran the clients inside the server's process: 50 client
+threads then shared its interpreter lock, and a no-model call such as /class_view took 2.3 s at p50). The
+clients still share the machine's two cores with the server, so the numbers are an upper bound on what a
+room of separate machines would see.
 """
 
 from __future__ import annotations
@@ -22,13 +23,19 @@ import argparse
 import dataclasses
 import datetime
 import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from benchmarks.common import print_table, row
 from benchmarks.load import percentile
+
+ROOT = Path(__file__).resolve().parents[1]
 
 FOLLOW_SECONDS = 1.5  # playground.ui.classroom_panel.FOLLOW_SECONDS: how often a page reads the room's view
 VIEW_GAP_S = 4.0  # seconds between the presenter's views (and after the last one)
@@ -300,40 +307,54 @@ def single_attendee_seconds(url: str, presenter_key: str) -> dict[str, float]:
     return seconds
 
 
-def launch_app(presenter_key: str) -> tuple[Any, str, Any]:
-    """The app as app.py serves it (queue, limits) with a presenter key, on a free loopback port, with the
-    model loaded. Returns (demo, url, loaded model)."""
-    from playground.config import load_settings
-    from playground.runtime import ModelManager
-    from playground.ui import build_app, launch_options
-    from playground.ui.serving import configure_queue
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
-    settings = dataclasses.replace(load_settings(["--offline", "--no-preload"]), presenter_key=presenter_key)
-    manager = ModelManager(settings)
-    loaded = manager.load()
-    demo = configure_queue(build_app(settings, manager), settings)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True,
-                            **launch_options(settings))
-    return demo, url, loaded
+
+def launch_app(presenter_key: str, timeout_s: float = 300.0) -> tuple[subprocess.Popen, str, str]:
+    """`python app.py --offline` in a process of its own (a room's browsers are not in the server's process:
+    clients in the same process would share its interpreter lock), on a free loopback port, with a presenter
+    key; returns once the model is loaded. Returns (process, url, model description)."""
+    from gradio_client import Client
+
+    port = free_port()
+    environment = {**os.environ, "PLAYGROUND_PRESENTER_KEY": presenter_key, "GRADIO_ANALYTICS_ENABLED": "False"}
+    process = subprocess.Popen([sys.executable, "app.py", "--offline", "--host", "127.0.0.1", "--port", str(port)],
+                               cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url, deadline = f"http://127.0.0.1:{port}/", time.monotonic() + timeout_s
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            status = Client(url, verbose=False).predict(api_name="/model_status")[1]
+            if status["model"]:
+                return process, url, f"{status['model']['label']}, {status['model']['precision']}"
+        except Exception:  # noqa: BLE001 - not up yet
+            pass
+        time.sleep(2)
+    process.kill()
+    raise RuntimeError(f"the app did not come up with its model within {timeout_s:.0f} s")
 
 
 def measure(attendees: int) -> tuple[ClassReport, dict[str, float], str]:
-    """Launch the app, time one attendee alone, play the class, close the app. Returns the report, the
+    """Launch the app, time one attendee alone, play the class, stop the app. Returns the report, the
     baseline and the model's description."""
-    demo, url, loaded = launch_app(DEFAULT_KEY)
+    process, url, model = launch_app(DEFAULT_KEY)
     try:
         alone = single_attendee_seconds(url, DEFAULT_KEY)
-        return run_class(url, DEFAULT_KEY, attendees), alone, f"{loaded.spec.label}, {loaded.precision.label}"
+        return run_class(url, DEFAULT_KEY, attendees), alone, model
     finally:
-        demo.close()
+        process.terminate()
+        process.wait(30)
 
 
 def rows(report: ClassReport, alone: dict[str, float], model: str) -> list[dict[str, Any]]:
     """benchmarks/run.py rows, one per measured quantity."""
     n, delays = report.attendees, report.delays()
     conditions = (f"{n} attendees + 1 presenter, each its own gradio_client session on loopback "
-                  f"({report.connected} connected, {report.joined} joined); {os.cpu_count()}-core CPU, clients "
-                  f"in the server's process; {model} (the default precision); {datetime.date.today().isoformat()}; "
+                  f"({report.connected} connected, {report.joined} joined); {os.cpu_count()}-core CPU, the app "
+                  f"in its own process (python app.py --offline), clients in threads of this one; {model} "
+                  f"(the default precision); {datetime.date.today().isoformat()}; "
                   f"3 views {VIEW_GAP_S:g} s apart, class_view every {FOLLOW_SECONDS:g} s per attendee, half the "
                   f"attendees make one seeded next_token + attention each, one next_token poll; "
                   f"baseline: one attendee alone (follower delay: the {FOLLOW_SECONDS:g} s timer alone)")
