@@ -22,6 +22,7 @@ import torch
 
 from playground.config import QUANTIZATION_CHOICES
 from playground.runtime import embedded
+from playground.runtime.cache import atomic_folder
 from playground.runtime.int4 import int4_available, quantize_int4_weights
 from playground.runtime.registry import ModelSpec
 
@@ -178,36 +179,30 @@ def convert_gguf(spec: ModelSpec, target: Path, progress: ProgressFn = _no_progr
     """Dequantize an embedded GGUF once with transformers and save it as safetensors in `target`.
 
     The GGUF loader takes ~25 s for SmolLM2-135M; reloading the safetensors takes ~0.3 s. The write
-    goes to a staging folder renamed at the end, so an interrupted conversion never looks complete.
+    goes to a staging folder renamed at the end (cache.atomic_folder), so an interrupted conversion never
+    looks complete.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     try:
-        progress(0.05, f"Locating {spec.weights_file} in the '{spec.package}' package")
-        folder, filename = embedded.gguf_location(spec, staging)
-        progress(0.15, f"Converting {filename} to safetensors (once; ~25 s for 135M parameters)")
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
-        # The GGUF loader marks the model as quantized, and transformers refuses to save a model it
-        # thinks is quantized. Its weights are plain fp32 after dequantization, so drop the marker.
-        model.hf_quantizer = None
-        model.is_quantized = False
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        progress(0.7, "Saving the converted weights")
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
-        for leftover in staging.glob("*.gguf"):  # an assembled chunked GGUF is not needed any more
-            leftover.unlink()
-        (staging / COMPLETE_MARKER).write_text(f"converted from {spec.package}/{filename}\n")
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        with atomic_folder(target) as staging:
+            progress(0.05, f"Locating {spec.weights_file} in the '{spec.package}' package")
+            folder, filename = embedded.gguf_location(spec, staging)
+            progress(0.15, f"Converting {filename} to safetensors (once; ~25 s for 135M parameters)")
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
+            # The GGUF loader marks the model as quantized, and transformers refuses to save a model it
+            # thinks is quantized. Its weights are plain fp32 after dequantization, so drop the marker.
+            model.hf_quantizer = None
+            model.is_quantized = False
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            progress(0.7, "Saving the converted weights")
+            model.save_pretrained(staging, safe_serialization=True)
+            tokenizer.save_pretrained(staging)
+            for leftover in staging.glob("*.gguf"):  # an assembled chunked GGUF is not needed any more
+                leftover.unlink()
+            (staging / COMPLETE_MARKER).write_text(f"converted from {spec.package}/{filename}\n")
     finally:
         gc.collect()
     return target
