@@ -153,15 +153,15 @@ def test_a_restricted_server_loads_no_tokenizer_from_a_folder(tiny_model_dir, tm
 
 
 def test_a_run_longer_than_the_server_allows_is_refused_before_it_starts(tiny_model_dir, tmp_path):
-    from playground import lora as ft
+    from playground import lora
 
     base = ModelManager(Settings(model=str(tiny_model_dir), quantization="none", device="cpu", offline=True,
                                  cache_dir=tmp_path)).load()
-    pirate = ft.builtin_dataset("pirate")
-    data = ft.Dataset("pirate-small", pirate.train[:40], pirate.eval[:4])
-    runner = ft.LoraRunner(tmp_path / "lora")
-    with pytest.raises(ft.LoraSettingsError, match="would take 200 optimizer steps; this server allows at most 199"):
-        runner.start(base, data, ft.LoraSettings(epochs=20, batch_size=4), max_steps=199)
+    pirate = lora.builtin_dataset("pirate")
+    data = lora.Dataset("pirate-small", pirate.train[:40], pirate.eval[:4])
+    runner = lora.LoraRunner(tmp_path / "lora")
+    with pytest.raises(lora.LoraSettingsError, match="would take 200 optimizer steps; this server allows at most 199"):
+        runner.start(base, data, lora.LoraSettings(epochs=20, batch_size=4), max_steps=199)
     assert runner.job is None
 
 

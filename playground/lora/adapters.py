@@ -1,0 +1,72 @@
+"""A trained adapter leaves the job: as a zip PEFT can load, or merged into a copy of the base model."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import time
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+from playground.lora.job import TrainedAdapter
+from playground.runtime.int4 import quantize_int4_weights
+from playground.runtime.loading import LoadedModel, memory_footprint_bytes, quantize_dynamic_int8
+from playground.runtime.manager import ModelManager
+
+
+def save_adapter_zip(adapter: TrainedAdapter, folder: Path) -> Path:
+    """adapter_model.safetensors + adapter_config.json (loadable with PeftModel.from_pretrained), zipped."""
+    target = Path(folder) / f"lora-{adapter.job_id}"
+    shutil.rmtree(target, ignore_errors=True)
+    with adapter.lock:
+        adapter.model.save_pretrained(target, safe_serialization=True)
+    archive = target.with_suffix(".zip")
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for path in sorted(target.rglob("*")):
+            if path.is_file():
+                bundle.write(path, path.relative_to(target))
+    return archive
+
+
+def merged_key(adapter: TrainedAdapter) -> str:
+    """The manager key of the merged model: '<base>+lora:<job id>'."""
+    return f"{adapter.base.spec.key}+lora:{adapter.job_id}"
+
+
+# CPU precisions a merged model is re-quantized to, so the app keeps the speed it had (key: quantization).
+CPU_REQUANTIZERS = {"int8": quantize_dynamic_int8, "int4": quantize_int4_weights}
+
+
+def merge_adapter(adapter: TrainedAdapter, like: LoadedModel) -> LoadedModel:
+    """W + (alpha/r) B A folded into a copy of the base, as a LoadedModel the other tabs can use.
+
+    `like` is the model the app was using: a dynamic-int8 or int4 CPU model gets a merged model in the same
+    precision, so the other tabs stay as fast as before (the merge itself is done in fp32).
+    """
+    started = time.perf_counter()
+    with adapter.lock:
+        merged = copy.deepcopy(adapter.model).merge_and_unload()
+    merged.eval()
+    base = adapter.base
+    precision = base.precision
+    if like.device == "cpu" and like.precision.quantization in CPU_REQUANTIZERS:
+        merged = CPU_REQUANTIZERS[like.precision.quantization](merged)
+        precision = like.precision
+    spec = replace(base.spec, key=merged_key(adapter), label=f"{base.spec.label} + LoRA {adapter.job_id}")
+    return LoadedModel(spec=spec, model=merged, tokenizer=adapter.tokenizer, device=base.device,
+                       precision=precision, parameters=base.parameters, memory_bytes=memory_footprint_bytes(merged),
+                       load_seconds=time.perf_counter() - started)
+
+
+def base_model_key(model_key: str) -> str:
+    """The base of a merged model's key ('smollm2-135m-instruct+lora:x' -> 'smollm2-135m-instruct')."""
+    return model_key.split("+lora:", 1)[0]
+
+
+def trainable_base(models: ModelManager, active: LoadedModel) -> LoadedModel:
+    """The model to train: the active model's base in a trainable precision, loaded through `models`
+    without changing the active model (fp32 on CPU: int4 and dynamic int8 layers
+    are not trainable; NF4 on CUDA: QLoRA)."""
+    quantization = "nf4" if active.device == "cuda" else "none"
+    return models.load(base_model_key(active.spec.key), quantization, active.device, activate=False)
