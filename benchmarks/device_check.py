@@ -120,7 +120,8 @@ from playground.runtime import (  # noqa: E402
     resolve_model,
     resolve_precision,
 )
-from playground.runtime.loading import bitsandbytes_available, load_embedding_model, prepare_weights  # noqa: E402
+from playground.runtime.loading import load_embedding_model, prepare_weights  # noqa: E402
+from playground.runtime.precision import bitsandbytes_available  # noqa: E402
 from playground.runtime.registry import DEFAULT_EMBEDDING_MODEL  # noqa: E402
 from playground.runtime.tokenizers import load_tokenizer  # noqa: E402
 

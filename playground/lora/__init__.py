@@ -102,7 +102,6 @@ from playground.lora.compare import (
     next_token_shift,
 )
 from playground.lora.adapters import (
-    CPU_REQUANTIZERS,
     base_model_key,
     merge_adapter,
     merged_key,
@@ -115,7 +114,6 @@ __all__ = [
     "AnswerPair",
     "BUILTIN_DATASETS",
     "Batch",
-    "CPU_REQUANTIZERS",
     "ChatExample",
     "Dataset",
     "DatasetError",

@@ -10,8 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from playground.lora.job import TrainedAdapter
-from playground.runtime.int4 import quantize_int4_weights
-from playground.runtime.loading import LoadedModel, memory_footprint_bytes, quantize_dynamic_int8
+from playground.runtime.loading import LoadedModel, memory_footprint_bytes
+from playground.runtime.precision import requantize
 from playground.runtime.manager import ModelManager
 
 
@@ -34,15 +34,12 @@ def merged_key(adapter: TrainedAdapter) -> str:
     return f"{adapter.base.spec.key}+lora:{adapter.job_id}"
 
 
-# CPU precisions a merged model is re-quantized to, so the app keeps the speed it had (key: quantization).
-CPU_REQUANTIZERS = {"int8": quantize_dynamic_int8, "int4": quantize_int4_weights}
-
-
 def merge_adapter(adapter: TrainedAdapter, like: LoadedModel) -> LoadedModel:
     """W + (alpha/r) B A folded into a copy of the base, as a LoadedModel the other tabs can use.
 
     `like` is the model the app was using: a dynamic-int8 or int4 CPU model gets a merged model in the same
-    precision, so the other tabs stay as fast as before (the merge itself is done in fp32).
+    precision (runtime.precision.requantize, as a fresh load would), so the other tabs stay as fast as before
+    (the merge itself is done in fp32).
     """
     started = time.perf_counter()
     with adapter.lock:
@@ -50,8 +47,8 @@ def merge_adapter(adapter: TrainedAdapter, like: LoadedModel) -> LoadedModel:
     merged.eval()
     base = adapter.base
     precision = base.precision
-    if like.device == "cpu" and like.precision.quantization in CPU_REQUANTIZERS:
-        merged = CPU_REQUANTIZERS[like.precision.quantization](merged)
+    if like.precision.converts_after_load:
+        merged = requantize(merged, like.precision)
         precision = like.precision
     spec = replace(base.spec, key=merged_key(adapter), label=f"{base.spec.label} + LoRA {adapter.job_id}")
     return LoadedModel(spec=spec, model=merged, tokenizer=adapter.tokenizer, device=base.device,

@@ -16,15 +16,9 @@ from typing import Any
 import torch
 
 from playground.config import Settings
-from playground.runtime.loading import (
-    LoadedModel,
-    ModelLoadError,
-    ProgressFn,
-    load_causal_lm,
-    load_embedding_model,
-    resolve_device,
-    resolve_precision,
-)
+from playground.runtime.errors import ModelLoadError
+from playground.runtime.loading import LoadedModel, ProgressFn, load_causal_lm, load_embedding_model, resolve_device
+from playground.runtime.precision import resolve_precision
 from playground.runtime.registry import (
     DEFAULT_EMBEDDING_MODEL,
     UnknownModelError,

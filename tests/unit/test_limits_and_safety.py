@@ -209,7 +209,8 @@ def test_no_unpickling_no_remote_code_no_eval_anywhere_in_the_app():
 
 
 def test_model_weights_are_loaded_as_safetensors_only():
-    from playground.runtime.loading import Precision, _from_pretrained_kwargs
+    from playground.runtime.loading import _from_pretrained_kwargs
+    from playground.runtime.precision import Precision
 
     import torch
 
