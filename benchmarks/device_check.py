@@ -97,7 +97,6 @@ from playground.drafts import (  # noqa: E402
     Draft,
     PromptLookupDraft,
     build_draft,
-    speculative_target,
 )
 from playground.generation import encode_prompt, generate_text, generate_tokens  # noqa: E402
 from playground.rag import (  # noqa: E402
@@ -122,6 +121,8 @@ from playground.runtime import (  # noqa: E402
 )
 from playground.runtime.loading import load_embedding_model, prepare_weights  # noqa: E402
 from playground.runtime.precision import bitsandbytes_available  # noqa: E402
+from playground.runtime.variants import draft_model as load_draft_model  # noqa: E402
+from playground.runtime.variants import speculative_target, trainable_base  # noqa: E402
 from playground.runtime.registry import DEFAULT_EMBEDDING_MODEL  # noqa: E402
 from playground.runtime.tokenizers import load_tokenizer  # noqa: E402
 
@@ -772,7 +773,7 @@ def speculative_drafts(run: Run, section: Section, target: LoadedModel) -> list[
     Offline, "another model with the same tokenizer" can only be the preset itself, loaded at auto precision:
     on a GPU that is the target's own weights (alpha = 1)."""
     def make(kind: str, draft_model: str = "") -> Callable[[], Draft]:
-        return lambda: build_draft(run.manager, kind, target, DEFAULT_SKIP, draft_model)
+        return lambda: build_draft(kind, target, DEFAULT_SKIP, load_draft_model(run.manager, kind, target, draft_model))
 
     drafts = [("prompt lookup", "RAG prompt", make("ngram")),
               (f"layer skip {DEFAULT_SKIP}", "open text", make("layer_skip")),
@@ -942,7 +943,7 @@ MERGE_REFUSALS = (ft.LoraError, ModelLoadError, NotImplementedError)
 
 def section_lora(run: Run, section: Section) -> None:
     loaded = run.model()
-    base = ft.trainable_base(run.manager, loaded)
+    base = trainable_base(run.manager, loaded)
     section.metric("trainable base", f"{base.precision.label} on {base.device}"
                    f"{' (QLoRA: 4-bit base, fp32 adapters)' if ft.is_4bit(base.model) else ''}")
     pirate = ft.builtin_dataset("pirate")

@@ -102,11 +102,9 @@ from playground.lora.compare import (
     next_token_shift,
 )
 from playground.lora.adapters import (
-    base_model_key,
     merge_adapter,
     merged_key,
     save_adapter_zip,
-    trainable_base,
 )
 
 __all__ = [
@@ -147,7 +145,6 @@ __all__ = [
     "TrainingRun",
     "attach_lora",
     "base_behaviour",
-    "base_model_key",
     "batch_order",
     "builtin_dataset",
     "check_limit",
@@ -178,5 +175,4 @@ __all__ = [
     "tokenize_example",
     "tokenize_split",
     "train_lora",
-    "trainable_base",
 ]

@@ -12,7 +12,7 @@ from pathlib import Path
 from playground.lora.job import TrainedAdapter
 from playground.runtime.loading import LoadedModel, memory_footprint_bytes
 from playground.runtime.precision import requantize
-from playground.runtime.manager import ModelManager
+from playground.runtime.variants import merged_model_key
 
 
 def save_adapter_zip(adapter: TrainedAdapter, folder: Path) -> Path:
@@ -31,7 +31,7 @@ def save_adapter_zip(adapter: TrainedAdapter, folder: Path) -> Path:
 
 def merged_key(adapter: TrainedAdapter) -> str:
     """The manager key of the merged model: '<base>+lora:<job id>'."""
-    return f"{adapter.base.spec.key}+lora:{adapter.job_id}"
+    return merged_model_key(adapter.base.spec.key, adapter.job_id)
 
 
 def merge_adapter(adapter: TrainedAdapter, like: LoadedModel) -> LoadedModel:
@@ -54,16 +54,3 @@ def merge_adapter(adapter: TrainedAdapter, like: LoadedModel) -> LoadedModel:
     return LoadedModel(spec=spec, model=merged, tokenizer=adapter.tokenizer, device=base.device,
                        precision=precision, parameters=base.parameters, memory_bytes=memory_footprint_bytes(merged),
                        load_seconds=time.perf_counter() - started)
-
-
-def base_model_key(model_key: str) -> str:
-    """The base of a merged model's key ('smollm2-135m-instruct+lora:x' -> 'smollm2-135m-instruct')."""
-    return model_key.split("+lora:", 1)[0]
-
-
-def trainable_base(models: ModelManager, active: LoadedModel) -> LoadedModel:
-    """The model to train: the active model's base in a trainable precision, loaded through `models`
-    without changing the active model (fp32 on CPU: int4 and dynamic int8 layers
-    are not trainable; NF4 on CUDA: QLoRA)."""
-    quantization = "nf4" if active.device == "cuda" else "none"
-    return models.load(base_model_key(active.spec.key), quantization, active.device, activate=False)

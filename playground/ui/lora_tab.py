@@ -16,6 +16,7 @@ from playground import lora
 from playground.figures import lora as figures
 from playground.figures.style import empty_figure
 from playground.runtime import ModelLoadError
+from playground.runtime.variants import base_model_key, trainable_base
 from playground.limits import whole_number_in
 from playground.ui.common import explanation
 from playground.ui.context import AppContext
@@ -198,7 +199,7 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
         settings = lora_settings(rank, alpha, dropout, targets, learning_rate, schedule, warmup, train_by, steps,
                                  epochs, batch_size, grad_accumulation, max_length, seed, mask_prompt, eval_every)
         data = chosen_dataset(dataset, upload, settings.seed)
-        job = runner.start(lora.trainable_base(ctx.models, ctx.model()), data, settings, ctx.limits.training_steps)
+        job = runner.start(trainable_base(ctx.models, ctx.model()), data, settings, ctx.limits.training_steps)
         yield from monitor(job)
 
     @user_errors
@@ -281,7 +282,7 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
     @user_errors
     def unload() -> tuple[str, dict[str, Any]]:
         active = ctx.model()
-        base_key = lora.base_model_key(active.spec.key)
+        base_key = base_model_key(active.spec.key)
         if base_key == active.spec.key:
             return "No merged adapter is active: the base model is already in use.", ctx.models.status()
         ctx.models.load(base_key, active.precision.quantization, active.device)

@@ -17,6 +17,7 @@ from playground import lora
 from playground.config import Settings
 from playground.generation import encode_prompt, generate_text
 from playground.runtime import ModelLoadError, ModelManager
+from playground.runtime.variants import base_model_key
 
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -350,7 +351,7 @@ def test_merge_matches_the_adapter_and_adopt_makes_it_active_until_unloaded(trai
     adapter, _ = trained
     merged = lora.merge_adapter(adapter, base)
     assert merged.spec.key == f"{base.spec.key}+lora:test"
-    assert lora.base_model_key(merged.spec.key) == base.spec.key
+    assert base_model_key(merged.spec.key) == base.spec.key
     ids = encode_prompt(base.tokenizer, "What color is grass?")
     with torch.no_grad():
         torch.testing.assert_close(merged.model(input_ids=ids).logits, adapter.model(input_ids=ids).logits,
