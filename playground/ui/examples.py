@@ -147,11 +147,13 @@ def json_safe(value: Any) -> Any:
 def refresh(tabs: Sequence[str] | None = None) -> list[Path]:
     """Recompute every example's outputs with the real app on the configured (embedded) model."""
     from playground.config import load_settings
+    from playground.runtime import ModelManager
     from playground.ui import build_app
 
     settings = load_settings(["--offline", "--no-preload"])
-    demo = build_app(settings)
-    loaded = demo.playground_context.models.load()
+    manager = ModelManager(settings)
+    demo = build_app(settings, manager)
+    loaded = manager.load()
     written = []
     for links in demo.playground_links:
         if tabs and links.key not in tabs:

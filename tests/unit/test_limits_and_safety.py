@@ -235,7 +235,7 @@ def run_main(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> FakeDemo:
     import app
 
     demo = FakeDemo()
-    monkeypatch.setattr(app, "create_demo", lambda settings: demo)
+    monkeypatch.setattr(app, "create_demo", lambda settings, manager: demo)
     app.main(argv)
     return demo
 
@@ -279,7 +279,7 @@ def test_queue_settings_name_real_events_and_are_applied(tmp_path):
                                        LONG_MODEL_JOBS, configure_queue)
 
     settings = Settings(cache_dir=tmp_path, preload=False, public=True)
-    demo = configure_queue(build_app(settings), settings)
+    demo = configure_queue(build_app(settings, ModelManager(settings)), settings)
     by_name = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
     assert set(LONG_MODEL_JOBS) | set(APP_WIDE_EVENTS) <= set(by_name)  # a renamed event fails here
     assert {(by_name[name].concurrency_id, by_name[name].concurrency_limit) for name in LONG_MODEL_JOBS} == \
