@@ -88,7 +88,8 @@ from playground import quantization as quant  # noqa: E402
 from playground import sampling as smp  # noqa: E402
 from playground import speculative as spec  # noqa: E402
 from playground import tokenization as tok  # noqa: E402
-from playground.config import ASSETS, QUANTIZATION_CHOICES, Settings, load_settings  # noqa: E402
+from playground.config import ASSETS, Settings, load_settings  # noqa: E402
+from playground.config import PRECISION_CHOICES as QUANTIZATION_CHOICES  # noqa: E402
 from playground.drafts import (  # noqa: E402
     DEFAULT_SKIP,
     OPEN_PROMPT,
@@ -447,7 +448,7 @@ def free_memory(device: str) -> None:
 def section_load(run: Run, section: Section) -> None:
     settings = run.settings
     spec = resolve_model(settings.model)
-    precision = resolve_precision(settings.quantization, run.device)
+    precision = resolve_precision(settings.precision, run.device)
     section.metric("model", f"{spec.key} ({spec.source}, package {spec.package})")
     section.metric("precision resolved", f"{precision.quantization}: {precision.label}", note=precision.reason)
     if precision.warning:

@@ -41,7 +41,7 @@ def _load_base() -> Any:
     from playground.config import load_settings
     from playground.runtime import ModelManager
 
-    return ModelManager(load_settings(["--offline"])).load(quantization="none", device="cpu", activate=False)
+    return ModelManager(load_settings(["--offline"])).load(precision="none", device="cpu", activate=False)
 
 
 def benchmark_setup(steps: int) -> tuple[Any, lora.TokenizedSplit, lora.LoraSettings]:

@@ -111,7 +111,7 @@ def load_average() -> str:
 
 def run(repeats: int = 3, new_tokens: int = 64, ks: tuple[int, ...] = (2, 4, 6)) -> list[dict[str, Any]]:
     manager = model_manager()
-    target = manager.load(quantization="none")
+    target = manager.load(precision="none")
     int8_copy = manager.load(target.spec.key, "int8", "cpu", activate=False)  # also transformers' assistant
     prompts = {"open text": spec.prepare_prompt(target.tokenizer, OPEN_PROMPT)[0],
                "RAG prompt": spec.prepare_prompt(target.tokenizer, rag_prompt())[0]}

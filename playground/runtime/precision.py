@@ -1,6 +1,6 @@
 """Precision: the one place that decides what a requested precision means on a device, and converts to it.
 
-`resolve_precision(requested, device)` turns a choice (QUANTIZATION_CHOICES: auto, none, bf16, fp16, int8,
+`resolve_precision(requested, device)` turns a choice (PRECISION_CHOICES: auto, none, bf16, fp16, int8,
 int4, nf4) into one resolved `Precision`; its `method` says how the weights are produced, and every
 loader branches on that, never on the (choice, device) pair again:
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from playground.config import QUANTIZATION_CHOICES
+from playground.config import PRECISION_CHOICES
 from playground.runtime.errors import ModelLoadError
 from playground.runtime.int4 import int4_available, quantize_int4_weights
 
@@ -42,7 +42,7 @@ AFTER_LOAD_MESSAGES = {
 class Precision:
     """How the weights are stored and computed. `reason` is shown in the header as is."""
 
-    quantization: str  # the chosen precision: none | bf16 | fp16 | int8 | int4 | nf4 (QUANTIZATION_CHOICES)
+    quantization: str  # the chosen precision, resolved: none | bf16 | fp16 | int8 | int4 | nf4 (PRECISION_CHOICES)
     dtype: torch.dtype  # dtype of the non-quantized parts / compute dtype
     label: str  # e.g. "int8 dynamic (torch.ao) + fp32"
     reason: str
@@ -142,14 +142,14 @@ def resolve_precision(requested: str, device: str) -> Precision:
                    "not for speed.") if device == "cpu" else ""
         return Precision(requested, torch.bfloat16 if device == "cuda" else torch.float32, label,
                          f"{requested} as requested (bitsandbytes)", warning, method=f"bnb-{requested}")
-    raise ModelLoadError(f"Unknown quantization {requested!r}; use auto, none, bf16, fp16, int8, int4 or nf4.")
+    raise ModelLoadError(f"Unknown precision {requested!r}; use auto, none, bf16, fp16, int8, int4 or nf4.")
 
 
 def precision_options(device: str) -> list[tuple[str, Precision | None, str]]:
-    """Every explicit precision (QUANTIZATION_CHOICES without 'auto') on `device`, highest first:
+    """Every explicit precision (PRECISION_CHOICES without 'auto') on `device`, highest first:
     (value, its Precision, "") where it runs, (value, None, the first sentence of why not) where it doesn't."""
     options: list[tuple[str, Precision | None, str]] = []
-    for value in QUANTIZATION_CHOICES[1:]:
+    for value in PRECISION_CHOICES[1:]:
         try:
             options.append((value, resolve_precision(value, device), ""))
         except ModelLoadError as error:

@@ -65,5 +65,5 @@ def trainable_base(models: ModelManager, active: LoadedModel) -> LoadedModel:
     """The model to train: the active model's base in a trainable precision, loaded through `models`
     without changing the active model (fp32 on CPU: int4 and dynamic int8 layers
     are not trainable; NF4 on CUDA: QLoRA)."""
-    quantization = "nf4" if active.device == "cuda" else "none"
-    return models.load(base_model_key(active.spec.key), quantization, active.device, activate=False)
+    precision = "nf4" if active.device == "cuda" else "none"
+    return models.load(base_model_key(active.spec.key), precision, active.device, activate=False)

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def fp32(model_manager):
     """The trainable base the LoRA tab uses on CPU, loaded beside (not instead of) the active model."""
-    return model_manager.load(quantization="none", device="cpu", activate=False)
+    return model_manager.load(precision="none", device="cpu", activate=False)
 
 
 def test_zero_b_adapter_equals_the_real_base_model(fp32):

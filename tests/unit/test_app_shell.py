@@ -20,7 +20,7 @@ def run_app(*args: str) -> subprocess.CompletedProcess:
 def test_help_documents_every_flag_and_its_env_var():
     result = run_app("--help")
     assert result.returncode == 0
-    for flag in ("--model", "--quantization", "--device", "--host", "--port", "--share", "--offline"):
+    for flag in ("--model", "--precision", "--device", "--host", "--port", "--share", "--offline"):
         assert flag in result.stdout
         assert "PLAYGROUND_" + flag[2:].upper() in result.stdout
 

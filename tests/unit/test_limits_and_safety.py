@@ -131,7 +131,7 @@ def test_a_refused_folder_gets_the_same_message_whether_it_exists_or_not(tmp_pat
 
 
 def test_the_manager_refuses_a_model_off_the_allowlist_and_keeps_the_active_one(tmp_path, tiny_model_dir):
-    manager = ModelManager(Settings(model=str(tiny_model_dir), quantization="none", device="cpu", offline=True,
+    manager = ModelManager(Settings(model=str(tiny_model_dir), precision="none", device="cpu", offline=True,
                                     cache_dir=tmp_path, model_allowlist="smollm2-135m-instruct"))
     good = manager.load()  # the configured model is always allowed
     for refused in ("Qwen/Qwen2.5-7B-Instruct", "qwen2.5-7b-instruct", "/etc"):
@@ -155,7 +155,7 @@ def test_a_restricted_server_loads_no_tokenizer_from_a_folder(tiny_model_dir, tm
 def test_a_run_longer_than_the_server_allows_is_refused_before_it_starts(tiny_model_dir, tmp_path):
     from playground import lora
 
-    base = ModelManager(Settings(model=str(tiny_model_dir), quantization="none", device="cpu", offline=True,
+    base = ModelManager(Settings(model=str(tiny_model_dir), precision="none", device="cpu", offline=True,
                                  cache_dir=tmp_path)).load()
     pirate = lora.builtin_dataset("pirate")
     data = lora.Dataset("pirate-small", pirate.train[:40], pirate.eval[:4])

@@ -24,7 +24,7 @@ ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "d
 
 @pytest.fixture(scope="module")
 def manager(tiny_model_dir, tmp_path_factory):
-    return ModelManager(Settings(model=str(tiny_model_dir), quantization="none", device="cpu", offline=True,
+    return ModelManager(Settings(model=str(tiny_model_dir), precision="none", device="cpu", offline=True,
                                  cache_dir=tmp_path_factory.mktemp("cache")))
 
 
@@ -235,7 +235,7 @@ def test_trainable_parameters_equal_pefts_count_and_the_arithmetic(base, targets
 
 
 def test_budget_works_on_the_int8_model_too(manager, base):
-    int8 = manager.load(quantization="int8", activate=False)
+    int8 = manager.load(precision="int8", activate=False)
     assert lora.linear_layer_names(int8.model) == lora.linear_layer_names(base.model) == ALL_LINEAR
     assert lora.lora_budget(int8.model, ["q_proj"], 4, int8.parameters).lora_total == \
         lora.lora_budget(base.model, ["q_proj"], 4).lora_total
@@ -370,7 +370,7 @@ def test_merging_for_an_int4_app_gives_an_int4_model(trained, manager):
     from playground.runtime.int4 import Int4Linear
 
     adapter, _ = trained
-    int4 = manager.load(quantization="int4", activate=False)
+    int4 = manager.load(precision="int4", activate=False)
     merged = lora.merge_adapter(adapter, int4)
     assert merged.precision.quantization == "int4"
     assert isinstance(merged.model.model.layers[0].self_attn.q_proj, Int4Linear)
@@ -381,7 +381,7 @@ def test_merging_for_an_int4_app_gives_an_int4_model(trained, manager):
 
 def test_merging_for_an_int8_app_gives_an_int8_model(trained, manager):
     adapter, _ = trained
-    int8 = manager.load(quantization="int8", activate=False)
+    int8 = manager.load(precision="int8", activate=False)
     merged = lora.merge_adapter(adapter, int8)
     assert merged.precision.quantization == "int8"
     assert "Linear" in type(merged.model.model.layers[0].self_attn.q_proj).__name__
@@ -399,7 +399,7 @@ def test_qlora_path_trains_adapters_beside_a_4bit_base(tiny_tokenizer, tmp_path,
                                          max_position_embeddings=256, tie_word_embeddings=True))
     model.save_pretrained(tmp_path / "model")
     tiny_tokenizer.save_pretrained(tmp_path / "model")
-    base = ModelManager(Settings(model=str(tmp_path / "model"), quantization="nf4", device="cpu", offline=True,
+    base = ModelManager(Settings(model=str(tmp_path / "model"), precision="nf4", device="cpu", offline=True,
                                  cache_dir=tmp_path / "cache")).load()
     assert lora.is_4bit(base.model)
     settings = lora.LoraSettings(steps=4, eval_every=4, dropout=0.0, learning_rate=1e-2, warmup_steps=0,

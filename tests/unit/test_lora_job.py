@@ -16,7 +16,7 @@ from playground.runtime import ModelManager
 
 @pytest.fixture(scope="module")
 def base(tiny_model_dir, tmp_path_factory):
-    manager = ModelManager(Settings(model=str(tiny_model_dir), quantization="none", device="cpu", offline=True,
+    manager = ModelManager(Settings(model=str(tiny_model_dir), precision="none", device="cpu", offline=True,
                                     cache_dir=tmp_path_factory.mktemp("cache")))
     return manager.load()
 
