@@ -40,12 +40,14 @@ def with_network_default(settings: Settings, args: argparse.Namespace, environ: 
     return settings
 
 
-def create_demo(settings: Settings) -> Any:
+def create_demo(settings: Settings, manager: Any = None) -> Any:
+    """The queued gradio app around `manager` (a ModelManager; built here from `settings` when not given)."""
     configure_environment(settings)
+    from playground.runtime import ModelManager
     from playground.ui import build_app
     from playground.ui.serving import configure_queue
 
-    return configure_queue(build_app(settings), settings)
+    return configure_queue(build_app(settings, manager or ModelManager(settings)), settings)
 
 
 def __getattr__(name: str) -> Any:
@@ -69,11 +71,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = with_network_default(settings_from_args(args), args, os.environ)
-    demo = create_demo(settings)
+    from playground.runtime import ModelManager
+
+    manager = ModelManager(settings)
+    demo = create_demo(settings, manager)
     if settings.share:
         log.warning("--share creates a PUBLIC gradio.live link: anyone with it can use this machine and model.")
     if settings.preload:
-        demo.playground_context.models.start_background_load()
+        manager.start_background_load()
     from playground.ui import launch_options
 
     demo.launch(

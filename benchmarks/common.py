@@ -18,9 +18,9 @@ def model_manager() -> Any:
     return ModelManager(load_settings(["--offline"]))
 
 
-def load_default_model(quantization: str = "auto") -> Any:
+def load_default_model(precision: str = "auto") -> Any:
     """The embedded default model through the app's own runtime (offline)."""
-    return model_manager().load(quantization=quantization)
+    return model_manager().load(precision=precision)
 
 
 def interleaved(ours: Callable[[], Any], baseline: Callable[[], Any], repeats: int, warmup: int = 1

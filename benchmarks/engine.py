@@ -117,7 +117,8 @@ def _cold_start_rows() -> list[dict[str, Any]]:
 
 
 def _conversion_rows() -> list[dict[str, Any]]:
-    from playground.runtime.loading import convert_gguf, load_causal_lm, resolve_precision
+    from playground.runtime.loading import convert_gguf, load_causal_lm
+    from playground.runtime.precision import resolve_precision
     from playground.runtime.registry import resolve_model
 
     spec = resolve_model("smollm2-135m-instruct")

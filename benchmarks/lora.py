@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import torch
 
-from playground import lora as ft
+from playground import lora
 
 TURN_TIMEOUT = 900.0  # s: a side that does not hand the turn back by then has failed
 
@@ -41,44 +41,44 @@ def _load_base() -> Any:
     from playground.config import load_settings
     from playground.runtime import ModelManager
 
-    return ModelManager(load_settings(["--offline"])).load(quantization="none", device="cpu", activate=False)
+    return ModelManager(load_settings(["--offline"])).load(precision="none", device="cpu", activate=False)
 
 
-def benchmark_setup(steps: int) -> tuple[Any, ft.TokenizedSplit, ft.LoraSettings]:
+def benchmark_setup(steps: int) -> tuple[Any, lora.TokenizedSplit, lora.LoraSettings]:
     base = _load_base()
-    settings = ft.LoraSettings(steps=steps, warmup_steps=1, dropout=0.05)
-    train = ft.tokenize_split(base.tokenizer, ft.builtin_dataset("pirate").train, settings.max_length,
+    settings = lora.LoraSettings(steps=steps, warmup_steps=1, dropout=0.05)
+    train = lora.tokenize_split(base.tokenizer, lora.builtin_dataset("pirate").train, settings.max_length,
                               settings.mask_prompt)
     return base, train, settings
 
 
-def our_training(base: Any, train: ft.TokenizedSplit, settings: ft.LoraSettings,
+def our_training(base: Any, train: lora.TokenizedSplit, settings: lora.LoraSettings,
                  on_step: Callable[[float], None]) -> Callable[[], None]:
     """Our loop, ready to run; on_step gets each step's seconds."""
-    model = ft.attach_lora(base.model, settings)
+    model = lora.attach_lora(base.model, settings)
 
     def emit(event: dict[str, Any]) -> None:
         if event["event"] == "step":
             on_step(event["seconds"])
 
-    run = ft.TrainingRun(train, ft.TokenizedSplit((), 0, 0), settings, base.tokenizer.pad_token_id, emit)
-    return lambda: ft.train_lora(model, run)
+    run = lora.TrainingRun(train, lora.TokenizedSplit((), 0, 0), settings, base.tokenizer.pad_token_id, emit)
+    return lambda: lora.train_lora(model, run)
 
 
-def trainer_training(base: Any, train: ft.TokenizedSplit, settings: ft.LoraSettings, callbacks: list[Any],
+def trainer_training(base: Any, train: lora.TokenizedSplit, settings: lora.LoraSettings, callbacks: list[Any],
                      output_dir: str) -> Callable[[], None]:
     """The same run through transformers' Trainer + PEFT, in our batch order, ready to run."""
     from torch.utils.data import SequentialSampler
     from transformers import Trainer, TrainingArguments
 
     total = settings.total_steps(len(train.examples))
-    order = ft.batch_order(len(train.examples), settings.batch_size, settings.seed)
+    order = lora.batch_order(len(train.examples), settings.batch_size, settings.seed)
     ordered = [train.examples[i] for _ in range(total) for i in next(order)]
     features = [{"input_ids": e.input_ids, "labels": e.labels} for e in ordered]
     pad = base.tokenizer.pad_token_id
 
     def collator(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        batch = ft.collate([ft.TokenizedExample(tuple(r["input_ids"]), tuple(r["labels"]), 0, False) for r in rows], pad)
+        batch = lora.collate([lora.TokenizedExample(tuple(r["input_ids"]), tuple(r["labels"]), 0, False) for r in rows], pad)
         return {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, "labels": batch.labels}
 
     class InOurOrder(Trainer):
@@ -91,7 +91,7 @@ def trainer_training(base: Any, train: ft.TokenizedSplit, settings: ft.LoraSetti
         lr_scheduler_type=settings.schedule, warmup_steps=settings.warmup_steps, weight_decay=0.0,
         max_grad_norm=settings.max_grad_norm, optim="adamw_torch", logging_steps=1, save_strategy="no", report_to=[],
         use_cpu=True, dataloader_num_workers=0, seed=settings.seed, disable_tqdm=True, remove_unused_columns=False)
-    trainer = InOurOrder(model=ft.attach_lora(base.model, settings), args=arguments, train_dataset=features,
+    trainer = InOurOrder(model=lora.attach_lora(base.model, settings), args=arguments, train_dataset=features,
                          data_collator=collator, callbacks=callbacks)
     return trainer.train
 
@@ -115,7 +115,7 @@ class Turns:
             self._changed.notify_all()
 
 
-def lockstep_step_seconds(base: Any, train: ft.TokenizedSplit, settings: ft.LoraSettings) -> dict[str, list[float]]:
+def lockstep_step_seconds(base: Any, train: lora.TokenizedSplit, settings: lora.LoraSettings) -> dict[str, list[float]]:
     """Per-step seconds of both loops, run alternately step by step in this process."""
     from transformers import TrainerCallback
 
@@ -164,7 +164,7 @@ def peak_memory_session(side: str, steps: int) -> int:
     with tempfile.TemporaryDirectory() as output_dir:
         run = (our_training(base, train, settings, lambda s: None) if side == "ours"
                else trainer_training(base, train, settings, [], output_dir))
-        with ft.PeakMemory("cpu") as peak:
+        with lora.PeakMemory("cpu") as peak:
             run()
     return peak.increase_bytes
 
@@ -178,13 +178,13 @@ def peak_memory_in_subprocess(side: str, steps: int) -> int:
 def demo_run(base: Any) -> dict[str, Any]:
     """The default demo (LoraSettings() on the pirate dataset) through the background job, end to end."""
     with tempfile.TemporaryDirectory() as log_dir:
-        runner = ft.LoraRunner(log_dir)
+        runner = lora.LoraRunner(log_dir)
         started = time.perf_counter()
-        job = runner.start(base, ft.builtin_dataset("pirate"), ft.LoraSettings())
+        job = runner.start(base, lora.builtin_dataset("pirate"), lora.LoraSettings())
         job.thread.join()
         seconds = time.perf_counter() - started
-        events, _ = ft.read_events(job.log_path)
-    progress = ft.summarize_events(events)
+        events, _ = lora.read_events(job.log_path)
+    progress = lora.summarize_events(events)
     return {"seconds": seconds, "steps": progress.step, "eval_loss": progress.eval_loss,
             "smoothed_loss": (progress.smoothed_loss[0], progress.smoothed_loss[-1]),
             "tokens_per_second": statistics.median(progress.tokens_per_second)}

@@ -27,6 +27,7 @@ import torch
 from benchmarks.common import interleaved, median, model_manager, print_table, row
 from playground import speculative as spec
 from playground.drafts import DEFAULT_SKIP, OPEN_PROMPT, CachedModel, Draft, build_draft
+from playground.runtime.variants import draft_model
 from playground.sampling import SamplingSettings
 
 GREEDY = SamplingSettings(temperature=0.0)
@@ -110,7 +111,7 @@ def load_average() -> str:
 
 def run(repeats: int = 3, new_tokens: int = 64, ks: tuple[int, ...] = (2, 4, 6)) -> list[dict[str, Any]]:
     manager = model_manager()
-    target = manager.load(quantization="none")
+    target = manager.load(precision="none")
     int8_copy = manager.load(target.spec.key, "int8", "cpu", activate=False)  # also transformers' assistant
     prompts = {"open text": spec.prepare_prompt(target.tokenizer, OPEN_PROMPT)[0],
                "RAG prompt": spec.prepare_prompt(target.tokenizer, rag_prompt())[0]}
@@ -121,7 +122,7 @@ def run(repeats: int = 3, new_tokens: int = 64, ks: tuple[int, ...] = (2, 4, 6))
     rows = []
     for case in cases:
         ids = prompts[case.prompt_name]
-        draft = build_draft(manager, case.draft, target)
+        draft = build_draft(case.draft, target, model=draft_model(manager, case.draft, target))
         warm = speculate(target, draft, ids, case.k, new_tokens)
         if warm.token_ids != references[case.prompt_name].token_ids:
             raise AssertionError(f"{case}: speculative greedy output differs from plain greedy output")
@@ -134,7 +135,8 @@ def run(repeats: int = 3, new_tokens: int = 64, ks: tuple[int, ...] = (2, 4, 6))
     # Ours vs transformers' assisted generation, same pair, same k = 4: a constant schedule and no
     # confidence early-stop (HF's default stops drafting when the draft is unsure; ours drafts k).
     def ours(draft_kind: str, ids: list[int]) -> int:
-        return len(speculate(target, build_draft(manager, draft_kind, target), ids, 4, new_tokens).token_ids)
+        draft = build_draft(draft_kind, target, model=draft_model(manager, draft_kind, target))
+        return len(speculate(target, draft, ids, 4, new_tokens).token_ids)
 
     def theirs(ids: list[int], **kwargs: Any) -> int:
         with torch.inference_mode():

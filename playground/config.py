@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
@@ -16,7 +17,10 @@ import platformdirs
 
 from playground.limits import Limits, limits_for
 
-QUANTIZATION_CHOICES = ("auto", "none", "bf16", "fp16", "int8", "int4", "nf4")
+PRECISION_CHOICES = ("auto", "none", "bf16", "fp16", "int8", "int4", "nf4")
+# The flag and env var were called quantization before they were called precision; both still work.
+DEPRECATED_FLAG = "--quantization is deprecated: use --precision (env PLAYGROUND_PRECISION)"
+DEPRECATED_ENV = "PLAYGROUND_QUANTIZATION is deprecated: use PLAYGROUND_PRECISION (or --precision)"
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 DEFAULT_MODEL = "smollm2-135m-instruct"
 ASSETS = Path(__file__).resolve().parents[1] / "assets"  # texts, datasets and css the project ships
@@ -33,7 +37,7 @@ class Settings:
     """Everything the app needs to know at start-up. Immutable: pass it around freely."""
 
     model: str = DEFAULT_MODEL
-    quantization: str = "auto"
+    precision: str = "auto"  # PRECISION_CHOICES; runtime/precision.py resolves it per device
     device: str = "auto"
     host: str = "127.0.0.1"
     port: int = 7860
@@ -46,8 +50,8 @@ class Settings:
     presenter_key: str = field(default="", repr=False)  # who may change what everyone sees (playground.sessions); never logged or shown
 
     def __post_init__(self) -> None:
-        if self.quantization not in QUANTIZATION_CHOICES:
-            raise ValueError(f"quantization must be one of {QUANTIZATION_CHOICES}, got {self.quantization!r}")
+        if self.precision not in PRECISION_CHOICES:
+            raise ValueError(f"precision must be one of {PRECISION_CHOICES}, got {self.precision!r}")
         if self.device not in DEVICE_CHOICES:
             raise ValueError(f"device must be one of {DEVICE_CHOICES}, got {self.device!r}")
         if not 0 < self.port < 65536:
@@ -67,7 +71,7 @@ class Settings:
 
 _HELP = {
     "model": "preset name (see --list-models), Hugging Face hub id, or local folder",
-    "quantization": "weight precision; auto = nf4 on CUDA, int4 on CPU (CPU: none = exact fp32; int4 = 4-bit decoder weights, 2.3x faster, near-exact; int8 = dynamic int8, 3x faster, less exact)",
+    "precision": "weight precision; auto = nf4 on CUDA, int4 on CPU (CPU: none = exact fp32; int4 = 4-bit decoder weights, 2.3x faster, near-exact; int8 = dynamic int8, 3x faster, less exact)",
     "device": "where to run the model; auto = cuda when available, else cpu",
     "host": "interface to bind (0.0.0.0 to serve a network)",
     "port": "port to serve on",
@@ -109,6 +113,9 @@ def _env_defaults(environ: dict[str, str]) -> dict[str, object]:
             values[field.name] = Path(raw).expanduser()
         else:
             values[field.name] = raw
+    if "PLAYGROUND_QUANTIZATION" in environ:
+        print(DEPRECATED_ENV, file=sys.stderr)
+        values.setdefault("precision", environ["PLAYGROUND_QUANTIZATION"])
     # Spaces and Docker set these for gradio; honour them when ours are absent.
     if "host" not in values and environ.get("GRADIO_SERVER_NAME"):
         values["host"] = environ["GRADIO_SERVER_NAME"]
@@ -124,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Every flag can also be set with an env var PLAYGROUND_<FLAG>, e.g. PLAYGROUND_MODEL.",
     )
     parser.add_argument("--model", help=_HELP["model"] + f" [env PLAYGROUND_MODEL, default {DEFAULT_MODEL}]")
-    parser.add_argument("--quantization", choices=QUANTIZATION_CHOICES, help=_HELP["quantization"] + " [env PLAYGROUND_QUANTIZATION]")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, help=_HELP["precision"] + " [env PLAYGROUND_PRECISION]")
+    parser.add_argument("--quantization", dest="deprecated_quantization", choices=PRECISION_CHOICES,
+                        help="deprecated alias of --precision [env PLAYGROUND_QUANTIZATION]")
     parser.add_argument("--device", choices=DEVICE_CHOICES, help=_HELP["device"] + " [env PLAYGROUND_DEVICE]")
     parser.add_argument("--host", help=_HELP["host"] + " [env PLAYGROUND_HOST or GRADIO_SERVER_NAME, default 127.0.0.1]")
     parser.add_argument("--port", type=int, help=_HELP["port"] + " [env PLAYGROUND_PORT or GRADIO_SERVER_PORT, default 7860]")
@@ -147,6 +156,11 @@ def load_settings(argv: Sequence[str] | None = None, environ: dict[str, str] | N
 def settings_from_args(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Settings:
     environ = dict(os.environ) if environ is None else environ
     values = _env_defaults(environ)
+    deprecated = getattr(args, "deprecated_quantization", None)
+    if deprecated is not None:
+        print(DEPRECATED_FLAG, file=sys.stderr)
+        if args.precision is None:
+            values["precision"] = deprecated
     for field in fields(Settings):
         flag_value = getattr(args, field.name, None)
         if flag_value is not None:

@@ -15,8 +15,9 @@ Tiny worked example of prompt lookup (the last 2 tokens `7 8` occurred before, f
     >>> lookup_continuation([7, 8, 9, 4, 5, 7, 8], 2)
     [9, 4]
 
-`speculative_target` and `build_draft` are the tab's rules for which models play target and draft; the
-benchmarks and the device check call them too.
+`build_draft` builds the draft the tab picked; which models play target and draft (and loading them) is
+runtime/variants.py's `speculative_target` and `draft_model`. The benchmarks and the device check call
+them too.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from typing import Any, Iterator, Protocol, Sequence
 
 import torch
 
-from playground.runtime import LoadedModel, ModelManager
+from playground.runtime import LoadedModel
+from playground.runtime.variants import QUANTIZED_SELF_DRAFTS
 from playground.sampling_pipeline import SamplingSettings, final_probabilities, sample_from
 
 
@@ -282,43 +284,29 @@ def parse_layers(text: str, num_layers: int) -> tuple[int, ...]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Which models play target and draft (the tab's choices; the benchmarks and device check use them too)
+# Building the draft the tab picked (which models play target and draft: runtime/variants.py)
 # ---------------------------------------------------------------------------------------------
 
-# The target's own weights in a cheaper CPU precision, loaded beside it by the runtime.
-QUANTIZED_SELF_DRAFTS = {"int4": "4-bit weight-only, torch's CPU int4 kernel", "int8": "torch.ao dynamic int8"}
 DRAFT_KINDS = (*QUANTIZED_SELF_DRAFTS, "layer_skip", "ngram", "model")
 DEFAULT_SKIP = "24-29"
 OPEN_PROMPT = "Explain in a few sentences why the sky is blue."  # the tab's default prompt
 
 
-def speculative_target(models: ModelManager, active: LoadedModel) -> LoadedModel:
-    """The active model, in full precision on a CPU (so its int4 or int8 copy is a cheaper draft); as loaded
-    on a GPU."""
-    if active.device == "cpu" and active.precision.quantization != "none":
-        return models.load(active.spec.key, "none", "cpu", activate=False)
-    return active
-
-
-def build_draft(models: ModelManager, kind: str, target: LoadedModel, skip_layers: str = DEFAULT_SKIP,
-                draft_model: str = "") -> Draft:
-    """The draft of `kind` (DRAFT_KINDS) for `target`, loading any model it needs through `models`."""
-    if kind in QUANTIZED_SELF_DRAFTS:
-        if target.device != "cpu":
-            raise SpeculativeError(f"The {kind} self-draft is a CPU option ({QUANTIZED_SELF_DRAFTS[kind]}). On a GPU, "
-                                   "pick layer skipping, prompt lookup or a smaller model of the same family.")
-        loaded = models.load(target.spec.key, kind, "cpu", activate=False)
-        return ModelDraft(loaded.model, loaded.lock, f"{kind} copy of the target")
+def build_draft(kind: str, target: LoadedModel, skip_layers: str = DEFAULT_SKIP,
+                model: LoadedModel | None = None) -> Draft:
+    """The draft of `kind` (DRAFT_KINDS) for `target`. A self-draft or a draft model runs on `model`, the copy
+    runtime.variants.draft_model loaded for it."""
+    if kind in QUANTIZED_SELF_DRAFTS or kind == "model":
+        if model is None:
+            raise SpeculativeError(f"The {kind} draft needs its model: load it with runtime.variants.draft_model")
+        if kind in QUANTIZED_SELF_DRAFTS:
+            return ModelDraft(model.model, model.lock, f"{kind} copy of the target")
+        check_same_tokenizer(target.tokenizer, model.tokenizer, model.spec.label)
+        return ModelDraft(model.model, model.lock, model.spec.label,
+                          target_vocab_size=int(target.model.config.vocab_size))
     if kind == "layer_skip":
         layers = parse_layers(skip_layers or "", int(target.model.config.num_hidden_layers))
         return ModelDraft(target.model, target.lock, f"target skipping layers {skip_layers.strip()}", layers)
     if kind == "ngram":
         return PromptLookupDraft(int(target.model.config.vocab_size))
-    if kind == "model":
-        if not (draft_model or "").strip():
-            raise SpeculativeError("Name the draft model (a preset or a hub id such as HuggingFaceTB/SmolLM2-135M-Instruct).")
-        loaded = models.load(draft_model.strip(), "auto", target.device, activate=False)
-        check_same_tokenizer(target.tokenizer, loaded.tokenizer, loaded.spec.label)
-        return ModelDraft(loaded.model, loaded.lock, loaded.spec.label,
-                          target_vocab_size=int(target.model.config.vocab_size))
     raise SpeculativeError(f"Unknown draft {kind!r}; pick one of {', '.join(DRAFT_KINDS)}")

@@ -116,7 +116,7 @@ PRESENTER_KEY = "workshop-key-7f3a"
 def classroom_app(settings, tmp_path_factory):
     """A shared server: loopback, but with a presenter key, so only the key holder presents. Its own
     ModelManager (precisions load from the cache in seconds), so no other test's model changes.
-    Yields (url, manager, app context)."""
+    Yields (url, manager)."""
     import dataclasses
 
     from playground.runtime import ModelManager
@@ -129,7 +129,7 @@ def classroom_app(settings, tmp_path_factory):
     demo = configure_queue(build_app(shared, manager), shared)
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True,
                             **launch_options(shared))
-    yield url.rstrip("/") + "/", manager, demo.playground_context
+    yield url.rstrip("/") + "/", manager
     demo.close()
 
 

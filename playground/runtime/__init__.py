@@ -1,14 +1,8 @@
 """The only package that loads model weights. See docs/ARCHITECTURE.md."""
 
-from playground.runtime.loading import (
-    DeviceUnavailableError,
-    LoadedModel,
-    ModelLoadError,
-    Precision,
-    precision_options,
-    resolve_device,
-    resolve_precision,
-)
+from playground.runtime.errors import DeviceUnavailableError, ModelLoadError
+from playground.runtime.loading import LoadedModel, resolve_device
+from playground.runtime.precision import Precision, precision_options, requantize, resolve_precision
 from playground.runtime.manager import LoadKey, LoadState, ModelBusyError, ModelManager
 from playground.runtime.registry import PRESETS, ModelSpec, UnknownModelError, causal_lm_presets, resolve_model
 
@@ -26,6 +20,7 @@ __all__ = [
     "UnknownModelError",
     "causal_lm_presets",
     "precision_options",
+    "requantize",
     "resolve_device",
     "resolve_model",
     "resolve_precision",

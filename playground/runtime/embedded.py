@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import shutil
 import threading
 import zipfile
 from pathlib import Path
 
+from playground.runtime.cache import atomic_folder
 from playground.runtime.registry import ModelSpec
 
 
@@ -87,14 +87,11 @@ def extract_zip_model(spec: ModelSpec, target: Path) -> Path:
 
 def _extract(archive: Path, target: Path, marker: Path) -> None:
     """Unpack into a staging folder renamed at the end, so a half-written folder never looks done."""
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
     with zipfile.ZipFile(archive) as bundle:
         for member in bundle.namelist():
             # Never let an archive write outside its folder (zip-slip).
             if Path(member).is_absolute() or ".." in Path(member).parts:
                 raise ValueError(f"unsafe path in {archive.name}: {member}")
-        bundle.extractall(staging)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
+        with atomic_folder(target) as staging:
+            bundle.extractall(staging)
     marker.touch()

@@ -1,4 +1,5 @@
-"""Loading models: device and precision choice, the GGUF -> safetensors cache, and the LoadedModel.
+"""Loading models: device choice, the GGUF -> safetensors cache, and the LoadedModel (the precision is
+resolved and applied in precision.py).
 
 This is the only module that turns a ModelSpec into weights in memory. Everything is lazy: importing
 it loads nothing. `ModelManager` (in manager.py) adds thread safety, caching and progress on top.
@@ -13,16 +14,21 @@ import os
 import shutil
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
 
-from playground.config import QUANTIZATION_CHOICES
 from playground.runtime import embedded
-from playground.runtime.int4 import int4_available, quantize_int4_weights
+from playground.runtime.cache import atomic_folder
+from playground.runtime.errors import DeviceUnavailableError, ModelLoadError
+from playground.runtime.precision import (
+    AFTER_LOAD_MESSAGES,
+    Precision,
+    load_time_quantization,
+    requantize,
+)
 from playground.runtime.registry import ModelSpec
 
 ProgressFn = Callable[[float, str], None]  # (fraction in [0, 1], message)
@@ -31,20 +37,12 @@ ProgressFn = Callable[[float, str], None]  # (fraction in [0, 1], message)
 COMPLETE_MARKER = ".complete"
 
 
-class ModelLoadError(RuntimeError):
-    """A load failed for a reason the user can act on; the message names the problem and the fix."""
-
-
-class DeviceUnavailableError(ModelLoadError):
-    pass
-
-
 def _no_progress(fraction: float, message: str) -> None:
     return None
 
 
 # ---------------------------------------------------------------------------------------------
-# Device and precision
+# Device (the precision is chosen in precision.py)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -61,104 +59,6 @@ def resolve_device(requested: str) -> str:
     if requested not in ("cpu", "cuda"):
         raise DeviceUnavailableError(f"Unknown device {requested!r}; use auto, cpu or cuda.")
     return requested
-
-
-@dataclass(frozen=True)
-class Precision:
-    """How the weights are stored and computed. `reason` is shown in the header as is."""
-
-    quantization: str  # none | bf16 | fp16 | int8 | int4 | nf4
-    dtype: torch.dtype  # dtype of the non-quantized parts / compute dtype
-    label: str  # e.g. "int8 dynamic (torch.ao) + fp32"
-    reason: str
-    warning: str = ""
-
-
-def bitsandbytes_available() -> bool:
-    try:
-        import bitsandbytes  # noqa: F401
-    except Exception:  # bitsandbytes raises various errors on unsupported platforms
-        return False
-    return True
-
-
-# Measured on SmolLM2-135M-Instruct (Model tab, assets/model/eval_text.txt, 233 tokens): torch.ao dynamic
-# int8 decodes ~3x faster than fp32 on 2 CPU cores, but its per-tensor activation quantization meets the
-# model's outlier activations: KL 1.54 nats, top-1 agreement 34%, perplexity 201 vs 52. So it is opt-in.
-INT8_DYNAMIC_WARNING = ("dynamic int8 is ~3x faster on CPU but measurably worse: on SmolLM2-135M, top-1 agreement "
-                        "with fp32 was 34% and perplexity 201 vs 52 (Model tab, quantization lab)")
-
-
-INT4_LABEL = "int4 weight-only (groups of 32, bf16 activations) + fp32 head"
-
-
-def resolve_precision(requested: str, device: str) -> Precision:
-    """Pick weight precision for a device. 'auto': NF4 on CUDA, int4 on CPU (fp32 where torch lacks the kernel).
-
-    On CUDA, NF4 (bitsandbytes) fits 7B models in ~5 GB with small, measured quality loss. On CPU decoding
-    is bound by reading the weights, so auto takes int4 weight-only (runtime/int4.py): measured ~2.3x
-    faster than fp32 at KL 0.0003 / top-1 98%. Dynamic int8 is faster still but costs too much quality
-    (see INT8_DYNAMIC_WARNING), so it stays opt-in, as does exact fp32 ('none').
-    """
-    if requested == "auto":
-        if device == "cuda":
-            if bitsandbytes_available():
-                return Precision("nf4", torch.bfloat16, "NF4 4-bit (bitsandbytes) + bf16 compute",
-                                 "auto: CUDA is present, so 4-bit NF4 weights (4x less memory than bf16)")
-            return Precision("bf16", torch.bfloat16, "bf16",
-                             "auto: CUDA is present but bitsandbytes is not importable, so bf16")
-        if not int4_available():
-            return Precision("none", torch.float32, "fp32",
-                             "auto: fp32 on CPU (this torch build has no CPU int4 kernel)")
-        return Precision("int4", torch.float32, INT4_LABEL,
-                         "auto: int4 on CPU, 4-bit decoder weights: measured on SmolLM2-135M ~2.3x faster decode "
-                         "than fp32 at KL 0.0003 / top-1 agreement 98% (Model tab). 'none' gives exact fp32")
-    if requested == "none":
-        if device == "cuda":
-            return Precision("none", torch.bfloat16, "bf16", "none: full precision for this GPU (bf16)")
-        return Precision("none", torch.float32, "fp32", "none: full precision (fp32 on CPU)")
-    if requested == "bf16":
-        warning = "bf16 matmuls are slow on most CPUs (~2-3 tok/s here)." if device == "cpu" else ""
-        return Precision("bf16", torch.bfloat16, "bf16", "bf16 as requested", warning)
-    if requested == "fp16":
-        if device == "cpu":
-            raise ModelLoadError("fp16 is not offered on CPU: many fp16 kernels are missing or very slow there. "
-                                 "Fix: use 'int8' (fastest on CPU), 'none' (fp32) or 'bf16'.")
-        return Precision("fp16", torch.float16, "fp16", "fp16 as requested")
-    if requested == "int4":
-        if device != "cpu":
-            raise ModelLoadError("int4 here is a CPU kernel (torch's weight-only int4). On a GPU use 'nf4' for 4-bit "
-                                 "weights.")
-        if not int4_available():
-            raise ModelLoadError("This torch build has no CPU int4 kernel. Fix: use 'none' (fp32) or 'int8'.")
-        return Precision("int4", torch.float32, INT4_LABEL,
-                         "int4 as requested: 4-bit decoder weights; measured on SmolLM2-135M: ~2.3x faster decode "
-                         "than fp32, KL 0.0003 and top-1 agreement 98% (Model tab)")
-    if requested in ("int8", "nf4"):
-        if device == "cpu" and requested == "int8":
-            return Precision("int8", torch.float32, "int8 dynamic (torch.ao Linear) + fp32",
-                             "int8 as requested: dynamic int8 Linear layers (torch.ao) on CPU", INT8_DYNAMIC_WARNING)
-        if not bitsandbytes_available():
-            raise ModelLoadError(f"{requested} on {device} needs bitsandbytes, which is not importable here. "
-                                 "Fix: pip install bitsandbytes, or pick another precision.")
-        label = "NF4 4-bit (bitsandbytes) + bf16 compute" if requested == "nf4" else "int8 (bitsandbytes LLM.int8)"
-        warning = ("bitsandbytes on CPU decodes at ~0.5 tok/s here; use it to see the 4-bit weights, "
-                   "not for speed.") if device == "cpu" else ""
-        return Precision(requested, torch.bfloat16 if device == "cuda" else torch.float32, label,
-                         f"{requested} as requested (bitsandbytes)", warning)
-    raise ModelLoadError(f"Unknown quantization {requested!r}; use auto, none, bf16, fp16, int8, int4 or nf4.")
-
-
-def precision_options(device: str) -> list[tuple[str, Precision | None, str]]:
-    """Every explicit precision (QUANTIZATION_CHOICES without 'auto') on `device`, highest first:
-    (value, its Precision, "") where it runs, (value, None, the first sentence of why not) where it doesn't."""
-    options: list[tuple[str, Precision | None, str]] = []
-    for value in QUANTIZATION_CHOICES[1:]:
-        try:
-            options.append((value, resolve_precision(value, device), ""))
-        except ModelLoadError as error:
-            options.append((value, None, str(error).split(".")[0]))
-    return options
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,36 +78,30 @@ def convert_gguf(spec: ModelSpec, target: Path, progress: ProgressFn = _no_progr
     """Dequantize an embedded GGUF once with transformers and save it as safetensors in `target`.
 
     The GGUF loader takes ~25 s for SmolLM2-135M; reloading the safetensors takes ~0.3 s. The write
-    goes to a staging folder renamed at the end, so an interrupted conversion never looks complete.
+    goes to a staging folder renamed at the end (cache.atomic_folder), so an interrupted conversion never
+    looks complete.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     try:
-        progress(0.05, f"Locating {spec.weights_file} in the '{spec.package}' package")
-        folder, filename = embedded.gguf_location(spec, staging)
-        progress(0.15, f"Converting {filename} to safetensors (once; ~25 s for 135M parameters)")
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
-        # The GGUF loader marks the model as quantized, and transformers refuses to save a model it
-        # thinks is quantized. Its weights are plain fp32 after dequantization, so drop the marker.
-        model.hf_quantizer = None
-        model.is_quantized = False
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        progress(0.7, "Saving the converted weights")
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
-        for leftover in staging.glob("*.gguf"):  # an assembled chunked GGUF is not needed any more
-            leftover.unlink()
-        (staging / COMPLETE_MARKER).write_text(f"converted from {spec.package}/{filename}\n")
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        with atomic_folder(target) as staging:
+            progress(0.05, f"Locating {spec.weights_file} in the '{spec.package}' package")
+            folder, filename = embedded.gguf_location(spec, staging)
+            progress(0.15, f"Converting {filename} to safetensors (once; ~25 s for 135M parameters)")
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
+            # The GGUF loader marks the model as quantized, and transformers refuses to save a model it
+            # thinks is quantized. Its weights are plain fp32 after dequantization, so drop the marker.
+            model.hf_quantizer = None
+            model.is_quantized = False
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            progress(0.7, "Saving the converted weights")
+            model.save_pretrained(staging, safe_serialization=True)
+            tokenizer.save_pretrained(staging)
+            for leftover in staging.glob("*.gguf"):  # an assembled chunked GGUF is not needed any more
+                leftover.unlink()
+            (staging / COMPLETE_MARKER).write_text(f"converted from {spec.package}/{filename}\n")
     finally:
         gc.collect()
     return target
@@ -343,33 +237,10 @@ def memory_footprint_bytes(model: torch.nn.Module) -> int:
     return total
 
 
-def quantize_dynamic_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """Replace every nn.Linear by torch.ao's dynamic int8 Linear (weights int8, activations
-    quantized on the fly per batch). CPU only; ~3x faster decode than fp32 here, at a measured quality cost (INT8_DYNAMIC_WARNING)."""
-    from torch.ao.quantization import quantize_dynamic
-
-    with warnings.catch_warnings():  # torch marks quantized tensor creation deprecated; it still works
-        warnings.simplefilter("ignore", UserWarning)
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
-
-
 def _from_pretrained_kwargs(precision: Precision, device: str) -> dict[str, Any]:
     # use_safetensors: weights are read as data, never unpickled (a hub repo with only .bin files is refused).
     kwargs: dict[str, Any] = {"dtype": precision.dtype, "attn_implementation": "sdpa", "use_safetensors": True}
-    if precision.quantization in ("nf4", "int8") and not (device == "cpu" and precision.quantization == "int8"):
-        from transformers import BitsAndBytesConfig
-
-        if precision.quantization == "nf4":
-            kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True,
-                bnb_4bit_quant_type="nf4",
-                bnb_4bit_compute_dtype=torch.bfloat16 if device == "cuda" else torch.float32,
-                bnb_4bit_use_double_quant=True,
-            )
-        else:
-            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
-        kwargs["device_map"] = {"": 0} if device == "cuda" else {"": "cpu"}
-    return kwargs
+    return {**kwargs, **load_time_quantization(precision, device)}
 
 
 def _explain_load_failure(spec: ModelSpec, source: str, offline: bool, error: BaseException) -> ModelLoadError:
@@ -433,13 +304,10 @@ def load_causal_lm(
         raise _explain_load_failure(spec, source, offline, error) from error
     model.eval()
     parameters = model.num_parameters()
-    if precision.quantization == "int8" and device == "cpu":
-        progress(0.95, "Quantizing Linear layers to int8 (dynamic)")
-        model = quantize_dynamic_int8(model)
-    elif precision.quantization == "int4":
-        progress(0.95, "Packing the decoder's Linear layers into 4-bit groups")
-        model = quantize_int4_weights(model)
-    elif device == "cuda" and "quantization_config" not in model_kwargs:
+    if precision.converts_after_load:
+        progress(0.95, AFTER_LOAD_MESSAGES[precision.method])
+        model = requantize(model, precision)
+    elif device == "cuda" and not precision.quantized_by_bitsandbytes:  # bitsandbytes placed it already
         model = model.to("cuda")
     if device == "cuda":
         avoid_cudnn_attention()

@@ -1,6 +1,6 @@
 """ModelManager: the app's one door to models — thread-safe, cached, with progress and clear errors.
 
-One load runs at a time. Loaded models are cached per (model, quantization, device); a failed load
+One load runs at a time. Loaded models are cached per (model, precision, device); a failed load
 leaves the previously active model in place. Nothing loads at import or construction time.
 """
 
@@ -16,15 +16,9 @@ from typing import Any
 import torch
 
 from playground.config import Settings
-from playground.runtime.loading import (
-    LoadedModel,
-    ModelLoadError,
-    ProgressFn,
-    load_causal_lm,
-    load_embedding_model,
-    resolve_device,
-    resolve_precision,
-)
+from playground.runtime.errors import ModelLoadError
+from playground.runtime.loading import LoadedModel, ProgressFn, load_causal_lm, load_embedding_model, resolve_device
+from playground.runtime.precision import resolve_precision
 from playground.runtime.registry import (
     DEFAULT_EMBEDDING_MODEL,
     UnknownModelError,
@@ -41,7 +35,7 @@ class ModelBusyError(ModelLoadError):
 @dataclass(frozen=True)
 class LoadKey:
     model: str  # ModelSpec.key
-    quantization: str  # resolved, never "auto"
+    precision: str  # resolved (Precision.quantization), never "auto"
     device: str  # resolved, never "auto"
 
 
@@ -113,31 +107,30 @@ class ModelManager:
             raise ModelLoadError("No model is loaded. Pick one in the header and press Load." + detail)
         return loaded
 
-    def resolve_key(self, model: str, quantization: str = "auto", device: str = "auto") -> LoadKey:
+    def resolve_key(self, model: str, precision: str = "auto", device: str = "auto") -> LoadKey:
         """The cache key of a request; refuses a model outside the server's allowlist before touching it."""
         if model in self._in_memory:
-            return self._in_memory_key(model, quantization, device)
+            return self._in_memory_key(model, precision, device)
         try:
             check_model_allowed(model, self.allowed_models)
             spec = resolve_model(model)
         except UnknownModelError as error:
             raise ModelLoadError(str(error)) from error
         resolved_device = resolve_device(device)
-        precision = resolve_precision(quantization, resolved_device)
-        return LoadKey(spec.key, precision.quantization, resolved_device)
+        return LoadKey(spec.key, resolve_precision(precision, resolved_device).quantization, resolved_device)
 
-    def _in_memory_key(self, model: str, quantization: str, device: str) -> LoadKey:
+    def _in_memory_key(self, model: str, precision: str, device: str) -> LoadKey:
         """An adopted model can only be had as it was adopted: there are no weights to load another copy from."""
         resolved_device = resolve_device(device)
-        key = LoadKey(model, resolve_precision(quantization, resolved_device).quantization, resolved_device)
+        key = LoadKey(model, resolve_precision(precision, resolved_device).quantization, resolved_device)
         with self._state_lock:
             held = [k for k in self._models if k.model == model]
         if key in held:
             return key
-        where = (f"it is held only as {held[0].quantization} on {held[0].device}" if held
+        where = (f"it is held only as {held[0].precision} on {held[0].device}" if held
                  else "it is no longer in memory")
         raise ModelLoadError(f"{model} was built in memory (a base model with a merged LoRA adapter) and has no "
-                             f"weights on disk, so it cannot be loaded as {key.quantization} on {key.device}: "
+                             f"weights on disk, so it cannot be loaded as {key.precision} on {key.device}: "
                              f"{where}. Load its base model in the header (or Unload in the LoRA tab) for that.")
 
     # -- loading -------------------------------------------------------------------------------
@@ -145,7 +138,7 @@ class ModelManager:
     def load(
         self,
         model: str | None = None,
-        quantization: str | None = None,
+        precision: str | None = None,
         device: str | None = None,
         progress: ProgressFn | None = None,
         wait_seconds: float = 600.0,
@@ -156,9 +149,9 @@ class ModelManager:
         Raises ModelLoadError with a user-facing message; the active model is untouched on failure.
         """
         model = model or self.settings.model
-        quantization = quantization or self.settings.quantization
+        precision = precision or self.settings.precision
         device = device or self.settings.device
-        key = self.resolve_key(model, quantization, device)
+        key = self.resolve_key(model, precision, device)
         cached = self._cached(key, activate)
         if cached is not None:
             return cached
@@ -169,7 +162,7 @@ class ModelManager:
             cached = self._cached(key, activate)  # it may have been loaded while we waited
             if cached is not None:
                 return cached
-            return self._load_locked(key, quantization, progress, activate)
+            return self._load_locked(key, precision, progress, activate)
         finally:
             self._load_lock.release()
 
@@ -182,10 +175,10 @@ class ModelManager:
                     self._active = key
             return loaded
 
-    def _load_locked(self, key: LoadKey, quantization: str, progress: ProgressFn | None,
+    def _load_locked(self, key: LoadKey, requested: str, progress: ProgressFn | None,
                      activate: bool) -> LoadedModel:
         spec = resolve_model(key.model)
-        precision = resolve_precision(quantization, key.device)
+        precision = resolve_precision(requested, key.device)
 
         def report(fraction: float, message: str) -> None:
             with self._state_lock:

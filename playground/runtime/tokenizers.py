@@ -15,13 +15,13 @@ retrying works without a restart.
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 from pathlib import Path
 from typing import Any, Iterable
 
 from playground.config import Settings
 from playground.runtime import embedded
+from playground.runtime.cache import atomic_folder
 from playground.runtime.loading import COMPLETE_MARKER, converted_dir
 from playground.runtime.registry import (
     PRESETS,
@@ -180,20 +180,14 @@ def _embedded_gguf_tokenizer(spec: ModelSpec, settings: Settings) -> Any:
     if not embedded.is_installed(spec):
         raise TokenizerUnavailableError(f"{spec.label}: not installed: {_install_command(spec)}")
     target = tokenizer_cache_dir(settings, spec)
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     try:
-        folder, filename = embedded.gguf_location(spec, staging)
-        tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=filename)
-        tokenizer.save_pretrained(staging)
-        for leftover in staging.glob("*.gguf"):  # an assembled chunked GGUF is not needed any more
-            leftover.unlink()
-        (staging / COMPLETE_MARKER).write_text(f"tokenizer read from {spec.package}/{filename}\n")
-        shutil.rmtree(target, ignore_errors=True)
-        staging.rename(target)
+        with atomic_folder(target) as staging:
+            folder, filename = embedded.gguf_location(spec, staging)
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=filename)
+            tokenizer.save_pretrained(staging)
+            for leftover in staging.glob("*.gguf"):  # an assembled chunked GGUF is not needed any more
+                leftover.unlink()
+            (staging / COMPLETE_MARKER).write_text(f"tokenizer read from {spec.package}/{filename}\n")
     except embedded.MissingPackageError as error:
         raise TokenizerUnavailableError(f"{spec.label}: {error}") from error
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return tokenizer

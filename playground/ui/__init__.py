@@ -1,4 +1,4 @@
-"""build_app(settings) -> gr.Blocks: the header (model picker and status) above one tab per area."""
+"""build_app(settings, manager) -> gr.Blocks: the header (model picker and status) above one tab per area."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ from playground.ui.viewtools import (TabLinks, create_example_row, create_export
                                      wire_example_row, wire_link_row)
 
 
-def build_app(settings: Settings, manager: ModelManager | None = None) -> gr.Blocks:
-    """Build the whole UI. Loads no model: the header starts the load when the first page opens."""
-    ctx = AppContext(settings, manager or ModelManager(settings))
+def build_app(settings: Settings, manager: ModelManager) -> gr.Blocks:
+    """Build the whole UI around `manager` (the caller owns it: app.py starts its background load). Loads no
+    model: the header starts the load when the first page opens."""
+    ctx = AppContext(settings, manager)
     links: list[TabLinks] = []
     with gr.Blocks(title="Visual LLM Playground") as demo:
         create_header(ctx)
@@ -38,7 +39,6 @@ def build_app(settings: Settings, manager: ModelManager | None = None) -> gr.Blo
                            queue=False, show_progress="hidden")
         wire_deep_links(demo, tabs, links, page)
         wire_classroom(demo, classroom, ctx, tabs, links)
-    demo.playground_context = ctx  # type: ignore[attr-defined]  # for tests and app.py
     demo.playground_links = links  # type: ignore[attr-defined]  # deep-link fields per tab, for tests
     return demo
 

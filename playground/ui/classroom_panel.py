@@ -149,6 +149,7 @@ class ClassroomHandlers:
                          joined=len(room.members), view=room.view.__dict__ if room.view else None)
             if presenter:
                 state["code"] = room.code
+                state["results"] = {"computed": room.results.computed, "shared": room.results.shared}
         return state
 
     # -- following ----------------------------------------------------------------------------

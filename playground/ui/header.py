@@ -7,7 +7,7 @@ from typing import Any
 
 import gradio as gr
 
-from playground.config import DEVICE_CHOICES, QUANTIZATION_CHOICES
+from playground.config import DEVICE_CHOICES, PRECISION_CHOICES
 from playground.network import offline_note
 from playground.runtime import causal_lm_presets
 from playground.sessions import AccessDenied, presenter_message
@@ -91,7 +91,7 @@ def load_for_session(ctx: AppContext, name: str, precision: str, where: str, pro
         return
     key = ctx.models.resolve_key(name, precision, where)
     if ctx.models.resident(key) is None:
-        resident = "; ".join(f"{k.model} ({k.quantization}, {k.device})" for k, _ in ctx.models.residents())
+        resident = "; ".join(f"{k.model} ({k.precision}, {k.device})" for k, _ in ctx.models.residents())
         raise AccessDenied(presenter_message("load a new model") +
                            (f" Models in memory you can switch to: {resident}." if resident else ""))
     current_session(ctx.sessions).model_key = key
@@ -107,8 +107,8 @@ def create_header(ctx: AppContext) -> dict[str, Any]:
     with gr.Row(elem_id="pg-header", equal_height=True):
         model = gr.Dropdown(presets, value=settings.model, label="Model (a preset, a hub id owner/name, or a local folder)",
                             allow_custom_value=True, scale=4, min_width=300)
-        quantization = gr.Dropdown(list(QUANTIZATION_CHOICES), value=settings.quantization, label="Precision",
-                                   scale=1, min_width=110)
+        precision = gr.Dropdown(list(PRECISION_CHOICES), value=settings.precision, label="Precision",
+                                scale=1, min_width=110)
         device = gr.Dropdown(list(DEVICE_CHOICES), value=settings.device, label="Device", scale=1, min_width=110)
         load = gr.Button("Load", variant="primary", scale=1, min_width=90)
     with gr.Row(equal_height=True):
@@ -136,9 +136,9 @@ def create_header(ctx: AppContext) -> dict[str, Any]:
         return refresh()
 
     outputs = [status_html, status_json, timer]
-    load.click(load_model, [model, quantization, device], outputs, api_name="load_model", concurrency_limit=1)
+    load.click(load_model, [model, precision, device], outputs, api_name="load_model", concurrency_limit=1)
     timer.tick(refresh, None, outputs, show_progress="hidden", queue=False, api_visibility="private")
     status_button.click(refresh, None, outputs, api_name="model_status", queue=False)
     gr.on(None, on_page_load, None, outputs, queue=False, api_visibility="private")  # triggers=None: on page load
-    return {"model": model, "quantization": quantization, "device": device, "load": load,
+    return {"model": model, "precision": precision, "device": device, "load": load,
             "status_html": status_html, "status_json": status_json, "timer": timer}

@@ -12,10 +12,11 @@ from typing import Any, Iterator
 
 import gradio as gr
 
-from playground import lora as ft
+from playground import lora
 from playground.figures import lora as figures
 from playground.figures.style import empty_figure
 from playground.runtime import ModelLoadError
+from playground.runtime.variants import base_model_key, trainable_base
 from playground.limits import whole_number_in
 from playground.ui.common import explanation
 from playground.ui.context import AppContext
@@ -38,7 +39,7 @@ other tabs keep working.
 how it answers.
 """
 
-DATASET_CHOICES = [(label, key) for key, label in ft.BUILTIN_DATASETS.items()] + [("My JSONL file", "upload")]
+DATASET_CHOICES = [(label, key) for key, label in lora.BUILTIN_DATASETS.items()] + [("My JSONL file", "upload")]
 POLL_SECONDS = 1.0
 COMPARE_PROMPTS = 3  # default prompts from the eval split
 MAX_COMPARE_PROMPTS = 4  # each prompt is answered twice on CPU: keep the comparison under a minute
@@ -58,24 +59,24 @@ UPLOAD_HELP = ('One JSON object per line: {"instruction": ..., "response": ...} 
 def lora_settings(rank: float, alpha: float, dropout: float, targets: list[str], learning_rate: float,
                   schedule: str, warmup: float, train_by: str, steps: float, epochs: float, batch_size: float,
                   grad_accumulation: float, max_length: float, seed: float, mask_prompt: bool,
-                  eval_every: float) -> ft.LoraSettings:
+                  eval_every: float) -> lora.LoraSettings:
     """UI values -> validated settings (out-of-range values are rejected with the allowed range)."""
     if train_by == "epochs" and not (epochs or 0) > 0:
-        raise ft.LoraSettingsError("Training by epochs needs epochs > 0 (up to 20).")
-    return ft.LoraSettings(rank=rank, alpha=alpha, dropout=dropout, target_modules=tuple(targets or ()),
+        raise lora.LoraSettingsError("Training by epochs needs epochs > 0 (up to 20).")
+    return lora.LoraSettings(rank=rank, alpha=alpha, dropout=dropout, target_modules=tuple(targets or ()),
                            learning_rate=learning_rate, schedule=schedule, warmup_steps=warmup, steps=steps,
                            epochs=epochs if train_by == "epochs" else 0.0, batch_size=batch_size,
                            grad_accumulation=grad_accumulation, max_length=max_length, seed=seed,
                            mask_prompt=bool(mask_prompt), eval_every=eval_every)
 
 
-def chosen_dataset(choice: str, upload: str | None, seed: float | None) -> ft.Dataset:
+def chosen_dataset(choice: str, upload: str | None, seed: float | None) -> lora.Dataset:
     if choice != "upload":
-        return ft.builtin_dataset(choice)
+        return lora.builtin_dataset(choice)
     if not upload:
-        raise ft.DatasetError("Upload a JSONL file first, or pick one of the shipped datasets.")
+        raise lora.DatasetError("Upload a JSONL file first, or pick one of the shipped datasets.")
     text = Path(upload).read_text(encoding="utf-8", errors="replace")
-    return ft.dataset_from_jsonl(text, Path(upload).name, int(seed or 0))
+    return lora.dataset_from_jsonl(text, Path(upload).name, int(seed or 0))
 
 
 def dataset_markdown(report: dict[str, Any]) -> str:
@@ -95,7 +96,7 @@ def dataset_markdown(report: dict[str, Any]) -> str:
     return "\n\n".join(lines)
 
 
-def budget_markdown(budget: ft.LoraBudget) -> str:
+def budget_markdown(budget: lora.LoraBudget) -> str:
     rows = "\n".join(f"| {m.name} | {m.d_out}×{m.k_in} ×{m.count} | {m.full:,} | {m.lora:,} | {m.full / m.lora:.0f}× |"
                      for m in budget.matrices)
     return (f"| matrix | d×k ×count | full d·k | LoRA r(d+k) | fewer |\n|---|---|---|---|---|\n"
@@ -112,7 +113,7 @@ def _clock(seconds: float | None) -> str:
     return f"{minutes}:{rest:02d}"
 
 
-def progress_html(progress: ft.TrainingProgress) -> str:
+def progress_html(progress: lora.TrainingProgress) -> str:
     colors = {"completed": "#009E73", "cancelled": "#E69F00", "failed": "#D55E00"}
     color = colors.get(progress.status, "#0072B2")
     percent = 100 * progress.step / max(progress.total_steps, 1)
@@ -125,7 +126,7 @@ def progress_html(progress: ft.TrainingProgress) -> str:
             f'<span style="font-size:13px;color:#4B5563">job {progress.job_id}</span></div>')
 
 
-def stats_markdown(progress: ft.TrainingProgress) -> str:
+def stats_markdown(progress: lora.TrainingProgress) -> str:
     start, end = progress.start, progress.end
     if not start:
         return "Preparing the model copy and the LoRA layers…"
@@ -164,23 +165,23 @@ def compare_prompts(text: str) -> tuple[list[str], list[str]]:
 
 
 def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
-    runner = ft.LoraRunner(ctx.settings.cache_dir / "lora")
-    defaults = ft.LoraSettings()
+    runner = lora.LoraRunner(ctx.settings.cache_dir / "lora")
+    defaults = lora.LoraSettings()
 
-    def render(progress: ft.TrainingProgress, plots: bool) -> tuple[Any, ...]:
+    def render(progress: lora.TrainingProgress, plots: bool) -> tuple[Any, ...]:
         figs = (figures.loss_figure(progress), figures.dynamics_figure(progress)) if plots else (gr.skip(), gr.skip())
         return (progress_html(progress), stats_markdown(progress), *figs, progress.as_dict())
 
-    def monitor(job: ft.TrainingJob) -> Iterator[tuple[Any, ...]]:
+    def monitor(job: lora.TrainingJob) -> Iterator[tuple[Any, ...]]:
         """Poll the job's JSONL log (like LLaMA-Factory's Runner.monitor) until it ends; redraw the plots
         only when new steps or evaluations arrived."""
         events: list[dict[str, Any]] = []
         offset = 0
         while True:
             alive = job.thread is not None and job.thread.is_alive()
-            new, offset = ft.read_events(job.log_path, offset)
+            new, offset = lora.read_events(job.log_path, offset)
             events += new
-            progress = ft.summarize_events(events)
+            progress = lora.summarize_events(events)
             yield render(progress, plots=bool(new) or not events)
             if progress.status in FINISHED or not alive:
                 return
@@ -198,7 +199,7 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
         settings = lora_settings(rank, alpha, dropout, targets, learning_rate, schedule, warmup, train_by, steps,
                                  epochs, batch_size, grad_accumulation, max_length, seed, mask_prompt, eval_every)
         data = chosen_dataset(dataset, upload, settings.seed)
-        job = runner.start(ft.trainable_base(ctx.models, ctx.model()), data, settings, ctx.limits.training_steps)
+        job = runner.start(trainable_base(ctx.models, ctx.model()), data, settings, ctx.limits.training_steps)
         yield from monitor(job)
 
     @user_errors
@@ -221,8 +222,8 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
     def check_dataset(dataset: str, upload: str | None, max_length: float, mask_prompt: bool,
                       seed: float | None) -> tuple[str, dict[str, Any], str]:
         data = chosen_dataset(dataset, upload, seed)
-        length = ft.check_limit("max_length", max_length)
-        report = {**data.report(), "tokens": ft.token_report(ctx.model().tokenizer, data, length, bool(mask_prompt))}
+        length = lora.check_limit("max_length", max_length)
+        report = {**data.report(), "tokens": lora.token_report(ctx.model().tokenizer, data, length, bool(mask_prompt))}
         return dataset_markdown(report), report, "\n".join(e.prompt for e in data.eval[:COMPARE_PROMPTS])
 
     @user_errors
@@ -231,7 +232,8 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
             message = "Pick at least one target module to see what LoRA would train."
             return empty_figure(message), message, {"empty": True, "message": message}
         loaded = ctx.model()
-        budget = ft.lora_budget(loaded.model, targets, ft.check_limit("rank", rank), model_parameters=loaded.parameters)
+        budget = lora.lora_budget(loaded.model, targets, lora.check_limit("rank", rank),
+                                  model_parameters=loaded.parameters)
         return figures.budget_figure(budget), budget_markdown(budget), budget.as_dict()
 
     def model_targets(rank: float, targets: list[str]) -> tuple[Any, ...]:
@@ -240,7 +242,7 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
             loaded = ctx.models.require_active()
         except ModelLoadError as error:
             return gr.skip(), empty_figure(str(error)), str(error), {"error": str(error)}
-        names = list(ft.linear_layer_names(loaded.model))
+        names = list(lora.linear_layer_names(loaded.model))
         chosen = [name for name in targets if name in names] or names[:1]
         return (gr.CheckboxGroup(choices=names, value=chosen), *why_lora(rank, chosen))
 
@@ -251,9 +253,9 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
         if not prompts:
             message = "Type one prompt per line to compare the base and the adapted model."
             return [], empty_figure(message), {"empty": True, "message": message}
-        pairs = ft.compare_answers(adapter, prompts, whole_number_in("max_new_tokens", max_new_tokens, 1,
+        pairs = lora.compare_answers(adapter, prompts, whole_number_in("max_new_tokens", max_new_tokens, 1,
                                                                      ctx.limits.lora_compare_new_tokens))
-        shift = ft.next_token_shift(adapter, prompts[0])
+        shift = lora.next_token_shift(adapter, prompts[0])
         rows = [[p.prompt, p.before, p.after] for p in pairs]
         data = {"job_id": adapter.job_id, "answers": [asdict(p) for p in pairs], "next_token": shift.as_dict(),
                 "notes": notes}
@@ -262,7 +264,7 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
     @user_errors
     def download() -> tuple[str, dict[str, Any]]:
         adapter = runner.adapter()
-        archive = ft.save_adapter_zip(adapter, Path(tempfile.mkdtemp(prefix="lora-")))
+        archive = lora.save_adapter_zip(adapter, Path(tempfile.mkdtemp(prefix="lora-")))
         folder = archive.with_suffix("")
         files = {path.name: path.stat().st_size for path in sorted(folder.iterdir())}
         return str(archive), {"job_id": adapter.job_id, "zip": archive.name, "zip_bytes": archive.stat().st_size,
@@ -271,7 +273,7 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
     @user_errors
     def merge() -> tuple[str, dict[str, Any]]:
         adapter = runner.adapter()
-        merged = ft.merge_adapter(adapter, ctx.model())
+        merged = lora.merge_adapter(adapter, ctx.model())
         ctx.models.adopt(merged, merged.spec.key)
         return (f"**{merged.spec.label}** is now the active model in every tab ({merged.precision.label}, "
                 f"merged in {merged.load_seconds:.1f} s). Press ↻ in the header to see it there; **Unload** "
@@ -280,15 +282,15 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
     @user_errors
     def unload() -> tuple[str, dict[str, Any]]:
         active = ctx.model()
-        base_key = ft.base_model_key(active.spec.key)
+        base_key = base_model_key(active.spec.key)
         if base_key == active.spec.key:
             return "No merged adapter is active: the base model is already in use.", ctx.models.status()
         ctx.models.load(base_key, active.precision.quantization, active.device)
         return f"Back to the base model **{ctx.model().spec.label}**.", ctx.models.status()
 
     # -- layout ----------------------------------------------------------------------------------
-    limits = ft.LIMITS
-    default_data = ft.builtin_dataset("pirate")
+    limits = lora.LIMITS
+    default_data = lora.builtin_dataset("pirate")
     explanation(EXPLANATION)
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
@@ -310,7 +312,7 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
                                        label="Target modules (the loaded model's linear layers)")
             with gr.Row():
                 learning_rate = gr.Number(defaults.learning_rate, label="Learning rate (1e-6–0.1)", min_width=120)
-                schedule = gr.Radio(list(ft.SCHEDULES), value=defaults.schedule, label="Schedule (after warmup)",
+                schedule = gr.Radio(list(lora.SCHEDULES), value=defaults.schedule, label="Schedule (after warmup)",
                                     min_width=180)
                 warmup = gr.Number(defaults.warmup_steps, label="Warmup steps", precision=0, min_width=100)
             with gr.Row():

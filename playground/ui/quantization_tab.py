@@ -9,7 +9,7 @@ import gradio as gr
 import pandas as pd
 
 from playground import quantization as q
-from playground.config import QUANTIZATION_CHOICES
+from playground.config import PRECISION_CHOICES
 from playground.figures import quantization as figures
 from playground.generation import encode_prompt
 from playground.runtime import precision_options, resolve_device, resolve_precision
@@ -127,7 +127,7 @@ def create_quantization_tab(ctx: AppContext) -> dict[str, Any]:
         tokens = whole_number_in("tokens to decode", tokens, 1, ctx.limits.quantization_decode_tokens)
         active = ctx.model()
         name = active.spec.key
-        order = [value for value in QUANTIZATION_CHOICES[1:] if value in chosen]  # highest precision first
+        order = [value for value in PRECISION_CHOICES[1:] if value in chosen]  # highest precision first
         entries = []
         eval_ids = None
         for index, value in enumerate(order):

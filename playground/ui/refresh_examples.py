@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from playground.config import load_settings
+from playground.runtime import ModelManager
 from playground.ui import build_app
 from playground.ui.examples import Example, ExampleFile, compute_example, load_example_file, save_example_file
 
@@ -21,8 +22,9 @@ from playground.ui.examples import Example, ExampleFile, compute_example, load_e
 def refresh(tabs: Sequence[str] | None = None) -> list[Path]:
     """Recompute every example's outputs with the real app on the configured (embedded) model."""
     settings = load_settings(["--offline", "--no-preload"])
-    demo = build_app(settings)
-    loaded = demo.playground_context.models.load()
+    manager = ModelManager(settings)
+    demo = build_app(settings, manager)
+    loaded = manager.load()
     written = []
     for links in demo.playground_links:
         if tabs and links.key not in tabs:

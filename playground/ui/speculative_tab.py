@@ -17,11 +17,12 @@ from playground.drafts import (
     OPEN_PROMPT,
     CachedModel,
     build_draft,
-    speculative_target,
 )
 from playground.figures import speculative as figures
 from playground.figures.style import empty_figure
 from playground.limits import whole_number_in
+from playground.runtime.variants import draft_model as load_draft_model
+from playground.runtime.variants import speculative_target
 from playground.sampling import SamplingSettings
 from playground.tokenization import visible
 from playground.ui.common import LATEX_DELIMITERS, explanation
@@ -185,7 +186,8 @@ def create_speculative_tab(ctx: AppContext) -> dict[str, Any]:
         yield ("Loading the target and the draft…", *([gr.skip()] * 9))
         target = speculative_target(ctx.models, ctx.model())
         prompt_ids, notes = spec.prepare_prompt(target.tokenizer, prompt)
-        draft = build_draft(ctx.models, draft_choice, target, skip_layers, draft_model)
+        draft = build_draft(draft_choice, target, skip_layers,
+                            load_draft_model(ctx.models, draft_choice, target, draft_model))
         stops = target.eos_token_ids
         steps: list[spec.SpeculativeStep] = []
         records: list[dict[str, Any]] = []

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.load import CALLS, comparable
-from playground import lora as ft
+from playground import lora
 from playground.sampling import PromptLogitsCache
 
 pytestmark = pytest.mark.slow
@@ -60,9 +60,9 @@ def test_compare_and_the_downloaded_adapter_reproduce_the_in_app_numbers(client,
     config = json.loads((folder / "adapter_config.json").read_text())
     assert config["r"] == 8 and sorted(config["target_modules"]) == ["q_proj", "v_proj"]
     assert info["files"]["adapter_model.safetensors"] > 0
-    fp32 = model_manager.load(quantization="none", device="cpu", activate=False)
+    fp32 = model_manager.load(precision="none", device="cpu", activate=False)
     reloaded = PeftModel.from_pretrained(copy.deepcopy(fp32.model), folder).eval()
-    probs = ft.next_token_logits(reloaded, fp32.tokenizer, "What is the capital of Poland?").softmax(-1)
+    probs = lora.next_token_logits(reloaded, fp32.tokenizer, "What is the capital of Poland?").softmax(-1)
     for token in data["next_token"]["tokens"]:
         assert token["after"] == pytest.approx(float(probs[token["token_id"]]), abs=1e-5)
 

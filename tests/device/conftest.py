@@ -124,7 +124,7 @@ def run() -> Run:
 
     options = STATE["options"]
     cache_dir = options["cache_dir"] or load_settings(["--offline"]).cache_dir
-    settings = load_settings(["--offline", "--no-preload", "--device", options["device"], "--quantization",
+    settings = load_settings(["--offline", "--no-preload", "--device", options["device"], "--precision",
                               options["precision"], "--cache-dir", str(Path(cache_dir).resolve())], environ={})
     STATE["report"].meta["cache_dir"] = str(settings.cache_dir)
     torch.manual_seed(0)

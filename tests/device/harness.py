@@ -34,7 +34,7 @@ import torch
 from playground import sampling as smp
 from playground.config import Settings
 from playground.runtime import LoadedModel, ModelManager
-from playground.runtime.loading import bitsandbytes_available
+from playground.runtime.precision import bitsandbytes_available
 from reference import stage_difference
 
 GREEDY = smp.SamplingSettings(temperature=0.0)

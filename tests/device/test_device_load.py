@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from harness import NEXT_TOKEN_PROMPT, Run, Section, cuda_mb, forward_logits, model_device, plain
-from playground import lora as ft
+from playground import lora
 from playground.generation import encode_prompt
 from playground.runtime import resolve_model, resolve_precision
 from playground.runtime.loading import prepare_weights
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.device
 def test_load(run: Run, section: Section) -> None:
     settings = run.settings
     spec = resolve_model(settings.model)
-    precision = resolve_precision(settings.quantization, run.device)
+    precision = resolve_precision(settings.precision, run.device)
     section.metric("model", f"{spec.key} ({spec.source}, package {spec.package})")
     section.metric("precision resolved", f"{precision.quantization}: {precision.label}", note=precision.reason)
     if precision.warning:
@@ -49,7 +49,7 @@ def test_load(run: Run, section: Section) -> None:
     module_types = {type(module).__name__ for module in loaded.model.modules()}
     if precision.quantization == "nf4":
         count = sum(type(m).__name__ == "Linear4bit" for m in loaded.model.modules())
-        section.check("bitsandbytes Linear4bit layers present", count > 0 and ft.is_4bit(loaded.model), count,
+        section.check("bitsandbytes Linear4bit layers present", count > 0 and lora.is_4bit(loaded.model), count,
                       "> 0, is_loaded_in_4bit")
     elif precision.quantization == "int8" and run.cuda:
         count = sum(type(m).__name__ == "Linear8bitLt" for m in loaded.model.modules())

@@ -10,26 +10,27 @@ import torch
 
 from benchmarks.common import median
 from harness import LORA_PROMPT, Run, Section, free_memory, is_exact, step
-from playground import lora as ft
+from playground import lora
+from playground.runtime.variants import trainable_base
 from playground import quantization as quant
 from playground.runtime import LoadedModel, ModelLoadError
 
 pytestmark = pytest.mark.device
 
 
-MERGE_REFUSALS = (ft.LoraError, ModelLoadError, NotImplementedError)
+MERGE_REFUSALS = (lora.LoraError, ModelLoadError, NotImplementedError)
 
 
 def test_lora(run: Run, section: Section) -> None:
     loaded = run.model()
-    base = ft.trainable_base(run.manager, loaded)
+    base = trainable_base(run.manager, loaded)
     section.metric("trainable base", f"{base.precision.label} on {base.device}"
-                   f"{' (QLoRA: 4-bit base, fp32 adapters)' if ft.is_4bit(base.model) else ''}")
-    pirate = ft.builtin_dataset("pirate")
+                   f"{' (QLoRA: 4-bit base, fp32 adapters)' if lora.is_4bit(base.model) else ''}")
+    pirate = lora.builtin_dataset("pirate")
     steps = run.sizes.lora_steps
-    settings = ft.LoraSettings(steps=steps, warmup_steps=1, schedule="constant", eval_every=steps, dropout=0.0)
-    runner = ft.LoraRunner(run.scratch / "lora-logs")
-    job = runner.start(base, ft.Dataset("pirate", pirate.train, pirate.eval[:8]), settings)
+    settings = lora.LoraSettings(steps=steps, warmup_steps=1, schedule="constant", eval_every=steps, dropout=0.0)
+    runner = lora.LoraRunner(run.scratch / "lora-logs")
+    job = runner.start(base, lora.Dataset("pirate", pirate.train, pirate.eval[:8]), settings)
     try:
         while job.thread is not None and job.thread.is_alive():
             job.thread.join(1.0)  # short joins: a section time limit can interrupt between them
@@ -37,8 +38,8 @@ def test_lora(run: Run, section: Section) -> None:
         if job.thread is not None and job.thread.is_alive():
             runner.cancel()
             job.thread.join(30)
-    events, _ = ft.read_events(job.log_path)
-    progress = ft.summarize_events(events)
+    events, _ = lora.read_events(job.log_path)
+    progress = lora.summarize_events(events)
     section.data["progress"] = progress.as_dict()
     section.check("training job completed", progress.status == "completed", progress.status, "completed",
                   progress.message)
@@ -63,19 +64,19 @@ def test_lora(run: Run, section: Section) -> None:
     section.check("the LoRA B matrices moved from zero", moved > 0, moved, "> 0",
                   "0 means no gradient reached the adapters (e.g. a 4-bit kernel without autograd)")
     with step(section, "adapter effect"):
-        shift = ft.next_token_shift(adapter, LORA_PROMPT)
+        shift = lora.next_token_shift(adapter, LORA_PROMPT)
         section.check("the adapter changes the next-token distribution", shift.kl_bits > 0, shift.kl_bits,
                       "KL > 0 bits", f"top token {shift.top_before!r} -> {shift.top_after!r}")
-        pairs = ft.compare_answers(adapter, [LORA_PROMPT], max_new_tokens=run.sizes.answer_tokens)
+        pairs = lora.compare_answers(adapter, [LORA_PROMPT], max_new_tokens=run.sizes.answer_tokens)
         section.check("before/after answers", pairs[0].before_tokens > 0 and pairs[0].after_tokens > 0,
                       f"{pairs[0].before[:40]!r} -> {pairs[0].after[:40]!r}")
     with step(section, "adapter zip"):
-        archive = ft.save_adapter_zip(adapter, run.scratch)
+        archive = lora.save_adapter_zip(adapter, run.scratch)
         section.check("adapter zip written", archive.is_file() and archive.stat().st_size > 0,
                       f"{archive.stat().st_size / 1e3:.0f} kB")
     with step(section, "merge"):
         try:
-            merged = ft.merge_adapter(adapter, loaded)
+            merged = lora.merge_adapter(adapter, loaded)
         except MERGE_REFUSALS as error:
             section.check("merge", False, f"refused: {error}", detail="the module's own refusal", soft=True)
             return
@@ -91,7 +92,7 @@ def test_lora(run: Run, section: Section) -> None:
     free_memory(run.device)
 
 
-def merge_checks(section: Section, adapter: ft.TrainedAdapter, merged: LoadedModel) -> None:
+def merge_checks(section: Section, adapter: lora.TrainedAdapter, merged: LoadedModel) -> None:
     """The merged model against base + adapter on the shipped evaluation text (the Model tab's KL / top-1).
     Exact (fp32) merges must agree to rounding. A merge into quantized weights (NF4 on a GPU; a CPU int8/int4
     app model's merged copy is re-quantized like it) re-rounds them: small KL is expected, a broken merge
@@ -100,12 +101,12 @@ def merge_checks(section: Section, adapter: ft.TrainedAdapter, merged: LoadedMod
 
     def eval_logits(model: Any) -> torch.Tensor:
         with torch.inference_mode():
-            return model(input_ids=ids.to(ft.model_device(model))).logits[0].float().cpu()
+            return model(input_ids=ids.to(lora.model_device(model))).logits[0].float().cpu()
 
     with adapter.lock:
         adapter.model.eval()
         adapted = eval_logits(adapter.model)
-        with ft.base_behaviour(adapter) as base_model:
+        with lora.base_behaviour(adapter) as base_model:
             base = eval_logits(base_model)
     folded = eval_logits(merged.model)
     versus_adapter = quant.quality_vs_reference(adapted, folded, ids[0])

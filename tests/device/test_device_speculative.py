@@ -24,9 +24,10 @@ from playground.drafts import (
     Draft,
     PromptLookupDraft,
     build_draft,
-    speculative_target,
 )
 from playground.runtime import LoadedModel
+from playground.runtime.variants import draft_model as load_draft_model
+from playground.runtime.variants import speculative_target
 
 pytestmark = pytest.mark.device
 
@@ -36,7 +37,7 @@ def speculative_drafts(run: Run, section: Section, target: LoadedModel) -> list[
     Offline, "another model with the same tokenizer" can only be the preset itself, loaded at auto precision:
     on a GPU that is the target's own weights (alpha = 1)."""
     def make(kind: str, draft_model: str = "") -> Callable[[], Draft]:
-        return lambda: build_draft(run.manager, kind, target, DEFAULT_SKIP, draft_model)
+        return lambda: build_draft(kind, target, DEFAULT_SKIP, load_draft_model(run.manager, kind, target, draft_model))
 
     drafts = [("prompt lookup", "RAG prompt", make("ngram")),
               (f"layer skip {DEFAULT_SKIP}", "open text", make("layer_skip")),

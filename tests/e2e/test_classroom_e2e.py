@@ -29,7 +29,7 @@ def selected_tab(page) -> str:
 
 
 def test_an_attendee_follows_the_presenter_then_explores_then_snaps_back(browser, classroom_app):
-    url, _, _ = classroom_app
+    url, _ = classroom_app
     presenter_context, presenter = open_app(browser, url)
     presenter.locator("#pg-key input").fill(PRESENTER_KEY)
     presenter.get_by_role("button", name="I am the presenter").click()

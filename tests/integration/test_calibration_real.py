@@ -19,7 +19,7 @@ def fp32_model(real_model, settings):
     forward, so its batched rows legitimately differ from lone forwards; the comparison needs fp32."""
     if real_model.precision.quantization == "none":
         return real_model
-    return ModelManager(settings).load(quantization="none")
+    return ModelManager(settings).load(precision="none")
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ def run_app(*args: str) -> subprocess.CompletedProcess:
 def test_help_documents_every_flag_and_its_env_var():
     result = run_app("--help")
     assert result.returncode == 0
-    for flag in ("--model", "--quantization", "--device", "--host", "--port", "--share", "--offline"):
+    for flag in ("--model", "--precision", "--device", "--host", "--port", "--share", "--offline"):
         assert flag in result.stdout
         assert "PLAYGROUND_" + flag[2:].upper() in result.stdout
 
@@ -41,7 +41,11 @@ def test_app_has_one_tab_per_area(tmp_path):
     from playground.ui import build_app
     from playground.ui.tabs import all_tabs
 
-    demo = build_app(Settings(cache_dir=tmp_path, preload=False))
+    from playground.runtime import ModelManager
+
+    settings = Settings(cache_dir=tmp_path, preload=False)
+    manager = ModelManager(settings)
+    demo = build_app(settings, manager)
     keys = [info.key for info in all_tabs()]
     assert keys == ["tokenization", "attention", "sampling", "speculative", "rag", "lora", "calibration", "quantization"]
     config = demo.get_config_file()
@@ -49,7 +53,7 @@ def test_app_has_one_tab_per_area(tmp_path):
     assert {f"tab-{key}" for key in keys} <= elem_ids
     api_names = {d.get("api_name") for d in config["dependencies"]}
     assert {"model_status", "load_model"} <= api_names
-    assert demo.playground_context.models.active() is None  # building the UI loads nothing
+    assert manager.active() is None  # building the UI loads nothing
 
 
 def test_header_status_shows_model_card_and_progress():
@@ -100,10 +104,28 @@ def test_page_load_events_fire_only_on_page_load(tmp_path):
     """gr.on(None, fn, inputs) also fires on every change of `inputs`: a page-load handler must not listen
     to anything else, or each slider move reruns it (and may reset what the user just chose)."""
     from playground.config import Settings
+    from playground.runtime import ModelManager
     from playground.ui import build_app
 
-    config = build_app(Settings(cache_dir=tmp_path, preload=False)).get_config_file()
+    settings = Settings(cache_dir=tmp_path, preload=False)
+    config = build_app(settings, ModelManager(settings)).get_config_file()
     load_events = [d for d in config["dependencies"] if any(event == "load" for _, event in d["targets"])]
     assert load_events  # the header, tokenization, attention and LoRA tabs open with content
     extra = {(d.get("api_name"), event) for d in load_events for _, event in d["targets"] if event != "load"}
     assert not extra, f"page-load handlers that also fire on: {sorted(extra, key=str)}"
+
+
+def test_main_preloads_on_the_manager_it_passes_to_the_app(monkeypatch, tmp_path):
+    import app
+    from playground.runtime import ModelManager
+
+    passed, preloaded = [], []
+
+    class Demo:
+        def launch(self, **kwargs):
+            pass
+
+    monkeypatch.setattr(app, "create_demo", lambda settings, manager: passed.append(manager) or Demo())
+    monkeypatch.setattr(ModelManager, "start_background_load", lambda self: preloaded.append(self))
+    app.main(["--offline", "--preload", "--cache-dir", str(tmp_path)])
+    assert len(passed) == 1 and isinstance(passed[0], ModelManager) and preloaded == passed

@@ -11,7 +11,7 @@ import torch
 import transformers.masking_utils as hf_masks
 
 from playground import attention as att
-from playground.runtime.loading import quantize_dynamic_int8
+from playground.runtime.precision import quantize_dynamic_int8
 
 PROMPT = "The capital of France is Paris. Attention is all you need, and tokens attend to earlier tokens."
 

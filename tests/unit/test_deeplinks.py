@@ -20,10 +20,11 @@ FIELDS = {"sampling": SAMPLING, "rag": (LinkField("question", "text"),)}
 def app_links(tmp_path_factory):
     """Every built tab's TabLinks, from the real build_app (no model is loaded)."""
     from playground.config import load_settings
+    from playground.runtime import ModelManager
     from playground.ui import build_app
 
     settings = load_settings(["--offline", "--no-preload", "--cache-dir", str(tmp_path_factory.mktemp("cache"))])
-    demo = build_app(settings)
+    demo = build_app(settings, ModelManager(settings))
     return demo, demo.playground_links
 
 

@@ -21,10 +21,11 @@ TIMING = re.compile(r"second|time|elapsed|tok_s|per_s|speed|memory|load|_ms$|sta
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     from playground.config import load_settings
+    from playground.runtime import ModelManager
     from playground.ui import build_app
 
     settings = load_settings(["--offline", "--no-preload", "--cache-dir", str(tmp_path_factory.mktemp("cache"))])
-    return build_app(settings)
+    return build_app(settings, ModelManager(settings))
 
 
 def test_every_tab_has_examples_with_valid_inputs(app):

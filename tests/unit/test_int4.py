@@ -12,7 +12,8 @@ import torch
 from playground.generation import encode_prompt, generate_text
 from playground.runtime.int4 import (GROUP_SIZE, Int4Linear, dequantize_groups, int4_available, quantize_groups,
                                      quantize_int4_weights)
-from playground.runtime.loading import ModelLoadError, resolve_precision
+from playground.runtime.loading import ModelLoadError
+from playground.runtime.precision import resolve_precision
 
 pytestmark = pytest.mark.skipif(not int4_available(), reason="this torch build has no CPU int4 kernel")
 

@@ -157,7 +157,7 @@ def test_a_refused_folder_gets_the_same_message_whether_it_exists_or_not(tmp_pat
 
 
 def test_the_manager_refuses_a_model_off_the_allowlist_and_keeps_the_active_one(tmp_path, tiny_model_dir):
-    manager = ModelManager(Settings(model=str(tiny_model_dir), quantization="none", device="cpu", offline=True,
+    manager = ModelManager(Settings(model=str(tiny_model_dir), precision="none", device="cpu", offline=True,
                                     cache_dir=tmp_path, model_allowlist="smollm2-135m-instruct"))
     good = manager.load()  # the configured model is always allowed
     for refused in ("Qwen/Qwen2.5-7B-Instruct", "qwen2.5-7b-instruct", "/etc"):
@@ -179,15 +179,15 @@ def test_a_restricted_server_loads_no_tokenizer_from_a_folder(tiny_model_dir, tm
 
 
 def test_a_run_longer_than_the_server_allows_is_refused_before_it_starts(tiny_model_dir, tmp_path):
-    from playground import lora as ft
+    from playground import lora
 
-    base = ModelManager(Settings(model=str(tiny_model_dir), quantization="none", device="cpu", offline=True,
+    base = ModelManager(Settings(model=str(tiny_model_dir), precision="none", device="cpu", offline=True,
                                  cache_dir=tmp_path)).load()
-    pirate = ft.builtin_dataset("pirate")
-    data = ft.Dataset("pirate-small", pirate.train[:40], pirate.eval[:4])
-    runner = ft.LoraRunner(tmp_path / "lora")
-    with pytest.raises(ft.LoraSettingsError, match="would take 200 optimizer steps; this server allows at most 199"):
-        runner.start(base, data, ft.LoraSettings(epochs=20, batch_size=4), max_steps=199)
+    pirate = lora.builtin_dataset("pirate")
+    data = lora.Dataset("pirate-small", pirate.train[:40], pirate.eval[:4])
+    runner = lora.LoraRunner(tmp_path / "lora")
+    with pytest.raises(lora.LoraSettingsError, match="would take 200 optimizer steps; this server allows at most 199"):
+        runner.start(base, data, lora.LoraSettings(epochs=20, batch_size=4), max_steps=199)
     assert runner.job is None
 
 
@@ -235,7 +235,8 @@ def test_no_unpickling_no_remote_code_no_eval_anywhere_in_the_app():
 
 
 def test_model_weights_are_loaded_as_safetensors_only():
-    from playground.runtime.loading import Precision, _from_pretrained_kwargs
+    from playground.runtime.loading import _from_pretrained_kwargs
+    from playground.runtime.precision import Precision
 
     import torch
 
@@ -260,7 +261,7 @@ def run_main(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> FakeDemo:
     import app
 
     demo = FakeDemo()
-    monkeypatch.setattr(app, "create_demo", lambda settings: demo)
+    monkeypatch.setattr(app, "create_demo", lambda settings, manager: demo)
     app.main(argv)
     return demo
 
@@ -304,7 +305,7 @@ def test_queue_settings_name_real_events_and_are_applied(tmp_path):
                                        LONG_MODEL_JOBS, configure_queue)
 
     settings = Settings(cache_dir=tmp_path, preload=False, public=True)
-    demo = configure_queue(build_app(settings), settings)
+    demo = configure_queue(build_app(settings, ModelManager(settings)), settings)
     by_name = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
     assert set(LONG_MODEL_JOBS) | set(APP_WIDE_EVENTS) <= set(by_name)  # a renamed event fails here
     assert {(by_name[name].concurrency_id, by_name[name].concurrency_limit) for name in LONG_MODEL_JOBS} == \

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from playground.runtime import loading
+from playground.runtime import precision as precision_module
 from playground.runtime.loading import (
     DeviceUnavailableError,
     ModelLoadError,
@@ -13,8 +14,8 @@ from playground.runtime.loading import (
     memory_footprint_bytes,
     prepare_weights,
     resolve_device,
-    resolve_precision,
 )
+from playground.runtime.precision import resolve_precision
 from playground.runtime.registry import ModelSpec, resolve_model
 
 
@@ -45,16 +46,16 @@ def test_precision_choice(requested, device, quantization, dtype):
 
 
 def test_auto_on_cpu_falls_back_to_fp32_without_the_int4_kernel(monkeypatch):
-    monkeypatch.setattr(loading, "int4_available", lambda: False)
+    monkeypatch.setattr(precision_module, "int4_available", lambda: False)
     precision = resolve_precision("auto", "cpu")
     assert (precision.quantization, precision.dtype) == ("none", torch.float32)
     assert "int4 kernel" in precision.reason
 
 
 def test_auto_on_cuda_is_nf4_when_bitsandbytes_imports(monkeypatch):
-    monkeypatch.setattr(loading, "bitsandbytes_available", lambda: True)
+    monkeypatch.setattr(precision_module, "bitsandbytes_available", lambda: True)
     assert resolve_precision("auto", "cuda").quantization == "nf4"
-    monkeypatch.setattr(loading, "bitsandbytes_available", lambda: False)
+    monkeypatch.setattr(precision_module, "bitsandbytes_available", lambda: False)
     assert resolve_precision("auto", "cuda").quantization == "bf16"
 
 
@@ -64,7 +65,7 @@ def test_fp16_on_cpu_is_refused_with_the_alternatives():
 
 
 def test_bitsandbytes_on_cpu_warns_that_it_is_slow(monkeypatch):
-    monkeypatch.setattr(loading, "bitsandbytes_available", lambda: True)
+    monkeypatch.setattr(precision_module, "bitsandbytes_available", lambda: True)
     assert "slow" in resolve_precision("nf4", "cpu").warning or "tok/s" in resolve_precision("nf4", "cpu").warning
 
 
@@ -154,3 +155,37 @@ def test_cuda_loads_turn_off_cudnn_attention(monkeypatch, tiny_model_dir, tmp_pa
         assert not torch.backends.cuda.cudnn_sdp_enabled()
     finally:
         torch.backends.cuda.enable_cudnn_sdp(True)
+
+
+@pytest.mark.parametrize("requested, device, method", [
+    ("none", "cpu", "dtype"),
+    ("bf16", "cuda", "dtype"),
+    ("int4", "cpu", "int4-cpu"),
+    ("int8", "cpu", "torchao-int8"),
+    ("int8", "cuda", "bnb-int8"),
+    ("nf4", "cuda", "bnb-nf4"),
+    ("nf4", "cpu", "bnb-nf4"),
+])
+def test_one_resolved_method_says_how_the_weights_are_produced(requested, device, method, monkeypatch):
+    monkeypatch.setattr(precision_module, "bitsandbytes_available", lambda: True)
+    monkeypatch.setattr(precision_module, "int4_available", lambda: True)
+    precision = resolve_precision(requested, device)
+    assert precision.method == method
+    assert precision.converts_after_load == (method in ("int4-cpu", "torchao-int8"))
+    assert precision.quantized_by_bitsandbytes == method.startswith("bnb-")
+    assert bool(precision_module.load_time_quantization(precision, device)) == method.startswith("bnb-")
+
+
+def test_requantize_converts_only_after_load_methods(tiny_model):
+    import copy
+
+    fp32 = resolve_precision("none", "cpu")
+    assert precision_module.requantize(tiny_model, fp32) is tiny_model
+    int8 = precision_module.requantize(copy.deepcopy(tiny_model), resolve_precision("int8", "cpu"))
+    assert any("quantized" in type(m).__module__ for m in int8.modules())
+
+
+def test_precision_module_documents_itself():
+    import doctest
+
+    assert doctest.testmod(precision_module).failed == 0

@@ -13,17 +13,18 @@ import zipfile
 import pytest
 import torch
 
-from playground import lora as ft
+from playground import lora
 from playground.config import Settings
 from playground.generation import encode_prompt, generate_text
 from playground.runtime import ModelLoadError, ModelManager
+from playground.runtime.variants import base_model_key
 
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 @pytest.fixture(scope="module")
 def manager(tiny_model_dir, tmp_path_factory):
-    return ModelManager(Settings(model=str(tiny_model_dir), quantization="none", device="cpu", offline=True,
+    return ModelManager(Settings(model=str(tiny_model_dir), precision="none", device="cpu", offline=True,
                                  cache_dir=tmp_path_factory.mktemp("cache")))
 
 
@@ -35,24 +36,24 @@ def base(manager):
 
 @pytest.fixture(scope="module")
 def pirate():
-    return ft.builtin_dataset("pirate")
+    return lora.builtin_dataset("pirate")
 
 
-def small_run(tokenizer, dataset: ft.Dataset, settings: ft.LoraSettings, n_train: int = 24, **kwargs) -> ft.TrainingRun:
-    train = ft.tokenize_split(tokenizer, dataset.train[:n_train], settings.max_length, settings.mask_prompt)
-    evaluation = ft.tokenize_split(tokenizer, dataset.eval[:8], settings.max_length, settings.mask_prompt)
-    return ft.TrainingRun(train, evaluation, settings, tokenizer.pad_token_id, **kwargs)
+def small_run(tokenizer, dataset: lora.Dataset, settings: lora.LoraSettings, n_train: int = 24, **kwargs) -> lora.TrainingRun:
+    train = lora.tokenize_split(tokenizer, dataset.train[:n_train], settings.max_length, settings.mask_prompt)
+    evaluation = lora.tokenize_split(tokenizer, dataset.eval[:8], settings.max_length, settings.mask_prompt)
+    return lora.TrainingRun(train, evaluation, settings, tokenizer.pad_token_id, **kwargs)
 
 
 @pytest.fixture(scope="module")
 def trained(base, pirate):
     """A LoRA adapter trained for a few steps on the tiny model (shared by the before/after tests)."""
-    settings = ft.LoraSettings(rank=4, alpha=8, dropout=0.0, target_modules=ALL_LINEAR, learning_rate=2e-2,
+    settings = lora.LoraSettings(rank=4, alpha=8, dropout=0.0, target_modules=ALL_LINEAR, learning_rate=2e-2,
                                warmup_steps=0, steps=8, eval_every=8, schedule="constant")
-    model = ft.attach_lora(base.model, settings)
+    model = lora.attach_lora(base.model, settings)
     events = []
-    assert ft.train_lora(model, small_run(base.tokenizer, pirate, settings, emit=events.append)) == "completed"
-    adapter = ft.TrainedAdapter("test", model, base.tokenizer, base, settings, "pirate", ("What is 2 plus 3?",))
+    assert lora.train_lora(model, small_run(base.tokenizer, pirate, settings, emit=events.append)) == "completed"
+    adapter = lora.TrainedAdapter("test", model, base.tokenizer, base, settings, "pirate", ("What is 2 plus 3?",))
     return adapter, events
 
 
@@ -60,21 +61,21 @@ def trained(base, pirate):
 
 
 def test_shipped_datasets_are_what_the_script_writes():
-    spec = importlib.util.spec_from_file_location("make_datasets", ft.ASSETS / "make_datasets.py")
+    spec = importlib.util.spec_from_file_location("make_datasets", lora.ASSETS / "make_datasets.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     built = script.build_all()
-    assert set(built) == set(ft.BUILTIN_DATASETS)
+    assert set(built) == set(lora.BUILTIN_DATASETS)
     for name, splits in built.items():
         for split, rows in splits.items():
-            assert (ft.ASSETS / name / f"{split}.jsonl").read_text(encoding="utf-8") == script.to_jsonl(rows)
-        dataset = ft.builtin_dataset(name)
+            assert (lora.ASSETS / name / f"{split}.jsonl").read_text(encoding="utf-8") == script.to_jsonl(rows)
+        dataset = lora.builtin_dataset(name)
         assert (len(dataset.train), len(dataset.eval)) == (270, 30)
         assert not {e.prompt for e in dataset.train} & {e.prompt for e in dataset.eval}  # eval is unseen
 
 
 def test_json_dataset_answers_are_json_that_matches_the_sentence():
-    for example in ft.builtin_dataset("json").train:
+    for example in lora.builtin_dataset("json").train:
         answer = json.loads(example.response)
         assert set(answer) == {"name", "age", "city"}
         assert answer["name"] in example.prompt and str(answer["age"]) in example.prompt
@@ -91,7 +92,7 @@ def test_malformed_lines_are_reported_with_line_numbers_and_the_rest_is_used():
         '{"instruction": "", "response": "x"}',
         '[1, 2]',
     ])
-    dataset = ft.dataset_from_jsonl(text, seed=0)
+    dataset = lora.dataset_from_jsonl(text, seed=0)
     assert len(dataset.train) + len(dataset.eval) == 3
     rejected = {r.line: r.reason for r in dataset.rejected}
     assert set(rejected) == {2, 6, 7, 8}
@@ -103,20 +104,20 @@ def test_malformed_lines_are_reported_with_line_numbers_and_the_rest_is_used():
 
 @pytest.mark.parametrize("text", ["", "\n\n", '{"nope": 1}\n{"instruction": "a", "response": "b"}'])
 def test_an_empty_or_unusable_dataset_is_a_clear_error(text):
-    with pytest.raises(ft.DatasetError, match="at least 2 usable examples"):
-        ft.dataset_from_jsonl(text)
+    with pytest.raises(lora.DatasetError, match="at least 2 usable examples"):
+        lora.dataset_from_jsonl(text)
 
 
 def test_a_huge_upload_is_capped_with_a_note(monkeypatch):
-    monkeypatch.setattr(ft, "MAX_UPLOAD_LINES", 5)
+    monkeypatch.setattr(lora.data, "MAX_UPLOAD_LINES", 5)
     text = "\n".join(json.dumps({"instruction": f"q{i}", "response": f"a{i}"}) for i in range(9))
-    dataset = ft.dataset_from_jsonl(text)
+    dataset = lora.dataset_from_jsonl(text)
     assert len(dataset.train) + len(dataset.eval) == 5 and "only the first 5" in dataset.notes[0]
 
 
 def test_split_holds_out_a_tenth_deterministically():
     text = "\n".join(json.dumps({"instruction": f"q{i}", "response": f"a{i}"}) for i in range(40))
-    first, second = ft.dataset_from_jsonl(text, seed=3), ft.dataset_from_jsonl(text, seed=3)
+    first, second = lora.dataset_from_jsonl(text, seed=3), lora.dataset_from_jsonl(text, seed=3)
     assert len(first.eval) == 4 and first == second
     assert {e.line for e in first.train} | {e.line for e in first.eval} == set(range(1, 41))
 
@@ -127,31 +128,31 @@ def test_split_holds_out_a_tenth_deterministically():
 def test_prompt_is_masked_and_encoded_like_the_generation_loop(base, pirate):
     tokenizer = base.tokenizer
     example = pirate.train[0]
-    tokenized = ft.tokenize_example(tokenizer, example, 512, mask_prompt=True)
+    tokenized = lora.tokenize_example(tokenizer, example, 512, mask_prompt=True)
     prompt_ids = encode_prompt(tokenizer, example.prompt).tolist()[0]
     assert list(tokenized.input_ids[:tokenized.prompt_length]) == prompt_ids
-    assert all(label == ft.IGNORE_INDEX for label in tokenized.labels[:tokenized.prompt_length])
+    assert all(label == lora.IGNORE_INDEX for label in tokenized.labels[:tokenized.prompt_length])
     response = tokenized.input_ids[tokenized.prompt_length:]
     assert list(tokenized.labels[tokenized.prompt_length:]) == list(response)
     assert tokenizer.decode(response).startswith(example.response + "<|im_end|>")
-    unmasked = ft.tokenize_example(tokenizer, example, 512, mask_prompt=False)
+    unmasked = lora.tokenize_example(tokenizer, example, 512, mask_prompt=False)
     assert unmasked.labels == unmasked.input_ids
 
 
 def test_long_sequences_are_truncated_and_counted_and_empty_responses_dropped(base, pirate):
-    lengths = [len(ft.tokenize_example(base.tokenizer, e, 4096, True).input_ids) for e in pirate.train]
+    lengths = [len(lora.tokenize_example(base.tokenizer, e, 4096, True).input_ids) for e in pirate.train]
     limit = sorted(lengths)[len(lengths) // 2]
-    split = ft.tokenize_split(base.tokenizer, pirate.train, limit, True)
+    split = lora.tokenize_split(base.tokenizer, pirate.train, limit, True)
     assert split.truncated == sum(n > limit for n in lengths)
     assert all(len(e.input_ids) <= limit for e in split.examples)
-    prompt_only = min(ft.tokenize_example(base.tokenizer, e, 4096, True).prompt_length for e in pirate.train)
-    dropped = ft.tokenize_split(base.tokenizer, pirate.train, prompt_only, True)
+    prompt_only = min(lora.tokenize_example(base.tokenizer, e, 4096, True).prompt_length for e in pirate.train)
+    dropped = lora.tokenize_split(base.tokenizer, pirate.train, prompt_only, True)
     assert dropped.dropped > 0 and len(dropped.examples) + dropped.dropped == len(pirate.train)
 
 
 def test_collate_pads_right_and_masks_padding():
-    examples = [ft.TokenizedExample((5, 6, 7), (-100, 6, 7), 1, False), ft.TokenizedExample((8,), (8,), 0, False)]
-    batch = ft.collate(examples, pad_token_id=0)
+    examples = [lora.TokenizedExample((5, 6, 7), (-100, 6, 7), 1, False), lora.TokenizedExample((8,), (8,), 0, False)]
+    batch = lora.collate(examples, pad_token_id=0)
     assert batch.input_ids.tolist() == [[5, 6, 7], [8, 0, 0]]
     assert batch.attention_mask.tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch.labels.tolist() == [[-100, 6, 7], [8, -100, -100]]
@@ -159,8 +160,8 @@ def test_collate_pads_right_and_masks_padding():
 
 
 def test_shuffled_batches_visit_every_example_once_per_epoch():
-    examples = [ft.TokenizedExample((i, i), (i, i), 0, False) for i in range(10)]
-    stream = ft.shuffled_batches(examples, 5, seed=1, pad_token_id=0)
+    examples = [lora.TokenizedExample((i, i), (i, i), 0, False) for i in range(10)]
+    stream = lora.shuffled_batches(examples, 5, seed=1, pad_token_id=0)
     epoch = torch.cat([next(stream).input_ids[:, 0] for _ in range(2)])
     assert sorted(epoch.tolist()) == list(range(10))
 
@@ -178,26 +179,26 @@ def test_shuffled_batches_visit_every_example_once_per_epoch():
     ("target_modules", (), "at least one target module"),
 ])
 def test_out_of_range_settings_are_rejected_with_the_range(field, value, message):
-    with pytest.raises(ft.LoraSettingsError, match=message):
-        ft.LoraSettings(**{field: value})
+    with pytest.raises(lora.LoraSettingsError, match=message):
+        lora.LoraSettings(**{field: value})
 
 
 def test_epochs_set_the_number_of_steps():
-    assert ft.LoraSettings(steps=7).total_steps(270) == 7
-    assert ft.LoraSettings(epochs=1, batch_size=4, grad_accumulation=2).total_steps(270) == 34  # ceil(270 / 8)
+    assert lora.LoraSettings(steps=7).total_steps(270) == 7
+    assert lora.LoraSettings(epochs=1, batch_size=4, grad_accumulation=2).total_steps(270) == 34  # ceil(270 / 8)
 
 
-@pytest.mark.parametrize("schedule", ft.SCHEDULES)
+@pytest.mark.parametrize("schedule", lora.SCHEDULES)
 def test_learning_rate_schedule_matches_transformers(schedule):
     from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup
 
-    settings = ft.LoraSettings(schedule=schedule, warmup_steps=4, learning_rate=1e-3)
+    settings = lora.LoraSettings(schedule=schedule, warmup_steps=4, learning_rate=1e-3)
     total = 20
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=settings.learning_rate)
     make = get_cosine_schedule_with_warmup if schedule == "cosine" else get_constant_schedule_with_warmup
     scheduler = make(optimizer, 4, total) if schedule == "cosine" else make(optimizer, 4)
     for step in range(total):
-        assert ft.learning_rate_at(step, total, settings) == pytest.approx(optimizer.param_groups[0]["lr"], abs=1e-12)
+        assert lora.learning_rate_at(step, total, settings) == pytest.approx(optimizer.param_groups[0]["lr"], abs=1e-12)
         optimizer.step()
         scheduler.step()
 
@@ -206,11 +207,11 @@ def test_learning_rate_schedule_matches_transformers(schedule):
 
 
 def test_loss_equals_transformers_loss_on_a_padded_masked_batch(base, pirate):
-    model = ft.attach_lora(base.model, ft.LoraSettings(dropout=0.0))
-    split = ft.tokenize_split(base.tokenizer, pirate.train[:4], 96, True)
-    batch = ft.collate(split.examples, base.tokenizer.pad_token_id)
+    model = lora.attach_lora(base.model, lora.LoraSettings(dropout=0.0))
+    split = lora.tokenize_split(base.tokenizer, pirate.train[:4], 96, True)
+    batch = lora.collate(split.examples, base.tokenizer.pad_token_id)
     with torch.no_grad():
-        total, count = ft.loss_sum(model, batch)
+        total, count = lora.loss_sum(model, batch)
         reference = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels).loss
     assert count == batch.target_tokens
     assert float(total) / count == pytest.approx(float(reference), rel=1e-5)
@@ -218,9 +219,9 @@ def test_loss_equals_transformers_loss_on_a_padded_masked_batch(base, pirate):
 
 @pytest.mark.parametrize("targets, rank", [(("q_proj", "v_proj"), 8), (ALL_LINEAR, 3), (("down_proj",), 16)])
 def test_trainable_parameters_equal_pefts_count_and_the_arithmetic(base, targets, rank):
-    model = ft.attach_lora(base.model, ft.LoraSettings(rank=rank, target_modules=targets))
+    model = lora.attach_lora(base.model, lora.LoraSettings(rank=rank, target_modules=targets))
     trainable, _ = model.get_nb_trainable_parameters()
-    budget = ft.lora_budget(base.model, targets, rank)
+    budget = lora.lora_budget(base.model, targets, rank)
     config = base.model.config
     hidden, layers = config.hidden_size, config.num_hidden_layers
     kv = config.num_key_value_heads * hidden // config.num_attention_heads
@@ -234,19 +235,19 @@ def test_trainable_parameters_equal_pefts_count_and_the_arithmetic(base, targets
 
 
 def test_budget_works_on_the_int8_model_too(manager, base):
-    int8 = manager.load(quantization="int8", activate=False)
-    assert ft.linear_layer_names(int8.model) == ft.linear_layer_names(base.model) == ALL_LINEAR
-    assert ft.lora_budget(int8.model, ["q_proj"], 4, int8.parameters).lora_total == \
-        ft.lora_budget(base.model, ["q_proj"], 4).lora_total
+    int8 = manager.load(precision="int8", activate=False)
+    assert lora.linear_layer_names(int8.model) == lora.linear_layer_names(base.model) == ALL_LINEAR
+    assert lora.lora_budget(int8.model, ["q_proj"], 4, int8.parameters).lora_total == \
+        lora.lora_budget(base.model, ["q_proj"], 4).lora_total
 
 
 def test_unknown_target_modules_are_rejected_with_the_real_names(base):
-    with pytest.raises(ft.LoraSettingsError, match="q_proj"):
-        ft.attach_lora(base.model, ft.LoraSettings(target_modules=("c_attn",)))
+    with pytest.raises(lora.LoraSettingsError, match="q_proj"):
+        lora.attach_lora(base.model, lora.LoraSettings(target_modules=("c_attn",)))
 
 
 def test_with_b_zero_the_adapted_model_equals_the_base_before_training(base):
-    model = ft.attach_lora(base.model, ft.LoraSettings(target_modules=ALL_LINEAR, dropout=0.0)).eval()
+    model = lora.attach_lora(base.model, lora.LoraSettings(target_modules=ALL_LINEAR, dropout=0.0)).eval()
     ids = encode_prompt(base.tokenizer, "What is the capital of France?")
     with torch.no_grad():
         assert torch.equal(model(input_ids=ids).logits, base.model(input_ids=ids).logits)
@@ -257,11 +258,11 @@ def test_with_b_zero_the_adapted_model_equals_the_base_before_training(base):
 
 def test_training_lowers_the_eval_loss_and_leaves_the_base_untouched(base, pirate):
     before = {name: p.clone() for name, p in base.model.named_parameters()}
-    settings = ft.LoraSettings(rank=8, alpha=16, dropout=0.0, target_modules=ALL_LINEAR, learning_rate=2e-2,
+    settings = lora.LoraSettings(rank=8, alpha=16, dropout=0.0, target_modules=ALL_LINEAR, learning_rate=2e-2,
                                warmup_steps=2, steps=24, eval_every=12, batch_size=4)
     events = []
-    model = ft.attach_lora(base.model, settings)
-    assert ft.train_lora(model, small_run(base.tokenizer, pirate, settings, n_train=32, emit=events.append)) == "completed"
+    model = lora.attach_lora(base.model, settings)
+    assert lora.train_lora(model, small_run(base.tokenizer, pirate, settings, n_train=32, emit=events.append)) == "completed"
     evals = [e["eval_loss"] for e in events if e["event"] == "eval"]
     steps = [e for e in events if e["event"] == "step"]
     assert [e["step"] for e in steps] == list(range(1, 25)) and len(evals) == 3
@@ -274,17 +275,17 @@ def test_gradient_accumulation_weights_tokens_like_one_big_batch(base, pirate):
     """One step of batch 4 and one of 2 x 2 accumulated see the same 4 examples: same update."""
     results = []
     for batch_size, accumulation in ((4, 1), (2, 2)):
-        settings = ft.LoraSettings(dropout=0.0, steps=1, warmup_steps=0, batch_size=batch_size,
+        settings = lora.LoraSettings(dropout=0.0, steps=1, warmup_steps=0, batch_size=batch_size,
                                    grad_accumulation=accumulation, schedule="constant")
-        model = ft.attach_lora(base.model, settings)
-        ft.train_lora(model, small_run(base.tokenizer, pirate, settings, n_train=8))
+        model = lora.attach_lora(base.model, settings)
+        lora.train_lora(model, small_run(base.tokenizer, pirate, settings, n_train=8))
         results.append({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad})
     for name, value in results[0].items():
         torch.testing.assert_close(results[1][name], value, rtol=1e-4, atol=1e-6)
 
 
 def test_cancel_stops_within_a_step(base, pirate):
-    settings = ft.LoraSettings(steps=50, eval_every=1000, warmup_steps=0)
+    settings = lora.LoraSettings(steps=50, eval_every=1000, warmup_steps=0)
     cancel = threading.Event()
     events = []
 
@@ -293,8 +294,8 @@ def test_cancel_stops_within_a_step(base, pirate):
         if event.get("step") == 2 and event["event"] == "step":
             cancel.set()
 
-    model = ft.attach_lora(base.model, settings)
-    assert ft.train_lora(model, small_run(base.tokenizer, pirate, settings, emit=emit, cancel=cancel)) == "cancelled"
+    model = lora.attach_lora(base.model, settings)
+    assert lora.train_lora(model, small_run(base.tokenizer, pirate, settings, emit=emit, cancel=cancel)) == "cancelled"
     assert [e["step"] for e in events if e["event"] == "step"] == [1, 2]
     assert all(p.grad is None for p in model.parameters())  # the partial step's gradients are dropped
 
@@ -305,7 +306,7 @@ def test_cancel_stops_within_a_step(base, pirate):
 def test_before_is_the_base_model_and_after_is_the_adapted_model(trained, base):
     adapter, _ = trained
     prompt = "What is 2 plus 3?"
-    [pair] = ft.compare_answers(adapter, [prompt], max_new_tokens=12)
+    [pair] = lora.compare_answers(adapter, [prompt], max_new_tokens=12)
     ids = encode_prompt(base.tokenizer, prompt)
     reference = generate_text(base.model, base.tokenizer, ids, max_new_tokens=12, eos_token_ids=base.eos_token_ids)
     assert pair.before == reference.text
@@ -316,24 +317,24 @@ def test_before_is_the_base_model_and_after_is_the_adapted_model(trained, base):
 
 def test_next_token_shift_is_the_two_softmaxes(trained, base):
     adapter, _ = trained
-    shift = ft.next_token_shift(adapter, "What is 2 plus 3?", top_n=5)
-    before = ft.next_token_logits(base.model, base.tokenizer, "What is 2 plus 3?").softmax(-1)
-    after = ft.next_token_logits(adapter.model, base.tokenizer, "What is 2 plus 3?").softmax(-1)
+    shift = lora.next_token_shift(adapter, "What is 2 plus 3?", top_n=5)
+    before = lora.next_token_logits(base.model, base.tokenizer, "What is 2 plus 3?").softmax(-1)
+    after = lora.next_token_logits(adapter.model, base.tokenizer, "What is 2 plus 3?").softmax(-1)
     for token in shift.tokens:
         assert token.before == pytest.approx(float(before[token.token_id]), abs=1e-6)
         assert token.after == pytest.approx(float(after[token.token_id]), abs=1e-6)
     assert [t.delta for t in shift.tokens] == sorted((t.delta for t in shift.tokens), reverse=True)
     kl = float((after.double() * (after.double().log2() - before.double().log2())).sum())
     assert shift.kl_bits == pytest.approx(kl, rel=1e-6) and shift.kl_bits > 0
-    with pytest.raises(ft.LoraError, match="Enter a prompt"):
-        ft.next_token_shift(adapter, "  ")
+    with pytest.raises(lora.LoraError, match="Enter a prompt"):
+        lora.next_token_shift(adapter, "  ")
 
 
 def test_downloaded_adapter_reloaded_with_peft_reproduces_the_logits(trained, base, tmp_path):
     from peft import PeftModel
 
     adapter, _ = trained
-    archive = ft.save_adapter_zip(adapter, tmp_path)
+    archive = lora.save_adapter_zip(adapter, tmp_path)
     unpacked = tmp_path / "unpacked"
     with zipfile.ZipFile(archive) as bundle:
         assert set(bundle.namelist()) >= {"adapter_model.safetensors", "adapter_config.json"}
@@ -348,9 +349,9 @@ def test_downloaded_adapter_reloaded_with_peft_reproduces_the_logits(trained, ba
 
 def test_merge_matches_the_adapter_and_adopt_makes_it_active_until_unloaded(trained, manager, base):
     adapter, _ = trained
-    merged = ft.merge_adapter(adapter, base)
+    merged = lora.merge_adapter(adapter, base)
     assert merged.spec.key == f"{base.spec.key}+lora:test"
-    assert ft.base_model_key(merged.spec.key) == base.spec.key
+    assert base_model_key(merged.spec.key) == base.spec.key
     ids = encode_prompt(base.tokenizer, "What color is grass?")
     with torch.no_grad():
         torch.testing.assert_close(merged.model(input_ids=ids).logits, adapter.model(input_ids=ids).logits,
@@ -369,8 +370,8 @@ def test_merging_for_an_int4_app_gives_an_int4_model(trained, manager):
     from playground.runtime.int4 import Int4Linear
 
     adapter, _ = trained
-    int4 = manager.load(quantization="int4", activate=False)
-    merged = ft.merge_adapter(adapter, int4)
+    int4 = manager.load(precision="int4", activate=False)
+    merged = lora.merge_adapter(adapter, int4)
     assert merged.precision.quantization == "int4"
     assert isinstance(merged.model.model.layers[0].self_attn.q_proj, Int4Linear)
     ids = encode_prompt(int4.tokenizer, "What color is grass?")
@@ -380,8 +381,8 @@ def test_merging_for_an_int4_app_gives_an_int4_model(trained, manager):
 
 def test_merging_for_an_int8_app_gives_an_int8_model(trained, manager):
     adapter, _ = trained
-    int8 = manager.load(quantization="int8", activate=False)
-    merged = ft.merge_adapter(adapter, int8)
+    int8 = manager.load(precision="int8", activate=False)
+    merged = lora.merge_adapter(adapter, int8)
     assert merged.precision.quantization == "int8"
     assert "Linear" in type(merged.model.model.layers[0].self_attn.q_proj).__name__
     assert not isinstance(merged.model.model.layers[0].self_attn.q_proj, torch.nn.Linear)
@@ -398,17 +399,23 @@ def test_qlora_path_trains_adapters_beside_a_4bit_base(tiny_tokenizer, tmp_path,
                                          max_position_embeddings=256, tie_word_embeddings=True))
     model.save_pretrained(tmp_path / "model")
     tiny_tokenizer.save_pretrained(tmp_path / "model")
-    base = ModelManager(Settings(model=str(tmp_path / "model"), quantization="nf4", device="cpu", offline=True,
+    base = ModelManager(Settings(model=str(tmp_path / "model"), precision="nf4", device="cpu", offline=True,
                                  cache_dir=tmp_path / "cache")).load()
-    assert ft.is_4bit(base.model)
-    settings = ft.LoraSettings(steps=4, eval_every=4, dropout=0.0, learning_rate=1e-2, warmup_steps=0,
+    assert lora.is_4bit(base.model)
+    settings = lora.LoraSettings(steps=4, eval_every=4, dropout=0.0, learning_rate=1e-2, warmup_steps=0,
                                target_modules=("q_proj", "v_proj", "o_proj"))
-    adapted = ft.attach_lora(base.model, settings)
-    assert adapted.get_nb_trainable_parameters()[0] == ft.lora_budget(base.model, settings.target_modules, 8,
+    adapted = lora.attach_lora(base.model, settings)
+    assert adapted.get_nb_trainable_parameters()[0] == lora.lora_budget(base.model, settings.target_modules, 8,
                                                                       base.parameters).lora_total
     assert all(p.dtype == torch.float32 for p in adapted.parameters() if p.requires_grad)
     assert type(base.model.model.layers[0].self_attn.q_proj).__name__ == "Linear4bit"  # the base is untouched
     events = []
-    assert ft.train_lora(adapted, small_run(base.tokenizer, pirate, settings, n_train=16, emit=events.append)) == "completed"
+    assert lora.train_lora(adapted, small_run(base.tokenizer, pirate, settings, n_train=16, emit=events.append)) == "completed"
     evals = [e["eval_loss"] for e in events if e["event"] == "eval"]
     assert evals[-1] < evals[0]
+
+
+def test_lora_data_module_documents_itself():
+    import doctest
+
+    assert doctest.testmod(lora.data).failed == 0

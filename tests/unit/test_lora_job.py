@@ -9,40 +9,40 @@ import time
 import pytest
 import torch
 
-from playground import lora as ft
+from playground import lora
 from playground.config import Settings
 from playground.runtime import ModelManager
 
 
 @pytest.fixture(scope="module")
 def base(tiny_model_dir, tmp_path_factory):
-    manager = ModelManager(Settings(model=str(tiny_model_dir), quantization="none", device="cpu", offline=True,
+    manager = ModelManager(Settings(model=str(tiny_model_dir), precision="none", device="cpu", offline=True,
                                     cache_dir=tmp_path_factory.mktemp("cache")))
     return manager.load()
 
 
 @pytest.fixture(scope="module")
 def dataset():
-    pirate = ft.builtin_dataset("pirate")
-    return ft.Dataset("pirate-small", pirate.train[:16], pirate.eval[:4])
+    pirate = lora.builtin_dataset("pirate")
+    return lora.Dataset("pirate-small", pirate.train[:16], pirate.eval[:4])
 
 
 @pytest.fixture
 def runner(tmp_path):
-    return ft.LoraRunner(tmp_path / "lora")
+    return lora.LoraRunner(tmp_path / "lora")
 
 
-def wait(job: ft.TrainingJob, seconds: float = 120) -> None:
+def wait(job: lora.TrainingJob, seconds: float = 120) -> None:
     job.thread.join(seconds)
     assert not job.thread.is_alive(), "the training thread did not finish"
 
 
-def log_events(job: ft.TrainingJob) -> list[dict]:
+def log_events(job: lora.TrainingJob) -> list[dict]:
     return [json.loads(line) for line in job.log_path.read_text().splitlines()]
 
 
 def test_a_job_writes_its_progress_as_jsonl_and_keeps_the_adapter(runner, base, dataset):
-    settings = ft.LoraSettings(steps=4, eval_every=2, warmup_steps=1)
+    settings = lora.LoraSettings(steps=4, eval_every=2, warmup_steps=1)
     job = runner.start(base, dataset, settings)
     assert job.log_path.parent == runner.log_dir and job.log_path.name == f"{job.id}.jsonl"
     wait(job)
@@ -50,25 +50,25 @@ def test_a_job_writes_its_progress_as_jsonl_and_keeps_the_adapter(runner, base, 
     kinds = [e["event"] for e in events]
     assert kinds == ["queued", "start", "eval", "step", "step", "eval", "step", "step", "eval", "end"]
     start, end = events[1], events[-1]
-    assert start["trainable_parameters"] == ft.lora_budget(base.model, settings.target_modules, 8).lora_total
+    assert start["trainable_parameters"] == lora.lora_budget(base.model, settings.target_modules, 8).lora_total
     assert start["trainable_percent"] == pytest.approx(100 * start["trainable_parameters"] / start["all_parameters"])
     assert start["settings"]["rank"] == 8 and start["train_examples"] == 16 and start["eval_examples"] == 4
     assert end["status"] == "completed" and end["peak_memory_mb"] > 0
     assert job.status == "completed" and runner.adapter() is job.adapter
-    progress = ft.summarize_events(events)
+    progress = lora.summarize_events(events)
     assert (progress.status, progress.step, progress.total_steps) == ("completed", 4, 4)
     assert progress.eval_steps == (0, 2, 4) and progress.eta_seconds is None
     assert progress.train_loss == tuple(e["loss"] for e in events if e["event"] == "step")
 
 
 def test_one_job_at_a_time_and_cancel_stops_it(runner, base, dataset):
-    job = runner.start(base, dataset, ft.LoraSettings(steps=2000, eval_every=1000))
+    job = runner.start(base, dataset, lora.LoraSettings(steps=2000, eval_every=1000))
     deadline = time.monotonic() + 60
     while not any(e["event"] == "step" for e in log_events(job)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    with pytest.raises(ft.JobBusyError, match="already running"):
-        runner.start(base, dataset, ft.LoraSettings(steps=1))
-    with pytest.raises(ft.NoAdapterError, match="still training"):
+    with pytest.raises(lora.JobBusyError, match="already running"):
+        runner.start(base, dataset, lora.LoraSettings(steps=1))
+    with pytest.raises(lora.NoAdapterError, match="still training"):
         runner.adapter()
     assert runner.cancel() is True
     wait(job, 30)
@@ -77,7 +77,7 @@ def test_one_job_at_a_time_and_cancel_stops_it(runner, base, dataset):
     steps = [e["step"] for e in log_events(job) if e["event"] == "step"]
     assert steps == list(range(1, len(steps) + 1)) and len(steps) < 2000
     assert runner.cancel() is False and runner.adapter() is job.adapter  # a cancelled run keeps its adapter
-    again = runner.start(base, dataset, ft.LoraSettings(steps=1))  # the app can train again
+    again = runner.start(base, dataset, lora.LoraSettings(steps=1))  # the app can train again
     wait(again)
     assert again.status == "completed"
 
@@ -86,36 +86,36 @@ def test_out_of_memory_is_reported_and_the_app_can_train_again(runner, base, dat
     def out_of_memory(model, run):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    monkeypatch.setattr(ft, "train_lora", out_of_memory)
-    job = runner.start(base, dataset, ft.LoraSettings(steps=1))
+    monkeypatch.setattr(lora.job, "train_lora", out_of_memory)
+    job = runner.start(base, dataset, lora.LoraSettings(steps=1))
     wait(job)
     end = log_events(job)[-1]
     assert end["status"] == "failed" and end["message"].startswith("Out of memory during training")
     assert "smaller batch size" in end["message"] and job.adapter is None
-    with pytest.raises(ft.NoAdapterError, match="train one first"):
+    with pytest.raises(lora.NoAdapterError, match="train one first"):
         runner.adapter()
     monkeypatch.undo()
-    job = runner.start(base, dataset, ft.LoraSettings(steps=1))
+    job = runner.start(base, dataset, lora.LoraSettings(steps=1))
     wait(job)
     assert job.status == "completed"
 
 
 def test_bad_requests_fail_before_a_job_starts(runner, base, dataset):
-    with pytest.raises(ft.LoraSettingsError, match="context length 256"):
-        runner.start(base, dataset, ft.LoraSettings(max_length=512))
-    with pytest.raises(ft.DatasetError, match="Raise max_length"):
-        runner.start(base, dataset, ft.LoraSettings(max_length=16))
+    with pytest.raises(lora.LoraSettingsError, match="context length 256"):
+        runner.start(base, dataset, lora.LoraSettings(max_length=512))
+    with pytest.raises(lora.DatasetError, match="Raise max_length"):
+        runner.start(base, dataset, lora.LoraSettings(max_length=16))
     assert runner.job is None
 
 
 def test_read_events_leaves_a_half_written_line_for_later(tmp_path):
     log = tmp_path / "job.jsonl"
     log.write_text('{"event": "queued"}\n{"event": "st')
-    events, offset = ft.read_events(log)
+    events, offset = lora.read_events(log)
     assert events == [{"event": "queued"}] and offset == len('{"event": "queued"}\n')
     with log.open("a") as handle:
         handle.write('ep", "step": 1}\n')
-    events, offset = ft.read_events(log, offset)
+    events, offset = lora.read_events(log, offset)
     assert events == [{"event": "step", "step": 1}] and offset == log.stat().st_size
 
 
@@ -125,8 +125,8 @@ def test_smoothing_is_a_debiased_moving_average():
     for t, value in enumerate(values, start=1):  # float64 reference written out
         running = 0.8 * running + 0.2 * value
         expected.append(running / (1 - 0.8**t))
-    assert ft.smoothed(values) == pytest.approx(expected)
-    assert ft.smoothed([5.0, 5.0, 5.0]) == pytest.approx([5.0, 5.0, 5.0])  # no pull toward zero
+    assert lora.smoothed(values) == pytest.approx(expected)
+    assert lora.smoothed([5.0, 5.0, 5.0]) == pytest.approx([5.0, 5.0, 5.0])  # no pull toward zero
 
 
 def test_progress_of_a_running_job_has_elapsed_and_eta():
@@ -136,7 +136,7 @@ def test_progress_of_a_running_job_has_elapsed_and_eta():
                "tokens_per_second": 50.0, "time": 103.0},
               {"event": "step", "step": 2, "loss": 1.5, "learning_rate": 1e-3, "grad_norm": 0.5,
                "tokens_per_second": 55.0, "time": 105.0}]
-    progress = ft.summarize_events(events, now=106.0)
+    progress = lora.summarize_events(events, now=106.0)
     assert progress.status == "running" and progress.elapsed_seconds == 6.0
     assert progress.eta_seconds == pytest.approx(2.0 * 8)  # 2 s per step since start, 8 steps left
-    assert ft.summarize_events(events[:1], now=100.5).status == "queued"
+    assert lora.summarize_events(events[:1], now=100.5).status == "queued"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from playground import lora as ft
+from playground import lora
 from playground.ui import lora_tab
 
 UI_DEFAULTS = {"rank": 8, "alpha": 16, "dropout": 0.05, "targets": ["q_proj", "v_proj"], "learning_rate": 2e-3,
@@ -13,15 +13,15 @@ UI_DEFAULTS = {"rank": 8, "alpha": 16, "dropout": 0.05, "targets": ["q_proj", "v
 
 
 def test_ui_defaults_are_the_demo_settings():
-    assert lora_tab.lora_settings(**UI_DEFAULTS) == ft.LoraSettings()
+    assert lora_tab.lora_settings(**UI_DEFAULTS) == lora.LoraSettings()
 
 
 def test_training_by_epochs_uses_epochs_and_needs_them_positive():
     settings = lora_tab.lora_settings(**{**UI_DEFAULTS, "train_by": "epochs", "epochs": 2})
     assert settings.epochs == 2 and settings.total_steps(270) == 135
-    with pytest.raises(ft.LoraSettingsError, match="epochs > 0"):
+    with pytest.raises(lora.LoraSettingsError, match="epochs > 0"):
         lora_tab.lora_settings(**{**UI_DEFAULTS, "train_by": "epochs", "epochs": 0})
-    with pytest.raises(ft.LoraSettingsError, match="rank must be a number between 1 and 64, got None"):
+    with pytest.raises(lora.LoraSettingsError, match="rank must be a number between 1 and 64, got None"):
         lora_tab.lora_settings(**{**UI_DEFAULTS, "rank": None})
 
 
@@ -30,7 +30,7 @@ def test_uploaded_file_is_validated(tmp_path):
     upload.write_text('{"instruction": "a", "response": "b"}\n{"instruction": "c", "response": "d"}\n{oops\n')
     dataset = lora_tab.chosen_dataset("upload", str(upload), 0)
     assert dataset.name == "mine.jsonl" and [r.line for r in dataset.rejected] == [3]
-    with pytest.raises(ft.DatasetError, match="Upload a JSONL file first"):
+    with pytest.raises(lora.DatasetError, match="Upload a JSONL file first"):
         lora_tab.chosen_dataset("upload", None, 0)
     assert lora_tab.chosen_dataset("json", None, 0).name == "json"
 
@@ -48,6 +48,6 @@ def test_progress_html_shows_step_elapsed_eta_and_status():
               {"event": "start", "time": 2.0},
               {"event": "step", "step": 10, "loss": 1.0, "learning_rate": 1e-3, "grad_norm": 1.0,
                "tokens_per_second": 100.0, "time": 22.0}]
-    html = lora_tab.progress_html(ft.summarize_events(events, now=25.0))
+    html = lora_tab.progress_html(lora.summarize_events(events, now=25.0))
     assert "Step 10 / 40" in html and "elapsed 0:25" in html and "ETA 1:00" in html and "running" in html
     assert 'width:25.0%' in html and "job job-1" in html

@@ -13,7 +13,7 @@ from playground.runtime import ModelBusyError, ModelLoadError, ModelManager, man
 
 @pytest.fixture
 def manager(tmp_path, tiny_model_dir):
-    return ModelManager(Settings(model=str(tiny_model_dir), quantization="none", device="cpu", cache_dir=tmp_path,
+    return ModelManager(Settings(model=str(tiny_model_dir), precision="none", device="cpu", cache_dir=tmp_path,
                                  offline=True))
 
 
@@ -86,7 +86,7 @@ def test_a_second_load_gets_a_clear_busy_message(manager, monkeypatch, tiny_mode
 
 def test_least_recently_used_model_is_evicted(tmp_path, tiny_model_dir):
     manager = ModelManager(Settings(model=str(tiny_model_dir), device="cpu", cache_dir=tmp_path), max_cached=1)
-    manager.load(quantization="none")
-    manager.load(quantization="int8")
-    assert [key["quantization"] for key in manager.status()["cached"]] == ["int8"]
+    manager.load(precision="none")
+    manager.load(precision="int8")
+    assert [key["precision"] for key in manager.status()["cached"]] == ["int8"]
     assert manager.active().precision.quantization == "int8"

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from playground import quantization as q
-from playground.runtime.loading import quantize_dynamic_int8
+from playground.runtime.precision import quantize_dynamic_int8
 
 
 def _tiny_config(**overrides):
