@@ -63,6 +63,8 @@ class Limits:
     self_consistency_samples: int = 16  # calibration: sampled answers per question (each a short generation)
     # -- training ----------------------------------------------------------------------------------
     training_steps: int = 2000  # optimizer steps of one LoRA run (also when set by epochs)
+    training_runs: int = 1  # LoRA runs training at once (each visitor may start one; the rest wait in line)
+    private_models: int = 4  # visitors' private copies (base + their own adapter) held at once
     # -- the queue ---------------------------------------------------------------------------------
     queue_size: int = 200  # requests waiting at once; one more gets "the queue is full"
 
@@ -91,6 +93,7 @@ PUBLIC_LIMITS = replace(
     rag_chunks_gpu=20_000,
     self_consistency_samples=8,
     training_steps=200,
+    private_models=2,
     queue_size=100,
 )  # only these fields differ; each is checked per request against `Settings.limits`
 

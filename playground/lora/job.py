@@ -1,5 +1,7 @@
-"""The background job (one at a time) that trains in a thread and writes a JSONL progress log, and reading
-that log back into what the UI draws (a reloaded page re-attaches to a running job)."""
+"""The background jobs that train in threads and write JSONL progress logs, and reading a log back into what
+the UI draws. Each job has an owner (a visitor's session): a visitor runs their own job, sees and cancels
+only their own (the presenter may cancel any); at most `max_running` train at once and the rest wait in
+line, their position written to their log."""
 
 from __future__ import annotations
 
@@ -56,8 +58,9 @@ class TrainingJob:
     id: str
     log_path: Path
     run: TrainingRun
+    owner: str = "local"  # the session that started it
     thread: threading.Thread | None = None
-    status: str = "running"  # running | completed | cancelled | failed
+    status: str = "running"  # running (waiting in line or training) | completed | cancelled | failed
     adapter: TrainedAdapter | None = None
 
     @property
@@ -87,21 +90,37 @@ def _failure_message(error: BaseException) -> str:
 
 
 class LoraRunner:
-    """Owns the app's training job: one at a time; each writes <log_dir>/<job id>.jsonl."""
+    """The app's training jobs, one per owner (a new run replaces the owner's last job and its adapter);
+    at most `max_running` train at once, the others wait in line (first come, first served). Each job
+    writes <log_dir>/<job id>.jsonl."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, max_running: int = 1) -> None:
         self.log_dir = Path(log_dir)
-        self._lock = threading.Lock()
-        self._job: TrainingJob | None = None
+        self.max_running = max_running
+        self._lock = threading.Condition()
+        self._jobs: dict[str, TrainingJob] = {}  # owner -> their latest job
+        self._line: list[TrainingJob] = []  # started, waiting for a training slot, in order
+        self._training = 0
 
-    @property
-    def job(self) -> TrainingJob | None:
-        """The running job, or the last one (finished jobs keep their adapter until the next run)."""
-        return self._job
+    def job(self, owner: str = "local") -> TrainingJob | None:
+        """The owner's running job, or their last one (finished jobs keep their adapter until the next run)."""
+        return self._jobs.get(owner)
+
+    def find(self, job_id: str) -> TrainingJob | None:
+        return next((job for job in list(self._jobs.values()) if job.id == job_id), None)
+
+    def running_jobs(self) -> list[TrainingJob]:
+        return [job for job in list(self._jobs.values()) if job.running]
+
+    def position(self, job: TrainingJob) -> int:
+        """0 = training now; k = k-th in line."""
+        with self._lock:
+            return self._line.index(job) + 1 if job in self._line else 0
 
     def start(self, base: LoadedModel, dataset: Dataset, settings: LoraSettings,
-              max_steps: int = SERVER_LIMITS.training_steps) -> TrainingJob:
-        """Tokenize (errors raise here, in the caller's thread), then train in a daemon thread.
+              max_steps: int = SERVER_LIMITS.training_steps, owner: str = "local") -> TrainingJob:
+        """Tokenize (errors raise here, in the caller's thread), then train in a daemon thread once a slot
+        is free.
 
         `max_steps` caps the run's optimizer steps however they are set (steps, or epochs x data)."""
         if settings.max_length > base.context_length > 0:
@@ -117,36 +136,76 @@ class LoraRunner:
             raise LoraSettingsError(f"This run would take {total_steps:,} optimizer steps; this server allows at "
                                     f"most {max_steps:,}. Lower steps or epochs, or raise the batch size.")
         with self._lock:
-            if self._job is not None and self._job.running:
-                raise JobBusyError(f"A training job is already running (job {self._job.id}); one job at a time. "
+            previous = self._jobs.get(owner)
+            if previous is not None and previous.running:
+                raise JobBusyError(f"Your training job {previous.id} is still running; one job per visitor. "
                                    "Wait for it to finish or press Cancel.")
             job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
             self.log_dir.mkdir(parents=True, exist_ok=True)
             log_path = self.log_dir / f"{job_id}.jsonl"
             run = TrainingRun(train, evaluation, settings, int(base.tokenizer.pad_token_id), _jsonl_writer(log_path))
-            job = TrainingJob(job_id, log_path, run)
-            self._job = job
-        run.emit({"event": "queued", "job_id": job_id, "total_steps": run.total_steps})
-        job.thread = threading.Thread(target=self._train, args=(job, base, dataset), name=f"lora-{job_id}",
+            job = TrainingJob(job_id, log_path, run, owner)
+            self._jobs[owner] = job  # the previous job's adapter is dropped with it
+            self._line.append(job)
+        run.emit({"event": "queued", "job_id": job_id, "total_steps": run.total_steps,
+                  "position": self.position(job)})
+        job.thread = threading.Thread(target=self._wait_then_train, args=(job, base, dataset), name=f"lora-{job_id}",
                                       daemon=True)
         job.thread.start()
         return job
 
-    def cancel(self) -> bool:
-        """Ask the running job to stop; True if there was one."""
-        job = self._job
+    def cancel(self, owner: str = "local", job_id: str | None = None) -> TrainingJob | None:
+        """Ask a job to stop (the owner's, or the one with `job_id`: the caller checks who may); returns it
+        if it was running. A job still waiting in line leaves the line at once."""
+        job = self.find(job_id) if job_id else self._jobs.get(owner)
         if job is None or not job.running:
-            return False
+            return None
         job.run.cancel.set()
-        return True
+        with self._lock:
+            self._lock.notify_all()
+        return job
 
-    def adapter(self) -> TrainedAdapter:
-        job = self._job
+    def forget(self, owner: str) -> None:
+        """The owner left: cancel their running job and drop their adapter (frees its memory)."""
+        self.cancel(owner)
+        with self._lock:
+            self._jobs.pop(owner, None)
+
+    def adapter(self, owner: str = "local") -> TrainedAdapter:
+        job = self._jobs.get(owner)
         if job is None or job.adapter is None:
-            raise NoAdapterError("No adapter yet: train one first (press Train).")
+            raise NoAdapterError("No adapter of yours yet: train one first (press Train).")
         if job.running:
-            raise NoAdapterError(f"Job {job.id} is still training; wait for it to finish (or cancel it).")
+            raise NoAdapterError(f"Your job {job.id} is still training; wait for it to finish (or cancel it).")
         return job.adapter
+
+    def _wait_then_train(self, job: TrainingJob, base: LoadedModel, dataset: Dataset) -> None:
+        """Wait for a training slot (first come, first served), writing the position while it changes."""
+        shown = None
+        with self._lock:
+            while (self._training >= self.max_running or self._line[0] is not job) and not job.run.cancel.is_set():
+                position = self._line.index(job) + 1
+                if position != shown:
+                    job.run.emit({"event": "queued", "job_id": job.id, "position": position,
+                                  "running": self._training})
+                    shown = position
+                self._lock.wait(1.0)
+            self._line.remove(job)
+            cancelled = job.run.cancel.is_set()
+            if not cancelled:
+                self._training += 1
+            self._lock.notify_all()
+        if cancelled:
+            job.status = "cancelled"
+            job.run.emit({"event": "end", "status": "cancelled", "message": "Cancelled while waiting in line.",
+                          "peak_memory_mb": None, "memory_increase_mb": None})
+            return
+        try:
+            self._train(job, base, dataset)
+        finally:
+            with self._lock:
+                self._training -= 1
+                self._lock.notify_all()
 
     def _train(self, job: TrainingJob, base: LoadedModel, dataset: Dataset) -> None:
         run, settings = job.run, job.run.settings
@@ -224,6 +283,7 @@ class TrainingProgress:
     eval_loss: tuple[float, ...]
     start: dict[str, Any]  # the job's start event: model, dataset, parameter counts, settings
     end: dict[str, Any]  # the end event ({} while running): status, peak memory
+    queue_position: int = 0  # while queued: 1 = next to train
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -248,10 +308,11 @@ def summarize_events(events: Sequence[dict[str, Any]], now: float | None = None)
         seconds_per_step = (steps[-1]["time"] - start["time"]) / done
         eta = seconds_per_step * (total - done)
     losses = [e["loss"] for e in steps]
+    waiting = [e.get("position", 0) for e in events if e["event"] == "queued"]
     return TrainingProgress(
         job_id=first["job_id"], status=status, message=end.get("message", ""), step=done, total_steps=total,
         elapsed_seconds=elapsed, eta_seconds=eta, steps=tuple(e["step"] for e in steps), train_loss=tuple(losses),
         smoothed_loss=tuple(smoothed(losses)), learning_rate=tuple(e["learning_rate"] for e in steps),
         grad_norm=tuple(e["grad_norm"] for e in steps), tokens_per_second=tuple(e["tokens_per_second"] for e in steps),
         eval_steps=tuple(e["step"] for e in evals), eval_loss=tuple(e["eval_loss"] for e in evals),
-        start=start, end=end)
+        start=start, end=end, queue_position=waiting[-1] if status == "queued" and waiting else 0)

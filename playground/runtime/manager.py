@@ -239,6 +239,19 @@ class ModelManager:
         finally:
             self._load_lock.release()
 
+    def discard(self, key_model: str) -> int:
+        """Forget every copy of an adopted (in-memory) model that is not the active one, e.g. an adapter the
+        presenter stopped publishing: nobody can switch to it by name afterwards. Returns how many went."""
+        with self._state_lock:
+            gone = [k for k in self._models if k.model == key_model and k != self._active]
+            for key in gone:
+                del self._models[key]
+            if not any(k.model == key_model for k in self._models):
+                self._in_memory.discard(key_model)
+        if gone:
+            gc.collect()
+        return len(gone)
+
     def start_background_load(self) -> threading.Thread:
         """Load the configured model in a daemon thread so the page can open at once."""
 

@@ -19,6 +19,8 @@ from playground.runtime import ModelLoadError
 from playground.runtime.variants import base_model_key, trainable_base
 from playground.limits import whole_number_in
 from playground.ui.common import explanation
+from playground.sessions import AccessDenied
+from playground.ui.access import current_session, current_session_id, require_presenter
 from playground.ui.context import AppContext
 from playground.ui.errors import user_errors
 
@@ -113,11 +115,20 @@ def _clock(seconds: float | None) -> str:
     return f"{minutes}:{rest:02d}"
 
 
+def ordinal(n: int) -> str:
+    """1 -> '1st', 2 -> '2nd', 11 -> '11th'."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def progress_html(progress: lora.TrainingProgress) -> str:
     colors = {"completed": "#009E73", "cancelled": "#E69F00", "failed": "#D55E00"}
     color = colors.get(progress.status, "#0072B2")
     percent = 100 * progress.step / max(progress.total_steps, 1)
     message = f" — {progress.message}" if progress.message else ""
+    if progress.queue_position:
+        message = (f" — waiting for a training slot: {ordinal(progress.queue_position)} in line (this server trains "
+                   "a limited number of adapters at once)")
     return (f'<div id="lora-progress-box" style="font-size:15px;line-height:1.6">'
             f'<b>Step {progress.step} / {progress.total_steps}</b> · elapsed {_clock(progress.elapsed_seconds)} · '
             f'ETA {_clock(progress.eta_seconds)} · <b style="color:{color}">{progress.status}</b>{message}'
@@ -165,8 +176,12 @@ def compare_prompts(text: str) -> tuple[list[str], list[str]]:
 
 
 def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
-    runner = lora.LoraRunner(ctx.settings.cache_dir / "lora")
+    runner = lora.LoraRunner(ctx.settings.cache_dir / "lora", max_running=ctx.limits.training_runs)
     defaults = lora.LoraSettings()
+
+    def owner() -> str:
+        """The calling session: a visitor's job, adapter and private model are theirs alone."""
+        return current_session_id() or "local"
 
     def render(progress: lora.TrainingProgress, plots: bool) -> tuple[Any, ...]:
         figs = (figures.loss_figure(progress), figures.dynamics_figure(progress)) if plots else (gr.skip(), gr.skip())
@@ -199,24 +214,37 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
         settings = lora_settings(rank, alpha, dropout, targets, learning_rate, schedule, warmup, train_by, steps,
                                  epochs, batch_size, grad_accumulation, max_length, seed, mask_prompt, eval_every)
         data = chosen_dataset(dataset, upload, settings.seed)
-        job = runner.start(trainable_base(ctx.models, ctx.model()), data, settings, ctx.limits.training_steps)
+        session = current_session(ctx.sessions)
+        job = runner.start(trainable_base(ctx.models, ctx.model()), data, settings, ctx.limits.training_steps,
+                           owner=session.id)
+        if not any(getattr(release, "frees_lora", False) for release in session.on_end):
+            # the owner left (tab closed or idle): their running job is cancelled and their adapter freed
+            release = lambda: runner.forget(session.id)  # noqa: E731
+            release.frees_lora = True  # type: ignore[attr-defined]
+            session.on_end.append(release)
         yield from monitor(job)
 
     @user_errors
     def reattach() -> Iterator[tuple[Any, ...]]:
-        """On page load: follow the running job (or show the last one), so a reload loses nothing."""
-        job = runner.job
+        """On page load: follow this session's running job (or show its last one); never another visitor's."""
+        job = runner.job(owner())
         if job is None:
             yield empty_outputs()
             return
         yield from monitor(job)
 
-    def cancel() -> dict[str, Any]:
-        job = runner.job
-        cancelled = runner.cancel()
-        return {"cancelled": cancelled, "job_id": job.id if job else None,
+    @user_errors
+    def cancel(job_id: str | None = None) -> dict[str, Any]:
+        """Cancel your own run; with a job id, the presenter may cancel anyone's (a runaway run in a class)."""
+        target = runner.find(job_id) if job_id else runner.job(owner())
+        if job_id and target is None:
+            raise lora.NoAdapterError(f"No training job {job_id!r}.")
+        if target is not None and target.owner != owner():
+            require_presenter(ctx.sessions, "cancel another visitor's training run")
+        cancelled = runner.cancel(owner(), target.id if target is not None else None)
+        return {"cancelled": cancelled is not None, "job_id": target.id if target else None,
                 "message": "Cancel requested: the job stops before its next micro-batch." if cancelled
-                else "No training job is running."}
+                else "No training job of yours is running."}
 
     @user_errors
     def check_dataset(dataset: str, upload: str | None, max_length: float, mask_prompt: bool,
@@ -248,7 +276,7 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
 
     @user_errors
     def compare(prompts_text: str, max_new_tokens: float) -> tuple[Any, Any, dict[str, Any]]:
-        adapter = runner.adapter()
+        adapter = runner.adapter(owner())
         prompts, notes = compare_prompts(prompts_text)
         if not prompts:
             message = "Type one prompt per line to compare the base and the adapted model."
@@ -263,7 +291,7 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
 
     @user_errors
     def download() -> tuple[str, dict[str, Any]]:
-        adapter = runner.adapter()
+        adapter = runner.adapter(owner())  # only your own adapter can be downloaded
         archive = lora.save_adapter_zip(adapter, Path(tempfile.mkdtemp(prefix="lora-")))
         folder = archive.with_suffix("")
         files = {path.name: path.stat().st_size for path in sorted(folder.iterdir())}
@@ -271,22 +299,46 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
                               "files": files, "load_with": "PeftModel.from_pretrained(base_model, folder)"}
 
     @user_errors
+    def use_mine() -> tuple[str, dict[str, Any]]:
+        """Your adapter merged into a private copy that only your tabs use; nobody else's answers change."""
+        adapter = runner.adapter(owner())
+        session = current_session(ctx.sessions)
+        held = len(ctx.sessions.sessions_using(lambda s: s.private_model is not None and s.id != session.id))
+        if held >= ctx.limits.private_models:
+            raise AccessDenied(f"{held} visitors already use a private adapter model, the most this server holds. "
+                               "Compare before/after works without one; or ask the presenter to publish yours.")
+        session.private_model = lora.merge_adapter(adapter, adapter.base)
+        merged = session.private_model
+        return (f"Your tabs now use **{merged.spec.label}** ({merged.precision.label}, merged in "
+                f"{merged.load_seconds:.1f} s); other visitors still use the base model. **Unload** switches "
+                "you back."), {"private": True, "model": merged.spec.key, "job_id": adapter.job_id}
+
+    @user_errors
     def merge() -> tuple[str, dict[str, Any]]:
-        adapter = runner.adapter()
+        require_presenter(ctx.sessions, "publish an adapter to everyone")
+        adapter = runner.adapter(owner())
         merged = lora.merge_adapter(adapter, ctx.model())
         ctx.models.adopt(merged, merged.spec.key)
-        return (f"**{merged.spec.label}** is now the active model in every tab ({merged.precision.label}, "
+        return (f"**{merged.spec.label}** is now the active model in every tab, for everyone ({merged.precision.label}, "
                 f"merged in {merged.load_seconds:.1f} s). Press ↻ in the header to see it there; **Unload** "
-                "switches back to the base model."), ctx.models.status()
+                "switches everyone back to the base model."), ctx.models.status()
 
     @user_errors
     def unload() -> tuple[str, dict[str, Any]]:
-        active = ctx.model()
+        """Your private adapter model goes; the presenter's Unload also stops publishing a merged adapter."""
+        session = current_session(ctx.sessions)
+        if session.private_model is not None:
+            label = session.private_model.spec.label
+            session.private_model = None
+            return f"Your tabs are back on the base model (**{label}** freed).", ctx.models.status()
+        active = ctx.models.require_active()
         base_key = base_model_key(active.spec.key)
         if base_key == active.spec.key:
-            return "No merged adapter is active: the base model is already in use.", ctx.models.status()
+            return "No adapter is in use: the base model is already in use.", ctx.models.status()
+        require_presenter(ctx.sessions, "switch everyone back from the published adapter")
         ctx.models.load(base_key, active.precision.quantization, active.device)
-        return f"Back to the base model **{ctx.model().spec.label}**.", ctx.models.status()
+        ctx.models.discard(active.spec.key)  # no longer published: not loadable by name either
+        return f"Everyone is back on the base model **{ctx.model().spec.label}**.", ctx.models.status()
 
     # -- layout ----------------------------------------------------------------------------------
     limits = lora.LIMITS
@@ -360,7 +412,8 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
     gr.Markdown("#### 4 · Use the adapter")
     with gr.Row():
         download_button = gr.Button("Download adapter (.zip)")
-        merge_button = gr.Button("Merge and use in the other tabs")
+        use_button = gr.Button("Use my adapter in my tabs")
+        merge_button = gr.Button("Publish to everyone (presenter)")
         unload_button = gr.Button("Unload (back to the base model)")
     with gr.Row():
         adapter_file = gr.File(label="Adapter: adapter_model.safetensors + adapter_config.json", interactive=False)
@@ -383,7 +436,8 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
     # runner itself allows one job and tells a second request so).
     train.click(train_lora, [dataset, upload, *setting_inputs], monitor_outputs, api_name="train_lora",
                 concurrency_limit=None)
-    stop.click(cancel, None, training_json, api_name="cancel_lora", concurrency_limit=None)
+    job_to_cancel = gr.Textbox(visible=False)  # empty: your own run (the API may name a job id)
+    stop.click(cancel, job_to_cancel, training_json, api_name="cancel_lora", concurrency_limit=None)
     check.click(check_dataset, dataset_inputs, dataset_outputs, api_name="lora_dataset")
     dataset.change(check_dataset, dataset_inputs, dataset_outputs, api_visibility="private", trigger_mode="always_last")
     upload.upload(lambda: "upload", None, dataset, api_visibility="private", queue=False)  # then dataset.change checks it
@@ -393,6 +447,7 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
                    show_progress="hidden")
     compare_button.click(compare, [prompts, max_new_tokens], [answers, shift_plot, compare_json], api_name="compare_lora")
     download_button.click(download, None, [adapter_file, adapter_json], api_name="download_adapter")
+    use_button.click(use_mine, None, [adapter_message, adapter_json], api_name="use_lora")
     merge_button.click(merge, None, [adapter_message, adapter_json], api_name="merge_lora")
     unload_button.click(unload, None, [adapter_message, adapter_json], api_name="unload_lora")
     gr.on(None, reattach, None, monitor_outputs, api_visibility="private", concurrency_limit=None)  # page load

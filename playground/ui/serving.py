@@ -33,6 +33,7 @@ LONG_MODEL_JOBS = {
     "calibrate": "scores every multiple-choice question",
     "self_consistency": "samples each question several times",
     "compare_lora": "answers each prompt with and without the adapter",
+    "use_lora": "merges the visitor's adapter into a private copy of the model",
 }
 # api_name -> why only one may run at a time (it changes the model every visitor uses)
 APP_WIDE_EVENTS = {

@@ -188,7 +188,7 @@ def test_a_run_longer_than_the_server_allows_is_refused_before_it_starts(tiny_mo
     runner = lora.LoraRunner(tmp_path / "lora")
     with pytest.raises(lora.LoraSettingsError, match="would take 200 optimizer steps; this server allows at most 199"):
         runner.start(base, data, lora.LoraSettings(epochs=20, batch_size=4), max_steps=199)
-    assert runner.job is None
+    assert runner.job() is None
 
 
 # -- nothing unsafe is loaded --------------------------------------------------------------------

@@ -66,20 +66,56 @@ def test_one_job_at_a_time_and_cancel_stops_it(runner, base, dataset):
     deadline = time.monotonic() + 60
     while not any(e["event"] == "step" for e in log_events(job)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    with pytest.raises(lora.JobBusyError, match="already running"):
+    with pytest.raises(lora.JobBusyError, match="still running; one job per visitor"):
         runner.start(base, dataset, lora.LoraSettings(steps=1))
     with pytest.raises(lora.NoAdapterError, match="still training"):
         runner.adapter()
-    assert runner.cancel() is True
+    assert runner.cancel() is job
     wait(job, 30)
     end = log_events(job)[-1]
     assert end["event"] == "end" and end["status"] == "cancelled"
     steps = [e["step"] for e in log_events(job) if e["event"] == "step"]
     assert steps == list(range(1, len(steps) + 1)) and len(steps) < 2000
-    assert runner.cancel() is False and runner.adapter() is job.adapter  # a cancelled run keeps its adapter
+    assert runner.cancel() is None and runner.adapter() is job.adapter  # a cancelled run keeps its adapter
     again = runner.start(base, dataset, lora.LoraSettings(steps=1))  # the app can train again
     wait(again)
     assert again.status == "completed"
+
+
+def wait_for_event(job: lora.TrainingJob, kind: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not any(e["event"] == kind for e in log_events(job)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_each_visitor_has_their_own_job_and_the_second_waits_in_line(runner, base, dataset):
+    first = runner.start(base, dataset, lora.LoraSettings(steps=2000, eval_every=1000), owner="a")
+    wait_for_event(first, "step")
+    second = runner.start(base, dataset, lora.LoraSettings(steps=1), owner="b")
+    time.sleep(0.3)
+    assert runner.position(first) == 0 and runner.position(second) == 1
+    progress = lora.summarize_events(log_events(second))
+    assert progress.status == "queued" and progress.queue_position == 1
+    with pytest.raises(lora.NoAdapterError, match="train one first"):
+        runner.adapter("c")  # nobody else's adapter is yours
+    assert runner.job("a") is first and runner.job("b") is second and runner.job("c") is None
+    runner.cancel("a")
+    wait(first, 30)
+    wait(second, 60)  # the slot freed: b's job trained
+    assert second.status == "completed" and runner.adapter("b") is second.adapter
+    assert runner.adapter("a") is first.adapter  # a's cancelled run keeps its adapter, for a only
+
+
+def test_a_job_waiting_in_line_can_be_cancelled_and_a_leaving_owner_frees_theirs(runner, base, dataset):
+    first = runner.start(base, dataset, lora.LoraSettings(steps=2000, eval_every=1000), owner="a")
+    wait_for_event(first, "step")
+    waiting = runner.start(base, dataset, lora.LoraSettings(steps=1), owner="b")
+    assert runner.cancel("b") is waiting
+    wait(waiting, 30)
+    assert waiting.status == "cancelled" and log_events(waiting)[-1]["message"] == "Cancelled while waiting in line."
+    runner.forget("a")  # the owner's tab closed
+    wait(first, 30)
+    assert first.status == "cancelled" and runner.job("a") is None
 
 
 def test_out_of_memory_is_reported_and_the_app_can_train_again(runner, base, dataset, monkeypatch):
@@ -105,7 +141,7 @@ def test_bad_requests_fail_before_a_job_starts(runner, base, dataset):
         runner.start(base, dataset, lora.LoraSettings(max_length=512))
     with pytest.raises(lora.DatasetError, match="Raise max_length"):
         runner.start(base, dataset, lora.LoraSettings(max_length=16))
-    assert runner.job is None
+    assert runner.job() is None
 
 
 def test_read_events_leaves_a_half_written_line_for_later(tmp_path):
