@@ -37,17 +37,23 @@ class StubModels:
         return self.embedder
 
 
-def as_loaded(model: Any, tokenizer: Any) -> LoadedModel:
+def loaded(model: Any, tokenizer: Any) -> LoadedModel:
     """A model and tokenizer as the runtime hands them to tabs (fp32 on the CPU)."""
     return LoadedModel(spec=TINY_SPEC, model=model, tokenizer=tokenizer, device="cpu",
                        precision=Precision("none", torch.float32, "fp32", "test"), parameters=0, memory_bytes=0,
                        load_seconds=0.0)
 
 
+@pytest.fixture(scope="session")
+def as_loaded() -> Callable[[Any, Any], LoadedModel]:
+    """as_loaded(model, tokenizer) -> LoadedModel, for a test that needs its own model (another vocabulary)."""
+    return loaded
+
+
 @pytest.fixture(scope="module")
 def tiny_loaded(tiny_model, tiny_tokenizer) -> LoadedModel:
     """The tiny model, a copy per test module: a module may hook it or briefly switch its attention."""
-    return as_loaded(copy.deepcopy(tiny_model), tiny_tokenizer)
+    return loaded(copy.deepcopy(tiny_model), tiny_tokenizer)
 
 
 @pytest.fixture(scope="module")
