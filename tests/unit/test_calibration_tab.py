@@ -1,5 +1,6 @@
-"""The Calibration tab's handlers (CalibrationHandlers, called directly) on the tiny model through a stand-in model manager: wiring, the
-built-in run (scored, then cached), CSV uploads, friendly errors, stop, self-consistency; the figures."""
+"""The Calibration tab's handlers (CalibrationHandlers, called directly) on the tiny model through a stand-in
+model manager: wiring, the built-in run (scored, then cached), CSV uploads, friendly errors, stop,
+self-consistency; the figures."""
 
 from __future__ import annotations
 
