@@ -23,7 +23,7 @@ Every public name is re-exported here, so `from playground import attention` and
 
 from playground.attention.errors import MAX_ANALYSED_TOKENS, AttentionInputError
 from playground.attention.kv_cache import KV_DTYPE_BYTES, KVCacheEstimate, KVCacheVariant, kv_cache_estimate
-from playground.attention.labels import is_punctuation, token_labels, visible_token, word_pieces
+from playground.attention.labels import is_punctuation, token_labels, word_pieces
 from playground.attention.masks import (
     MASK_PATTERNS,
     PAD_LABEL,
@@ -60,7 +60,7 @@ from playground.attention.weights import (
 __all__ = [
     "MAX_ANALYSED_TOKENS", "AttentionInputError",
     "KV_DTYPE_BYTES", "KVCacheEstimate", "KVCacheVariant", "kv_cache_estimate",
-    "is_punctuation", "token_labels", "visible_token", "word_pieces",
+    "is_punctuation", "token_labels", "word_pieces",
     "MASK_PATTERNS", "PAD_LABEL", "MaskSequence", "MaskView", "allowed_pairs_formula", "build_mask", "explore_mask",
     "attention_json",
     "AttentionShape",

@@ -1,8 +1,8 @@
-"""Tokens as labels: each token decoded on its own with its whitespace made visible, and a word-piece
-fallback for when no model is loaded.
+"""Tokens as labels: each token decoded on its own and drawn like every other tab draws a token
+(playground.tokenization's `visible_token`), and a word-piece fallback for when no model is loaded.
 
     >>> word_pieces("Hi, you")
-    ['Hi', ',', '␣you']
+    ['Hi', ',', '·you']
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ import re
 import unicodedata
 from typing import Any, Sequence
 
+from playground.tokenization.display import VISIBLE, visible_token
 
-def visible_token(text: str) -> str:
-    """Make whitespace visible in a token label: ' the' -> '␣the', '\\n' -> '↵'."""
-    return text.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥") or "∅"
+# The glyphs visible_token draws for whitespace: not part of what a label says (the middle dot drawn for a
+# space is itself punctuation to unicodedata, so it must go before asking).
+WHITESPACE_GLYPHS = str.maketrans("", "", "".join(VISIBLE.values()))
 
 
 def token_labels(tokenizer: Any, ids: Sequence[int]) -> list[str]:
@@ -28,5 +29,6 @@ def word_pieces(text: str) -> list[str]:
 
 
 def is_punctuation(label: str) -> bool:
-    stripped = label.replace("␣", "").replace("↵", "").replace("⇥", "").strip()
+    """Is the label (as visible_token drew it) only punctuation, once its whitespace glyphs are removed?"""
+    stripped = label.translate(WHITESPACE_GLYPHS).strip()
     return bool(stripped) and all(unicodedata.category(char).startswith("P") for char in stripped)

@@ -34,7 +34,7 @@ STORY_TOKENS = 64  # the three story panels show at most the first 64 tokens (ea
 
 
 def axis_labels(tokens: tuple[str, ...] | list[str]) -> list[str]:
-    """'12 ␣Paris': unique even when a token repeats."""
+    """'12 ·Paris': unique even when a token repeats."""
     return [f"{i} {token if len(token) <= LABEL_CHARS else token[: LABEL_CHARS - 1] + '…'}"
             for i, token in enumerate(tokens)]
 

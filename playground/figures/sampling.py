@@ -23,7 +23,7 @@ from playground.sampling import (
     TemperatureSweep,
     TraceStep,
 )
-from playground.tokenization import visible
+from playground.tokenization import visible_token
 
 KEPT_COLOR = PALETTE[0]  # blue: still in play
 CUT_HERE_COLOR = PALETTE[3]  # vermillion: removed by this stage
@@ -35,19 +35,18 @@ ROW_HEIGHT = 26
 TEMPLATE = pio.templates["plotly_white"]  # the style's template, resolved once (see _figure)
 
 
-def visible_token(text: str) -> str:
-    """'·Paris'; a token that is only spaces says so ('· (space)'), since a lone dot is easy to miss."""
-    if not text:
-        return "∅"
-    if set(text) == {" "}:
-        return visible(text) + (" (space)" if len(text) == 1 else f" ({len(text)} spaces)")
-    return visible(text)
+def token_label(text: str) -> str:
+    """visible_token, and a token that is only spaces says so ('· (space)'): in a bar chart's axis or a list of
+    choices a lone dot is easy to miss."""
+    if text and set(text) == {" "}:
+        return visible_token(text) + (" (space)" if len(text) == 1 else f" ({len(text)} spaces)")
+    return visible_token(text)
 
 
 def token_labels(texts: Sequence[str], ids: Sequence[int], chosen: int | None = None) -> list[str]:
     """Axis labels: visible whitespace, cut to LABEL_CHARS, '#id' added when two labels collide, and
     a star on the chosen token."""
-    shown = [visible_token(text) for text in texts]
+    shown = [token_label(text) for text in texts]
     shown = [label if len(label) <= LABEL_CHARS else label[: LABEL_CHARS - 1] + "…" for label in shown]
     labels = [label if shown.count(label) == 1 else f"{label} #{token_id}" for label, token_id in zip(shown, ids)]
     return [CHOSEN_MARK + label if token_id == chosen else label for label, token_id in zip(labels, ids)]
@@ -131,7 +130,7 @@ def _stage_rows(view: NextTokenView, labels: list[str], stage: str) -> dict[str,
     groups: dict[str, list[tuple[str, float, str]]] = {name: [] for name, _, _ in STAGE_TRACES}
     for token, label in zip(view.tokens, labels):
         cut_index = STAGE_NAMES.index(token.cut_by) if token.cut_by else len(STAGE_NAMES)
-        hover = (f"<b>{visible(token.text)}</b> (id {token.token_id}, raw rank {token.rank})<br>"
+        hover = (f"<b>{visible_token(token.text)}</b> (id {token.token_id}, raw rank {token.rank})<br>"
                  f"after {STAGE_LABELS[stage]}: {token.probs[stage]:.6g}<br>before: {token.probs[previous]:.6g}"
                  + (f"<br>cut by {STAGE_LABELS[token.cut_by]}" if token.cut_by else ""))
         if cut_index > index:
@@ -241,7 +240,7 @@ def highlighted_tokens(trace: GenerationTrace) -> list[tuple[str, str]]:
 
 
 def _step_hover(step: TraceStep) -> str:
-    return (f"step {step.index}: <b>{visible_token(step.text)}</b> (id {step.token_id})"
+    return (f"step {step.index}: <b>{token_label(step.text)}</b> (id {step.token_id})"
             + (" — forced" if step.forced else "")
             + f"<br>model probability {step.raw_prob:.6g} (rank {step.rank})<br>sampling probability {step.prob:.6g}"
               f"<br>entropy {step.entropy_bits:.2f} bits")
@@ -271,7 +270,7 @@ def step_figure(step: TraceStep) -> go.Figure:
     """The alternatives at one step: what the model thought (grey) and what sampling drew from (blue)."""
     alternatives = step.alternatives
     labels = token_labels([alt.text for alt in alternatives], [alt.token_id for alt in alternatives], step.token_id)
-    hover = [f"<b>{visible_token(alt.text)}</b> (id {alt.token_id}, raw rank {alt.rank})<br>model probability "
+    hover = [f"<b>{token_label(alt.text)}</b> (id {alt.token_id}, raw rank {alt.rank})<br>model probability "
              f"{alt.raw_prob:.6g}<br>sampling probability {alt.prob:.6g}" for alt in alternatives]
     data = [_bar([alt.raw_prob for alt in alternatives], labels, 0, name="model probability (T=1, no filter)",
                  marker={"color": MUTED}, hovertext=hover),
@@ -282,6 +281,6 @@ def step_figure(step: TraceStep) -> go.Figure:
     layout = {"xaxis": {"title": {"text": "probability"}, "tickformat": ".0%", "range": [0, longest * 1.3 + 1e-9]},
               "yaxis": _categorical_y(labels, "alternative (★ = chosen)")}
     how = "forced" if step.forced else "chosen"
-    return _figure(data, layout, f"Step {step.index}: {how} '{visible_token(step.text)}' · sampling p = "
+    return _figure(data, layout, f"Step {step.index}: {how} '{token_label(step.text)}' · sampling p = "
                    f"{step.prob:.3f}, model p = {step.raw_prob:.3f}, rank {step.rank}",
                    140 + ROW_HEIGHT * len(labels), barmode="group", bargap=0.2)

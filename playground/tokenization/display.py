@@ -1,5 +1,5 @@
 """Tokens drawn for display: whitespace and control characters made visible, bytes that are only part
-of a character shown as hex.
+of a character shown as hex. `visible_token` is the one way every tab draws a token.
 
     >>> readable_bytes(b" \\xf0\\x9f")
     '·<F0><9F>'
@@ -15,6 +15,16 @@ def visible(text: str) -> str:
     """Whitespace and control characters made visible: ' ' -> '·', newline -> '↵', tab -> '→'."""
     return "".join(VISIBLE.get(char, f"\\x{ord(char):02x}" if ord(char) < 0x20 or ord(char) == 0x7F else char)
                    for char in text)
+
+
+def visible_token(text: str) -> str:
+    """A token as every tab shows it: `visible` whitespace, and '∅' for a token that decodes to nothing (an
+    empty label would vanish from a chart axis or a chip row).
+
+    >>> [visible_token(token) for token in (" Paris", "\\n", "\\t", "")]
+    ['·Paris', '↵', '→', '∅']
+    """
+    return visible(text) or "∅"
 
 
 def readable_bytes(data: bytes) -> str:

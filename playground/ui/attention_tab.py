@@ -38,22 +38,10 @@ KV_DTYPES = ["auto (the model's compute dtype)", *att.KV_DTYPE_BYTES]
 PATTERN_COLUMNS = ["first token (sink)", "previous token", "self", "punctuation (after token 0)", "entropy (bits)",
                    "looks like"]
 
-RUNS = att.RunCache(size=2)
-
 
 # ---------------------------------------------------------------------------------------------
 # Adapters (no math here: it is all in playground.attention)
 # ---------------------------------------------------------------------------------------------
-
-
-def _mask_tokenizer(ctx: AppContext) -> tuple[Any, str]:
-    """The loaded model's tokenizer when there is one (never waits for a load), else a word splitter."""
-    loaded = ctx.models.active()
-    if loaded is None:
-        return att.word_pieces, "No model is loaded yet, so the text is split into words and punctuation."
-    tokenizer = loaded.tokenizer
-    return (lambda text: att.token_labels(tokenizer, tokenizer(text, add_special_tokens=False)["input_ids"]),
-            f"Tokens from {loaded.spec.label}'s tokenizer.")
 
 
 def mask_markdown(view: att.MaskView, tokenizer_note: str) -> str:
@@ -64,16 +52,6 @@ def mask_markdown(view: att.MaskView, tokenizer_note: str) -> str:
                      f"{sequence.formula} {check}")
     return "\n".join(lines) + "\n\n" + "\n\n".join(note for note in (view.compute_note, view.note, tokenizer_note)
                                                  if note)
-
-
-def _attention_run(ctx: AppContext, text: str, chat: bool) -> att.AttentionRun:
-    loaded = ctx.model()
-    run = RUNS.get(loaded.model, text, chat)
-    if run is None:
-        with loaded.eager_attention() as model:
-            run = att.run_attention(model, loaded.tokenizer, text, chat=chat)
-        RUNS.put(text, chat, run)
-    return run
 
 
 def _head_choices(shape: att.AttentionShape | None) -> list[tuple[str, str]]:
@@ -142,7 +120,116 @@ def kv_markdown(estimate: att.KVCacheEstimate, context_limit: int) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+def empty_attention() -> tuple[Any, ...]:
+    """The attention outputs before a prompt: the message, blank plots, components left as they are."""
+    blank = empty_figure(EMPTY_PROMPT)
+    return (EMPTY_PROMPT, blank, [], gr.update(), blank, blank, None, blank,
+            {"empty": True, "message": EMPTY_PROMPT}, gr.update(), gr.update())
+
+
+class AttentionHandlers:
+    """The tab's event handlers as plain methods (the tab wires them; tests call them): one per context, holding
+    the last forward passes, so moving the layer, head or query slider does not run the model again."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.runs = att.RunCache(size=2)
+
+    # -- mask explorer ---------------------------------------------------------------------------
+
+    def mask_tokenizer(self) -> tuple[Any, str]:
+        """The loaded model's tokenizer when there is one (never waits for a load), else a word splitter."""
+        loaded = self.ctx.models.active()
+        if loaded is None:
+            return att.word_pieces, "No model is loaded yet, so the text is split into words and punctuation."
+        tokenizer = loaded.tokenizer
+        return (lambda text: att.token_labels(tokenizer, tokenizer(text, add_special_tokens=False)["input_ids"]),
+                f"Tokens from {loaded.spec.label}'s tokenizer.")
+
+    @user_errors
+    def show_mask(self, text: str, key: str, w: float, p: float, c: float) -> tuple[str, Any, dict[str, Any]]:
+        tokenize, tokenizer_note = self.mask_tokenizer()
+        if not text.strip():
+            return "Type some text to see the mask over its tokens.", empty_figure(
+                "Type some text above to see its mask."), {"empty": True}
+        view = att.explore_mask(text, key, tokenize=tokenize, window=int(w), prefix_length=int(p), chunk_size=int(c))
+        return mask_markdown(view, tokenizer_note), figures.mask_figure(view), view.as_json()
+
+    def show_parameters(self, key: str) -> tuple[dict[str, Any], ...]:
+        needed = PATTERN_PARAMETERS.get(key)
+        return tuple(gr.update(visible=needed == name) for name in ("window", "prefix", "chunk"))
+
+    # -- real weights ----------------------------------------------------------------------------
+
+    def attention_run(self, text: str, chat: bool) -> att.AttentionRun:
+        loaded = self.ctx.model()
+        run = self.runs.get(loaded.model, text, chat)
+        if run is None:
+            with loaded.eager_attention() as model:
+                run = att.run_attention(model, loaded.tokenizer, text, chat=chat)
+            self.runs.put(text, chat, run)
+        return run
+
+    @user_errors
+    def show_attention(self, text: str, layer_value: float, head_value: str | float, mode: str,
+                       chat_value: bool) -> tuple[Any, ...]:
+        if not text.strip():
+            return empty_attention()
+        run = self.attention_run(text, chat_value)
+        layer_index, head_index = att.parse_layer(layer_value, run.shape), att.parse_head(head_value, run.shape)
+        view = att.attention_view(run, layer_index, head_index)
+        grid = att.attention_grid(run, layer_index, head_index, mode)
+        story_head = 0 if head_index is None else head_index
+        with self.ctx.model().lock:  # Q and K are recomputed with the shared model's projections
+            story = att.score_story(run, layer_index, story_head)
+        story_note = "The story below needs a single head: it shows head 0." if head_index is None else ""
+        row = att.query_row(view, run.length - 1)
+        return (status_markdown(run, view, story, story_note), figures.attention_heatmap(view),
+                token_chips(row, run.tokens), gr.update(maximum=run.length - 1, value=run.length - 1),
+                figures.query_row_figure(row, view), figures.attention_grid_figure(grid), patterns_table(grid),
+                figures.score_story_figure(story), att.attention_json(run, view, grid, story),
+                gr.update(maximum=run.shape.num_layers - 1), gr.update(choices=_head_choices(run.shape)))
+
+    @user_errors
+    def show_row(self, text: str, layer_value: float, head_value: str | float, chat_value: bool,
+                 position: float) -> tuple[Any, ...]:
+        if not text.strip():
+            return [], empty_figure(EMPTY_PROMPT)
+        run = self.attention_run(text, chat_value)
+        view = att.attention_view(run, att.parse_layer(layer_value, run.shape), att.parse_head(head_value, run.shape))
+        row = att.query_row(view, min(int(position), run.length - 1))
+        return token_chips(row, run.tokens), figures.query_row_figure(row, view)
+
+    def pick_token(self, evt: gr.SelectData) -> int:
+        return int(evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index)
+
+    # -- KV cache ----------------------------------------------------------------------------------
+
+    @user_errors
+    def show_kv_cache(self, length: float, dtype: str, batch_size: float) -> tuple[str, Any, dict[str, Any]]:
+        loaded_model = self.ctx.model()
+        if dtype not in att.KV_DTYPE_BYTES:  # "auto": what this model computes in
+            dtype = str(loaded_model.precision.dtype).replace("torch.", "")
+        kv_shape = att.AttentionShape.from_config(loaded_model.model.config)
+        estimate = att.kv_cache_estimate(kv_shape, int(length), dtype, int(batch_size or 1),
+                                         max_context=max(loaded_model.context_length, int(length)))
+        return (kv_markdown(estimate, loaded_model.context_length), figures.kv_cache_figure(estimate,
+                loaded_model.spec.label), estimate.as_json())
+
+    # -- page load -------------------------------------------------------------------------------
+
+    def on_page_load(self, *values: Any) -> tuple[Any, ...]:
+        """The mask at once; the KV cache when a model is already there (never waits for a load). `values`: the
+        mask explorer's five inputs, then the KV calculator's three."""
+        mask_outputs = self.show_mask(*values[:5])
+        if self.ctx.models.active() is None:
+            return (*mask_outputs, "The KV-cache numbers appear once the model has loaded: press Compute.",
+                    empty_figure("Press Compute once the model has loaded."), None)
+        return (*mask_outputs, *self.show_kv_cache(*values[5:]))
+
+
 def create_attention_tab(ctx: AppContext) -> dict[str, Any]:
+    handlers = AttentionHandlers(ctx)
     explanation(EXPLANATION)
     loaded = ctx.models.active()
     shape = att.AttentionShape.from_config(loaded.model.config) if loaded else None
@@ -208,106 +295,34 @@ def create_attention_tab(ctx: AppContext) -> dict[str, Any]:
     with gr.Accordion("KV cache as JSON", open=False):
         kv_json = gr.JSON(label="kv_cache")
 
-    # -- mask explorer ---------------------------------------------------------------------------
-
-    @user_errors
-    def show_mask(text: str, key: str, w: float, p: float, c: float) -> tuple[str, Any, dict[str, Any]]:
-        tokenize, tokenizer_note = _mask_tokenizer(ctx)
-        if not text.strip():
-            return "Type some text to see the mask over its tokens.", empty_figure(
-                "Type some text above to see its mask."), {"empty": True}
-        view = att.explore_mask(text, key, tokenize=tokenize, window=int(w), prefix_length=int(p), chunk_size=int(c))
-        return mask_markdown(view, tokenizer_note), figures.mask_figure(view), view.as_json()
-
-    def show_parameters(key: str) -> tuple[dict[str, Any], ...]:
-        needed = PATTERN_PARAMETERS.get(key)
-        return tuple(gr.update(visible=needed == name) for name in ("window", "prefix", "chunk"))
-
     mask_inputs = [mask_text, pattern, window, prefix, chunk]
-    pattern.change(show_parameters, pattern, [window, prefix, chunk], queue=False, api_visibility="private")
+    pattern.change(handlers.show_parameters, pattern, [window, prefix, chunk], queue=False, api_visibility="private")
     gr.on([mask_button.click, pattern.change, window.release, prefix.release, chunk.release, mask_text.submit],
-          show_mask, mask_inputs, [mask_note, mask_plot, mask_json], api_name="attention_mask")
-
-    # -- real weights ----------------------------------------------------------------------------
-
-    def empty_attention() -> tuple[Any, ...]:
-        blank = empty_figure(EMPTY_PROMPT)
-        return (EMPTY_PROMPT, blank, [], gr.update(), blank, blank, None, blank,
-                {"empty": True, "message": EMPTY_PROMPT}, gr.update(), gr.update())
-
-    @user_errors
-    def show_attention(text: str, layer_value: float, head_value: str | float, mode: str,
-                       chat_value: bool) -> tuple[Any, ...]:
-        if not text.strip():
-            return empty_attention()
-        run = _attention_run(ctx, text, chat_value)
-        layer_index, head_index = att.parse_layer(layer_value, run.shape), att.parse_head(head_value, run.shape)
-        view = att.attention_view(run, layer_index, head_index)
-        grid = att.attention_grid(run, layer_index, head_index, mode)
-        story_head = 0 if head_index is None else head_index
-        with ctx.model().lock:  # Q and K are recomputed with the shared model's projections
-            story = att.score_story(run, layer_index, story_head)
-        story_note = "The story below needs a single head: it shows head 0." if head_index is None else ""
-        row = att.query_row(view, run.length - 1)
-        return (status_markdown(run, view, story, story_note), figures.attention_heatmap(view),
-                token_chips(row, run.tokens), gr.update(maximum=run.length - 1, value=run.length - 1),
-                figures.query_row_figure(row, view), figures.attention_grid_figure(grid), patterns_table(grid),
-                figures.score_story_figure(story), att.attention_json(run, view, grid, story),
-                gr.update(maximum=run.shape.num_layers - 1), gr.update(choices=_head_choices(run.shape)))
-
-    @user_errors
-    def show_row(text: str, layer_value: float, head_value: str | float, chat_value: bool,
-                 position: float) -> tuple[Any, ...]:
-        if not text.strip():
-            return [], empty_figure(EMPTY_PROMPT)
-        run = _attention_run(ctx, text, chat_value)
-        view = att.attention_view(run, att.parse_layer(layer_value, run.shape), att.parse_head(head_value, run.shape))
-        row = att.query_row(view, min(int(position), run.length - 1))
-        return token_chips(row, run.tokens), figures.query_row_figure(row, view)
-
-    def pick_token(evt: gr.SelectData) -> int:
-        return int(evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index)
+          handlers.show_mask, mask_inputs, [mask_note, mask_plot, mask_json], api_name="attention_mask")
 
     attention_inputs = [prompt, layer, head, grid_mode, chat]
-    gr.on([run_button.click, prompt.submit, layer.release, head.input, grid_mode.input, chat.input], show_attention,
-          attention_inputs,
+    gr.on([run_button.click, prompt.submit, layer.release, head.input, grid_mode.input, chat.input],
+          handlers.show_attention, attention_inputs,
           [status, heatmap, chips, query, row_plot, grid_plot, patterns, story_plot, attention_json, layer, head],
           api_name="attention")
     row_inputs = [prompt, layer, head, chat, query]
+    # One bound method for both events: gradio groups concurrency by id(fn), and `handlers.show_row` makes a new
+    # object at each access, so this keeps the two events in one concurrency group.
+    show_row = handlers.show_row
     query.release(show_row, row_inputs, [chips, row_plot], api_visibility="private")
-    chips.select(pick_token, None, query, queue=False, api_visibility="private").then(
+    chips.select(handlers.pick_token, None, query, queue=False, api_visibility="private").then(
         show_row, row_inputs, [chips, row_plot], api_visibility="private")
 
-    # -- KV cache ----------------------------------------------------------------------------------
-
-    @user_errors
-    def show_kv_cache(length: float, dtype: str, batch_size: float) -> tuple[str, Any, dict[str, Any]]:
-        loaded_model = ctx.model()
-        if dtype not in att.KV_DTYPE_BYTES:  # "auto": what this model computes in
-            dtype = str(loaded_model.precision.dtype).replace("torch.", "")
-        kv_shape = att.AttentionShape.from_config(loaded_model.model.config)
-        estimate = att.kv_cache_estimate(kv_shape, int(length), dtype, int(batch_size or 1),
-                                         max_context=max(loaded_model.context_length, int(length)))
-        return (kv_markdown(estimate, loaded_model.context_length), figures.kv_cache_figure(estimate,
-                loaded_model.spec.label), estimate.as_json())
-
     kv_inputs = [context, kv_dtype, batch]
-    gr.on([kv_button.click, context.release, kv_dtype.input, batch.submit], show_kv_cache, kv_inputs,
+    gr.on([kv_button.click, context.release, kv_dtype.input, batch.submit], handlers.show_kv_cache, kv_inputs,
           [kv_note, kv_plot, kv_json], api_name="kv_cache")
 
-    # On page load: the mask at once; the KV cache when a model is already there (never waits for a load).
-    def on_page_load(*values: Any) -> tuple[Any, ...]:
-        mask_outputs = show_mask(*values[:5])
-        if ctx.models.active() is None:
-            return (*mask_outputs, "The KV-cache numbers appear once the model has loaded: press Compute.",
-                    empty_figure("Press Compute once the model has loaded."), None)
-        return (*mask_outputs, *show_kv_cache(*values[5:]))
-
     # From the components' initial values, with no inputs: gr.on(None, ...) with inputs would also fire on
-    # every change of them, computing the mask and the KV cache twice per slider move.
+    # every change of them, computing the mask and the KV cache twice per slider move. So this lambda stays
+    # here, where the starting values are known.
     initial = [component.value for component in mask_inputs + kv_inputs]
-    gr.on(None, lambda: on_page_load(*initial), None, [mask_note, mask_plot, mask_json, kv_note, kv_plot, kv_json],
-          queue=False, api_visibility="private")
+    gr.on(None, lambda: handlers.on_page_load(*initial), None,
+          [mask_note, mask_plot, mask_json, kv_note, kv_plot, kv_json], queue=False, api_visibility="private")
 
     return {"mask_text": mask_text, "pattern": pattern, "window": window, "prefix": prefix, "chunk": chunk,
             "mask_button": mask_button, "mask_note": mask_note, "mask_plot": mask_plot, "mask_json": mask_json,

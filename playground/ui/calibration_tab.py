@@ -157,19 +157,24 @@ def self_consistency_subset(questions: tuple[cal.Question, ...], size: int) -> l
 # ---------------------------------------------------------------------------------------------
 
 
-def create_calibration_tab(ctx: AppContext) -> dict[str, Any]:
-    cancel_events: dict[str, threading.Event] = {}  # per browser session: the Stop button sets it
+class CalibrationHandlers:
+    """The tab's event handlers as plain methods (the tab wires them; tests call them): one per context, holding
+    each browser session's cancel event, which the Stop button sets."""
 
-    def fresh_cancel_event(request: gr.Request | None) -> threading.Event:
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.cancel_events: dict[str, threading.Event] = {}  # per browser session ("api" for scripts)
+
+    def fresh_cancel_event(self, request: gr.Request | None) -> threading.Event:
         event = threading.Event()
-        cancel_events[getattr(request, "session_hash", None) or "api"] = event
+        self.cancel_events[getattr(request, "session_hash", None) or "api"] = event
         return event
 
-    def built_in_predictions(mode: str, request: gr.Request | None,
+    def built_in_predictions(self, mode: str, request: gr.Request | None,
                              progress: gr.Progress) -> tuple[cal.Predictions, np.ndarray, str]:
-        loaded = ctx.model()
+        loaded = self.ctx.model()
         questions = cal.load_questions()
-        cancel = fresh_cancel_event(request)
+        cancel = self.fresh_cancel_event(request)
 
         def score() -> cal.QuestionScores:
             progress((0, len(questions)), desc="Scoring questions", unit="questions")
@@ -177,8 +182,8 @@ def create_calibration_tab(ctx: AppContext) -> dict[str, Any]:
                                        progress=lambda done, total: progress((done, total), desc="Scoring questions",
                                                                              unit="questions"))
 
-        scores, from_cache = cal.cached_scores(ctx.settings.cache_dir, loaded.spec.key, loaded.precision.quantization,
-                                               loaded.device, questions, score)
+        scores, from_cache = cal.cached_scores(self.ctx.settings.cache_dir, loaded.spec.key,
+                                               loaded.precision.quantization, loaded.device, questions, score)
         origin = (f"from the cache (scored earlier in {scores.seconds:.0f} s)" if from_cache else
                   f"scored now in {scores.seconds:.1f} s ({len(questions) / scores.seconds:.1f} questions/s, "
                   f"batches of {scores.batch_size}, {scores.prefix_tokens} shared prompt tokens computed once)")
@@ -187,7 +192,7 @@ def create_calibration_tab(ctx: AppContext) -> dict[str, Any]:
         return cal.predictions_from_scores(scores, questions, mode), cal.calibration_split(questions), source_line
 
     @user_errors
-    def calibrate(source: str, csv_file: str | None, mode: str, n_bins: float, binning: str,
+    def calibrate(self, source: str, csv_file: str | None, mode: str, n_bins: float, binning: str,
                   request: gr.Request = None, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
         notes: tuple[str, ...] = ()
         if source == "csv":
@@ -199,7 +204,7 @@ def create_calibration_tab(ctx: AppContext) -> dict[str, Any]:
             source_line = f"**Uploaded predictions** ({len(predictions)} rows)."
         elif source == "built-in":
             try:
-                predictions, calibration, source_line = built_in_predictions(mode, request, progress)
+                predictions, calibration, source_line = self.built_in_predictions(mode, request, progress)
             except cal.ScoringCancelled as cancelled:
                 return empty_outputs(f"⏹ {cancelled}")
         else:
@@ -209,20 +214,20 @@ def create_calibration_tab(ctx: AppContext) -> dict[str, Any]:
                 **cal.result_json(result)}
         return result_outputs(source_line, result, data)
 
-    def stop(request: gr.Request = None) -> str:
-        event = cancel_events.get(getattr(request, "session_hash", None) or "api")
+    def stop(self, request: gr.Request = None) -> str:
+        event = self.cancel_events.get(getattr(request, "session_hash", None) or "api")
         if event is None:
             return "Nothing is running."
         event.set()
         return "⏹ Stopping after the current batch…"
 
     @user_errors
-    def run_self_consistency(size: float, samples: float, temperature: float, request: gr.Request = None,
-                             progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
-        samples = whole_number_in("Samples per question", samples, 2, ctx.limits.self_consistency_samples)
-        loaded = ctx.model()
+    def run_self_consistency(self, size: float, samples: float, temperature: float,
+                             request: gr.Request = None, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+        samples = whole_number_in("Samples per question", samples, 2, self.ctx.limits.self_consistency_samples)
+        loaded = self.ctx.model()
         subset = self_consistency_subset(cal.load_questions(), int(size))
-        cancel = fresh_cancel_event(request)
+        cancel = self.fresh_cancel_event(request)
         letter = cal.predictions_from_scores(cal.score_questions(loaded.model, loaded.tokenizer, subset,
                                                                  lock=loaded.lock), subset)
         progress((0, len(subset)), desc="Sampling answers", unit="questions")
@@ -261,6 +266,9 @@ def create_calibration_tab(ctx: AppContext) -> dict[str, Any]:
                 "comparison": {name: cal.report_json(report) for name, report in reports.items()}}
         return summary, figure, rows, table, data
 
+
+def create_calibration_tab(ctx: AppContext) -> dict[str, Any]:
+    handlers = CalibrationHandlers(ctx)
     explanation(EXPLANATION)
     with gr.Row():
         source = gr.Radio(SOURCES, value="built-in", label="Predictions from")
@@ -311,9 +319,9 @@ def create_calibration_tab(ctx: AppContext) -> dict[str, Any]:
 
     outputs = [status, reliability_plot, histogram_plot, metrics_table, scaling_plot, scaling_table, category_table,
                result_json]
-    run.click(calibrate, [source, csv_file, mode, n_bins, binning], outputs, api_name="calibrate")
-    stop_button.click(stop, None, status, api_name="stop_calibration", queue=False)
-    sc_run.click(run_self_consistency, [sc_size, sc_samples, sc_temperature],
+    run.click(handlers.calibrate, [source, csv_file, mode, n_bins, binning], outputs, api_name="calibrate")
+    stop_button.click(handlers.stop, None, status, api_name="stop_calibration", queue=False)
+    sc_run.click(handlers.run_self_consistency, [sc_size, sc_samples, sc_temperature],
                  [sc_status, sc_plot, sc_summary, sc_table, sc_json], api_name="self_consistency")
     return {"source": source, "mode": mode, "n_bins": n_bins, "binning": binning, "csv_file": csv_file, "run": run,
             "stop": stop_button, "status": status, "reliability_plot": reliability_plot,

@@ -170,39 +170,45 @@ def evaluation_rows(report: rag.EvaluationReport) -> list[list[Any]]:
 # ---------------------------------------------------------------------------------------------
 
 
-def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
-    store = rag.IndexStore()
-    judgements = rag.JudgementCache()
+class RagHandlers:
+    """The tab's event handlers as plain methods (the tab wires them; tests call them): one per context, holding
+    the built indexes and the LLM judge's cached relevance scores."""
 
-    def get_index(source: str, files: list[str] | None, pasted: str | None, unit: str, size: float | None,
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.store = rag.IndexStore()
+        self.judgements = rag.JudgementCache()
+
+
+    def get_index(self, source: str, files: list[str] | None, pasted: str | None, unit: str, size: float | None,
                   overlap: float | None, progress: ProgressFn) -> rag.RetrievalIndex:
-        corpus = corpus_for(source, files, pasted, ctx.limits)
+        corpus = corpus_for(source, files, pasted, self.ctx.limits)
         chunking = chunking_for(unit, size, overlap)
-        embedder = ctx.models.embedding_model(progress)
-        return store.get_or_build(corpus, chunking, DEFAULT_EMBEDDING_MODEL, lambda: rag.build_index(
-            corpus, chunking, embedder, DEFAULT_EMBEDDING_MODEL, ctx.settings.cache_dir, progress,
-            limits=ctx.limits))
+        embedder = self.ctx.models.embedding_model(progress)
+        return self.store.get_or_build(corpus, chunking, DEFAULT_EMBEDDING_MODEL, lambda: rag.build_index(
+            corpus, chunking, embedder, DEFAULT_EMBEDDING_MODEL, self.ctx.settings.cache_dir, progress,
+            limits=self.ctx.limits))
 
-    def rerank_scores(question: str, passages: list[str], progress: ProgressFn = no_progress) -> list[float]:
-        loaded = ctx.model()
-        found = judgements.judge(model_key(loaded), question, passages, lambda missing: rag.judge_relevance(
+    def rerank_scores(self, question: str, passages: list[str], progress: ProgressFn = no_progress) -> list[float]:
+        loaded = self.ctx.model()
+        found = self.judgements.judge(model_key(loaded), question, passages, lambda missing: rag.judge_relevance(
             loaded.model, loaded.tokenizer, question, missing, lock=loaded.lock, progress=progress))
         return [judgement.score for judgement in found]
 
-    def ranked(question: str, corpus_inputs: tuple, method: str, k: float, rerank_top: float,
+    def ranked(self, question: str, corpus_inputs: tuple, method: str, k: float, rerank_top: float,
                progress: ProgressFn) -> tuple[rag.RetrievalIndex, rag.Retrieval]:
-        index = get_index(*corpus_inputs, progress)
-        embedder = ctx.models.embedding_model()
+        index = self.get_index(*corpus_inputs, progress)
+        embedder = self.ctx.models.embedding_model()
         retrieval = rag.retrieve(index, embedder, question, method, int(k), int(rerank_top))
         if int(rerank_top) > 0:
-            scores = rerank_scores(retrieval.question, [row.chunk.text for row in retrieval.candidates], progress)
+            scores = self.rerank_scores(retrieval.question, [row.chunk.text for row in retrieval.candidates], progress)
             retrieval = rag.apply_rerank(retrieval, scores)
         return index, retrieval
 
     @user_errors
-    def build(source: str, files: list[str] | None, pasted: str | None, unit: str, size: float | None,
+    def build(self, source: str, files: list[str] | None, pasted: str | None, unit: str, size: float | None,
               overlap: float | None, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
-        index = get_index(source, files, pasted, unit, size, overlap, reporter(progress))
+        index = self.get_index(source, files, pasted, unit, size, overlap, reporter(progress))
         data = {**index.stats(), "chunk_list": [
             {"index": c.index, "source": c.source, "start": c.start, "end": c.end, "tokens": c.token_count}
             for c in index.chunks]}
@@ -210,13 +216,13 @@ def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
                 figures.chunk_length_figure(index.chunk_set, index.embedder_window), data)
 
     @user_errors
-    def search(question: str, source: str, files: list[str] | None, pasted: str | None, unit: str,
+    def search(self, question: str, source: str, files: list[str] | None, pasted: str | None, unit: str,
                size: float | None, overlap: float | None, method: str, k: float, rerank_top: float, map_method: str,
                progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
         if not (question or "").strip():
             empty = figures.empty_figure(EMPTY_QUESTION)
             return EMPTY_QUESTION, [], empty, empty, empty, {"empty": True, "message": EMPTY_QUESTION}
-        index, retrieval = ranked(question, (source, files, pasted, unit, size, overlap), method, k, rerank_top,
+        index, retrieval = self.ranked(question, (source, files, pasted, unit, size, overlap), method, k, rerank_top,
                                   reporter(progress))
         projector = index.projector(map_method)
         data = {**retrieval.as_dict(), "corpus": index.stats()["corpus"]["name"], "map_method": projector.method}
@@ -224,33 +230,33 @@ def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
                 figures.score_bars_figure(retrieval), figures.score_distribution_figure(retrieval),
                 figures.embedding_map_figure(projector, index.chunks, retrieval), data)
 
-    def grounded(question: str, corpus_inputs: tuple, method: str, k: float, rerank_top: float, strict: bool,
+    def grounded(self, question: str, corpus_inputs: tuple, method: str, k: float, rerank_top: float, strict: bool,
                  position: str, max_new_tokens: float, progress: ProgressFn) -> rag.GroundedAnswer:
-        _, retrieval = ranked(question, corpus_inputs, method, k, rerank_top, progress)
-        loaded = ctx.model()
+        _, retrieval = self.ranked(question, corpus_inputs, method, k, rerank_top, progress)
+        loaded = self.ctx.model()
         progress(0.5, f"Generating the answer (best chunk {position})")
         return rag.answer_question(loaded.model, loaded.tokenizer, retrieval.question,
                                    [row.chunk for row in retrieval.rows], strict, position,
-                                   whole_number_in("max_new_tokens", max_new_tokens, 1, ctx.limits.rag_new_tokens),
+                                   whole_number_in("max_new_tokens", max_new_tokens, 1, self.ctx.limits.rag_new_tokens),
                                    loaded.eos_token_ids, loaded.lock)
 
     @user_errors
-    def answer(question: str, source: str, files: list[str] | None, pasted: str | None, unit: str,
+    def answer(self, question: str, source: str, files: list[str] | None, pasted: str | None, unit: str,
                size: float | None, overlap: float | None, method: str, k: float, rerank_top: float, strict: bool,
                position: str, max_new_tokens: float, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
         if not (question or "").strip():
             return "", EMPTY_ANSWER, {"empty": True, "message": EMPTY_ANSWER}
-        result = grounded(question, (source, files, pasted, unit, size, overlap), method, k, rerank_top, strict,
+        result = self.grounded(question, (source, files, pasted, unit, size, overlap), method, k, rerank_top, strict,
                           position, max_new_tokens, reporter(progress))
         return result.prompt_text, answer_markdown(result), result.as_dict()
 
     @user_errors
-    def compare_positions(question: str, source: str, files: list[str] | None, pasted: str | None, unit: str,
+    def compare_positions(self, question: str, source: str, files: list[str] | None, pasted: str | None, unit: str,
                           size: float | None, overlap: float | None, method: str, k: float, rerank_top: float,
                           strict: bool, max_new_tokens: float, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
         if not (question or "").strip():
             return [], {"empty": True, "message": EMPTY_ANSWER}
-        results = [grounded(question, (source, files, pasted, unit, size, overlap), method, k, rerank_top, strict,
+        results = [self.grounded(question, (source, files, pasted, unit, size, overlap), method, k, rerank_top, strict,
                             position, max_new_tokens, reporter(progress)) for position in rag.POSITIONS]
         rows = [[r.position, next(p.number for p in r.passages if p.retrieval_rank == 1), r.answer,
                  ", ".join(f"[{n}]" for n in r.citations) or "-", "yes" if r.best_passage_cited else "no",
@@ -258,26 +264,29 @@ def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
         return rows, {"positions": [r.as_dict() for r in results]}
 
     @user_errors
-    def evaluate(unit: str, size: float | None, overlap: float | None, rerank_top: float,
+    def evaluate(self, unit: str, size: float | None, overlap: float | None, rerank_top: float,
                  progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
-        index = get_index(CORPUS_CHOICES[0], None, None, unit, size, overlap, reporter(progress))
-        embedder = ctx.models.embedding_model()
-        report = rag.evaluate_index(index, embedder, rerank=rerank_scores if int(rerank_top) > 0 else None,
+        index = self.get_index(CORPUS_CHOICES[0], None, None, unit, size, overlap, reporter(progress))
+        embedder = self.ctx.models.embedding_model()
+        report = rag.evaluate_index(index, embedder, rerank=self.rerank_scores if int(rerank_top) > 0 else None,
                                     rerank_candidates=int(rerank_top),
                                     progress=reporter(progress))
         return evaluation_rows(report), figures.evaluation_figure(report), report.as_dict()
 
-    def check_uploads(files: list[str] | None) -> list[str]:
+    def check_uploads(self, files: list[str] | None) -> list[str]:
         """Keep the files that read as a corpus; say why the others were dropped (the corpus in use is untouched)."""
         kept = []
         for path in files or []:
             try:
-                read_document(path, ctx.limits)
+                read_document(path, self.ctx.limits)
                 kept.append(path)
             except (rag.CorpusError, OSError) as error:
                 gr.Warning(str(error))
         return kept
 
+
+def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
+    handlers = RagHandlers(ctx)
     explanation(EXPLANATION)
     with gr.Row():
         with gr.Column(scale=3):
@@ -351,17 +360,21 @@ def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
 
     corpus_inputs = [source, files, pasted, unit, size, overlap]
     retrieval_inputs = [question, *corpus_inputs, method, k, rerank_top]
-    build_button.click(build, corpus_inputs, [stats, chunk_table, length_plot, index_json], api_name="rag_index")
+    build_button.click(handlers.build, corpus_inputs, [stats, chunk_table, length_plot, index_json],
+                       api_name="rag_index")
     search_outputs = [summary, results, bars, distribution, embedding_map, retrieve_json]
+    # One bound method for both events: gradio groups concurrency by id(fn), and `handlers.search` makes a new
+    # object at each access, so this keeps the button and Enter in one concurrency group.
+    search = handlers.search
     search_button.click(search, retrieval_inputs + [map_method], search_outputs, api_name="retrieve")
     question.submit(search, retrieval_inputs + [map_method], search_outputs, api_visibility="private")
-    answer_button.click(answer, retrieval_inputs + [strict, position, max_new_tokens],
+    answer_button.click(handlers.answer, retrieval_inputs + [strict, position, max_new_tokens],
                         [prompt_text, answer_text, answer_json], api_name="rag_answer")
-    compare_button.click(compare_positions, retrieval_inputs + [strict, max_new_tokens],
+    compare_button.click(handlers.compare_positions, retrieval_inputs + [strict, max_new_tokens],
                          [positions_table, positions_json], api_name="rag_positions")
-    eval_button.click(evaluate, [unit, size, overlap, eval_rerank], [eval_table, eval_plot, eval_json],
+    eval_button.click(handlers.evaluate, [unit, size, overlap, eval_rerank], [eval_table, eval_plot, eval_json],
                       api_name="rag_evaluate")
-    files.upload(check_uploads, files, files, api_visibility="private")
+    files.upload(handlers.check_uploads, files, files, api_visibility="private")
     return {"source": source, "files": files, "pasted": pasted, "unit": unit, "size": size, "overlap": overlap,
             "build": build_button, "stats": stats, "chunk_table": chunk_table, "length_plot": length_plot,
             "index_json": index_json, "question": question, "method": method, "k": k, "rerank_top": rerank_top,

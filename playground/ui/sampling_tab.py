@@ -73,7 +73,7 @@ def stats_markdown(view: smp.NextTokenView, prompt_tokens: int, notes: tuple[str
         f"**Entropy** {view.entropy_bits['raw']:.2f} bits → **{view.entropy_bits['min_p']:.2f} bits** "
         f"(raw → final) · **nucleus** after top-p: **{view.nucleus_size:,}** tokens · **mass kept** by the "
         f"filters: **{view.mass_kept:.1%}**",
-        f"**Drawn ({seed}):** `{figures.visible_token(chosen.text)}` — model rank **{chosen.rank}**, final p = "
+        f"**Drawn ({seed}):** `{figures.token_label(chosen.text)}` — model rank **{chosen.rank}**, final p = "
         f"{chosen.final_prob:.4f} (model p = {chosen.raw_prob:.4f})",
         f"Tokens left after each stage: {kept} (vocabulary {view.vocab_size:,}; prompt {prompt_tokens} tokens)",
     ]
@@ -82,7 +82,7 @@ def stats_markdown(view: smp.NextTokenView, prompt_tokens: int, notes: tuple[str
 
 
 def alternative_choices(step: smp.TraceStep) -> list[tuple[str, int]]:
-    return [(f"{figures.visible_token(alt.text)} · p = {alt.prob:.3f} (model {alt.raw_prob:.3f})", alt.token_id)
+    return [(f"{figures.token_label(alt.text)} · p = {alt.prob:.3f} (model {alt.raw_prob:.3f})", alt.token_id)
             for alt in step.alternatives]
 
 

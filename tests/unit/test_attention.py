@@ -77,7 +77,7 @@ def test_masks_agree_with_transformers_mask_functions():
 def test_document_mask_is_block_diagonal_causal_and_counts_match():
     view = att.explore_mask("one two three\nfour five\nsix seven eight nine", "document")
     (sequence,) = view.sequences
-    assert sequence.tokens == ("one", "␣two", "␣three", "four", "␣five", "six", "␣seven", "␣eight", "␣nine")
+    assert sequence.tokens == ("one", "·two", "·three", "four", "·five", "six", "·seven", "·eight", "·nine")
     assert torch.equal(sequence.allowed, torch.block_diag(tril(3), tril(2), tril(4)))
     assert sequence.allowed_pairs == sequence.formula_pairs == 6 + 3 + 10
 
@@ -86,14 +86,14 @@ def test_document_mask_is_block_diagonal_causal_and_counts_match():
 def test_padding_masks_a_batch_of_two_prompts(side):
     view = att.explore_mask("a b c d e\nx y", f"padding_{side}")
     long, short = view.sequences
-    assert torch.equal(long.allowed, tril(5)) and long.tokens == ("a", "␣b", "␣c", "␣d", "␣e")
+    assert torch.equal(long.allowed, tril(5)) and long.tokens == ("a", "·b", "·c", "·d", "·e")
     expected = torch.zeros(5, 5, dtype=torch.bool)
     if side == "left":
         expected[3:, 3:] = tril(2)
-        assert short.tokens == (att.PAD_LABEL, att.PAD_LABEL, att.PAD_LABEL, "x", "␣y")
+        assert short.tokens == (att.PAD_LABEL, att.PAD_LABEL, att.PAD_LABEL, "x", "·y")
     else:
         expected[:2, :2] = tril(2)
-        assert short.tokens == ("x", "␣y", att.PAD_LABEL, att.PAD_LABEL, att.PAD_LABEL)
+        assert short.tokens == ("x", "·y", att.PAD_LABEL, att.PAD_LABEL, att.PAD_LABEL)
     assert torch.equal(short.allowed, expected)
     assert short.allowed_pairs == short.formula_pairs == 3 and short.total_pairs == 25
     assert "3 pads" in short.name
@@ -106,7 +106,7 @@ def test_mask_explorer_labels_tokens_and_explains_the_cost(tiny_tokenizer):
 
     view = att.explore_mask("The capital of France", "causal", tokenize=tokenize)
     (sequence,) = view.sequences
-    assert "".join(sequence.tokens).replace("␣", " ") == "The capital of France"
+    assert "".join(sequence.tokens).replace("·", " ") == "The capital of France"
     n = len(sequence.tokens)
     assert sequence.allowed_pairs == n * (n + 1) // 2 and f"{n}·{n + 1}/2" in sequence.formula
     assert f"{sequence.allowed_pairs} of {n}² = {n * n}" in view.compute_note
@@ -265,7 +265,7 @@ def hand_view(weights: torch.Tensor, tokens: tuple[str, ...]) -> att.AttentionVi
 
 def test_head_patterns_recognise_sinks_previous_token_and_self():
     n = 6
-    tokens = ("A", "␣b", ",", "␣c", ".", "␣d")
+    tokens = ("A", "·b", ",", "·c", ".", "·d")
     sink = torch.zeros(n, n)
     sink[:, 0] = 1
     previous = torch.zeros(n, n)
@@ -355,3 +355,9 @@ def test_kv_cache_variants_scale_with_kv_heads():
         att.kv_cache_estimate(shape, 10, "float64")
     with pytest.raises(att.AttentionInputError, match="at least 1"):
         att.kv_cache_estimate(shape, 0, "float32")
+
+
+def test_punctuation_ignores_the_whitespace_glyphs_of_a_label():
+    assert att.is_punctuation("·,") and att.is_punctuation("↵.") and att.is_punctuation("→;")
+    # A space token is drawn as a middle dot, which unicodedata calls punctuation: it is whitespace here.
+    assert not att.is_punctuation("·") and not att.is_punctuation("·b") and not att.is_punctuation("∅")

@@ -41,7 +41,7 @@ def test_mask_figure_draws_the_mask_with_a_legend(tiny_tokenizer):
     assert_axes_titled(figure)
     left, right = heatmaps(figure)
     np.testing.assert_array_equal(np.asarray(right.z), view.sequences[1].allowed.int().numpy())
-    assert list(right.x) == ["0 [pad]", "1 [pad]", "2 x", "3 ␣y"]
+    assert list(right.x) == ["0 [pad]", "1 [pad]", "2 x", "3 ·y"]
     assert right.colorbar.ticktext == ("masked (−∞)", "allowed (0)")
     assert "1 = allowed" in left.hovertemplate
     assert "10 of 16 pairs allowed" in figure.layout.annotations[0].text  # 4 real tokens: 4·5/2
@@ -62,8 +62,8 @@ def test_attention_heatmap_blanks_masked_cells_and_hovers_exact_weights(run):
 
 
 def test_axis_labels_are_unique_and_short():
-    labels = figures.axis_labels(["␣the", "␣the", "a" * 40])
-    assert labels[:2] == ["0 ␣the", "1 ␣the"] and labels[2].endswith("…") and len(labels[2]) <= 14
+    labels = figures.axis_labels(["·the", "·the", "a" * 40])
+    assert labels[:2] == ["0 ·the", "1 ·the"] and labels[2].endswith("…") and len(labels[2]) <= 14
 
 
 def test_query_row_bars_hold_the_row(run):

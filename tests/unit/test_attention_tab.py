@@ -1,62 +1,25 @@
-"""The Attention tab's handlers on the tiny model, through a stand-in for the model manager:
-wiring, empty states, friendly errors, and that changing layer/head reuses the forward pass."""
+"""The Attention tab's handlers (AttentionHandlers, called directly) on the tiny model, through a stand-in
+for the model manager: wiring, empty states, friendly errors, and that changing layer/head reuses the forward pass."""
 
 from __future__ import annotations
 
-import copy
-from pathlib import Path
-
 import gradio as gr
 import pytest
-import torch
 
 from playground import attention as att
-from playground.config import Settings
-from playground.runtime import LoadedModel, ModelLoadError, Precision, resolve_model
 from playground.ui import attention_tab
-from playground.ui.context import AppContext
 
 
-class StubModels:
-    """What AppContext needs from ModelManager: the active model, or a clear error when there is none."""
-
-    def __init__(self, loaded: LoadedModel | None) -> None:
-        self.loaded = loaded
-
-    def active(self) -> LoadedModel | None:
-        return self.loaded
-
-    def require_active(self) -> LoadedModel:
-        if self.loaded is None:
-            raise ModelLoadError("No model is loaded. Pick one in the header and press Load.")
-        return self.loaded
+@pytest.fixture(scope="module")
+def handlers(tiny_context):
+    return attention_tab.AttentionHandlers(tiny_context)
 
 
-def loaded_tiny(model, tokenizer) -> LoadedModel:
-    return LoadedModel(spec=resolve_model("smollm2-135m-instruct"), model=model, tokenizer=tokenizer, device="cpu",
-                       precision=Precision("none", torch.float32, "fp32", "test"), parameters=0, memory_bytes=0,
-                       load_seconds=0.0)
-
-
-def build(loaded: LoadedModel | None) -> tuple[gr.Blocks, dict]:
-    ctx = AppContext(Settings(cache_dir=Path("/nonexistent"), preload=False), StubModels(loaded))  # type: ignore[arg-type]
+@pytest.fixture(scope="module")
+def demo(tiny_context):
     with gr.Blocks() as demo:
-        components = attention_tab.create_attention_tab(ctx)
-    return demo, components
-
-
-def handler(demo: gr.Blocks, api_name: str):
-    return next(fn.fn for fn in demo.fns.values() if fn.api_name == api_name)
-
-
-@pytest.fixture(scope="module")
-def tiny_loaded(tiny_model, tiny_tokenizer):
-    return loaded_tiny(copy.deepcopy(tiny_model), tiny_tokenizer)
-
-
-@pytest.fixture(scope="module")
-def demo(tiny_loaded):
-    return build(tiny_loaded)[0]
+        attention_tab.create_attention_tab(tiny_context)
+    return demo
 
 
 def test_the_tab_has_its_three_api_endpoints(demo):
@@ -64,8 +27,8 @@ def test_the_tab_has_its_three_api_endpoints(demo):
     assert {"attention", "attention_mask", "kv_cache"} <= names
 
 
-def test_attention_handler_returns_figures_and_numbers_and_restores_sdpa(demo, tiny_loaded):
-    outputs = handler(demo, "attention")(attention_tab.DEFAULT_PROMPT, 1, "2", "heads", False)
+def test_attention_handler_returns_figures_and_numbers_and_restores_sdpa(handlers, tiny_loaded):
+    outputs = handlers.show_attention(attention_tab.DEFAULT_PROMPT, 1, "2", "heads", False)
     status, heatmap, chips, query, row_plot, grid_plot, patterns, story_plot, data, layer, head = outputs
     assert tiny_loaded.model.config._attn_implementation == "sdpa"  # eager only for the view
     n = len(data["tokens"])
@@ -81,45 +44,45 @@ def test_attention_handler_returns_figures_and_numbers_and_restores_sdpa(demo, t
         assert figure.data
 
 
-def test_changing_layer_or_head_reuses_the_forward_pass(demo, tiny_loaded, monkeypatch):
+def test_changing_layer_or_head_reuses_the_forward_pass(handlers, tiny_loaded, monkeypatch):
     text = "Tokens attend to earlier tokens."
-    handler(demo, "attention")(text, 0, "mean", "heads", False)
+    handlers.show_attention(text, 0, "mean", "heads", False)
     calls = []
     monkeypatch.setattr(att, "run_attention", lambda *args, **kwargs: calls.append(args))
-    _, _, _, _, _, _, _, _, data, _, _ = handler(demo, "attention")(text, 1, "3", "layers", False)
+    _, _, _, _, _, _, _, _, data, _, _ = handlers.show_attention(text, 1, "3", "layers", False)
     assert calls == [] and data["layer"] == 1 and data["grid"]["mode"] == "layers"
 
 
-def test_empty_prompt_is_a_friendly_empty_state(demo):
-    status, heatmap, *_, data, _, _ = handler(demo, "attention")("   ", 0, "mean", "heads", False)
+def test_empty_prompt_is_a_friendly_empty_state(handlers):
+    status, heatmap, *_, data, _, _ = handlers.show_attention("   ", 0, "mean", "heads", False)
     assert data == {"empty": True, "message": attention_tab.EMPTY_PROMPT}
     assert "Type a prompt" in status and heatmap.layout.annotations[0].text == attention_tab.EMPTY_PROMPT
 
 
-def test_bad_layer_is_a_specific_user_error(demo):
+def test_bad_layer_is_a_specific_user_error(handlers):
     with pytest.raises(gr.Error, match=r"this model has 2 layers \(0..1\)"):
-        handler(demo, "attention")("Hello", 5, "mean", "heads", False)
+        handlers.show_attention("Hello", 5, "mean", "heads", False)
 
 
-def test_mask_handler_uses_the_model_tokenizer(demo, tiny_tokenizer):
-    note, figure, data = handler(demo, "attention_mask")("The capital of France", "sliding_window", 2, 4, 4)
+def test_mask_handler_uses_the_model_tokenizer(handlers, tiny_tokenizer):
+    note, figure, data = handlers.show_mask("The capital of France", "sliding_window", 2, 4, 4)
     tokens = data["sequences"][0]["tokens"]
     assert tokens == att.token_labels(tiny_tokenizer, tiny_tokenizer("The capital of France")["input_ids"])
     n = len(tokens)
     assert data["sequences"][0]["allowed_pairs"] == 2 * n - 1 and "✓" in note and "tokenizer" in note
-    assert handler(demo, "attention_mask")("", "causal", 2, 4, 4)[2] == {"empty": True}
+    assert handlers.show_mask("", "causal", 2, 4, 4)[2] == {"empty": True}
 
 
-def test_mask_explorer_and_kv_calculator_without_a_model():
-    demo, _ = build(None)
-    note, _, data = handler(demo, "attention_mask")("one two\nthree", "padding_right", 3, 4, 4)
+def test_mask_explorer_and_kv_calculator_without_a_model(stub_context):
+    handlers = attention_tab.AttentionHandlers(stub_context(None))
+    note, _, data = handlers.show_mask("one two\nthree", "padding_right", 3, 4, 4)
     assert "No model is loaded yet" in note and data["sequences"][1]["tokens"] == ["three", att.PAD_LABEL]
     with pytest.raises(gr.Error, match="No model is loaded"):
-        handler(demo, "kv_cache")(8192, "auto (the model's compute dtype)", 1)
+        handlers.show_kv_cache(8192, "auto (the model's compute dtype)", 1)
 
 
-def test_kv_handler_reads_the_model_config(demo):
-    note, figure, data = handler(demo, "kv_cache")(1000, attention_tab.KV_DTYPES[0], 2)
+def test_kv_handler_reads_the_model_config(handlers):
+    note, figure, data = handlers.show_kv_cache(1000, attention_tab.KV_DTYPES[0], 2)
     assert data["dtype"] == "float32" and data["batch_size"] == 2 and data["num_kv_heads"] == 2
     gqa = next(v for v in data["variants"] if v["this_model"])
     assert gqa["bytes"] == 2 * 2 * 2 * 8 * 1000 * 4 * 2  # K,V x layers x KV heads x head dim x context x 4 B x batch

@@ -1,65 +1,38 @@
-"""The Calibration tab's handlers on the tiny model through a stand-in model manager: wiring, the
-built-in run (scored, then cached), CSV uploads, friendly errors, stop, self-consistency; the figures."""
+"""The Calibration tab's handlers (CalibrationHandlers, called directly) on the tiny model through a stand-in
+model manager: wiring, the built-in run (scored, then cached), CSV uploads, friendly errors, stop,
+self-consistency; the figures."""
 
 from __future__ import annotations
 
-import copy
 import threading
 from collections import Counter
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
 import pytest
-import torch
 
 from playground import calibration as cal
-from playground.config import Settings
 from playground.figures import calibration as figures
 from playground.limits import LIMITS, PUBLIC_LIMITS
-from playground.runtime import LoadedModel, ModelLoadError, Precision, resolve_model
 from playground.ui import calibration_tab
-from playground.ui.context import AppContext
 
 
-class StubModels:
-    def __init__(self, loaded: LoadedModel | None) -> None:
-        self.loaded = loaded
-
-    def require_active(self) -> LoadedModel:
-        if self.loaded is None:
-            raise ModelLoadError("No model is loaded. Pick one in the header and press Load.")
-        return self.loaded
+@pytest.fixture(scope="module")
+def cache_dir(tiny_context):
+    return tiny_context.settings.cache_dir
 
 
-def build(loaded: LoadedModel | None, cache_dir: Path, public: bool = False) -> gr.Blocks:
-    settings = Settings(cache_dir=cache_dir, preload=False, public=public)
-    ctx = AppContext(settings, StubModels(loaded))  # type: ignore[arg-type]
+@pytest.fixture(scope="module")
+def handlers(tiny_context):
+    return calibration_tab.CalibrationHandlers(tiny_context)
+
+
+@pytest.fixture(scope="module")
+def demo(tiny_context):
     with gr.Blocks() as demo:
-        calibration_tab.create_calibration_tab(ctx)
+        calibration_tab.create_calibration_tab(tiny_context)
     return demo
-
-
-def handler(demo: gr.Blocks, api_name: str):
-    return next(fn.fn for fn in demo.fns.values() if fn.api_name == api_name)
-
-
-@pytest.fixture(scope="module")
-def tiny_loaded(tiny_model, tiny_tokenizer):
-    return LoadedModel(spec=resolve_model("smollm2-135m-instruct"), model=copy.deepcopy(tiny_model),
-                       tokenizer=tiny_tokenizer, device="cpu", precision=Precision("none", torch.float32, "fp32", "test"),
-                       parameters=0, memory_bytes=0, load_seconds=0.0)
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("calibration-cache")
-
-
-@pytest.fixture(scope="module")
-def demo(tiny_loaded, cache_dir):
-    return build(tiny_loaded, cache_dir)
 
 
 def test_the_tab_has_its_api_endpoints(demo):
@@ -67,9 +40,9 @@ def test_the_tab_has_its_api_endpoints(demo):
     assert {"calibrate", "self_consistency", "stop_calibration"} <= names
 
 
-def test_built_in_run_scores_every_question_then_reads_the_cache(demo, cache_dir, tiny_loaded):
-    status, reliability, histogram, metrics, scaling_plot, scaling_table, categories, data = handler(
-        demo, "calibrate")("built-in", None, "normalised", 10, "equal-width")
+def test_built_in_run_scores_every_question_then_reads_the_cache(handlers, cache_dir, tiny_loaded):
+    status, reliability, histogram, metrics, scaling_plot, scaling_table, categories, data = handlers.calibrate(
+        "built-in", None, "normalised", 10, "equal-width")
     n = len(cal.load_questions())
     assert "scored now" in status and f"**{n} predictions**" in status and "Fitted temperature T =" in status
     assert data["kind"] == "multiclass" and data["all"]["n"] == n and len(data["all"]["bins"]) == 10
@@ -87,18 +60,18 @@ def test_built_in_run_scores_every_question_then_reads_the_cache(demo, cache_dir
     direct = cal.predictions_from_scores(cal.score_questions(tiny_loaded.model, tiny_loaded.tokenizer, questions),
                                          questions)
     assert data["all"]["metrics"]["ece"]["value"] == pytest.approx(cal.calibration_metrics(direct).ece, abs=1e-9)
-    again = handler(demo, "calibrate")("built-in", None, "raw", 5, "equal-mass")
+    again = handlers.calibrate("built-in", None, "raw", 5, "equal-mass")
     assert "from the cache" in again[0] and again[-1]["kind"] == "binary" and len(again[-1]["all"]["bins"]) == 5
 
 
-def test_csv_upload_needs_no_model(tmp_path):
-    demo = build(None, tmp_path)
+def test_csv_upload_needs_no_model(stub_context, tmp_path):
+    handlers = calibration_tab.CalibrationHandlers(stub_context(None, tmp_path))
     path = tmp_path / "p.csv"
     rng = np.random.default_rng(0)
     confidence = rng.uniform(0.5, 1, 200)
     correct = rng.random(200) < confidence - 0.2  # over-confident by 0.2
     path.write_text("confidence,correct\n" + "".join(f"{c},{int(r)}\n" for c, r in zip(confidence, correct)))
-    status, *_, data = handler(demo, "calibrate")("csv", str(path), "normalised", 10, "equal-width")
+    status, *_, data = handlers.calibrate("csv", str(path), "normalised", 10, "equal-width")
     assert "Uploaded predictions" in status and data["kind"] == "binary" and data["all"]["n"] == 200
     expected = cal.calibration_metrics(cal.predictions_from_confidence(confidence, correct))
     assert data["all"]["metrics"]["ece"]["value"] == pytest.approx(expected.ece)
@@ -110,20 +83,21 @@ def test_csv_upload_needs_no_model(tmp_path):
     (("built-in", None, "normalised", 10, "equal-width"), "No model is loaded"),
     (("elsewhere", None, "normalised", 10, "equal-width"), "source must be"),
 ])
-def test_missing_inputs_are_friendly_errors(tmp_path, args, message):
+def test_missing_inputs_are_friendly_errors(stub_context, tmp_path, args, message):
     with pytest.raises(gr.Error, match=message):
-        handler(build(None, tmp_path), "calibrate")(*args)
+        calibration_tab.CalibrationHandlers(stub_context(None, tmp_path)).calibrate(*args)
 
 
-def test_a_bad_csv_reaches_the_user_with_the_row(tmp_path):
+def test_a_bad_csv_reaches_the_user_with_the_row(stub_context, tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("confidence,correct\n0.4,1\n2,0\n")
+    handlers = calibration_tab.CalibrationHandlers(stub_context(None, tmp_path))
     with pytest.raises(gr.Error, match="Row 2: confidence = 2 is outside"):
-        handler(build(None, tmp_path), "calibrate")("csv", str(path), "normalised", 10, "equal-width")
+        handlers.calibrate("csv", str(path), "normalised", 10, "equal-width")
 
 
-def test_stop_cancels_a_running_scoring(tiny_loaded, tmp_path, monkeypatch):
-    demo = build(tiny_loaded, tmp_path)
+def test_stop_cancels_a_running_scoring(stub_context, tiny_loaded, tmp_path, monkeypatch):
+    handlers = calibration_tab.CalibrationHandlers(stub_context(tiny_loaded, tmp_path))
     started, finished = threading.Event(), {}
     real_score = cal.score_questions
 
@@ -134,18 +108,18 @@ def test_stop_cancels_a_running_scoring(tiny_loaded, tmp_path, monkeypatch):
 
     monkeypatch.setattr(cal, "score_questions", slow_score)
     worker = threading.Thread(target=lambda: finished.update(
-        outputs=handler(demo, "calibrate")("built-in", None, "normalised", 10, "equal-width")))
+        outputs=handlers.calibrate("built-in", None, "normalised", 10, "equal-width")))
     worker.start()
     assert started.wait(10)
-    assert handler(demo, "stop_calibration")() == "⏹ Stopping after the current batch…"
+    assert handlers.stop() == "⏹ Stopping after the current batch…"
     worker.join(30)
     status, *_, data = finished["outputs"]
     assert status.startswith("⏹ Scoring cancelled after 0 of") and data["empty"]
     assert not (tmp_path / "calibration").exists()
 
 
-def test_self_consistency_compares_two_confidences_on_the_same_questions(demo):
-    summary, figure, rows, table, data = handler(demo, "self_consistency")(4, 2, 1.0)
+def test_self_consistency_compares_two_confidences_on_the_same_questions(handlers):
+    summary, figure, rows, table, data = handlers.run_self_consistency(4, 2, 1.0)
     assert len(data["questions"]) == 4 and all(len(a) == 2 for a in data["answers"])
     assert [row[0] for row in rows] == ["letter probability", "self-consistency (2 samples)"]
     assert len(table) == 4 and isinstance(figure, go.Figure) and "4 questions × 2 sampled answers" in summary
@@ -155,8 +129,9 @@ def test_self_consistency_compares_two_confidences_on_the_same_questions(demo):
 
 @pytest.mark.parametrize("public, most", [(False, LIMITS.self_consistency_samples),
                                           (True, PUBLIC_LIMITS.self_consistency_samples)])
-def test_self_consistency_samples_are_capped_by_the_servers_limits(tiny_loaded, tmp_path, public, most):
-    run = handler(build(tiny_loaded, tmp_path, public), "self_consistency")
+def test_self_consistency_samples_are_capped_by_the_servers_limits(stub_context, tiny_loaded, tmp_path, public,
+                                                                   most):
+    run = calibration_tab.CalibrationHandlers(stub_context(tiny_loaded, tmp_path, public)).run_self_consistency
     with pytest.raises(gr.Error, match=f"Samples per question must be a whole number in 2..{most}, got {most + 1}"):
         run(4, most + 1, 1.0)
     assert PUBLIC_LIMITS.self_consistency_samples < LIMITS.self_consistency_samples

@@ -1,16 +1,14 @@
-"""The RAG tab's handlers with a hashed bag-of-words embedder and the tiny Llama: API names, JSON
-shapes, the empty state, errors as messages, uploads that are refused without losing the corpus."""
+"""The RAG tab's handlers (RagHandlers, called directly) with a hashed bag-of-words embedder and the tiny
+Llama: API names, JSON shapes, the empty state, errors as messages, uploads that are refused without losing
+the corpus."""
 
 from __future__ import annotations
 
 import gradio as gr
 import pytest
-import torch
 
-from playground.runtime import LoadedModel, Precision
-from playground.runtime.registry import ModelSpec
 from playground.ui import rag_tab
-from playground.ui.rag_tab import CORPUS_CHOICES, EMPTY_QUESTION, create_rag_tab
+from playground.ui.rag_tab import CORPUS_CHOICES, EMPTY_QUESTION, RagHandlers, create_rag_tab
 from tiny import HashEmbedder, make_tiny_llama, make_tiny_tokenizer
 
 REFERENCE, OWN = CORPUS_CHOICES
@@ -18,38 +16,15 @@ PASTED = "Paris is the capital of France. Rome is the capital of Italy.\n\nToken
 CORPUS = (OWN, None, PASTED, "sentences", 1, 0)
 
 
-class StubModels:
-    def __init__(self, embedder: HashEmbedder) -> None:
-        self.embedder = embedder
-
-    def embedding_model(self, progress=None) -> HashEmbedder:
-        return self.embedder
-
-
-class StubContext:
-    def __init__(self, settings, embedder: HashEmbedder, loaded: LoadedModel) -> None:
-        self.settings, self.models, self.loaded = settings, StubModels(embedder), loaded
-        self.limits = settings.limits
-
-    def model(self) -> LoadedModel:
-        return self.loaded
-
-
 @pytest.fixture(scope="module")
-def tab(tmp_path_factory):
-    from playground.config import Settings
-
+def tab(stub_context, as_loaded):
     tokenizer = make_tiny_tokenizer()
     tokenizer.add_tokens(["Yes", "No"])  # the judge needs them as whole tokens
-    loaded = LoadedModel(spec=ModelSpec("tiny", "Tiny Llama", "causal-lm", "local"),
-                         model=make_tiny_llama(len(tokenizer)), tokenizer=tokenizer, device="cpu",
-                         precision=Precision("none", torch.float32, "fp32", "test"), parameters=0, memory_bytes=0,
-                         load_seconds=0.0)
-    ctx = StubContext(Settings(cache_dir=tmp_path_factory.mktemp("cache")), HashEmbedder(tokenizer), loaded)
+    loaded = as_loaded(make_tiny_llama(len(tokenizer)), tokenizer)
+    ctx = stub_context(loaded, embedder=HashEmbedder(tokenizer))
     with gr.Blocks() as demo:
         components = create_rag_tab(ctx)
-    handlers = {fn.api_name: fn.fn for fn in demo.fns.values() if fn.api_name}
-    return {"handlers": handlers, "components": components, "demo": demo}
+    return {"handlers": RagHandlers(ctx), "components": components, "demo": demo}
 
 
 def test_public_api_names(tab):
@@ -59,14 +34,14 @@ def test_public_api_names(tab):
 
 
 def test_rag_index_reports_stats_chunks_and_a_figure(tab):
-    stats, rows, figure, data = tab["handlers"]["rag_index"](*CORPUS)
+    stats, rows, figure, data = tab["handlers"].build(*CORPUS)
     assert data["chunks"]["chunks"] == 3 and len(rows) == 3
     assert [row[1] for row in rows] == ["pasted text"] * 3
     assert "3 chunks" in stats and figure.layout.xaxis.title.text
 
 
 def test_retrieve_returns_a_table_three_figures_and_every_score(tab):
-    summary, rows, bars, distribution, embedding_map, data = tab["handlers"]["retrieve"](
+    summary, rows, bars, distribution, embedding_map, data = tab["handlers"].search(
         "capital of Italy", *CORPUS, "hybrid", 2, 3, "pca")
     assert len(rows) == 2 and len(rows[0]) == len(rag_tab.TABLE_HEADERS)
     assert data["reranked"] and len(data["reranked_candidates"]) == 1
@@ -77,7 +52,7 @@ def test_retrieve_returns_a_table_three_figures_and_every_score(tab):
 
 
 def test_empty_question_is_a_friendly_empty_state(tab):
-    summary, rows, *_, data = tab["handlers"]["retrieve"]("  ", *CORPUS, "dense", 3, 0, "pca")
+    summary, rows, *_, data = tab["handlers"].search("  ", *CORPUS, "dense", 3, 0, "pca")
     assert summary == EMPTY_QUESTION and rows == [] and data == {"empty": True, "message": EMPTY_QUESTION}
 
 
@@ -89,11 +64,11 @@ def test_empty_question_is_a_friendly_empty_state(tab):
 ])
 def test_bad_corpus_settings_are_messages(tab, corpus, settings, message):
     with pytest.raises(gr.Error, match=message):
-        tab["handlers"]["retrieve"]("capital", *corpus, *settings, "dense", 3, 0, "pca")
+        tab["handlers"].search("capital", *corpus, *settings, "dense", 3, 0, "pca")
 
 
 def test_answer_shows_the_prompt_and_maps_citations(tab):
-    prompt, markdown, data = tab["handlers"]["rag_answer"]("capital of France?", *CORPUS, "dense", 2, 0, True,
+    prompt, markdown, data = tab["handlers"].answer("capital of France?", *CORPUS, "dense", 2, 0, True,
                                                           "middle", 6)
     assert prompt == data["prompt_text"] and "[1] (source: pasted text)" in prompt
     assert data["position"] == "middle" and len(data["passages"]) == 2
@@ -101,7 +76,7 @@ def test_answer_shows_the_prompt_and_maps_citations(tab):
 
 
 def test_positions_compare_first_middle_last(tab):
-    rows, data = tab["handlers"]["rag_positions"]("capital of France?", *CORPUS, "dense", 3, 0, False, 4)
+    rows, data = tab["handlers"].compare_positions("capital of France?", *CORPUS, "dense", 3, 0, False, 4)
     assert [row[0] for row in rows] == ["first", "middle", "last"] and [row[1] for row in rows] == [1, 2, 3]
     assert len(data["positions"]) == 3
 
@@ -110,6 +85,6 @@ def test_bad_uploads_are_dropped_with_a_warning_and_good_ones_kept(tab, tmp_path
     good, bad = tmp_path / "good.md", tmp_path / "bad.txt"
     good.write_text("# fine", encoding="utf-8")
     bad.write_bytes(b"\x00\x01binary")
-    check = next(fn.fn for fn in tab["demo"].fns.values() if fn.fn.__name__ == "check_uploads")
+    check = tab["handlers"].check_uploads
     with pytest.warns(UserWarning, match="bad.txt: this looks like a binary file"):
         assert check([str(good), str(bad)]) == [str(good)]

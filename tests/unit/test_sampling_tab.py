@@ -1,5 +1,5 @@
-"""The Sampling tab's handlers on the tiny model: API names, JSON shapes, the empty state, errors as
-messages, the logits cache behind the sliders, and trace -> force round trips."""
+"""The Sampling tab's handlers (SamplingHandlers, called directly) on the tiny model: API names, JSON shapes,
+the empty state, errors as messages, the logits cache behind the sliders, and trace -> force round trips."""
 
 from __future__ import annotations
 
@@ -7,42 +7,20 @@ import math
 
 import gradio as gr
 import pytest
-import torch
 
-from playground.limits import LIMITS
-from playground.runtime import LoadedModel, Precision
-from playground.runtime.registry import ModelSpec
 from playground.ui.sampling_tab import EMPTY_MESSAGE, SamplingHandlers, create_sampling_tab
 
 SETTINGS = ("The capital of France is", False, 1.2, 0, 0.9, 0.0, 1.0, 0)  # prompt, chat, T, k, p, min-p, penalty, seed
 
 
-class StubContext:
-    """What the tab needs from AppContext: model() -> LoadedModel, and the server's limits."""
-
-    def __init__(self, loaded: LoadedModel) -> None:
-        self.loaded, self.limits = loaded, LIMITS
-
-    def model(self) -> LoadedModel:
-        return self.loaded
-
-
 @pytest.fixture(scope="module")
-def tab(tiny_model, tiny_tokenizer):
+def tab(tiny_context, tiny_loaded):
     forwards = []
-    hook = tiny_model.register_forward_hook(lambda module, args, output: forwards.append(1))  # counts model calls
-    loaded = LoadedModel(spec=ModelSpec("tiny", "Tiny Llama", "causal-lm", "local"), model=tiny_model,
-                         tokenizer=tiny_tokenizer, device="cpu",
-                         precision=Precision("none", torch.float32, "fp32", "test"), parameters=0, memory_bytes=0,
-                         load_seconds=0.0)
-    ctx = StubContext(loaded)
+    hook = tiny_loaded.model.register_forward_hook(lambda module, args, output: forwards.append(1))  # model calls
     with gr.Blocks() as demo:
-        components = create_sampling_tab(ctx)
-    handlers = SamplingHandlers(ctx)  # the methods the tab wires, called directly
-    handlers = {name: getattr(handlers, name)
-                for name in ("next_token", "draw_samples", "generate_trace", "force_token")}
-    yield {"handlers": handlers, "components": components, "forwards": forwards, "demo": demo}
-    hook.remove()  # the tiny model is shared by the whole session
+        components = create_sampling_tab(tiny_context)
+    yield {"handlers": SamplingHandlers(tiny_context), "components": components, "forwards": forwards, "demo": demo}
+    hook.remove()
 
 
 def test_public_api_names(tab):
@@ -53,7 +31,7 @@ def test_public_api_names(tab):
 
 
 def test_next_token_json_has_every_stage_and_sliders_reuse_the_cached_logits(tab):
-    next_token = tab["handlers"]["next_token"]
+    next_token = tab["handlers"].next_token
     stage_plot, stats, sweep_plot, data = next_token(*SETTINGS, 10)
     assert data["stages"] == ["raw", "repetition_penalty", "temperature", "top_k", "top_p", "min_p"]
     top = data["tokens"][0]
@@ -69,9 +47,9 @@ def test_next_token_json_has_every_stage_and_sliders_reuse_the_cached_logits(tab
 
 
 def test_empty_prompt_is_a_friendly_empty_state(tab):
-    _, stats, _, data = tab["handlers"]["next_token"]("  ", False, 1.0, 0, 1.0, 0.0, 1.0, 0, 10)
+    _, stats, _, data = tab["handlers"].next_token("  ", False, 1.0, 0, 1.0, 0.0, 1.0, 0, 10)
     assert stats == EMPTY_MESSAGE and data == {"empty": True, "message": EMPTY_MESSAGE}
-    _, samples = tab["handlers"]["draw_samples"]("", False, 1.0, 0, 1.0, 0.0, 1.0, 0, 100)
+    _, samples = tab["handlers"].draw_samples("", False, 1.0, 0, 1.0, 0.0, 1.0, 0, 100)
     assert samples["empty"]
 
 
@@ -83,16 +61,16 @@ def test_empty_prompt_is_a_friendly_empty_state(tab):
 ])
 def test_bad_settings_reach_the_user_as_messages(tab, values, message):
     with pytest.raises(gr.Error, match=message):
-        tab["handlers"]["next_token"]("Hello", False, *values, 10)
+        tab["handlers"].next_token("Hello", False, *values, 10)
 
 
 def test_top_k_beyond_the_vocabulary_is_clamped_with_a_note(tab):
-    _, stats, _, data = tab["handlers"]["next_token"]("Hello", False, 1.0, 10**6, 1.0, 0.0, 1.0, 0, 10)
+    _, stats, _, data = tab["handlers"].next_token("Hello", False, 1.0, 10**6, 1.0, 0.0, 1.0, 0, 10)
     assert any("clamped to 300" in note for note in data["notes"]) and "clamped to 300" in stats
 
 
 def test_draw_samples_counts_and_replays(tab):
-    draw = tab["handlers"]["draw_samples"]
+    draw = tab["handlers"].draw_samples
     hot = ("The capital of France is", False, 3.0, 0, 1.0, 0.0, 1.0, 0)  # spread out: many bins to test
     _, first = draw(*hot, 3000)
     _, again = draw(*hot, 3000)
@@ -103,7 +81,7 @@ def test_draw_samples_counts_and_replays(tab):
 
 
 def test_generate_then_force_a_token(tab):
-    outputs = tab["handlers"]["generate_trace"](*SETTINGS, 10, True)
+    outputs = tab["handlers"].generate_trace(*SETTINGS, 10, True)
     sampled_text, greedy_text, _, position, _, alternative, data = outputs
     trace = data["trace"]
     assert len(trace["steps"]) == len(sampled_text) == 10 and len(greedy_text) == len(data["greedy"]["steps"])
@@ -111,7 +89,7 @@ def test_generate_then_force_a_token(tab):
     step = trace["steps"][4]
     assert {"token_id", "text", "prob", "raw_prob", "rank", "alternatives"} <= set(step)
     forced_id = next(alt["token_id"] for alt in step["alternatives"] if alt["token_id"] != step["token_id"])
-    branched = tab["handlers"]["force_token"](data, 4, forced_id)
+    branched = tab["handlers"].force_token(data, 4, forced_id)
     new = branched[6]["trace"]
     assert [s["token_id"] for s in new["steps"][:4]] == [s["token_id"] for s in trace["steps"][:4]]
     assert new["steps"][4]["token_id"] == forced_id and new["steps"][4]["forced"]
@@ -119,10 +97,10 @@ def test_generate_then_force_a_token(tab):
 
 
 def test_force_needs_a_trace_and_the_same_model(tab):
-    force = tab["handlers"]["force_token"]
+    force = tab["handlers"].force_token
     with pytest.raises(gr.Error, match="Generate a trace first"):
         force(None, 0, 5)
-    data = tab["handlers"]["generate_trace"](*SETTINGS, 3, False)[6]
+    data = tab["handlers"].generate_trace(*SETTINGS, 3, False)[6]
     assert data["greedy"] is None
     stale = {**data, "trace": {**data["trace"], "model_key": "another-model|fp32|cpu"}}
     with pytest.raises(gr.Error, match="model changed"):

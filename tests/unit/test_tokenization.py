@@ -352,3 +352,19 @@ def test_bad_token_numbers():
         tok.estimate_costs(-1, 0, 1, [])
     with pytest.raises(tok.TokenizationError, match="whole number"):
         tok.estimate_costs(1.5, 0, 1, [])
+
+
+def test_visible_token_is_the_one_way_a_token_is_drawn():
+    import doctest
+
+    from playground.attention import labels
+    from playground.figures import sampling as sampling_figures
+    from playground.tokenization import display
+
+    assert doctest.testmod(display).failed == 0
+    assert tok.visible_token(" the") == "·the" and tok.visible_token("a\r\n\tb\u00a0") == "a␍↵→b⍽"
+    assert tok.visible_token("\x07") == "\\x07" and tok.visible_token("") == "∅"
+    # The attention labels and the sampling figures draw with it (the sampling axis only adds "(space)").
+    assert labels.visible_token is display.visible_token is sampling_figures.visible_token
+    assert labels.word_pieces("Hi, you\n") == ["Hi", ",", "·you", "↵"]
+    assert sampling_figures.token_label(" ") == "· (space)" and sampling_figures.token_label("") == "∅"
