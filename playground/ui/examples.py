@@ -71,7 +71,7 @@ def example_values(tab: str, name: str) -> dict[str, Any]:
 def save_example_file(data: ExampleFile) -> Path:
     path = example_path(data.tab)
     payload = {"tab": data.tab, "model": data.model, "generated": data.generated,
-               "regenerate": f"python -m playground.ui.examples {data.tab}",
+               "regenerate": f"python -m playground.ui.refresh_examples {data.tab}",
                "examples": [{"name": ex.name, "title": ex.title, "values": ex.values, "outputs": ex.outputs}
                             for ex in data.examples]}
     path.parent.mkdir(parents=True, exist_ok=True)
