@@ -38,9 +38,10 @@ browser:
 examples: setup
 	$(PY) -m playground.ui.refresh_examples
 
-# The README's screenshots (docs/screenshots/<tab>.png), taken by Chromium from the real app.
+# The README's screenshots (docs/screenshots/<tab>.png, workshop-*.png), taken by Chromium from the real app.
 screenshots: setup browser
 	PLAYGROUND_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/e2e/test_workshop_e2e.py -k readme_screenshots
+	PLAYGROUND_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/e2e/test_classroom_e2e.py
 
 bench: setup
 	$(PY) -m benchmarks.run

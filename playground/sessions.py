@@ -24,6 +24,7 @@ Nothing here imports gradio: the UI passes gradio's session hash in as the sessi
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 import threading
 import time
@@ -128,11 +129,45 @@ class SessionRegistry:
         self._clock = clock
         self._lock = threading.RLock()
         self._sessions: dict[str, Session] = {}
+        self._aliases: dict[str, str] = {}  # a page's session hash -> its browser's visitor session
+
+    def claim(self, session_id: str | None, token: str | None) -> str:
+        """Link a page (gradio's session hash, new at every page load) to its browser's visitor token, kept
+        in the browser across reloads, so a reload keeps the visitor's session: model choice, adapter,
+        training job, role. A missing or malformed token gets a new one (unless the page already has one);
+        returns the token for the browser to keep.
+
+        >>> registry = SessionRegistry(PresenterGate(None, open_to_all=True))
+        >>> token = registry.claim("page-1", "")
+        >>> registry.get("page-1") is registry.get("page-2") , registry.claim("page-2", token) == token
+        (False, True)
+        >>> registry.get("page-1") is registry.get("page-2")
+        True
+        """
+        page = session_id or "local"
+        with self._lock:
+            if not re.fullmatch(r"[0-9a-f]{32}", token or ""):
+                held = self._aliases.get(page)
+                token = held.removeprefix("visitor-") if held else secrets.token_hex(16)
+            self._aliases[page] = f"visitor-{token}"
+        return token
+
+    def release_page(self, session_id: str | None) -> None:
+        """A page closed (or reloaded): a visitor's session stays until it idles out (a reload comes back to
+        it); a page without a visitor token (an API client) ends its session now."""
+        with self._lock:
+            visitor = self._aliases.pop(session_id or "local", None)
+        if visitor is None:
+            self.end(session_id)
+
+    def _canonical(self, session_id: str | None) -> str:
+        session_id = session_id or "local"
+        return self._aliases.get(session_id, session_id)
 
     def get(self, session_id: str | None) -> Session:
         """The session (created on first use, marked as seen now). A call with no session id (a script that
         imports the app, a test calling a handler directly) is the local user's."""
-        session_id = session_id or "local"
+        session_id = self._canonical(session_id)
         now = self._clock()
         with self._lock:
             session = self._sessions.get(session_id)
@@ -145,7 +180,7 @@ class SessionRegistry:
 
     def find(self, session_id: str | None) -> Session | None:
         with self._lock:
-            return self._sessions.get(session_id or "local")
+            return self._sessions.get(self._canonical(session_id))
 
     def is_presenter(self, session_id: str | None) -> bool:
         if self.gate.open_to_all:
@@ -159,7 +194,7 @@ class SessionRegistry:
 
     def log_in(self, session_id: str | None, key: str) -> None:
         """Make this session the presenter's if `key` is the presenter key (AccessDenied otherwise)."""
-        self.gate.check(session_id or "local", key)
+        self.gate.check(self._canonical(session_id), key)
         self.get(session_id).presenter = True
 
     def log_out(self, session_id: str | None) -> None:
@@ -170,7 +205,7 @@ class SessionRegistry:
     def end(self, session_id: str | None) -> None:
         """The tab closed: free what the session held now."""
         with self._lock:
-            session = self._sessions.pop(session_id or "local", None)
+            session = self._sessions.pop(self._canonical(session_id), None)
         if session is not None:
             session.end()
 
@@ -183,6 +218,8 @@ class SessionRegistry:
             ended = [s for i, s in enumerate(by_age) if i < overflow or now - s.last_seen > self.idle_timeout]
             for session in ended:
                 self._sessions.pop(session.id, None)
+            gone = {session.id for session in ended}
+            self._aliases = {page: visitor for page, visitor in self._aliases.items() if visitor not in gone}
         for session in ended:
             session.end()
         return [session.id for session in ended]

@@ -8,6 +8,7 @@ import gradio as gr
 
 from playground.config import ASSETS, Settings
 from playground.runtime import ModelManager
+from playground.ui.access import current_session_id
 from playground.ui.classroom_panel import create_classroom_panel, wire_classroom
 from playground.ui.context import AppContext
 from playground.ui.header import create_header
@@ -20,9 +21,13 @@ from playground.ui.viewtools import (TabLinks, create_example_row, create_export
 def build_app(settings: Settings, manager: ModelManager) -> gr.Blocks:
     """Build the whole UI around `manager` (the caller owns it: app.py starts its background load). Loads no
     model: the header starts the load when the first page opens."""
-    ctx = AppContext(settings, manager)
     links: list[TabLinks] = []
     with gr.Blocks(title="Visual LLM Playground") as demo:
+        # the browser keeps a random visitor token, so a reload finds the visitor's session again
+        visitor = gr.BrowserState("", storage_key="playground-visitor")
+        ctx = AppContext(settings, manager, visitor=visitor)
+        demo.load(lambda token: ctx.sessions.claim(current_session_id(), token), visitor, visitor,
+                  api_visibility="private", queue=False, show_progress="hidden")
         create_header(ctx)
         page = create_page_controls()
         classroom = create_classroom_panel(ctx)

@@ -19,7 +19,14 @@ def current_session_id() -> str | None:
 
 
 def current_session(sessions: SessionRegistry) -> Session:
+    """The caller's session: the browser's visitor session when the page claimed one (it survives reloads),
+    else the page's own."""
     return sessions.get(current_session_id())
+
+
+def visitor_id(sessions: SessionRegistry) -> str:
+    """The id that owns things (a training job, a poll answer, class membership): stable across reloads."""
+    return current_session(sessions).id
 
 
 def require_presenter(sessions: SessionRegistry, action: str) -> None:

@@ -26,7 +26,7 @@ from playground.classroom import POLL_KINDS, ClassError, Classroom
 from playground.figures.classroom import next_token_poll_figure, yes_no_poll_figure
 from playground.figures.style import empty_figure
 from playground.sampling import compute_prompt_logits
-from playground.ui.access import current_session, current_session_id, require_presenter
+from playground.ui.access import current_session, current_session_id, require_presenter, visitor_id
 from playground.ui.context import AppContext
 from playground.ui.deeplinks import build_query, resolve_query
 from playground.ui.errors import user_errors
@@ -126,7 +126,7 @@ class ClassroomHandlers:
     # -- the class ------------------------------------------------------------------------------
     def start_class(self, title: str) -> str:
         require_presenter(self.ctx.sessions, "start a class")
-        room = self.ctx.classroom.start(title or "Class", current_session_id() or "local")
+        room = self.ctx.classroom.start(title or "Class", visitor_id(self.ctx.sessions))
         return class_card(room, True, False)
 
     def end_class(self) -> str:
@@ -136,12 +136,12 @@ class ClassroomHandlers:
 
     def join_class(self, code: str) -> tuple[str, bool]:
         room = self.ctx.classroom.require()
-        room.join(code or "", current_session_id() or "local")
+        room.join(code or "", visitor_id(self.ctx.sessions))
         return class_card(room, False, True), True
 
     def class_state(self) -> dict[str, Any]:
         room = self.ctx.classroom.current
-        session = current_session_id() or "local"
+        session = visitor_id(self.ctx.sessions)
         presenter = self.ctx.sessions.is_presenter(session)
         state: dict[str, Any] = {"running": room is not None, "presenter": presenter}
         if room is not None:
@@ -176,7 +176,7 @@ class ClassroomHandlers:
     def class_view(self) -> dict[str, Any] | None:
         """The room's current view (tab, deep-link query, version) for a member: what a follower's page applies."""
         room = self.ctx.classroom.require()
-        session = current_session_id() or "local"
+        session = visitor_id(self.ctx.sessions)
         if not room.is_member(session) and not self.ctx.sessions.is_presenter(session):
             raise ClassError("Join the class first (its code is on the presenter's screen).")
         room.seen(session)
@@ -193,7 +193,7 @@ class ClassroomHandlers:
     def follow_tick(self, follow: bool, seen_version: int) -> list[Any]:
         """A follower's page: the presenter's new view (tab, inputs, then its run button), else nothing."""
         room = self.ctx.classroom.current
-        session = current_session_id() or "local"
+        session = visitor_id(self.ctx.sessions)
         unchanged = [seen_version, gr.skip(), "", *[gr.skip()] * sum(len(tab.fields) for tab in self.links)]
         if room is None or not room.is_member(session):
             return unchanged
@@ -279,7 +279,7 @@ class ClassroomHandlers:
     def refresh(self) -> tuple[str, Any, dict[str, Any], str]:
         """What every page re-reads every few seconds: the class card and the current poll."""
         room = self.ctx.classroom.current
-        session = current_session_id() or "local"
+        session = visitor_id(self.ctx.sessions)
         card = class_card(room, self.ctx.sessions.is_presenter(session), bool(room and room.is_member(session)))
         return (card, *self.poll_results())
 
@@ -376,6 +376,8 @@ def wire_classroom(demo: gr.Blocks, panel: ClassroomPanel, ctx: AppContext, tabs
                    links: Sequence[TabLinks]) -> ClassroomHandlers:
     handlers = ClassroomHandlers(ctx, links)
     share_main_actions(demo, ctx, links)
+    if links:
+        panel.current_tab.value = links[0].key  # the page opens on the first tab; a click reports the next
     link_components = [component for tab in links for component in tab.components]
     poll_outputs = [panel.poll_plot, panel.poll_json, panel.poll_note]
     # Class bookkeeping touches no model: it skips the queue, so a room's check-ins never wait behind model jobs.
@@ -423,10 +425,11 @@ def wire_classroom(demo: gr.Blocks, panel: ClassroomPanel, ctx: AppContext, tabs
         return [role_text(ctx), gr.Timer(active=presenter), joined, *handlers.refresh()]
 
     def on_page_closed() -> None:
-        # the tab closed: its session frees its private model, adapter and caches now, not at the timeout
+        # the page closed or reloaded: an API client's session ends now (freeing its private model, adapter
+        # and job); a browser's visitor session waits for its idle timeout, so a reload finds it again
         session = current_session_id()
         if session is not None:
-            ctx.sessions.end(session)
+            ctx.sessions.release_page(session)
 
     demo.unload(on_page_closed)
     demo.load(on_page_load, panel.code, [panel.role, panel.presenter_timer, panel.follow, panel.card, *poll_outputs],

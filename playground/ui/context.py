@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from playground.classroom import ClassHost
 from playground.config import Settings
@@ -24,6 +25,8 @@ class AppContext:
     models: ModelManager
     sessions: SessionRegistry = field(default=None)  # type: ignore[assignment]  # filled from settings
     classroom: ClassHost = field(default_factory=ClassHost)
+    visitor: Any = None  # the page's gr.BrowserState holding the browser's visitor token (an input for handlers
+    #                      that must find the visitor's session at page load, before anything else ran)
 
     def __post_init__(self) -> None:
         if self.sessions is None:

@@ -18,9 +18,9 @@ from playground.figures.style import empty_figure
 from playground.runtime import ModelLoadError
 from playground.runtime.variants import base_model_key, trainable_base
 from playground.limits import whole_number_in
-from playground.ui.common import explanation
+from playground.ui.common import explanation, on_page_load
 from playground.sessions import AccessDenied
-from playground.ui.access import current_session, current_session_id, require_presenter
+from playground.ui.access import current_session, current_session_id, require_presenter, visitor_id
 from playground.ui.context import AppContext
 from playground.ui.errors import user_errors
 
@@ -180,8 +180,8 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
     defaults = lora.LoraSettings()
 
     def owner() -> str:
-        """The calling session: a visitor's job, adapter and private model are theirs alone."""
-        return current_session_id() or "local"
+        """The calling visitor: their job, adapter and private model are theirs alone (across reloads)."""
+        return visitor_id(ctx.sessions)
 
     def render(progress: lora.TrainingProgress, plots: bool) -> tuple[Any, ...]:
         figs = (figures.loss_figure(progress), figures.dynamics_figure(progress)) if plots else (gr.skip(), gr.skip())
@@ -225,8 +225,10 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
         yield from monitor(job)
 
     @user_errors
-    def reattach() -> Iterator[tuple[Any, ...]]:
-        """On page load: follow this session's running job (or show its last one); never another visitor's."""
+    def reattach(visitor: str | None = None) -> Iterator[tuple[Any, ...]]:
+        """On page load: follow this visitor's running job (or show their last one), found again after a
+        reload through the browser's visitor token; never another visitor's."""
+        ctx.sessions.claim(current_session_id(), visitor)
         job = runner.job(owner())
         if job is None:
             yield empty_outputs()
@@ -450,7 +452,7 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
     use_button.click(use_mine, None, [adapter_message, adapter_json], api_name="use_lora")
     merge_button.click(merge, None, [adapter_message, adapter_json], api_name="merge_lora")
     unload_button.click(unload, None, [adapter_message, adapter_json], api_name="unload_lora")
-    gr.on(None, reattach, None, monitor_outputs, api_visibility="private", concurrency_limit=None)  # page load
+    on_page_load(reattach, ctx.visitor, monitor_outputs, api_visibility="private", concurrency_limit=None)
     # Page load only (no inputs: gr.on(None, ...) with inputs would also fire on every rank or target change,
     # resetting the checkboxes and re-checking the dataset each time).
     initial_rank, initial_targets = rank.value, list(targets.value or [])

@@ -189,5 +189,5 @@ def test_every_endpoint_survives_hostile_input(client, app_url):
         fuzz()
         health = call(app_url, "model_status", [])
         assert health is None, f"the app stopped answering after fuzzing {name}: {health}"
-    client.predict(api_name="/cancel_lora")  # in case a random but valid request started a run
+    client.predict("", api_name="/cancel_lora")  # in case a random but valid request started a run
     assert problems == [], "\n".join(problems)

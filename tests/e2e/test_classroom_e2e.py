@@ -1,11 +1,16 @@
 """Two Chromium contexts on one shared server: the presenter starts a class, an attendee joins by the link,
-follows a tab change and a slider move, explores on their own, then snaps back. Saves artifacts/classroom-*.png."""
+follows a tab change and a slider move, explores on their own, snaps back, answers a poll that the presenter
+reveals. Saves workshop-presenter.png and workshop-attendee.png to artifacts/ (or to PLAYGROUND_SCREENSHOTS:
+`make screenshots` retakes docs/screenshots/)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
-from conftest import ARTIFACTS, PRESENTER_KEY
+from conftest import ARTIFACTS, PRESENTER_KEY, ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -62,9 +67,21 @@ def test_an_attendee_follows_the_presenter_then_explores_then_snaps_back(browser
     attendee.get_by_role("button", name="Snap back to the presenter").click()
     attendee.wait_for_function(
         "document.querySelector('[role=tab][aria-selected=true]').innerText.includes('Attention')", timeout=WAIT)
-    ARTIFACTS.mkdir(exist_ok=True)
-    presenter.screenshot(path=str(ARTIFACTS / "classroom-presenter.png"))
-    attendee.screenshot(path=str(ARTIFACTS / "classroom-attendee.png"))
+    # a poll: the attendee guesses, the presenter reveals the model's answer beside the room's
+    presenter.get_by_role("button", name="Put to the room").click()
+    attendee.locator("#pg-answer textarea, #pg-answer input").first.fill("Paris")
+    attendee.get_by_role("button", name="Send", exact=True).click()
+    attendee.locator("#pg-poll-note").get_by_text("is in").wait_for(timeout=WAIT)
+    presenter.get_by_role("button", name="Close & reveal").click()
+    presenter.locator("#pg-poll-note").get_by_text("The model's top token").wait_for(timeout=WAIT)
+    attendee.locator("#pg-poll-note").get_by_text("The model's top token").wait_for(timeout=WAIT)
+    assert "Paris" in presenter.locator("#pg-poll-plot").inner_text()
+
+    folder = Path(os.environ.get("PLAYGROUND_SCREENSHOTS") or ARTIFACTS)
+    folder = folder if folder.is_absolute() else ROOT / folder
+    folder.mkdir(parents=True, exist_ok=True)
+    presenter.locator("#pg-classroom").screenshot(path=str(folder / "workshop-presenter.png"))
+    attendee.locator("#pg-classroom").screenshot(path=str(folder / "workshop-attendee.png"))
     presenter.get_by_role("button", name="End class").click()
     assert presenter.console_errors == [] and attendee.console_errors == []
     presenter_context.close()

@@ -106,3 +106,23 @@ def test_labels_are_anonymous_and_distinct_per_session():
                                             ("0.0.0.0", False), ("192.0.2.10", False)])
 def test_loopback_hosts(host, loopback):
     assert is_loopback(host) is loopback
+
+
+def test_a_reloaded_page_finds_its_visitor_session_and_an_api_client_ends_with_its_page():
+    sessions, _ = registry()
+    token = sessions.claim("page-1", "")
+    sessions.get("page-1").model_key = "fp32"
+    sessions.log_in("page-1", "s3cret")
+    sessions.release_page("page-1")  # the reload closes the old page ...
+    assert sessions.claim("page-2", token) == token  # ... and the new page brings the browser's token
+    assert sessions.get("page-2").model_key == "fp32" and sessions.is_presenter("page-2")
+    sessions.get("api-client").model_key = "fp32"
+    sessions.release_page("api-client")
+    assert sessions.find("api-client") is None
+
+
+def test_a_forged_or_malformed_token_gets_a_fresh_session():
+    sessions, _ = registry()
+    sessions.get("page-1").model_key = "fp32"
+    token = sessions.claim("page-2", "../../etc/passwd")
+    assert len(token) == 32 and sessions.get("page-2").model_key is None
