@@ -47,6 +47,7 @@ class Settings:
     preload: bool = True
     public: bool = False  # a public deployment: tighter limits (playground.limits.PUBLIC_LIMITS), allowlisted models
     model_allowlist: str = ""  # comma-separated model ids/presets that may be loaded; empty = any (unless public)
+    model_memory_mb: int = 0  # the resident models' weights together stay within this (0: at most 4 models)
     presenter_key: str = field(default="", repr=False)  # who may change what everyone sees (playground.sessions); never logged or shown
 
     def __post_init__(self) -> None:
@@ -56,6 +57,8 @@ class Settings:
             raise ValueError(f"device must be one of {DEVICE_CHOICES}, got {self.device!r}")
         if not 0 < self.port < 65536:
             raise ValueError(f"port must be in 1..65535, got {self.port}")
+        if self.model_memory_mb < 0:
+            raise ValueError(f"model_memory_mb must be 0 (no budget) or more, got {self.model_memory_mb}")
         if self.cache_dir == Path():
             object.__setattr__(self, "cache_dir", default_cache_dir())
 
@@ -80,6 +83,8 @@ _HELP = {
     "cache_dir": "where converted weights are cached",
     "preload": "start loading the model in the background as the app starts",
     "public": "public deployment: tighter per-request limits and only allowlisted models (see README 'Limits and safety')",
+    "model_memory_mb": "memory budget for the models held at once (MB of weights; the least recently used go first, "
+                       "never the active one); 0 = no budget beyond four models",
     "presenter_key": "the presenter's key, entered once in the page to load models for everyone, publish adapters "
                      "and run a class; without it a loopback-only server treats its local user as the presenter. "
                      "Prefer the env var: a flag shows in the process list",
@@ -143,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preload", action=argparse.BooleanOptionalAction, default=None, help=_HELP["preload"] + " [env PLAYGROUND_PRELOAD, default on]")
     parser.add_argument("--public", action=argparse.BooleanOptionalAction, default=None, help=_HELP["public"] + " [env PLAYGROUND_PUBLIC, default off]")
     parser.add_argument("--model-allowlist", dest="model_allowlist", help=_HELP["model_allowlist"] + " [env PLAYGROUND_MODEL_ALLOWLIST]")
+    parser.add_argument("--model-memory-mb", dest="model_memory_mb", type=int, help=_HELP["model_memory_mb"] + " [env PLAYGROUND_MODEL_MEMORY_MB, default 0]")
     parser.add_argument("--presenter-key", dest="presenter_key", help=_HELP["presenter_key"] + " [env PLAYGROUND_PRESENTER_KEY]")
     parser.add_argument("--list-models", action="store_true", help="print the model presets and exit")
     return parser

@@ -212,9 +212,20 @@ class ModelManager:
         self._idle.set()
         return loaded
 
+    def resident_bytes(self) -> int:
+        """What the models held in memory take (their weights), together."""
+        with self._state_lock:
+            return sum(loaded.memory_bytes for loaded in self._models.values())
+
+    def _over_budget(self) -> bool:
+        budget = self.settings.model_memory_mb * 2**20
+        return len(self._models) > self.max_cached or (
+            budget > 0 and sum(loaded.memory_bytes for loaded in self._models.values()) > budget)
+
     def _evict_beyond_limit(self) -> None:
-        """Drop least-recently-used models (never the active one) so memory stays bounded."""
-        while len(self._models) > self.max_cached:
+        """Drop least-recently-used models (never the active one) until at most `max_cached` stay and,
+        with a budget (`--model-memory-mb`), their weights fit in it."""
+        while len(self._models) > 1 and self._over_budget():
             victim = next(key for key in self._models if key != self._active)
             del self._models[victim]
             gc.collect()

@@ -12,11 +12,13 @@ short requests interleave with long ones). The queue adds:
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import gradio as gr
 
 from playground.config import Settings
+from playground.runtime.gpu import gpu
 
 CHEAP_CONCURRENCY = 4
 LONG_JOB_CONCURRENCY = 2
@@ -43,6 +45,39 @@ APP_WIDE_EVENTS = {
 }
 
 
+# api_name -> the ZeroGPU slot (seconds) of every event that runs the model or the embedder: on a ZeroGPU
+# Space each borrows a GPU for the call (runtime.gpu.gpu, a no-op elsewhere). tests/unit/test_zerogpu.py calls
+# every endpoint on a model whose forward is trapped and fails when one that reaches it is missing here.
+GPU_EVENTS = {
+    **{name: 120 for name in LONG_MODEL_JOBS},
+    "next_token": 30, "draw_samples": 30, "force_token": 60, "attention": 60, "retrieve": 60,
+    "lora_budget": 30, "lora_dataset": 30, "train_lora": 300, "use_lora": 60, "merge_lora": 60,
+    "model_card": 30, "weight_quantization": 30, "open_poll": 30,
+    "search": 60, "show_row": 60,  # private events: the RAG search behind retrieve, attention's row view
+}
+
+
+def _underlying(function: Any) -> Any:
+    """The plain function behind a handler (decorators unwrapped, a bound method's function)."""
+    function = inspect.unwrap(function)
+    return getattr(function, "__func__", function)
+
+
+def wrap_gpu_events(demo: gr.Blocks) -> list[str]:
+    """Wrap the handlers of GPU_EVENTS with `runtime.gpu.gpu` (ZeroGPU's `spaces.GPU` on a Space, else
+    unchanged), and every other event that calls the same handler (a slider's private re-run of
+    next_token). Returns the api names wrapped."""
+    seconds = {_underlying(fn.fn): GPU_EVENTS[fn.api_name] for fn in demo.fns.values()
+               if fn.api_name in GPU_EVENTS and fn.fn is not None}
+    wrapped = []
+    for fn in demo.fns.values():
+        slot = seconds.get(_underlying(fn.fn)) if fn.fn is not None else None
+        if slot is not None:
+            fn.fn = gpu(slot)(fn.fn)
+            wrapped.append(fn.api_name)
+    return wrapped
+
+
 def set_event_concurrency(demo: gr.Blocks) -> None:
     """Apply the two tables above to the app's events (by api_name). Call before `queue()`/`launch()`."""
     for fn in demo.fns.values():
@@ -56,6 +91,7 @@ def set_event_concurrency(demo: gr.Blocks) -> None:
 def configure_queue(demo: gr.Blocks, settings: Settings) -> gr.Blocks:
     """The queue a room of 30-50 visitors needs (see the module docstring); returns `demo`."""
     set_event_concurrency(demo)
+    wrap_gpu_events(demo)
     return demo.queue(default_concurrency_limit=CHEAP_CONCURRENCY, max_size=settings.limits.queue_size)
 
 

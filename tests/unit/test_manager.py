@@ -90,3 +90,23 @@ def test_least_recently_used_model_is_evicted(tmp_path, tiny_model_dir):
     manager.load(precision="int8")
     assert [key["precision"] for key in manager.status()["cached"]] == ["int8"]
     assert manager.active().precision.quantization == "int8"
+
+
+def test_resident_models_stay_within_the_memory_budget(tmp_path, tiny_model_dir, monkeypatch):
+    from playground.runtime import loading
+
+    monkeypatch.setattr(loading, "memory_footprint_bytes", lambda model: 600 * 2**20)  # each model "takes" 600 MB
+    roomy = ModelManager(Settings(model=str(tiny_model_dir), device="cpu", cache_dir=tmp_path, model_memory_mb=1300))
+    roomy.load(precision="none")
+    roomy.load(precision="bf16")
+    assert [key.precision for key, _ in roomy.residents()] == ["none", "bf16"]
+    tight = ModelManager(Settings(model=str(tiny_model_dir), device="cpu", cache_dir=tmp_path, model_memory_mb=1000))
+    tight.load(precision="none")
+    tight.load(precision="bf16")
+    assert [key.precision for key, _ in tight.residents()] == ["bf16"]  # the older one went, never the active
+    assert tight.resident_bytes() <= 1000 * 2**20
+
+
+def test_a_negative_memory_budget_is_refused():
+    with pytest.raises(ValueError, match="model_memory_mb must be 0"):
+        Settings(model_memory_mb=-1)
