@@ -27,6 +27,8 @@ LONG_MODEL_JOBS = {
     "speculate": "a target + draft race of up to 512 tokens",
     "quantization_report": "loads and decodes in several precisions",
     "rag_index": "embeds up to 10,000 chunks",
+    "retrieve": "builds the index when it is not built yet (and may rerank with the LLM)",
+    "rag_check_uploads": "reads uploaded PDFs (up to rag_pdf_seconds of CPU)",
     "rag_answer": "a grounded answer of up to 256 tokens",
     "rag_positions": "three grounded answers",
     "rag_evaluate": "retrieval over a question set (and a judge)",
@@ -43,11 +45,24 @@ APP_WIDE_EVENTS = {
 }
 
 
+def _plain(handler: Any) -> Any:
+    """The function under bound methods and decorators (`@user_errors`, the prepared-examples wrapper)."""
+    for _ in range(10):
+        inner = getattr(handler, "__func__", None) or getattr(handler, "__wrapped__", None)
+        if inner is None:
+            break
+        handler = inner
+    return handler
+
+
 def set_event_concurrency(demo: gr.Blocks) -> None:
     """Apply the two tables above to the app's events (by api_name). Call before `queue()`/`launch()`."""
+    # A private twin of a long job (the question box's Enter runs the same handler as "Retrieve") joins it.
+    # (compared as plain functions: an event may hold the bound method or the function it wraps)
+    long_handlers = {_plain(fn.fn) for fn in demo.fns.values() if fn.api_name in LONG_MODEL_JOBS} - {None}
     for fn in demo.fns.values():
         name = fn.api_name
-        if name in LONG_MODEL_JOBS:
+        if name in LONG_MODEL_JOBS or _plain(fn.fn) in long_handlers:
             fn.concurrency_id, fn.concurrency_limit = LONG_JOB_GROUP, LONG_JOB_CONCURRENCY
         elif name in APP_WIDE_EVENTS:
             fn.concurrency_limit = 1

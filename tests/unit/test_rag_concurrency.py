@@ -100,3 +100,22 @@ def test_cached_judgements_are_returned_while_another_question_is_judged():
         release.set()
         judging.join(5)
     assert cache.judge("m", "q2", ["p"], lambda missing: 1 / 0) == [Judgement(0.2, 0.8)]
+
+
+def test_every_rag_event_that_can_build_an_index_or_read_pdfs_is_a_long_job(tmp_path):
+    """/retrieve (and Enter in the question box) builds the index on demand and may rerank with the LLM; the
+    upload check reads PDFs: none of them may run in the cheap events' pool (4 at once per event)."""
+    from playground.config import Settings
+    from playground.runtime.manager import ModelManager
+    from playground.ui import build_app
+    from playground.ui.serving import LONG_JOB_CONCURRENCY, LONG_JOB_GROUP, configure_queue
+
+    settings = Settings(cache_dir=tmp_path, preload=False, public=True)
+    demo = configure_queue(build_app(settings, ModelManager(settings)), settings)
+    building = {"search", "build", "answer", "compare_positions", "evaluate", "check_uploads"}
+    events = [fn for fn in demo.fns.values() if getattr(fn.fn, "__qualname__", "").split(".")[0] == "RagHandlers"
+              and fn.fn.__name__ in building]
+    assert {fn.fn.__name__ for fn in events} == building
+    assert sum(fn.fn.__name__ == "search" for fn in events) == 2  # the button and Enter in the question box
+    assert {(fn.fn.__name__, fn.concurrency_id, fn.concurrency_limit) for fn in events} == \
+        {(fn.fn.__name__, LONG_JOB_GROUP, LONG_JOB_CONCURRENCY) for fn in events}
