@@ -56,6 +56,11 @@ class Limits:
     rag_files: int = 50
     rag_pasted_chars: int = 1_000_000
     rag_pdf_pages: int = 500
+    # PDF text extraction is bounded by work, not pages (pages can share one huge content stream): CPU seconds
+    # and extracted characters for all the PDFs of one request, and the extracting process's memory
+    rag_pdf_seconds: int = 60
+    rag_pdf_chars: int = 5_000_000
+    rag_pdf_memory_bytes: int = 2048 * MIB
     rag_chunks: int = 10_000  # on a CPU; embedding is ~10-30 chunks/s
     rag_chunks_gpu: int = 100_000
     lora_upload_lines: int = 5000
@@ -89,6 +94,8 @@ PUBLIC_LIMITS = replace(
     rag_files=10,
     rag_pasted_chars=200_000,
     rag_pdf_pages=100,
+    rag_pdf_seconds=15,
+    rag_pdf_chars=1_000_000,
     rag_chunks=2_000,  # ~1-3 minutes of embedding on a 2-core CPU
     rag_chunks_gpu=20_000,
     self_consistency_samples=8,

@@ -11,15 +11,19 @@ unpickled. Every refusal is a `CorpusError` whose message names the file and the
 from __future__ import annotations
 
 import hashlib
-import io
+import json
+import math
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from playground.limits import LIMITS, Limits
+from playground.limits import LIMITS, MIB, Limits
 
 # Caps come from a Limits table (rag_file_bytes per file, rag_total_bytes all files, rag_files, rag_pasted_chars,
-# rag_pdf_pages): LIMITS by default, the server's own (tighter when public) when the tab passes ctx.limits.
+# rag_pdf_pages, rag_pdf_seconds / rag_pdf_chars for all the PDFs of one request): LIMITS by default, the
+# server's own (tighter when public) when the tab passes ctx.limits.
 TEXT_SUFFIXES = (".txt", ".md")
 PDF_SUFFIX = ".pdf"
 ALLOWED_SUFFIXES = (*TEXT_SUFFIXES, PDF_SUFFIX)
@@ -110,32 +114,78 @@ def decode_text(name: str, data: bytes) -> str:
                           "Save the file as UTF-8 and upload it again.") from error
 
 
-def extract_pdf_text(name: str, data: bytes, max_pages: int = LIMITS.rag_pdf_pages) -> str:
-    """The text layer of a PDF, page by page (pypdf: pure Python, parses, never runs embedded code)."""
+class PdfBudget:
+    """What PDF text extraction may still spend in one request: CPU seconds and characters, shared by its files."""
+
+    def __init__(self, limits: Limits = LIMITS) -> None:
+        self.limits = limits
+        self.seconds = float(limits.rag_pdf_seconds)
+        self.chars = limits.rag_pdf_chars
+
+
+PDF_WORKER = Path(__file__).with_name("pdf_worker.py")
+
+
+def _run_pdf_worker(data: bytes, max_pages: int, max_chars: int, cpu_seconds: int,
+                    memory_bytes: int) -> dict[str, Any] | None:
+    """The worker's JSON answer, or None when it ran out of CPU, memory or wall-clock time (killed)."""
+    # The wall-clock deadline covers a CPU shared with other requests; the worker's RLIMIT_CPU is the real cap.
+    wall_seconds = 2 * cpu_seconds + 10
+    try:
+        finished = subprocess.run([sys.executable, "-I", str(PDF_WORKER), str(max_pages), str(max_chars),
+                                   str(cpu_seconds), str(memory_bytes)], input=data, capture_output=True,
+                                  timeout=wall_seconds, check=False)
+    except subprocess.TimeoutExpired:
+        return None  # subprocess.run killed it
+    try:
+        return json.loads(finished.stdout) if finished.returncode == 0 else None
+    except ValueError:
+        return None
+
+
+def extract_pdf_text(name: str, data: bytes, limits: Limits = LIMITS, budget: PdfBudget | None = None) -> str:
+    """The text layer of a PDF, page by page (pypdf: pure Python, parses, never runs embedded code).
+
+    Runs in a separate process (rag/pdf_worker.py) that the kernel stops when the request's CPU budget is
+    spent: a few KB of PDF can hold pages sharing one content stream of millions of operators, so pages
+    alone do not bound the work. Characters are counted page by page against what is left of the budget.
+    """
     if not data.startswith(b"%PDF-"):
         raise CorpusError(f"{name}: not a PDF file (it does not start with %PDF-).")
-    from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
-
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            raise CorpusError(f"{name}: the PDF is encrypted; remove the password and upload it again.")
-        if len(reader.pages) > max_pages:
-            raise CorpusError(f"{name}: {len(reader.pages)} pages; the limit is {max_pages} pages.")
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError) as error:
-        if isinstance(error, CorpusError):
-            raise
-        raise CorpusError(f"{name}: could not read this PDF ({type(error).__name__}: {error}).") from error
+    budget = budget or PdfBudget(limits)
+    if budget.seconds < 1:
+        raise CorpusError(f"{name}: the PDFs before it used this request's {limits.rag_pdf_seconds} s of CPU for "
+                          "reading PDFs; upload fewer or simpler PDFs.")
+    cpu_seconds = max(1, math.floor(budget.seconds))
+    result = _run_pdf_worker(data, limits.rag_pdf_pages, budget.chars, cpu_seconds, limits.rag_pdf_memory_bytes)
+    if result is None:
+        budget.seconds = 0.0
+        raise CorpusError(f"{name}: reading its text needed more than {cpu_seconds} s of CPU (the limit for the "
+                          f"PDFs of one request is {limits.rag_pdf_seconds} s) or more than "
+                          f"{limits.rag_pdf_memory_bytes // MIB:,} MB of memory; its pages may hold huge or repeated "
+                          "content. Upload its text as .txt instead.")
+    budget.seconds -= max(float(result.get("cpu_seconds", 0.0)), 0.0)
+    refused = result.get("refused")
+    if refused == "encrypted":
+        raise CorpusError(f"{name}: the PDF is encrypted; remove the password and upload it again.")
+    if refused == "pages":
+        raise CorpusError(f"{name}: {result['pages']} pages; the limit is {limits.rag_pdf_pages} pages.")
+    if refused == "chars":
+        raise CorpusError(f"{name}: more than {budget.chars:,} characters of text by page {result['page']} (the "
+                          f"limit is {limits.rag_pdf_chars:,} characters of PDF text per request).")
+    if refused is not None:
+        raise CorpusError(f"{name}: could not read this PDF ({result.get('error', refused)}).")
+    pages = [str(page) for page in result["pages"]]
+    budget.chars -= sum(len(page) for page in pages)
     text = "\n\n".join(page.strip() for page in pages if page.strip())
     if not text:
         raise CorpusError(f"{name}: the PDF has no extractable text (scanned pages are images; run OCR first).")
     return text
 
 
-def read_document(path: str | Path, limits: Limits = LIMITS) -> Document:
-    """One uploaded file as a Document, after checking its type, size and encoding."""
+def read_document(path: str | Path, limits: Limits = LIMITS, budget: PdfBudget | None = None) -> Document:
+    """One uploaded file as a Document, after checking its type, size and encoding (PDFs spend `budget`: pass
+    one PdfBudget for all the files of a request)."""
     path = Path(path)
     name = path.name
     suffix = path.suffix.lower()
@@ -147,7 +197,7 @@ def read_document(path: str | Path, limits: Limits = LIMITS) -> Document:
         raise CorpusError(f"{name}: {size / 2**20:.1f} MB is over the {limits.rag_file_bytes // 2**20} MB limit per "
                           "file.")
     data = path.read_bytes()
-    text = extract_pdf_text(name, data, limits.rag_pdf_pages) if suffix == PDF_SUFFIX else decode_text(name, data)
+    text = extract_pdf_text(name, data, limits, budget) if suffix == PDF_SUFFIX else decode_text(name, data)
     text = _clean(text)
     if not text:
         raise CorpusError(f"{name}: the file is empty.")
@@ -174,7 +224,8 @@ def corpus_from_inputs(files: Sequence[str | Path] | None, pasted: str | None, l
     if total > limits.rag_total_bytes:
         raise CorpusError(f"The files add up to {total / 2**20:.1f} MB; the limit is "
                           f"{limits.rag_total_bytes // 2**20} MB in all.")
-    documents = [read_document(path, limits) for path in paths]
+    budget = PdfBudget(limits)
+    documents = [read_document(path, limits, budget) for path in paths]
     notes = []
     pasted = _clean(pasted or "")
     if len(pasted) > limits.rag_pasted_chars:

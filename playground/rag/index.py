@@ -83,23 +83,54 @@ def build_index(corpus: Corpus, chunking: ChunkingSettings, embedder: Any, model
                           time.perf_counter() - started, cache_key(corpus.fingerprint, model_id, chunking))
 
 
+class _Build:
+    """One index being built: the requests for the same key wait on `done` instead of building again."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.index: RetrievalIndex | None = None
+
+
 class IndexStore:
-    """The last few built indexes, keyed by (corpus, model, chunking); builds run one at a time."""
+    """The last few built indexes, keyed by (corpus, model, chunking).
+
+    The store's lock guards only the dict (microseconds): a cache hit never waits for another key's build,
+    and two requests for the same key build it once (the second waits for the first). Builds of different
+    keys may run at once; the long-job queue (ui/serving.py) bounds how many.
+    """
 
     def __init__(self, max_items: int = 3) -> None:
         self.max_items = max_items
         self._items: OrderedDict[str, RetrievalIndex] = OrderedDict()
+        self._building: dict[str, _Build] = {}
         self._lock = threading.Lock()
 
     def get_or_build(self, corpus: Corpus, chunking: ChunkingSettings, model_id: str,
                      build: Callable[[], RetrievalIndex]) -> RetrievalIndex:
         key = cache_key(corpus.fingerprint, model_id, chunking)
-        with self._lock:  # embedding is CPU-bound: two builds at once would only slow both down
-            index = self._items.get(key)
-            if index is None:
-                index = build()
+        while True:
+            with self._lock:
+                index = self._items.get(key)
+                if index is not None:
+                    self._items.move_to_end(key)
+                    return index
+                pending = self._building.get(key)
+                if pending is None:
+                    pending = self._building[key] = _Build()
+                    break  # this request builds
+            pending.done.wait()
+            if pending.index is not None:
+                return pending.index
+            # the build it waited for failed (or its request was cancelled): try again, maybe building it here
+        try:
+            index = build()
+            with self._lock:
                 self._items[key] = index
                 while len(self._items) > self.max_items:
                     self._items.popitem(last=False)
-            self._items.move_to_end(key)
+            pending.index = index
             return index
+        finally:
+            with self._lock:
+                del self._building[key]
+            pending.done.set()

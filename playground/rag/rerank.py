@@ -112,17 +112,22 @@ class JudgementCache:
     def __init__(self, max_items: int = 4096) -> None:
         self.max_items = max_items
         self._items: OrderedDict[tuple[str, str, str], Judgement] = OrderedDict()
-        self._lock = threading.Lock()  # the model is serialised anyway; this keeps the dict consistent
+        self._lock = threading.Lock()  # guards the dict only, never held during forwards
 
     def judge(self, model_key: str, question: str, passages: Sequence[str],
               compute: Callable[[Sequence[str]], list[Judgement]]) -> list[Judgement]:
+        """The judgements of `passages`, computing only the missing ones. The lock guards the dict only:
+        `compute` (LLM forwards, seconds) runs outside it, so another visitor's cached judgements never wait
+        for these forwards (two visitors asking the same new pair at once may both compute it; same result)."""
         with self._lock:
-            missing = [p for p in dict.fromkeys(passages) if (model_key, question, p) not in self._items]
-            for passage, judgement in zip(missing, compute(missing) if missing else []):
-                self._items[(model_key, question, passage)] = judgement
-            result = [self._items[(model_key, question, passage)] for passage in passages]
+            known = {p: self._items[(model_key, question, p)] for p in dict.fromkeys(passages)
+                     if (model_key, question, p) in self._items}
+        missing = [p for p in dict.fromkeys(passages) if p not in known]
+        known.update(zip(missing, compute(missing) if missing else []))
+        with self._lock:
             for passage in passages:
+                self._items[(model_key, question, passage)] = known[passage]
                 self._items.move_to_end((model_key, question, passage))
             while len(self._items) > self.max_items:
                 self._items.popitem(last=False)
-            return result
+        return [known[passage] for passage in passages]

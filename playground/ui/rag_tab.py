@@ -10,7 +10,7 @@ import gradio as gr
 
 from playground import rag
 from playground.figures import rag as figures
-from playground.rag.corpus import ALLOWED_SUFFIXES, PYTHON_REFERENCE, read_document
+from playground.rag.corpus import ALLOWED_SUFFIXES, PYTHON_REFERENCE, PdfBudget, read_document
 from playground.rag.embedding import no_progress
 from playground.rag.evaluation import EVAL_KS, load_questions
 from playground.rag.ranking import CANDIDATE_POOL
@@ -275,10 +275,10 @@ class RagHandlers:
 
     def check_uploads(self, files: list[str] | None) -> list[str]:
         """Keep the files that read as a corpus; say why the others were dropped (the corpus in use is untouched)."""
-        kept = []
+        kept, budget = [], PdfBudget(self.ctx.limits)  # one PDF budget for the whole upload
         for path in files or []:
             try:
-                read_document(path, self.ctx.limits)
+                read_document(path, self.ctx.limits, budget)
                 kept.append(path)
             except (rag.CorpusError, OSError) as error:
                 gr.Warning(str(error))
@@ -374,7 +374,7 @@ def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
                          [positions_table, positions_json], api_name="rag_positions")
     eval_button.click(handlers.evaluate, [unit, size, overlap, eval_rerank], [eval_table, eval_plot, eval_json],
                       api_name="rag_evaluate")
-    files.upload(handlers.check_uploads, files, files, api_visibility="private")
+    files.upload(handlers.check_uploads, files, files, api_name="rag_check_uploads", api_visibility="private")
     return {"source": source, "files": files, "pasted": pasted, "unit": unit, "size": size, "overlap": overlap,
             "build": build_button, "stats": stats, "chunk_table": chunk_table, "length_plot": length_plot,
             "index_json": index_json, "question": question, "method": method, "k": k, "rerank_top": rerank_top,

@@ -12,7 +12,6 @@ short requests interleave with long ones). The queue adds:
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import gradio as gr
@@ -29,6 +28,8 @@ LONG_MODEL_JOBS = {
     "speculate": "a target + draft race of up to 512 tokens",
     "quantization_report": "loads and decodes in several precisions",
     "rag_index": "embeds up to 10,000 chunks",
+    "retrieve": "builds the index when it is not built yet (and may rerank with the LLM)",
+    "rag_check_uploads": "reads uploaded PDFs (up to rag_pdf_seconds of CPU)",
     "rag_answer": "a grounded answer of up to 256 tokens",
     "rag_positions": "three grounded answers",
     "rag_evaluate": "retrieval over a question set (and a judge)",
@@ -45,6 +46,16 @@ APP_WIDE_EVENTS = {
 }
 
 
+def _plain(handler: Any) -> Any:
+    """The function under bound methods and decorators (`@user_errors`, the prepared-examples wrapper)."""
+    for _ in range(10):
+        inner = getattr(handler, "__func__", None) or getattr(handler, "__wrapped__", None)
+        if inner is None:
+            break
+        handler = inner
+    return handler
+
+
 # api_name -> the ZeroGPU slot (seconds) of every event that runs the model or the embedder: on a ZeroGPU
 # Space each borrows a GPU for the call (runtime.gpu.gpu, a no-op elsewhere). tests/unit/test_zerogpu.py calls
 # every endpoint on a model whose forward is trapped and fails when one that reaches it is missing here.
@@ -57,21 +68,15 @@ GPU_EVENTS = {
 }
 
 
-def _underlying(function: Any) -> Any:
-    """The plain function behind a handler (decorators unwrapped, a bound method's function)."""
-    function = inspect.unwrap(function)
-    return getattr(function, "__func__", function)
-
-
 def wrap_gpu_events(demo: gr.Blocks) -> list[str]:
     """Wrap the handlers of GPU_EVENTS with `runtime.gpu.gpu` (ZeroGPU's `spaces.GPU` on a Space, else
     unchanged), and every other event that calls the same handler (a slider's private re-run of
     next_token). Returns the api names wrapped."""
-    seconds = {_underlying(fn.fn): GPU_EVENTS[fn.api_name] for fn in demo.fns.values()
+    seconds = {_plain(fn.fn): GPU_EVENTS[fn.api_name] for fn in demo.fns.values()
                if fn.api_name in GPU_EVENTS and fn.fn is not None}
     wrapped = []
     for fn in demo.fns.values():
-        slot = seconds.get(_underlying(fn.fn)) if fn.fn is not None else None
+        slot = seconds.get(_plain(fn.fn)) if fn.fn is not None else None
         if slot is not None:
             fn.fn = gpu(slot)(fn.fn)
             wrapped.append(fn.api_name)
@@ -80,9 +85,12 @@ def wrap_gpu_events(demo: gr.Blocks) -> list[str]:
 
 def set_event_concurrency(demo: gr.Blocks) -> None:
     """Apply the two tables above to the app's events (by api_name). Call before `queue()`/`launch()`."""
+    # A private twin of a long job (the question box's Enter runs the same handler as "Retrieve") joins it.
+    # (compared as plain functions: an event may hold the bound method or the function it wraps)
+    long_handlers = {_plain(fn.fn) for fn in demo.fns.values() if fn.api_name in LONG_MODEL_JOBS} - {None}
     for fn in demo.fns.values():
         name = fn.api_name
-        if name in LONG_MODEL_JOBS:
+        if name in LONG_MODEL_JOBS or _plain(fn.fn) in long_handlers:
             fn.concurrency_id, fn.concurrency_limit = LONG_JOB_GROUP, LONG_JOB_CONCURRENCY
         elif name in APP_WIDE_EVENTS:
             fn.concurrency_limit = 1
