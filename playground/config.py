@@ -82,7 +82,7 @@ _HELP = {
     "offline": "never touch the network: embedded models and the local cache only",
     "cache_dir": "where converted weights are cached",
     "preload": "start loading the model in the background as the app starts",
-    "public": "public deployment: tighter per-request limits and only allowlisted models (see README 'Limits and safety')",
+    "public": "public deployment: tighter per-request limits and only allowlisted models (see docs/limits-and-safety.md)",
     "model_memory_mb": "memory budget for the models held at once (MB of weights; the least recently used go first, "
                        "never the active one); 0 = no budget beyond four models",
     "presenter_key": "the presenter's key, entered once in the page to load models for everyone, publish adapters "

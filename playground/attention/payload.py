@@ -1,4 +1,4 @@
-"""The raw numbers behind the Attention view, as JSON (documented in README): one run, one view, its
+"""The raw numbers behind the Attention view, as JSON (documented in docs/tabs/): one run, one view, its
 grid and its score story."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ def _matrix(values: torch.Tensor, decimals: int = 8) -> list[list[float]]:
 
 
 def attention_json(run: AttentionRun, view: AttentionView, grid: AttentionGrid, story: ScoreStory) -> dict[str, Any]:
-    """The raw numbers behind the Attention view (documented in README): weights rounded to 8 decimals."""
+    """The raw numbers behind the Attention view (documented in docs/tabs/): weights rounded to 8 decimals."""
     return {
         "tokens": list(run.tokens),
         "token_ids": list(run.token_ids),
