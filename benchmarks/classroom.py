@@ -256,7 +256,7 @@ def run_class(url: str, presenter_key: str, attendees: int, view_gap_s: float = 
         wait_for("answer", report.joined)
         ok, results = call(presenter, "poll_results", "presenter")
         if ok:
-            report.poll_answers = results[1]["answers"]
+            report.poll_answers = results["answers"]
         call(presenter, "reveal_poll", "presenter")
     poll_open.set()
     for thread in threads:  # the attendees' answers and own requests; one deadline for all of them

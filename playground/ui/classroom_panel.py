@@ -228,7 +228,7 @@ class ClassroomHandlers:
         poll = room.open_poll(kind, question, prompt, truth)
         # the page re-reads the poll every few seconds: keep its distribution, not one forward per read
         self._poll_probs = {(room.code, poll.id): (polls.probabilities(logits), loaded.tokenizer)}
-        return self.poll_results()
+        return self.poll_view()
 
     def answer_poll(self, text: str) -> str:
         room = self.ctx.classroom.require()
@@ -241,9 +241,14 @@ class ClassroomHandlers:
     def reveal_poll(self) -> tuple[Any, dict[str, Any], str]:
         require_presenter(self.ctx.sessions, "reveal the model's answer")
         self.ctx.classroom.require().reveal()
-        return self.poll_results()
+        return self.poll_view()
 
-    def poll_results(self) -> tuple[Any, dict[str, Any], str]:
+    def poll_results(self) -> dict[str, Any]:
+        """The current poll's raw numbers (the API's view), with the line of text as `note`."""
+        _, payload, note = self.poll_view()
+        return {**payload, "note": note}
+
+    def poll_view(self) -> tuple[Any, dict[str, Any], str]:
         """The current poll: its chart, raw numbers and a line of text (the model's answer once revealed)."""
         room = self.ctx.classroom.current
         poll = room.poll if room else None
@@ -281,7 +286,7 @@ class ClassroomHandlers:
         room = self.ctx.classroom.current
         session = visitor_id(self.ctx.sessions)
         card = class_card(room, self.ctx.sessions.is_presenter(session), bool(room and room.is_member(session)))
-        return (card, *self.poll_results())
+        return (card, *self.poll_view())
 
     def export_poll(self) -> str:
         require_presenter(self.ctx.sessions, "export the class's answers")

@@ -91,7 +91,7 @@ def test_a_poll_counts_three_clients_exactly(clients):
         clients[name].predict(guess, api_name="/answer_poll")
     with pytest.raises(AppError, match="at most 64 characters"):
         clients["c"].predict("x" * 10_000, api_name="/answer_poll")
-    _, results, _ = clients["a"].predict(api_name="/poll_results")
+    results = clients["a"].predict(api_name="/poll_results")
     assert results["answers"] == 3 and results["tally"] == [{"answer": "Paris", "count": 2},
                                                             {"answer": "London", "count": 1}]
     assert "model_top" not in results  # not revealed yet

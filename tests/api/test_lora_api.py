@@ -74,7 +74,8 @@ def test_merge_makes_the_adapted_model_active_and_unload_goes_back(client):
     _, header_status, _ = client.predict(api_name="/model_status")
     assert header_status["model"]["model"] == merged_key
     message, status = client.predict(api_name="/unload_lora")
-    assert status["model"]["model"] == "smollm2-135m-instruct" and "Back to the base model" in message
+    assert status["model"]["model"] == "smollm2-135m-instruct" and "Everyone is back on the base model" in message
+    assert not any("+lora:" in key["model"] for key in status["cached"])  # unpublished: not loadable by name
     message, _ = client.predict(api_name="/unload_lora")
     assert "already in use" in message
 
