@@ -79,6 +79,8 @@ class ClassroomPanel:
     role: Any
     key: Any
     login: Any
+    class_admin: Any  # rows only the presenter sees
+    poll_admin: Any
     title: Any
     start: Any
     end: Any
@@ -302,15 +304,12 @@ def create_classroom_panel(ctx: AppContext) -> ClassroomPanel:
             login = gr.Button("I am the presenter", scale=0, min_width=160)
         with gr.Row(equal_height=True):
             card = gr.HTML(class_card(None, False, False), elem_id="pg-class-card")
-        with gr.Row(equal_height=True):
+        # the presenter's controls: shown to the presenter only (the server checks the role on every call anyway)
+        with gr.Row(equal_height=True, visible=False, elem_id="pg-class-admin") as class_admin:
             title = gr.Textbox(label="Class name (shown to the room)", scale=2, elem_id="pg-class-title")
             start = gr.Button("Start class", scale=0, min_width=120)
             end = gr.Button("End class", scale=0, min_width=120, variant="stop")
-            code = gr.Textbox(label="Class code", scale=1, min_width=120, elem_id="pg-class-code-input")
-            join = gr.Button("Join", scale=0, min_width=90, elem_id="pg-join")
-            follow = gr.Checkbox(True, label="Follow the presenter", scale=0, min_width=200, elem_id="pg-follow")
-            snap = gr.Button("Snap back to the presenter", scale=0, min_width=200, elem_id="pg-snap")
-        with gr.Row(equal_height=True):
+        with gr.Row(equal_height=True, visible=False, elem_id="pg-poll-admin") as poll_admin:
             poll_kind = gr.Dropdown(POLL_KIND_CHOICES, value="next_token", label="Poll", scale=1)
             poll_prompt = gr.Textbox("The capital of France is", label="Prompt the model continues", scale=2)
             poll_token = gr.Textbox(" Paris", label="Token (top-p / draft polls)", scale=1)
@@ -320,6 +319,11 @@ def create_classroom_panel(ctx: AppContext) -> ClassroomPanel:
             reveal = gr.Button("Close & reveal", scale=0, min_width=140)
             export = gr.Button("Export answers (CSV)", scale=0, min_width=160)
         with gr.Row(equal_height=True):
+            code = gr.Textbox(label="Class code", scale=1, min_width=120, elem_id="pg-class-code-input")
+            join = gr.Button("Join", scale=0, min_width=90, elem_id="pg-join")
+            follow = gr.Checkbox(True, label="Follow the presenter", scale=0, min_width=200, elem_id="pg-follow")
+            snap = gr.Button("Snap back to the presenter", scale=0, min_width=200, elem_id="pg-snap")
+        with gr.Row(equal_height=True):
             answer = gr.Textbox(label="Your answer (a token, or yes / no)", max_length=64, scale=2,
                                 elem_id="pg-answer")
             send = gr.Button("Send", scale=0, min_width=90, elem_id="pg-send")
@@ -328,7 +332,7 @@ def create_classroom_panel(ctx: AppContext) -> ClassroomPanel:
         with gr.Accordion("Poll as JSON", open=False):
             poll_json = gr.JSON(label="poll_results")
         export_file = gr.File(label="Answers (CSV)", visible=False, height=80)
-    return ClassroomPanel(role, key, login, title, start, end, card, code, join, follow, snap,
+    return ClassroomPanel(role, key, login, class_admin, poll_admin, title, start, end, card, code, join, follow, snap,
                           gr.State(0), gr.State(""), poll_kind, poll_prompt, poll_token, poll_parameter, open_poll,
                           reveal, export, export_file, answer, send, poll_note, poll_plot, poll_json,
                           gr.Timer(FOLLOW_SECONDS, active=False), gr.Timer(FOLLOW_SECONDS, active=True),
@@ -388,10 +392,15 @@ def wire_classroom(demo: gr.Blocks, panel: ClassroomPanel, ctx: AppContext, tabs
     # Class bookkeeping touches no model: it skips the queue, so a room's check-ins never wait behind model jobs.
     private = {"api_visibility": "private", "show_progress": "hidden", "queue": False}
 
+    def presenter_controls(presenter: bool) -> list[Any]:
+        """The presenter's page reports its view and shows the class and poll controls; a visitor's does not."""
+        return [gr.Timer(active=presenter), gr.Row(visible=presenter), gr.Row(visible=presenter)]
+
+    role_outputs = [panel.presenter_timer, panel.class_admin, panel.poll_admin]
+
     panel.login.click(user_errors(handlers.presenter_login), panel.key, [panel.role, panel.key],
                       api_name="presenter_login", concurrency_limit=None).then(
-        lambda: gr.Timer(active=ctx.sessions.is_presenter(current_session_id())), None, panel.presenter_timer,
-        **private)
+        lambda: presenter_controls(ctx.sessions.is_presenter(current_session_id())), None, role_outputs, **private)
     panel.start.click(user_errors(handlers.start_class), panel.title, panel.card, api_name="start_class")
     panel.end.click(user_errors(handlers.end_class), None, panel.card, api_name="end_class")
     panel.join.click(user_errors(handlers.join_class), panel.code, [panel.card, panel.follow], api_name="join_class",

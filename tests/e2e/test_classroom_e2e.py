@@ -46,6 +46,7 @@ def test_an_attendee_follows_the_presenter_then_explores_then_snaps_back(browser
 
     attendee_context, attendee = open_app(browser, f"{url}?class={code}")
     attendee.locator("#pg-class-card").get_by_text("You are in").wait_for(timeout=WAIT)
+    assert not attendee.get_by_role("button", name="Start class").is_visible()  # the presenter's controls only
 
     # the presenter opens Sampling and moves the temperature: the attendee's page follows both
     presenter.get_by_role("tab", name="Sampling").click()
