@@ -29,7 +29,9 @@ class Limits:
     """Caps per request. Text caps are in characters, token caps in tokens of the active model."""
 
     # -- any endpoint ------------------------------------------------------------------------------
-    text_chars: int = 1_000_000  # any one text argument (the RAG paste box is the largest legitimate one)
+    text_chars: int = 1_000_000  # any one text argument (the RAG paste box is the largest legitimate one); also
+    # the text nested in one list/dict argument (chat messages, table rows), counted together
+    nesting_depth: int = 100  # lists/dicts inside each other, in an argument or an export (the app's JSON: < 10)
     # -- generation (max_new_tokens per endpoint) --------------------------------------------------
     sampling_new_tokens: int = 128  # sampling tab: a traced generation keeps every step's distribution
     speculative_new_tokens: int = 512

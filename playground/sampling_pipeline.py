@@ -28,6 +28,9 @@ import torch
 
 NEG_INF = float("-inf")
 
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a 64-bit seed
+
+
 class SamplingSettingsError(ValueError):
     """A sampling setting is out of range; the message says which and the allowed range."""
 
@@ -64,8 +67,10 @@ class SamplingSettings:
             raise SamplingSettingsError(f"min_p must be in [0, 1] (0 = off), got {self.min_p}")
         if self.repetition_penalty <= 0:
             raise SamplingSettingsError(f"repetition_penalty must be > 0 (1 = off), got {self.repetition_penalty}")
-        if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
-            raise SamplingSettingsError(f"seed must be a whole number >= 0, got {self.seed!r}")
+        if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)
+                                      or not 0 <= self.seed <= MAX_SEED):
+            shown = repr(self.seed) if len(repr(self.seed)) <= 40 else repr(self.seed)[:37] + "..."
+            raise SamplingSettingsError(f"seed must be a whole number in 0..{MAX_SEED} (2**63 - 1), got {shown}")
 
     @property
     def is_greedy(self) -> bool:

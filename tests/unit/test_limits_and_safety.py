@@ -131,6 +131,40 @@ def test_arguments_that_fit_the_hints_as_gradio_sends_them_reach_the_handler():
     assert handler("x", ("a", "b"), 3) == "ran"  # a tuple where a list is hinted (JSON has no tuples)
 
 
+@pytest.mark.parametrize("args, message", [
+    (("a\ud800b", [], 1), r"Input 1 \(text\) contains a lone surrogate \(\\+ud800 at character 2\)"),
+    (("x", ["ok", "\udfff"], 1), r"Input 2 \(names\) contains a lone surrogate"),
+    (("x", [], 1, False, [["user", {"deep": "\ud800"}]]), r"Input 5 \(rows\) contains a lone surrogate"),
+    (("x", [], math.nan), r"Input 3 \(k\) must be a finite number; got float nan\."),
+    (("x", [], math.inf), r"Input 3 \(k\) must be a finite number; got float inf\."),
+    (("x", [], 1, False, [["x" * (LIMITS.text_chars // 2 + 1)], ["y" * (LIMITS.text_chars // 2)]]),
+     r"Input 5 \(rows\) has 1,000,001 characters in all"),
+])
+def test_surrogates_non_finite_numbers_and_nested_text_are_refused_by_name(args: tuple[Any, ...], message: str):
+    """Issue 24 #9/#10: a lone surrogate reached tokenizers (UnicodeEncodeError), NaN for an integer input gave
+    "cannot convert float NaN to integer" without naming the input, and text nested in a list (a chat message,
+    a price row's name) was never measured."""
+    from playground.ui.errors import user_errors
+
+    with pytest.raises(Exception, match=message) as raised:
+        user_errors(typed_handler)(*args)
+    assert type(raised.value).__name__ == "Error"
+
+
+def test_nesting_deeper_than_the_server_walks_is_refused():
+    from playground.ui.errors import MAX_NESTING, user_errors
+
+    deep: Any = "x"
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(Exception, match=rf"Input 5 \(rows\) is nested more than {MAX_NESTING} levels deep"):
+        user_errors(typed_handler)("x", [], 1, False, deep)
+    shallow: Any = "x"
+    for _ in range(MAX_NESTING - 1):
+        shallow = [shallow]
+    assert user_errors(lambda rows: "ran")(shallow) == "ran"
+
+
 # -- the model allowlist ------------------------------------------------------------------------
 
 
