@@ -51,6 +51,8 @@ class Limits:
     bpe_merges: int = 2000
     bpe_corpus_chars: int = 200_000
     bpe_text_chars: int = 20_000
+    tokenize_full_chars: int = 100_000  # tokenize_full returns every token of every tokenizer: ~40 bytes of JSON a char
+    name_chars: int = 100  # a name a user gives (a price row's): longer ones are cut where they are shown
     # -- uploads (read as data, never executed or unpickled) ----------------------------------------
     upload_bytes: int = 20 * MIB  # any one uploaded file, enforced by gradio before a handler runs
     rag_file_bytes: int = 5 * MIB
@@ -85,6 +87,7 @@ PUBLIC_LIMITS = replace(
     lora_compare_new_tokens=64,
     quantization_decode_tokens=16,
     samples=20_000,
+    tokenize_full_chars=20_000,
     upload_bytes=5 * MIB,
     rag_file_bytes=2 * MIB,
     rag_total_bytes=5 * MIB,
@@ -115,6 +118,16 @@ def whole_number_in(name: str, value: Any, low: int, high: int) -> int:
     if not low <= value <= high:
         raise LimitExceededError(f"{name} must be a whole number in {low}..{high:,}, got {int(value):,}")
     return int(value)
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """`repr(value)` cut to `limit` characters: what a message may echo of an input (never all of it).
+
+    >>> shown("x" * 100, 10)
+    "'xxxxxx..."
+    """
+    text = repr(value) if not isinstance(value, str) or len(value) <= limit else repr(value[:limit])
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def check_text_length(name: str, text: str, limit: int = LIMITS.text_chars) -> None:

@@ -335,17 +335,18 @@ def test_a_token_in_the_environment_never_reaches_logs_messages_or_status(monkey
 
 def test_queue_settings_name_real_events_and_are_applied(tmp_path):
     from playground.ui import build_app
-    from playground.ui.serving import (APP_WIDE_EVENTS, CHEAP_CONCURRENCY, LONG_JOB_CONCURRENCY, LONG_JOB_GROUP,
-                                       LONG_MODEL_JOBS, configure_queue)
+    from playground.ui.serving import (APP_WIDE_EVENTS, CHEAP_CONCURRENCY, LARGE_ANSWER_EVENTS, LONG_JOB_CONCURRENCY,
+                                       LONG_JOB_GROUP, LONG_MODEL_JOBS, configure_queue)
 
     settings = Settings(cache_dir=tmp_path, preload=False, public=True)
     demo = configure_queue(build_app(settings, ModelManager(settings)), settings)
     by_name = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
-    assert set(LONG_MODEL_JOBS) | set(APP_WIDE_EVENTS) <= set(by_name)  # a renamed event fails here
+    assert set(LONG_MODEL_JOBS) | set(APP_WIDE_EVENTS) | set(LARGE_ANSWER_EVENTS) <= set(by_name)  # a renamed event fails here
     assert {(by_name[name].concurrency_id, by_name[name].concurrency_limit) for name in LONG_MODEL_JOBS} == \
         {(LONG_JOB_GROUP, LONG_JOB_CONCURRENCY)}
     assert {by_name[name].concurrency_limit for name in APP_WIDE_EVENTS} == {1}
     assert by_name["tokenize"].concurrency_limit == "default"
+    assert by_name["tokenize_full"].concurrency_limit == 1  # issue 24 #5: 6-8 at once stalled everything
     assert demo._queue.default_concurrency_limit == CHEAP_CONCURRENCY
     assert demo._queue.max_size == PUBLIC_LIMITS.queue_size
 
