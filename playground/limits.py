@@ -64,6 +64,8 @@ class Limits:
     rag_chunks_gpu: int = 100_000
     lora_upload_lines: int = 5000
     csv_rows: int = 50_000  # calibration: rows of an uploaded predictions CSV
+    csv_columns: int = 200  # calibration: columns of that CSV (read from the header before pandas parses it)
+    csv_classes: int = 100  # calibration: prob_<class> columns (rows x classes matrices: 50,000 x 100 x 8 B = 40 MB)
     self_consistency_samples: int = 16  # calibration: sampled answers per question (each a short generation)
     # -- training ----------------------------------------------------------------------------------
     training_steps: int = 2000  # optimizer steps of one LoRA run (also when set by epochs)
@@ -128,6 +130,21 @@ def shown(value: Any, limit: int = 60) -> str:
     """
     text = repr(value) if not isinstance(value, str) or len(value) <= limit else repr(value[:limit])
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def lone_surrogate_at(text: str) -> int | None:
+    """Index of the first lone surrogate (U+D800..U+DFFF: JSON can carry one, no UTF-8 text can), or None.
+
+    >>> lone_surrogate_at("ab\\ud800"), lone_surrogate_at("naïve")
+    (2, None)
+    """
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return error.start
+    return None
 
 
 def check_text_length(name: str, text: str, limit: int = LIMITS.text_chars) -> None:

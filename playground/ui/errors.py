@@ -14,7 +14,7 @@ from typing import Any, Callable, Literal, TypeVar, Union
 import gradio as gr
 import torch
 
-from playground.limits import LIMITS, LimitExceededError, check_text_length
+from playground.limits import LIMITS, LimitExceededError, check_text_length, lone_surrogate_at
 from playground.runtime import ModelLoadError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -143,17 +143,6 @@ def check_argument_types(function: Callable[..., Any], args: tuple[Any, ...], kw
 
 
 MAX_NESTING = LIMITS.nesting_depth
-
-
-def lone_surrogate_at(text: str) -> int | None:
-    """Index of the first lone surrogate (U+D800..U+DFFF, which JSON can carry but no UTF-8 text can), or None."""
-    if text.isascii():
-        return None
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as error:
-        return error.start
-    return None
 
 
 def check_text_value(label: str, value: Any, limit: int) -> None:
