@@ -38,6 +38,8 @@ class Limits:
     rag_new_tokens: int = 256
     lora_compare_new_tokens: int = 128  # answered twice (base and adapted) per prompt
     quantization_decode_tokens: int = 64  # model tab: tokens decoded per precision for the tok/s column
+    memory_context_tokens: int = 10_000_000  # model tab's memory calculator (a formula: the range, not the cost)
+    memory_batch: int = 4096
     # -- prompt lengths (longer prompts keep their last tokens, with a note) ------------------------
     sampling_prompt_tokens: int = 512
     speculative_prompt_tokens: int = 1024
@@ -52,6 +54,7 @@ class Limits:
     bpe_corpus_chars: int = 200_000
     bpe_text_chars: int = 20_000
     tokenize_full_chars: int = 100_000  # tokenize_full returns every token of every tokenizer: ~40 bytes of JSON a char
+    model_name_chars: int = 1024  # a model / tokenizer name or folder (hub ids are < 100): checked before any path
     name_chars: int = 100  # a name a user gives (a price row's): longer ones are cut where they are shown
     # -- uploads (read as data, never executed or unpickled) ----------------------------------------
     upload_bytes: int = 20 * MIB  # any one uploaded file, enforced by gradio before a handler runs
