@@ -150,6 +150,22 @@ def lone_surrogate_at(text: str) -> int | None:
     return None
 
 
+def check_nesting(name: str, value: Any, limit: int = LIMITS.nesting_depth) -> None:
+    """Refuse lists/dicts nested more than `limit` deep (walked without recursion: the point is that recursive
+    code, ours or a library's, would fail on them with "maximum recursion depth exceeded").
+
+    >>> check_nesting("x", [[1]], 2)
+    """
+    pending = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (list, tuple, dict)):
+            if depth >= limit:
+                raise LimitExceededError(f"{name} is nested more than {limit} levels deep; this server accepts at "
+                                         f"most {limit}.")
+            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+
+
 def check_text_length(name: str, text: str, limit: int = LIMITS.text_chars) -> None:
     if len(text) > limit:
         raise LimitExceededError(f"{name} has {len(text):,} characters; this server accepts at most {limit:,}.")
