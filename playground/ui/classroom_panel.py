@@ -399,7 +399,13 @@ def wire_classroom(demo: gr.Blocks, panel: ClassroomPanel, ctx: AppContext, tabs
                      queue=False)
     panel.answer.submit(user_errors(handlers.answer_poll), panel.answer, panel.poll_note, api_visibility="private")
     panel.reveal.click(user_errors(handlers.reveal_poll), None, poll_outputs, api_name="reveal_poll")
-    gr.api(user_errors(handlers.poll_results), api_name="poll_results", queue=False)
+    def api_poll_results() -> tuple[Any, dict[str, Any], str]:
+        # gr.api sends the return value as it is: the page's hidden-plot update (a gr.Plot) is not JSON, so
+        # before any poll the API answers None for the figure
+        figure, payload, note = handlers.poll_results()
+        return (None if isinstance(figure, gr.components.Component) else figure), payload, note
+
+    gr.api(user_errors(api_poll_results), api_name="poll_results", queue=False)
     panel.export.click(user_errors(handlers.export_poll), None, panel.export_file, api_name="export_poll").success(
         lambda: gr.File(visible=True), None, panel.export_file, **private)
 
