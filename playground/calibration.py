@@ -316,7 +316,7 @@ def predictions_from_scores(scores: QuestionScores, questions: Sequence[Question
     """Model scores -> predictions. normalised: softmax over the 4 letters (multiclass);
     raw: each letter's share of the full vocabulary (confidence = max raw letter probability)."""
     if mode not in CONFIDENCE_MODES:
-        raise CalibrationInputError(f"confidence mode must be one of {CONFIDENCE_MODES}, got {mode!r}")
+        raise CalibrationInputError(f"confidence mode must be one of {CONFIDENCE_MODES}, got {shown(mode)}")
     labels = np.array([q.answer_index for q in questions])
     categories = [q.category for q in questions]
     if mode == "normalised":
@@ -503,9 +503,9 @@ def _bin_index(confidence: np.ndarray, n_bins: int, binning: str) -> tuple[np.nd
 
 def _check_binning(n_bins: int, binning: str) -> None:
     if binning not in BINNINGS:
-        raise CalibrationInputError(f"binning must be one of {BINNINGS}, got {binning!r}")
+        raise CalibrationInputError(f"binning must be one of {BINNINGS}, got {shown(binning)}")
     if not isinstance(n_bins, (int, np.integer)) or not 1 <= n_bins <= 100:
-        raise CalibrationInputError(f"the number of bins must be a whole number in 1..100, got {n_bins!r}")
+        raise CalibrationInputError(f"the number of bins must be a whole number in 1..100, got {shown(n_bins)}")
 
 
 def _bin_sums(confidence: np.ndarray, correct: np.ndarray, n_bins: int, binning: str) -> tuple[np.ndarray, ...]:

@@ -119,7 +119,7 @@ def whole_number_in(name: str, value: Any, low: int, high: int) -> int:
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or value != int(value):
-        raise LimitExceededError(f"{name} must be a whole number in {low}..{high:,}, got {value!r}")
+        raise LimitExceededError(f"{name} must be a whole number in {low}..{high:,}, got {shown(value)}")
     if not low <= value <= high:
         raise LimitExceededError(f"{name} must be a whole number in {low}..{high:,}, got {int(value):,}")
     return int(value)

@@ -159,7 +159,7 @@ def dataset_from_jsonl(text: str, name: str = "upload", seed: int = 0) -> Datase
 def builtin_dataset(name: str) -> Dataset:
     """One of the shipped datasets (assets/lora/<name>/{train,eval}.jsonl, written by make_datasets.py)."""
     if name not in BUILTIN_DATASETS:
-        raise DatasetError(f"Unknown dataset {name!r}; the shipped ones are {sorted(BUILTIN_DATASETS)}.")
+        raise DatasetError(f"Unknown dataset {shown(name)}; the shipped ones are {sorted(BUILTIN_DATASETS)}.")
     splits = {}
     for split in ("train", "eval"):
         examples, rejected, _ = parse_jsonl((ASSETS / name / f"{split}.jsonl").read_text(encoding="utf-8"))

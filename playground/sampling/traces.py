@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from playground.generation import generate_tokens
-from playground.limits import LIMITS, LimitExceededError
+from playground.limits import LIMITS, LimitExceededError, shown
 from playground.sampling.views import entropy_bits, raw_ranks, token_text
 from playground.sampling_pipeline import SamplingSettings, SamplingSettingsError, final_probabilities
 
@@ -196,7 +196,7 @@ def analyse_step(logits: torch.Tensor, token_id: int, text: str, index: int, set
 def _check_trace_length(max_new_tokens: int) -> None:
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= MAX_TRACE_TOKENS:
         raise SamplingSettingsError(f"max_new_tokens must be a whole number in 1..{MAX_TRACE_TOKENS}, "
-                                    f"got {max_new_tokens!r}")
+                                    f"got {shown(max_new_tokens)}")
 
 
 def trace_generation(

@@ -11,7 +11,7 @@ import gradio as gr
 from playground import sampling as smp
 from playground.figures import sampling as figures
 from playground.figures.style import empty_figure
-from playground.limits import whole_number_in
+from playground.limits import shown, whole_number_in
 from playground.ui.common import explanation
 from playground.ui.context import AppContext
 from playground.ui.errors import user_errors
@@ -183,7 +183,7 @@ class SamplingHandlers:
         if not data or not data.get("trace"):
             raise smp.SamplingSettingsError("Generate a trace first, then pick a step and a token to force.")
         if token_id is None or not str(token_id).strip().isdigit():
-            raise smp.SamplingSettingsError(f"Pick the token to force at this step (a token id), got {token_id!r}.")
+            raise smp.SamplingSettingsError(f"Pick the token to force at this step (a token id), got {shown(token_id)}.")
         loaded = self.ctx.model()
         trace = self.client_trace(data["trace"], loaded)  # the client sends it back: every field is checked
         greedy = self.client_trace(data["greedy"], loaded, "greedy") if data.get("greedy") else None

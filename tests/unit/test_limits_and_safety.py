@@ -355,3 +355,18 @@ def test_limits_module_documents_itself():
     import doctest
 
     assert doctest.testmod(limits).failed == 0
+
+
+def test_messages_about_a_bad_value_show_only_a_short_piece_of_it():
+    """Issue 24, sibling of #10: messages echoed what was sent, whole (a text input may hold 1,000,000 characters)."""
+    from playground.attention.masks import build_mask
+    from playground.drafts import parse_layers
+    from playground.runtime.precision import resolve_precision
+
+    long = "x" * 100_000
+    attempts = [lambda: whole_number_in("k", long, 1, 5), lambda: resolve_precision(long, "cpu"),
+                lambda: build_mask(long, 4), lambda: parse_layers(long, 30), lambda: parse_layers("1-" + long, 30)]
+    for attempt in attempts:
+        with pytest.raises((ValueError, ModelLoadError)) as raised:
+            attempt()
+        assert len(str(raised.value)) < 400, str(raised.value)[:120]
