@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from playground.generation import encode_prompt, generate_text
-from playground.limits import LIMITS
+from playground.limits import LIMITS, shown
 from playground.sampling_pipeline import SamplingSettings
 
 LETTERS = "ABCD"
@@ -316,7 +316,7 @@ def predictions_from_scores(scores: QuestionScores, questions: Sequence[Question
     """Model scores -> predictions. normalised: softmax over the 4 letters (multiclass);
     raw: each letter's share of the full vocabulary (confidence = max raw letter probability)."""
     if mode not in CONFIDENCE_MODES:
-        raise CalibrationInputError(f"confidence mode must be one of {CONFIDENCE_MODES}, got {mode!r}")
+        raise CalibrationInputError(f"confidence mode must be one of {CONFIDENCE_MODES}, got {shown(mode)}")
     labels = np.array([q.answer_index for q in questions])
     categories = [q.category for q in questions]
     if mode == "normalised":
@@ -355,6 +355,11 @@ class UploadedPredictions:
     notes: tuple[str, ...]
 
 
+def _cut(name: str, limit: int = 60) -> str:
+    """A column name as a message shows it: a header cell may be megabytes long."""
+    return name if len(name) <= limit else name[:limit - 3] + "..."
+
+
 def _numeric_column(frame: Any, column: str, low: float = 0.0, high: float = 1.0) -> np.ndarray:
     """A column as float64, with the first empty / non-numeric / out-of-range row named in the error."""
     import pandas as pd
@@ -362,10 +367,11 @@ def _numeric_column(frame: Any, column: str, low: float = 0.0, high: float = 1.0
     values = pd.to_numeric(frame[column].str.strip(), errors="coerce").to_numpy(dtype=np.float64)
     for row, (text, value) in enumerate(zip(frame[column], values), start=1):
         if math.isnan(value):
-            shown = repr(text.strip()) if text.strip() else "empty"
-            raise CalibrationInputError(f"Row {row}: column '{column}' is {shown}, not a number in [{low:g}, {high:g}].")
+            what = shown(text.strip()) if text.strip() else "empty"
+            raise CalibrationInputError(f"Row {row}: column '{_cut(column)}' is {what}, not a number in "
+                                        f"[{low:g}, {high:g}].")
         if not low <= value <= high:
-            raise CalibrationInputError(f"Row {row}: {column} = {value:g} is outside [{low:g}, {high:g}].")
+            raise CalibrationInputError(f"Row {row}: {_cut(column)} = {value:g} is outside [{low:g}, {high:g}].")
     return values
 
 
@@ -374,7 +380,7 @@ def _boolean_column(frame: Any, column: str) -> np.ndarray:
     for row, text in enumerate(frame[column], start=1):
         key = text.strip().lower()
         if key not in _TRUE | _FALSE:
-            raise CalibrationInputError(f"Row {row}: {column} = {text!r}; use 1/0, true/false or yes/no.")
+            raise CalibrationInputError(f"Row {row}: {column} = {shown(text)}; use 1/0, true/false or yes/no.")
         values.append(key in _TRUE)
     return np.array(values, dtype=bool)
 
@@ -388,9 +394,24 @@ def _labels_column(frame: Any, classes: list[str]) -> np.ndarray:
         elif name.isdigit() and int(name) < len(classes):
             labels.append(int(name))
         else:
-            raise CalibrationInputError(f"Row {row}: label {name!r} is not one of the classes {classes} "
-                                        f"(or an index 0-{len(classes) - 1}).")
+            raise CalibrationInputError(f"Row {row}: label {shown(name)} is not one of the classes "
+                                        f"{shown(classes, 200)} (or an index 0-{len(classes) - 1}).")
     return np.array(labels, dtype=np.int64)
+
+
+def _check_header(path: str | Path) -> None:
+    """Refuse a CSV with more than `csv_columns` columns from its first line, before pandas parses it all."""
+    import csv
+
+    try:
+        with open(path, encoding="utf-8", errors="replace", newline="") as file:
+            header = file.readline(4 * 2**20)  # a header line longer than 4 MiB has far too many columns anyway
+    except OSError as error:
+        raise CalibrationInputError(f"Cannot read the CSV: {shown(str(error), 200)}") from None
+    columns = len(next(csv.reader([header]), []))
+    if columns > LIMITS.csv_columns:
+        raise CalibrationInputError(f"The CSV has {columns:,} columns; at most {LIMITS.csv_columns:,} are accepted. "
+                                    + CSV_HELP)
 
 
 def predictions_from_csv(path: str | Path, max_rows: int = MAX_CSV_ROWS) -> UploadedPredictions:
@@ -398,12 +419,17 @@ def predictions_from_csv(path: str | Path, max_rows: int = MAX_CSV_ROWS) -> Uplo
     the row and column; files longer than max_rows are cut with a note."""
     import pandas as pd
 
+    _check_header(path)
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except pd.errors.EmptyDataError as error:
         raise CalibrationInputError("The CSV file is empty. " + CSV_HELP) from error
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as error:
-        raise CalibrationInputError(f"Cannot read the CSV: {error}") from error
+    except UnicodeDecodeError as error:
+        raise CalibrationInputError(f"The CSV is not UTF-8 text (byte {error.object[error.start]:#04x} at byte "
+                                    f"{error.start:,} does not decode): save it as UTF-8 (\"CSV UTF-8\") and upload "
+                                    "it again.") from None
+    except (pd.errors.ParserError, OSError) as error:
+        raise CalibrationInputError(f"Cannot read the CSV: {shown(str(error), 200)}") from None
     frame.columns = [str(c).strip().lower() for c in frame.columns]
     notes = []
     if len(frame) == 0:
@@ -412,6 +438,9 @@ def predictions_from_csv(path: str | Path, max_rows: int = MAX_CSV_ROWS) -> Uplo
         notes.append(f"The file has {len(frame)} rows; only the first {max_rows} are used.")
         frame = frame.iloc[:max_rows]
     prob_columns = [c for c in frame.columns if c.startswith("prob_")]
+    if len(prob_columns) > LIMITS.csv_classes:
+        raise CalibrationInputError(f"The CSV has {len(prob_columns):,} prob_ columns; at most {LIMITS.csv_classes} "
+                                    "classes are accepted.")
     categories = tuple(frame["category"].str.strip()) if "category" in frame.columns else None
     if {"confidence", "correct"} <= set(frame.columns):
         predictions = predictions_from_confidence(_numeric_column(frame, "confidence"),
@@ -425,7 +454,7 @@ def predictions_from_csv(path: str | Path, max_rows: int = MAX_CSV_ROWS) -> Uplo
         labels = _labels_column(frame, [c.removeprefix("prob_") for c in prob_columns])
         predictions = predictions_from_probabilities(probs / sums[:, None], labels, categories)
     else:
-        raise CalibrationInputError(f"The CSV has columns {list(frame.columns)}. " + CSV_HELP)
+        raise CalibrationInputError(f"The CSV has columns {shown(list(frame.columns), 200)}. " + CSV_HELP)
     if "split" in frame.columns:
         split = frame["split"].str.strip().str.lower()
         if not split.isin(["calibration", "test"]).all():
@@ -474,9 +503,9 @@ def _bin_index(confidence: np.ndarray, n_bins: int, binning: str) -> tuple[np.nd
 
 def _check_binning(n_bins: int, binning: str) -> None:
     if binning not in BINNINGS:
-        raise CalibrationInputError(f"binning must be one of {BINNINGS}, got {binning!r}")
+        raise CalibrationInputError(f"binning must be one of {BINNINGS}, got {shown(binning)}")
     if not isinstance(n_bins, (int, np.integer)) or not 1 <= n_bins <= 100:
-        raise CalibrationInputError(f"the number of bins must be a whole number in 1..100, got {n_bins!r}")
+        raise CalibrationInputError(f"the number of bins must be a whole number in 1..100, got {shown(n_bins)}")
 
 
 def _bin_sums(confidence: np.ndarray, correct: np.ndarray, n_bins: int, binning: str) -> tuple[np.ndarray, ...]:

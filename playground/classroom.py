@@ -23,6 +23,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from playground.limits import shown
+
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud from a projector
 CODE_LENGTH = 6
 ANSWER_MAX_CHARS = 64
@@ -180,7 +182,7 @@ class Classroom:
 
     def open_poll(self, kind: str, question: str, prompt: str = "", truth: dict[str, Any] | None = None) -> Poll:
         if kind not in POLL_KINDS:
-            raise ClassError(f"Unknown poll {kind!r}: one of {', '.join(POLL_KINDS)}.")
+            raise ClassError(f"Unknown poll {shown(kind)}: one of {', '.join(POLL_KINDS)}.")
         with self._lock:
             if self.poll is not None:
                 self.poll.open = False

@@ -30,6 +30,7 @@ from typing import Any, Iterator, Protocol, Sequence
 
 import torch
 
+from playground.limits import shown
 from playground.runtime import LoadedModel
 from playground.runtime.variants import QUANTIZED_SELF_DRAFTS
 from playground.sampling_pipeline import SamplingSettings, final_probabilities, sample_from
@@ -269,10 +270,10 @@ def parse_layers(text: str, num_layers: int) -> tuple[int, ...]:
     for item in filter(None, (part.strip() for part in text.split(","))):
         match = _LAYER_ITEM.match(item)
         if match is None:
-            raise SpeculativeError(f"Could not read {item!r} as a layer or a range: write e.g. '20-27, 29'")
+            raise SpeculativeError(f"Could not read {shown(item)} as a layer or a range: write e.g. '20-27, 29'")
         first, last = int(match.group(1)), int(match.group(2) or match.group(1))
         if first > last:
-            raise SpeculativeError(f"The range {item!r} runs backwards: write the smaller layer first")
+            raise SpeculativeError(f"The range {shown(item)} runs backwards: write the smaller layer first")
         layers.update(range(first, last + 1))
     if not layers:
         raise SpeculativeError("Name at least one layer to skip, e.g. '24-29'")
@@ -309,4 +310,4 @@ def build_draft(kind: str, target: LoadedModel, skip_layers: str = DEFAULT_SKIP,
         return ModelDraft(target.model, target.lock, f"target skipping layers {skip_layers.strip()}", layers)
     if kind == "ngram":
         return PromptLookupDraft(int(target.model.config.vocab_size))
-    raise SpeculativeError(f"Unknown draft {kind!r}; pick one of {', '.join(DRAFT_KINDS)}")
+    raise SpeculativeError(f"Unknown draft {shown(kind)}; pick one of {', '.join(DRAFT_KINDS)}")

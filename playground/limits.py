@@ -29,13 +29,17 @@ class Limits:
     """Caps per request. Text caps are in characters, token caps in tokens of the active model."""
 
     # -- any endpoint ------------------------------------------------------------------------------
-    text_chars: int = 1_000_000  # any one text argument (the RAG paste box is the largest legitimate one)
+    text_chars: int = 1_000_000  # any one text argument (the RAG paste box is the largest legitimate one); also
+    # the text nested in one list/dict argument (chat messages, table rows), counted together
+    nesting_depth: int = 100  # lists/dicts inside each other, in an argument or an export (the app's JSON: < 10)
     # -- generation (max_new_tokens per endpoint) --------------------------------------------------
     sampling_new_tokens: int = 128  # sampling tab: a traced generation keeps every step's distribution
     speculative_new_tokens: int = 512
     rag_new_tokens: int = 256
     lora_compare_new_tokens: int = 128  # answered twice (base and adapted) per prompt
     quantization_decode_tokens: int = 64  # model tab: tokens decoded per precision for the tok/s column
+    memory_context_tokens: int = 10_000_000  # model tab's memory calculator (a formula: the range, not the cost)
+    memory_batch: int = 4096
     # -- prompt lengths (longer prompts keep their last tokens, with a note) ------------------------
     sampling_prompt_tokens: int = 512
     speculative_prompt_tokens: int = 1024
@@ -49,6 +53,9 @@ class Limits:
     bpe_merges: int = 2000
     bpe_corpus_chars: int = 200_000
     bpe_text_chars: int = 20_000
+    tokenize_full_chars: int = 100_000  # tokenize_full returns every token of every tokenizer: ~40 bytes of JSON a char
+    model_name_chars: int = 1024  # a model / tokenizer name or folder (hub ids are < 100): checked before any path
+    name_chars: int = 100  # a name a user gives (a price row's): longer ones are cut where they are shown
     # -- uploads (read as data, never executed or unpickled) ----------------------------------------
     upload_bytes: int = 20 * MIB  # any one uploaded file, enforced by gradio before a handler runs
     rag_file_bytes: int = 5 * MIB
@@ -65,6 +72,8 @@ class Limits:
     rag_chunks_gpu: int = 100_000
     lora_upload_lines: int = 5000
     csv_rows: int = 50_000  # calibration: rows of an uploaded predictions CSV
+    csv_columns: int = 200  # calibration: columns of that CSV (read from the header before pandas parses it)
+    csv_classes: int = 100  # calibration: prob_<class> columns (rows x classes matrices: 50,000 x 100 x 8 B = 40 MB)
     self_consistency_samples: int = 16  # calibration: sampled answers per question (each a short generation)
     # -- training ----------------------------------------------------------------------------------
     training_steps: int = 2000  # optimizer steps of one LoRA run (also when set by epochs)
@@ -88,6 +97,7 @@ PUBLIC_LIMITS = replace(
     lora_compare_new_tokens=64,
     quantization_decode_tokens=16,
     samples=20_000,
+    tokenize_full_chars=20_000,
     upload_bytes=5 * MIB,
     rag_file_bytes=2 * MIB,
     rag_total_bytes=5 * MIB,
@@ -116,10 +126,51 @@ def whole_number_in(name: str, value: Any, low: int, high: int) -> int:
     """
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or value != int(value):
-        raise LimitExceededError(f"{name} must be a whole number in {low}..{high:,}, got {value!r}")
+        raise LimitExceededError(f"{name} must be a whole number in {low}..{high:,}, got {shown(value)}")
     if not low <= value <= high:
         raise LimitExceededError(f"{name} must be a whole number in {low}..{high:,}, got {int(value):,}")
     return int(value)
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """`repr(value)` cut to `limit` characters: what a message may echo of an input (never all of it).
+
+    >>> shown("x" * 100, 10)
+    "'xxxxxx..."
+    """
+    text = repr(value) if not isinstance(value, str) or len(value) <= limit else repr(value[:limit])
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def lone_surrogate_at(text: str) -> int | None:
+    """Index of the first lone surrogate (U+D800..U+DFFF: JSON can carry one, no UTF-8 text can), or None.
+
+    >>> lone_surrogate_at("ab\\ud800"), lone_surrogate_at("naïve")
+    (2, None)
+    """
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return error.start
+    return None
+
+
+def check_nesting(name: str, value: Any, limit: int = LIMITS.nesting_depth) -> None:
+    """Refuse lists/dicts nested more than `limit` deep (walked without recursion: the point is that recursive
+    code, ours or a library's, would fail on them with "maximum recursion depth exceeded").
+
+    >>> check_nesting("x", [[1]], 2)
+    """
+    pending = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (list, tuple, dict)):
+            if depth >= limit:
+                raise LimitExceededError(f"{name} is nested more than {limit} levels deep; this server accepts at "
+                                         f"most {limit}.")
+            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
 
 
 def check_text_length(name: str, text: str, limit: int = LIMITS.text_chars) -> None:

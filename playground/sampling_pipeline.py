@@ -26,7 +26,12 @@ from dataclasses import dataclass
 
 import torch
 
+from playground.limits import shown
+
 NEG_INF = float("-inf")
+
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a 64-bit seed
+
 
 class SamplingSettingsError(ValueError):
     """A sampling setting is out of range; the message says which and the allowed range."""
@@ -50,22 +55,23 @@ class SamplingSettings:
     def __post_init__(self) -> None:
         def finite(name: str, value: float) -> None:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-                raise SamplingSettingsError(f"{name} must be a finite number, got {value!r}")
+                raise SamplingSettingsError(f"{name} must be a finite number, got {shown(value)}")
 
         for name in ("temperature", "top_p", "min_p", "repetition_penalty"):
             finite(name, getattr(self, name))
         if self.temperature < 0:
             raise SamplingSettingsError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
         if not isinstance(self.top_k, int) or isinstance(self.top_k, bool) or self.top_k < 0:
-            raise SamplingSettingsError(f"top_k must be a whole number >= 0 (0 = off), got {self.top_k!r}")
+            raise SamplingSettingsError(f"top_k must be a whole number >= 0 (0 = off), got {shown(self.top_k)}")
         if not 0 < self.top_p <= 1:
             raise SamplingSettingsError(f"top_p must be in (0, 1] (1 = off), got {self.top_p}")
         if not 0 <= self.min_p <= 1:
             raise SamplingSettingsError(f"min_p must be in [0, 1] (0 = off), got {self.min_p}")
         if self.repetition_penalty <= 0:
             raise SamplingSettingsError(f"repetition_penalty must be > 0 (1 = off), got {self.repetition_penalty}")
-        if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
-            raise SamplingSettingsError(f"seed must be a whole number >= 0, got {self.seed!r}")
+        if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)
+                                      or not 0 <= self.seed <= MAX_SEED):
+            raise SamplingSettingsError(f"seed must be a whole number in 0..{MAX_SEED} (2**63 - 1), got {shown(self.seed, 40)}")
 
     @property
     def is_greedy(self) -> bool:

@@ -32,7 +32,7 @@ import torch
 from playground.drafts import CachedModel, Draft, Proposal, SpeculativeError, draw_token, penalty_history
 from playground.generation import GeneratedToken, encode_prompt, generate_tokens
 from playground.sampling_pipeline import SamplingSettings, final_probabilities
-from playground.limits import LIMITS
+from playground.limits import LIMITS, shown
 
 MAX_K = LIMITS.speculative_k
 MAX_NEW_TOKENS = LIMITS.speculative_new_tokens
@@ -111,9 +111,9 @@ class SpeculativeRun:
 
 def check_request(k: int, max_new_tokens: int) -> None:
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
-        raise SpeculativeError(f"k (draft tokens per step) must be a whole number in 1..{MAX_K}, got {k!r}")
+        raise SpeculativeError(f"k (draft tokens per step) must be a whole number in 1..{MAX_K}, got {shown(k)}")
     if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
-        raise SpeculativeError(f"max_new_tokens must be a whole number in 1..{MAX_NEW_TOKENS}, got {max_new_tokens!r}")
+        raise SpeculativeError(f"max_new_tokens must be a whole number in 1..{MAX_NEW_TOKENS}, got {shown(max_new_tokens)}")
 
 
 def prepare_prompt(tokenizer: Any, prompt: str, chat: bool = True) -> tuple[list[int], tuple[str, ...]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from playground.limits import shown
 from playground.attention.errors import AttentionInputError
 from playground.attention.shape import AttentionShape
 from playground.quantization import kv_cache_bytes
@@ -55,7 +56,7 @@ def kv_cache_estimate(shape: AttentionShape, context_length: int, dtype: str, ba
     """Cache size at `context_length` for MHA (KV heads = query heads), GQA as this model has it, and MQA
     (1 KV head). A model that is itself MHA or MQA is marked as such instead of GQA."""
     if dtype not in KV_DTYPE_BYTES:
-        raise AttentionInputError(f"Cache dtype must be one of {', '.join(KV_DTYPE_BYTES)}, got {dtype!r}.")
+        raise AttentionInputError(f"Cache dtype must be one of {', '.join(KV_DTYPE_BYTES)}, got {shown(dtype)}.")
     context_length, batch_size = int(context_length), int(batch_size)
     if context_length < 1 or batch_size < 1:
         raise AttentionInputError("Context length and batch size must be at least 1.")

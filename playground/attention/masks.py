@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from playground.limits import shown
 from playground.attention.errors import MAX_ANALYSED_TOKENS, AttentionInputError
 from playground.attention.labels import word_pieces
 
@@ -62,7 +63,7 @@ def build_mask(pattern: str, length: int, *, window: int = 4, prefix_length: int
             raise AttentionInputError("The padding mask needs a real/pad flag per position.")
         real = torch.as_tensor(list(real_tokens), dtype=torch.bool)
         return causal & real.unsqueeze(1) & real.unsqueeze(0)
-    raise AttentionInputError(f"Unknown mask pattern {pattern!r}; choose one of: {', '.join(MASK_PATTERNS)}.")
+    raise AttentionInputError(f"Unknown mask pattern {shown(pattern)}; choose one of: {', '.join(MASK_PATTERNS)}.")
 
 
 def allowed_pairs_formula(pattern: str, lengths: Sequence[int], *, window: int = 4, prefix_length: int = 4,
@@ -99,7 +100,7 @@ def allowed_pairs_formula(pattern: str, lengths: Sequence[int], *, window: int =
         return count, f"Σ lᵢ(lᵢ+1)/2 over {len(lengths)} documents = {terms} = {count}"
     if pattern in ("padding_left", "padding_right"):
         return triangle(n), f"L(L+1)/2 = {n}·{n + 1}/2 = {triangle(n)} (L = real tokens)"
-    raise AttentionInputError(f"Unknown mask pattern {pattern!r}; choose one of: {', '.join(MASK_PATTERNS)}.")
+    raise AttentionInputError(f"Unknown mask pattern {shown(pattern)}; choose one of: {', '.join(MASK_PATTERNS)}.")
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ def explore_mask(text: str, pattern: str, *, tokenize: Callable[[str], list[str]
                  prefix_length: int = 4, chunk_size: int = 4, max_tokens: int = MAX_ANALYSED_TOKENS) -> MaskView:
     """The mask of `pattern` labelled with the tokens of `text` (lines = documents / the two prompts)."""
     if pattern not in MASK_PATTERNS:
-        raise AttentionInputError(f"Unknown mask pattern {pattern!r}; choose one of: {', '.join(MASK_PATTERNS)}.")
+        raise AttentionInputError(f"Unknown mask pattern {shown(pattern)}; choose one of: {', '.join(MASK_PATTERNS)}.")
     for name, value in (("window W", window), ("prefix length P", prefix_length), ("chunk size C", chunk_size)):
         if int(value) < 1:
             raise AttentionInputError(f"The {name} must be at least 1, got {value}.")

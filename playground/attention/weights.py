@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import torch
 
+from playground.limits import shown
 from playground.attention.errors import MAX_ANALYSED_TOKENS, AttentionInputError
 from playground.attention.labels import is_punctuation, token_labels
 from playground.attention.shape import AttentionShape
@@ -135,7 +136,7 @@ def parse_layer(layer: int | float | str, shape: AttentionShape) -> int:
     try:
         index = int(float(layer))
     except (TypeError, ValueError):
-        raise AttentionInputError(f"Layer must be a number 0..{shape.num_layers - 1}, got {layer!r}.") from None
+        raise AttentionInputError(f"Layer must be a number 0..{shape.num_layers - 1}, got {shown(layer)}.") from None
     if not 0 <= index < shape.num_layers:
         raise AttentionInputError(f"Layer {index} is out of range: this model has {shape.num_layers} layers "
                                   f"(0..{shape.num_layers - 1}).")
@@ -149,7 +150,7 @@ def parse_head(head: int | float | str | None, shape: AttentionShape) -> int | N
     try:
         index = int(float(str(head).lower().replace("head", "").strip()))
     except ValueError:
-        raise AttentionInputError(f"Head must be 'mean' or a number 0..{shape.num_heads - 1}, got {head!r}.") from None
+        raise AttentionInputError(f"Head must be 'mean' or a number 0..{shape.num_heads - 1}, got {shown(head)}.") from None
     if not 0 <= index < shape.num_heads:
         raise AttentionInputError(f"Head {index} is out of range: this model has {shape.num_heads} query heads "
                                   f"(0..{shape.num_heads - 1}).")
@@ -290,7 +291,7 @@ def attention_grid(run: AttentionRun, layer: int, head: int | None, mode: str) -
     elif mode == "layers":
         views = tuple(attention_view(run, index, head) for index in range(run.shape.num_layers))
     else:
-        raise AttentionInputError(f"Grid mode must be one of {', '.join(GRID_MODES)}, got {mode!r}.")
+        raise AttentionInputError(f"Grid mode must be one of {', '.join(GRID_MODES)}, got {shown(mode)}.")
     pooled = [downsample_max(view.weights) for view in views]
     return AttentionGrid(mode, views, tuple(p[0] for p in pooled), pooled[0][1],
                          tuple(head_pattern(view) for view in views), run.shape.kv_groups())

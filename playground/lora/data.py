@@ -17,6 +17,7 @@ import torch
 
 from playground.generation import encode_prompt
 from playground.limits import LIMITS as SERVER_LIMITS
+from playground.limits import lone_surrogate_at, shown
 from playground.lora.errors import DatasetError
 
 IGNORE_INDEX = -100  # label of a token the loss skips (the prompt, padding): transformers' convention
@@ -94,7 +95,7 @@ def example_from_record(record: Any, line: int = 0) -> ChatExample:
         for message in messages:
             if not isinstance(message, dict) or message.get("role") not in ROLES \
                     or not isinstance(message.get("content"), str):
-                raise ValueError(f"each message needs a role in {ROLES} and a string content, got {message!r}")
+                raise ValueError(f"each message needs a role in {ROLES} and a string content, got {shown(message)}")
         if messages[-1]["role"] != "assistant" or messages[-2]["role"] != "user":
             raise ValueError("the last message must be the assistant's answer to a user message")
         if not messages[-1]["content"].strip():
@@ -125,9 +126,17 @@ def parse_jsonl(text: str) -> tuple[list[ChatExample], list[RejectedLine], list[
         if not raw.strip():
             continue
         try:
-            accepted.append(example_from_record(json.loads(raw), number))
+            example = example_from_record(json.loads(raw), number)
+            surrogate = next((message["content"][at] for message in example.messages
+                              if (at := lone_surrogate_at(message["content"])) is not None), None)
+            if surrogate is not None:
+                raise ValueError(f"a text contains a lone surrogate (U+{ord(surrogate):04X}), which is not valid "
+                                 "Unicode text; remove it")
+            accepted.append(example)
         except json.JSONDecodeError as error:
             rejected.append(RejectedLine(number, f"not valid JSON ({error.msg} at column {error.colno})"))
+        except RecursionError:
+            rejected.append(RejectedLine(number, "nested too deeply to read (JSON arrays/objects inside each other)"))
         except ValueError as error:
             rejected.append(RejectedLine(number, str(error)))
     return accepted, rejected, notes
@@ -150,7 +159,7 @@ def dataset_from_jsonl(text: str, name: str = "upload", seed: int = 0) -> Datase
 def builtin_dataset(name: str) -> Dataset:
     """One of the shipped datasets (assets/lora/<name>/{train,eval}.jsonl, written by make_datasets.py)."""
     if name not in BUILTIN_DATASETS:
-        raise DatasetError(f"Unknown dataset {name!r}; the shipped ones are {sorted(BUILTIN_DATASETS)}.")
+        raise DatasetError(f"Unknown dataset {shown(name)}; the shipped ones are {sorted(BUILTIN_DATASETS)}.")
     splits = {}
     for split in ("train", "eval"):
         examples, rejected, _ = parse_jsonl((ASSETS / name / f"{split}.jsonl").read_text(encoding="utf-8"))

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from playground.limits import LIMITS as SERVER_LIMITS
+from playground.limits import shown
 from playground.lora.errors import LoraSettingsError
 
 SCHEDULES = ("constant", "cosine")
@@ -36,7 +37,7 @@ def check_limit(name: str, value: Any) -> float:
     LoraSettingsError that gives the range."""
     low, high = LIMITS[name]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise LoraSettingsError(f"{name} must be a number between {low:g} and {high:g}, got {value!r}")
+        raise LoraSettingsError(f"{name} must be a number between {low:g} and {high:g}, got {shown(value)}")
     if name in INTEGER_FIELDS and value != int(value):
         raise LoraSettingsError(f"{name} must be a whole number, got {value}")
     if not low <= value <= high:
@@ -70,7 +71,7 @@ class LoraSettings:
         for name in LIMITS:
             object.__setattr__(self, name, check_limit(name, getattr(self, name)))
         if self.schedule not in SCHEDULES:
-            raise LoraSettingsError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+            raise LoraSettingsError(f"schedule must be one of {SCHEDULES}, got {shown(self.schedule)}")
         if not self.target_modules:
             raise LoraSettingsError("Pick at least one target module (e.g. q_proj and v_proj).")
         object.__setattr__(self, "target_modules", tuple(self.target_modules))

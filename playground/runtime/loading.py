@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from playground.limits import shown
 from playground.runtime import embedded
 from playground.runtime.cache import atomic_folder
 from playground.runtime.errors import DeviceUnavailableError, ModelLoadError
@@ -57,7 +58,7 @@ def resolve_device(requested: str) -> str:
             "Fix: choose device 'cpu' (or 'auto'), or install a CUDA build of torch on a GPU machine."
         )
     if requested not in ("cpu", "cuda"):
-        raise DeviceUnavailableError(f"Unknown device {requested!r}; use auto, cpu or cuda.")
+        raise DeviceUnavailableError(f"Unknown device {shown(requested)}; use auto, cpu or cuda.")
     return requested
 
 

@@ -173,6 +173,10 @@ class ModelManager:
                 self._models.move_to_end(key)
                 if activate:
                     self._active = key
+                    if self._state.phase != "loading":  # a running load keeps reporting its own progress
+                        # the header shows this model now: a previous failure or an adopted model's name goes
+                        self._state = LoadState("ready", key.model, 1.0, f"Using {loaded.spec.label} (in memory)",
+                                                loaded.load_seconds)
             return loaded
 
     def _load_locked(self, key: LoadKey, requested: str, progress: ProgressFn | None,

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from playground.limits import shown
 from playground.config import PRECISION_CHOICES
 from playground.runtime.errors import ModelLoadError
 from playground.runtime.int4 import int4_available, quantize_int4_weights
@@ -142,7 +143,7 @@ def resolve_precision(requested: str, device: str) -> Precision:
                    "not for speed.") if device == "cpu" else ""
         return Precision(requested, torch.bfloat16 if device == "cuda" else torch.float32, label,
                          f"{requested} as requested (bitsandbytes)", warning, method=f"bnb-{requested}")
-    raise ModelLoadError(f"Unknown precision {requested!r}; use auto, none, bf16, fp16, int8, int4 or nf4.")
+    raise ModelLoadError(f"Unknown precision {shown(requested)}; use auto, none, bf16, fp16, int8, int4 or nf4.")
 
 
 def precision_options(device: str) -> list[tuple[str, Precision | None, str]]:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from playground.limits import LIMITS, shown
+
 if TYPE_CHECKING:
     from playground.config import Settings
 
@@ -129,10 +131,19 @@ def allowed_model_names(settings: Settings) -> frozenset[str] | None:
     return frozenset(canonical_name(name) for name in (*names, settings.model))
 
 
+def check_model_name(name: str) -> None:
+    """Refuse a name longer than `model_name_chars` before it touches the file system (the OS would fail on
+    it with "File name too long", and a long name is never a hub id)."""
+    if len(name or "") > LIMITS.model_name_chars:
+        raise UnknownModelError(f"The model name has {len(name):,} characters; this server accepts at most "
+                                f"{LIMITS.model_name_chars:,} (a hub id like 'owner/name', a preset or a folder).")
+
+
 def check_model_allowed(name: str, allowed: frozenset[str] | None) -> None:
+    check_model_name(name)
     if allowed is not None and canonical_name(name) not in allowed:
         raise ModelNotAllowedError(f"This server only loads these models: {', '.join(sorted(allowed))}. "
-                                   f"'{name}' is not on its allowlist (set by its operator with "
+                                   f"{shown(name.strip(), 100)} is not on its allowlist (set by its operator with "
                                    "PLAYGROUND_MODEL_ALLOWLIST / PLAYGROUND_PUBLIC).")
 
 
@@ -144,6 +155,7 @@ def resolve_model(name: str, kind: Kind = "causal-lm") -> ModelSpec:
     >>> resolve_model("Qwen/Qwen2.5-0.5B-Instruct").source
     'hub'
     """
+    check_model_name(name)
     text = (name or "").strip()
     if not text:
         raise UnknownModelError("No model given. Pick a preset from the list, a hub id like 'owner/name', or a local folder.")
@@ -157,7 +169,12 @@ def resolve_model(name: str, kind: Kind = "causal-lm") -> ModelSpec:
         if spec.hub_id == text and spec.kind == kind:
             return spec
     path = Path(text).expanduser()
-    if path.is_dir():
+    try:
+        is_folder = path.is_dir()
+    except OSError as error:  # e.g. a part of it longer than the file system allows
+        raise UnknownModelError(f"{shown(text, 100)} cannot be a folder here ({error.strerror or 'unreadable'}): use "
+                                "a preset, a hub id like 'owner/name', or a folder's path.") from None
+    if is_folder:
         if not (path / "config.json").is_file():
             raise UnknownModelError(f"Folder '{path}' has no config.json: it is not a transformers model folder.")
         return ModelSpec(key=str(path.resolve()), label=f"{path.name} (local folder)", kind=kind, source="local",
@@ -166,6 +183,6 @@ def resolve_model(name: str, kind: Kind = "causal-lm") -> ModelSpec:
         return ModelSpec(key=text, label=f"{text} (hub, needs internet)", kind=kind, source="hub", hub_id=text)
     presets = ", ".join(s.key for s in PRESETS.values() if s.kind == kind)
     raise UnknownModelError(
-        f"Unknown model '{text}'. Use a preset ({presets}), a Hugging Face hub id like 'owner/name', "
+        f"Unknown model {shown(text, 100)}. Use a preset ({presets}), a Hugging Face hub id like 'owner/name', "
         "or the path of a local folder that holds config.json."
     )

@@ -29,6 +29,7 @@ from playground.runtime.registry import (
     UnknownModelError,
     allowed_model_names,
     check_model_allowed,
+    check_model_name,
     resolve_model,
 )
 
@@ -79,6 +80,10 @@ def load_tokenizer(name: str, settings: Settings) -> Any:
 
     Raises TokenizerUnavailableError with a message that names the fix.
     """
+    try:
+        check_model_name(name)  # before any path is built from it
+    except UnknownModelError as error:
+        raise TokenizerUnavailableError(str(error)) from None
     text = (name or "").strip()
     if not text:
         raise TokenizerUnavailableError("No tokenizer name given: use minilm, gemma, a hub id 'owner/name' "
@@ -124,7 +129,11 @@ def _load_uncached(name: str, settings: Settings) -> Any:
     if name == GEMMA:
         return _embedded_gguf_tokenizer(PRESETS[_BUILTIN_SPECS[GEMMA]], settings)
     folder = Path(name).expanduser()
-    if folder.is_dir():
+    try:
+        is_folder = folder.is_dir()
+    except OSError:  # a part of the name longer than the file system allows: not a folder
+        is_folder = False
+    if is_folder:
         return _from_pretrained(str(folder), settings, what=f"the folder '{folder}'")
     try:
         spec = resolve_model(name)

@@ -30,9 +30,11 @@ from playground.sampling.traces import (
     MAX_TRACE_TOKENS,
     Alternative,
     GenerationTrace,
+    TraceFieldError,
     TraceStep,
     analyse_step,
     branch_trace,
+    trace_from_client,
     trace_generation,
 )
 from playground.sampling.views import (
@@ -77,7 +79,7 @@ from playground.sampling_pipeline import (
 
 __all__ = [
     "MAX_PROMPT_TOKENS", "PromptLogits", "PromptLogitsCache", "compute_prompt_logits", "encode_capped_prompt",
-    "MAX_TRACE_TOKENS", "Alternative", "GenerationTrace", "TraceStep", "analyse_step", "branch_trace",
+    "MAX_TRACE_TOKENS", "Alternative", "GenerationTrace", "TraceFieldError", "TraceStep", "analyse_step", "branch_trace", "trace_from_client",
     "trace_generation",
     "DEFAULT_TOP_N", "MAX_SAMPLES", "STAGE_LABELS", "SWEEP_TEMPERATURES", "ChiSquare", "ChosenToken",
     "NextTokenView", "SampleHistogram", "SweepPanel", "TemperatureSweep", "TokenStages", "chi_square_test",

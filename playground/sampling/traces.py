@@ -5,6 +5,7 @@ with the same settings and seed (`branch_trace`).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -12,11 +13,12 @@ from typing import Any
 import torch
 
 from playground.generation import generate_tokens
-from playground.limits import LIMITS
+from playground.limits import LIMITS, LimitExceededError, shown
 from playground.sampling.views import entropy_bits, raw_ranks, token_text
 from playground.sampling_pipeline import SamplingSettings, SamplingSettingsError, final_probabilities
 
 MAX_TRACE_TOKENS = LIMITS.sampling_new_tokens
+MAX_ALTERNATIVES = 64  # alternatives a step may list (analyse_step shows top_n = 10)
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,102 @@ class GenerationTrace:
             raise SamplingSettingsError(f"This is not a generation trace from generate_trace ({error}).") from error
 
 
+class TraceFieldError(SamplingSettingsError):
+    """A field of a trace sent back by a client is missing, of the wrong type or out of range (named)."""
+
+
+def _field(data: Any, key: str, path: str) -> Any:
+    if not isinstance(data, dict):
+        raise TraceFieldError(f"{path} must be a JSON object (a trace from generate_trace), got {type(data).__name__}.")
+    if key not in data:
+        raise TraceFieldError(f"{path}.{key} is missing: send back the trace generate_trace returned.")
+    return data[key]
+
+
+def _whole(value: Any, path: str, low: int, high: int, what: str = "") -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value != int(value):
+        raise TraceFieldError(f"{path} must be a whole number, got {type(value).__name__}.")
+    if not low <= value <= high:
+        raise TraceFieldError(f"{path} is {int(value)}, {what or 'out of range'} ({low}..{high}).")
+    return int(value)
+
+
+def _token_id(value: Any, path: str, vocab_size: int) -> int:
+    return _whole(value, path, 0, vocab_size - 1, "not a token id of this model")
+
+
+def _number(value: Any, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise TraceFieldError(f"{path} must be a number, got {type(value).__name__}.")
+    return float(value)
+
+
+def _text(value: Any, path: str, optional: bool = False) -> Any:
+    if (value is None and optional) or isinstance(value, str):
+        return value
+    raise TraceFieldError(f"{path} must be text, got {type(value).__name__}.")
+
+
+def _items(value: Any, path: str, most: int, why: str = "", unit: str = "items") -> list[Any]:
+    if not isinstance(value, (list, tuple)):  # JSON sends lists; asdict() in-process keeps tuples
+        raise TraceFieldError(f"{path} must be a list, got {type(value).__name__}.")
+    if len(value) > most:
+        raise LimitExceededError(f"{path} has {len(value):,} {unit}; a trace from generate_trace has at most "
+                                 f"{most:,}" + (f" ({why})." if why else "."))
+    return list(value)
+
+
+def trace_from_client(data: Any, vocab_size: int, max_prompt_tokens: int, max_new_tokens: int = MAX_TRACE_TOKENS,
+                      name: str = "trace") -> GenerationTrace:
+    """A trace sent back by a client (force_token's input), every field checked before any model work: the
+    prompt within `max_prompt_tokens` (the prompt cut), the steps within its max_new_tokens (itself within
+    `max_new_tokens`), every token id within the vocabulary, every number finite, every text text. A field
+    that is wrong is named (`trace.steps[2].token_id ...`)."""
+    settings_data = _field(data, "settings", name)
+    if not isinstance(settings_data, dict):
+        raise TraceFieldError(f"{name}.settings must be a JSON object, got {type(settings_data).__name__}.")
+    try:
+        settings = SamplingSettings(**settings_data)
+    except TypeError as error:
+        raise TraceFieldError(f"{name}.settings has a field SamplingSettings does not know ({error}).") from None
+    limit = _whole(_field(data, "max_new_tokens", name), f"{name}.max_new_tokens", 1, max_new_tokens)
+    prompt = _items(_field(data, "prompt_ids", name), f"{name}.prompt_ids", max_prompt_tokens,
+                    "longer prompts are cut to their last tokens", "tokens")
+    if not prompt:
+        raise TraceFieldError(f"{name}.prompt_ids must not be empty.")
+    prompt_ids = tuple(_token_id(value, f"{name}.prompt_ids[{i}]", vocab_size) for i, value in enumerate(prompt))
+    raw_steps = _items(_field(data, "steps", name), f"{name}.steps", limit, "its max_new_tokens")
+    steps = []
+    for i, step in enumerate(raw_steps):
+        path = f"{name}.steps[{i}]"
+        alternatives = []
+        for j, alt in enumerate(_items(_field(step, "alternatives", path), f"{path}.alternatives", MAX_ALTERNATIVES,
+                                       "the most likely tokens of one step")):
+            at = f"{path}.alternatives[{j}]"
+            alternatives.append(Alternative(_token_id(_field(alt, "token_id", at), f"{at}.token_id", vocab_size),
+                                            _text(_field(alt, "text", at), f"{at}.text"),
+                                            _number(_field(alt, "prob", at), f"{at}.prob"),
+                                            _number(_field(alt, "raw_prob", at), f"{at}.raw_prob"),
+                                            _whole(_field(alt, "rank", at), f"{at}.rank", 1, vocab_size)))
+        forced = step.get("forced", False)
+        if not isinstance(forced, bool):
+            raise TraceFieldError(f"{path}.forced must be true or false, got {type(forced).__name__}.")
+        steps.append(TraceStep(_whole(_field(step, "index", path), f"{path}.index", 0, limit - 1),
+                               _token_id(_field(step, "token_id", path), f"{path}.token_id", vocab_size),
+                               _text(_field(step, "text", path), f"{path}.text"),
+                               _number(_field(step, "prob", path), f"{path}.prob"),
+                               _number(_field(step, "raw_prob", path), f"{path}.raw_prob"),
+                               _whole(_field(step, "rank", path), f"{path}.rank", 1, vocab_size),
+                               _number(_field(step, "entropy_bits", path), f"{path}.entropy_bits"),
+                               tuple(alternatives), forced,
+                               _text(step.get("finish_reason"), f"{path}.finish_reason", optional=True)))
+    return GenerationTrace(_text(_field(data, "model_key", name), f"{name}.model_key"), settings, limit,
+                           prompt_ids, tuple(steps), _text(_field(data, "text", name), f"{name}.text"),
+                           _text(_field(data, "finish_reason", name), f"{name}.finish_reason"),
+                           _number(_field(data, "seconds", name), f"{name}.seconds"))
+
+
 def _top_by_final_then_raw(final: torch.Tensor, raw: torch.Tensor, top_n: int) -> list[int]:
     top_n = min(top_n, final.shape[-1])
     ids = set(torch.topk(final, top_n).indices.tolist()) | set(torch.topk(raw, top_n).indices.tolist())
@@ -98,7 +196,7 @@ def analyse_step(logits: torch.Tensor, token_id: int, text: str, index: int, set
 def _check_trace_length(max_new_tokens: int) -> None:
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= MAX_TRACE_TOKENS:
         raise SamplingSettingsError(f"max_new_tokens must be a whole number in 1..{MAX_TRACE_TOKENS}, "
-                                    f"got {max_new_tokens!r}")
+                                    f"got {shown(max_new_tokens)}")
 
 
 def trace_generation(

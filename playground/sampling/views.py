@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from playground.limits import LIMITS
+from playground.limits import LIMITS, shown
 from playground.sampling_pipeline import (
     STAGE_NAMES,
     SamplingSettings,
@@ -167,7 +167,7 @@ def next_token_view(
     """The pipeline applied to one next-token distribution. logits: [vocab] raw model logits;
     previous_ids: [n] the prompt (what the repetition penalty looks at)."""
     if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
-        raise SamplingSettingsError(f"the number of tokens to show must be a whole number >= 1, got {top_n!r}")
+        raise SamplingSettingsError(f"the number of tokens to show must be a whole number >= 1, got {shown(top_n)}")
     logits = logits.float().cpu()
     vocab_size = logits.shape[-1]
     probs, cut = stage_probabilities(logits, settings, previous_ids)  # [stages, vocab], [vocab]
@@ -253,7 +253,7 @@ def draw_samples(probs: torch.Tensor, n: int, generator: torch.Generator | None 
     expanding probs to [n, vocab] (1000 x 49k rows would take a second).
     """
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_SAMPLES:
-        raise SamplingSettingsError(f"number of samples must be a whole number in 1..{MAX_SAMPLES}, got {n!r}")
+        raise SamplingSettingsError(f"number of samples must be a whole number in 1..{MAX_SAMPLES}, got {shown(n)}")
     return torch.multinomial(probs.float().cpu(), n, replacement=True, generator=generator)
 
 

@@ -9,6 +9,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from playground.limits import shown
 from playground.tokenization.errors import TokenizationError
 from playground.tokenization.table import Tokenization, backend_for, tokenize_text
 
@@ -61,7 +62,7 @@ def clean_messages(rows: Iterable[Sequence[Any]]) -> list[dict[str, str]]:
         if not role and not content.strip():
             continue
         if role not in CHAT_ROLES:
-            raise TokenizationError(f"Message {number}: role must be one of {', '.join(CHAT_ROLES)}, got {role!r}.")
+            raise TokenizationError(f"Message {number}: role must be one of {', '.join(CHAT_ROLES)}, got {shown(role)}.")
         messages.append({"role": role, "content": content})
     return messages
 

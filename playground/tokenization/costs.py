@@ -12,6 +12,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from playground.limits import LIMITS, shown
 from playground.tokenization.errors import TokenizationError
 
 
@@ -51,6 +52,8 @@ def parse_prices(rows: Iterable[Sequence[Any]]) -> list[Price]:
     for number, row in enumerate(rows, start=1):
         cells = list(row) + [None] * (3 - len(row))
         name = str(cells[0] if cells[0] is not None else "").strip()
+        if len(name) > LIMITS.name_chars:  # a name is shown in every result row: cut, never echoed whole
+            name = name[:LIMITS.name_chars] + "…"
         if not name and all(cell in (None, "") for cell in cells[1:3]):
             continue
         values = []
@@ -59,7 +62,7 @@ def parse_prices(rows: Iterable[Sequence[Any]]) -> list[Price]:
                 value = float(cell)
             except (TypeError, ValueError):
                 raise TokenizationError(f"Price row {number} ({name or 'unnamed'}): the {column} price must be a "
-                                        f"number (per million tokens), got {cell!r}.") from None
+                                        f"number (per million tokens), got {shown(cell)}.") from None
             if not np.isfinite(value) or value < 0:
                 raise TokenizationError(f"Price row {number} ({name or 'unnamed'}): the {column} price must be "
                                         f"zero or more, got {value}.")

@@ -14,7 +14,7 @@ import numpy as np
 from playground import calibration as cal
 from playground.figures import calibration as figures
 from playground.figures.style import empty_figure
-from playground.limits import whole_number_in
+from playground.limits import shown, whole_number_in
 from playground.ui.common import explanation
 from playground.ui.context import AppContext
 from playground.ui.errors import user_errors
@@ -208,7 +208,7 @@ class CalibrationHandlers:
             except cal.ScoringCancelled as cancelled:
                 return empty_outputs(f"⏹ {cancelled}")
         else:
-            raise cal.CalibrationInputError(f"source must be 'built-in' or 'csv', got {source!r}")
+            raise cal.CalibrationInputError(f"source must be 'built-in' or 'csv', got {shown(source)}")
         result = cal.calibrate(predictions, calibration, int(n_bins), binning, notes)
         data = {"source": source, "confidence": mode if source == "built-in" else "uploaded",
                 **cal.result_json(result)}

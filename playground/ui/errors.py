@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import math
 import types
 import typing
 from typing import Any, Callable, Literal, TypeVar, Union
@@ -13,7 +14,7 @@ from typing import Any, Callable, Literal, TypeVar, Union
 import gradio as gr
 import torch
 
-from playground.limits import LIMITS, check_text_length
+from playground.limits import LIMITS, LimitExceededError, check_text_length, lone_surrogate_at
 from playground.runtime import ModelLoadError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -100,24 +101,73 @@ def describe(hint: Any) -> str:
     return PLAIN_WORDS.get(origin or hint, getattr(hint, "__name__", str(hint)))
 
 
+def named_arguments(function: Callable[..., Any], args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The inputs as (parameter name, value), `self` left out; positional names ("input") when the arguments
+    do not bind (check_argument_types then says what is wrong)."""
+    try:
+        bound = inspect.signature(function).bind_partial(*args, **kwargs)
+    except (TypeError, ValueError):
+        skip = 1 if is_method(function) else 0
+        return [("input", value) for value in (*args[skip:], *kwargs.values())]
+    return [(name, value) for name, value in bound.arguments.items()
+            if not (name == "self" and is_method(function))]
+
+
+def accepts_numbers(hint: Any) -> bool:
+    """Whether a hint asks for a number (int, float, or a union with one): NaN and infinities are refused there."""
+    return hint is not Any and value_fits(0.5, hint) and not value_fits("x", hint)
+
+
 def check_argument_types(function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """Refuse an argument whose type does not fit the handler's type hint, naming the input: an API client
-    can send any JSON, and gradio checks only some components' inputs (a `gr.api` endpoint: none)."""
+    can send any JSON, and gradio checks only some components' inputs (a `gr.api` endpoint: none). A NaN or
+    an infinity where a number is hinted is refused too (JSON over HTTP can carry both)."""
     hints = parameter_hints(function)
     if not hints:
         return
     try:
-        bound = inspect.signature(function).bind_partial(*args, **kwargs)
+        inspect.signature(function).bind_partial(*args, **kwargs)
     except TypeError as error:
         raise InputTypeError(f"Wrong arguments: {error}") from None
-    arguments = [(name, value) for name, value in bound.arguments.items() if not (name == "self" and
-                                                                                   is_method(function))]
-    for position, (name, value) in enumerate(arguments, start=1):
-        if name in hints and not value_fits(value, hints[name]):
+    for position, (name, value) in enumerate(named_arguments(function, args, kwargs), start=1):
+        if name not in hints:
+            continue
+        if not value_fits(value, hints[name]):
             shown = repr(value)
             shown = shown if len(shown) <= 60 else shown[:57] + "..."
             raise InputTypeError(f"Input {position} ({name}) must be {describe(hints[name])}; got "
                                  f"{type(value).__name__} {shown}.")
+        if isinstance(value, float) and not math.isfinite(value) and accepts_numbers(hints[name]):
+            raise InputTypeError(f"Input {position} ({name}) must be a finite number; got float {value!r}.")
+
+
+MAX_NESTING = LIMITS.nesting_depth
+
+
+def check_text_value(label: str, value: Any, limit: int) -> None:
+    """Walk one argument (text, or text anywhere inside lists and dicts, keys included), without recursion:
+    refuse a lone surrogate, nesting deeper than MAX_NESTING, and more than `limit` characters in all."""
+    total = 0
+    pending: list[tuple[Any, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            total += len(item)
+            where = lone_surrogate_at(item)
+            if where is not None:
+                raise InputTypeError(f"{label} contains a lone surrogate (\\u{ord(item[where]):04x} at character "
+                                     f"{where + 1:,}), which is not valid Unicode text; remove it.")
+            continue
+        if isinstance(item, (list, tuple, dict)):
+            if depth >= MAX_NESTING:
+                raise InputTypeError(f"{label} is nested more than {MAX_NESTING} levels deep; this server accepts "
+                                     f"at most {MAX_NESTING}.")
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+    if total > limit and not isinstance(value, str):
+        raise LimitExceededError(f"{label} has {total:,} characters in all (text inside it counted together); "
+                                 f"this server accepts at most {limit:,}.")
 
 
 @functools.cache
@@ -127,24 +177,27 @@ def is_method(function: Callable[..., Any]) -> bool:
     return next(iter(inspect.signature(function).parameters), None) == "self"
 
 
-def check_text_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """Refuse any text argument over `LIMITS.text_chars` before a handler spends time on it."""
-    for position, value in enumerate((*args, *kwargs.values())):
+def check_text_arguments(function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Refuse any text argument over `LIMITS.text_chars` before a handler spends time on it, and the same for
+    the text nested in a list or dict argument (chat messages, table rows: counted together); refuse lone
+    surrogates and over-deep nesting anywhere in an argument. Each message names the input."""
+    for position, (name, value) in enumerate(named_arguments(function, args, kwargs), start=1):
+        named = f"{position}" if name == "input" else f"{position} ({name})"
         if isinstance(value, str):
-            check_text_length(f"Text input {position + 1}", value, LIMITS.text_chars)
+            check_text_length(f"Text input {named}", value, LIMITS.text_chars)
+        check_text_value(f"Input {named}", value, LIMITS.text_chars)
 
 
 def user_errors(function: F) -> F:
     """Decorate a gradio handler (plain or generator; a function or a method of a per-tab handlers class) so
     every failure reaches the UI as gr.Error, no text argument is longer than the server accepts, and every
     argument fits the handler's type hints."""
-    skip = 1 if is_method(function) else 0  # `self` is not an input
     if inspect.isgeneratorfunction(function):
 
         @functools.wraps(function)
         def generator_wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
-                check_text_arguments(args[skip:], kwargs)
+                check_text_arguments(function, args, kwargs)
                 check_argument_types(function, args, kwargs)
                 yield from function(*args, **kwargs)
             except Exception as error:
@@ -155,7 +208,7 @@ def user_errors(function: F) -> F:
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            check_text_arguments(args[skip:], kwargs)
+            check_text_arguments(function, args, kwargs)
             check_argument_types(function, args, kwargs)
             return function(*args, **kwargs)
         except Exception as error:

@@ -18,11 +18,16 @@ from typing import Any, Iterable, Iterator, Sequence
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from playground.limits import LimitExceededError, check_nesting
+
 EXPORT_FORMATS = ("html", "json", "csv")
 
 
 class NothingToExport(ValueError):
     """The chosen plot or table is still empty (the tab has not run yet)."""
+
+
+EXPORT_REFUSALS = (NothingToExport, LimitExceededError)  # their message is the whole answer
 
 
 def figure_from_payload(payload: Any) -> go.Figure:
@@ -109,6 +114,7 @@ def json_text(data: Any) -> str:
     """Strict JSON (no NaN) of a tab's raw numbers; NothingToExport when the tab has not run."""
     if data is None or (isinstance(data, (dict, list)) and not data):
         raise NothingToExport("These raw numbers are empty: run the tab first, then export them.")
+    check_nesting("These raw numbers", data)  # finite() and flatten() recurse: bound the depth first
     return json.dumps(finite(data), indent=1, ensure_ascii=False, allow_nan=False, default=str)
 
 

@@ -17,7 +17,7 @@ from playground.figures import lora as figures
 from playground.figures.style import empty_figure
 from playground.runtime import ModelLoadError
 from playground.runtime.variants import base_model_key, trainable_base
-from playground.limits import whole_number_in
+from playground.limits import shown, whole_number_in
 from playground.ui.common import explanation, on_page_load
 from playground.sessions import AccessDenied
 from playground.ui.access import current_session, current_session_id, require_presenter, visitor_id
@@ -240,7 +240,7 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
         """Cancel your own run; with a job id, the presenter may cancel anyone's (a runaway run in a class)."""
         target = runner.find(job_id) if job_id else runner.job(owner())
         if job_id and target is None:
-            raise lora.NoAdapterError(f"No training job {job_id!r}.")
+            raise lora.NoAdapterError(f"No training job {shown(job_id)}.")
         if target is not None and target.owner != owner():
             require_presenter(ctx.sessions, "cancel another visitor's training run")
         cancelled = runner.cancel(owner(), target.id if target is not None else None)

@@ -150,9 +150,7 @@ def create_quantization_tab(ctx: AppContext) -> dict[str, Any]:
         active = ctx.model()
         name = active.spec.key
         layers = int(active.model.config.num_hidden_layers)
-        index = int(layer_index)
-        if not 0 <= index < layers:
-            raise ValueError(f"layer index must be in 0..{layers - 1}, got {index}")
+        index = whole_number_in("layer index", layer_index, 0, layers - 1)
         full = ctx.models.load(name, "none", active.device, activate=False)  # the unquantized weights
         module = full.model.get_submodule(f"model.layers.{index}.{matrix_name}")
         view = q.weight_quantization_view(f"layer {index} {matrix_name}", module.weight)
@@ -166,6 +164,8 @@ def create_quantization_tab(ctx: AppContext) -> dict[str, Any]:
     def memory_calculator(context_tokens: float, batch_size: float, gpu_gb: float) -> tuple[Any, dict[str, Any]]:
         if gpu_gb is None or gpu_gb <= 0:
             raise ValueError("GPU memory must be a positive number of GB.")
+        context_tokens = whole_number_in("context length", context_tokens, 1, ctx.limits.memory_context_tokens)
+        batch_size = whole_number_in("batch", batch_size, 1, ctx.limits.memory_batch)
         extra = None
         active = ctx.models.active()
         if active is not None:

@@ -11,7 +11,7 @@ import gradio as gr
 from playground import sampling as smp
 from playground.figures import sampling as figures
 from playground.figures.style import empty_figure
-from playground.limits import whole_number_in
+from playground.limits import shown, whole_number_in
 from playground.ui.common import explanation
 from playground.ui.context import AppContext
 from playground.ui.errors import user_errors
@@ -55,6 +55,10 @@ EMPTY_TRACE_MESSAGE = "Press “Generate step by step” to see a generation tra
 def sampling_settings(temperature: float, top_k: float | None, top_p: float, min_p: float,
                       repetition_penalty: float, seed: float | None) -> smp.SamplingSettings:
     """UI values -> validated settings (a blank top-k means off, a blank seed means unseeded)."""
+    for name, value in (("temperature", temperature), ("top_p", top_p), ("min_p", min_p),
+                        ("repetition_penalty", repetition_penalty)):
+        if value is None:
+            raise smp.SamplingSettingsError(f"{name} is empty: give it a number.")
     return smp.SamplingSettings(temperature=float(temperature), top_k=0 if top_k is None else int(top_k),
                                 top_p=float(top_p), min_p=float(min_p),
                                 repetition_penalty=float(repetition_penalty),
@@ -179,21 +183,28 @@ class SamplingHandlers:
         if not data or not data.get("trace"):
             raise smp.SamplingSettingsError("Generate a trace first, then pick a step and a token to force.")
         if token_id is None or not str(token_id).strip().isdigit():
-            raise smp.SamplingSettingsError(f"Pick the token to force at this step (a token id), got {token_id!r}.")
-        trace = smp.GenerationTrace.from_dict(data["trace"])
+            raise smp.SamplingSettingsError(f"Pick the token to force at this step (a token id), got {shown(token_id)}.")
         loaded = self.ctx.model()
+        trace = self.client_trace(data["trace"], loaded)  # the client sends it back: every field is checked
+        greedy = self.client_trace(data["greedy"], loaded, "greedy") if data.get("greedy") else None
         if trace.model_key != model_key(loaded):
             raise smp.SamplingSettingsError("The model changed since this trace was generated: generate it again.")
-        branch = smp.branch_trace(loaded.model, loaded.tokenizer, trace, int(position), int(token_id),
+        step = whole_number_in("position", 0 if position is None else position, 0, max(len(trace.steps) - 1, 0))
+        branch = smp.branch_trace(loaded.model, loaded.tokenizer, trace, step, int(token_id),
                                   loaded.eos_token_ids, loaded.lock)
-        greedy = smp.GenerationTrace.from_dict(data["greedy"]) if data.get("greedy") else None
-        return trace_outputs(branch, greedy, int(position))
+        return trace_outputs(branch, greedy, step)
+
+    def client_trace(self, data: Any, loaded: Any, name: str = "trace") -> smp.GenerationTrace:
+        """A trace JSON sent back by the client, checked against this server's limits and the model's vocabulary."""
+        vocab_size = int(loaded.model.get_input_embeddings().num_embeddings)
+        return smp.trace_from_client(data, vocab_size, smp.MAX_PROMPT_TOKENS, self.ctx.limits.sampling_new_tokens,
+                                     name)
 
     @user_errors
     def show_step(self, data: dict[str, Any] | None, position: float) -> tuple[Any, gr.Dropdown]:
-        if not data or not data.get("trace") or not data["trace"]["steps"]:
+        if not data or not data.get("trace") or not (isinstance(data["trace"], dict) and data["trace"].get("steps")):
             return empty_figure(EMPTY_TRACE_MESSAGE), gr.Dropdown(choices=[], value=None)
-        return step_outputs(smp.GenerationTrace.from_dict(data["trace"]), position)
+        return step_outputs(self.client_trace(data["trace"], self.ctx.model()), 0 if position is None else position)
 
     def select_step(self, event: gr.SelectData) -> int:
         return int(event.index)

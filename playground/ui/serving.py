@@ -6,6 +6,7 @@ short requests interleave with long ones). The queue adds:
   `CHEAP_CONCURRENCY` at once: they are pure CPU work on small data;
 - long model jobs (many forwards each) share one queue, `LONG_JOB_CONCURRENCY` at a time, so fifty
   visitors pressing "run" get served first come, first served instead of all crawling together;
+- cheap events with a large answer (tokenize_full) run one at a time;
 - events that change what the whole app uses (loading a model, merging an adapter) run one at a time;
 - at most `Limits.queue_size` requests wait; one more is told the queue is full.
 """
@@ -37,6 +38,11 @@ LONG_MODEL_JOBS = {
     "self_consistency": "samples each question several times",
     "compare_lora": "answers each prompt with and without the adapter",
     "use_lora": "merges the visitor's adapter into a private copy of the model",
+}
+# api_name -> why a cheap event (no model forward) still runs one at a time: its answer is large, so a few at
+# once stall every other request and hold their JSON in memory together
+LARGE_ANSWER_EVENTS = {
+    "tokenize_full": "every token of every tokenizer: megabytes of JSON for the longest allowed text",
 }
 # api_name -> why only one may run at a time (it changes the model every visitor uses)
 APP_WIDE_EVENTS = {
@@ -92,7 +98,7 @@ def set_event_concurrency(demo: gr.Blocks) -> None:
         name = fn.api_name
         if name in LONG_MODEL_JOBS or _plain(fn.fn) in long_handlers:
             fn.concurrency_id, fn.concurrency_limit = LONG_JOB_GROUP, LONG_JOB_CONCURRENCY
-        elif name in APP_WIDE_EVENTS:
+        elif name in APP_WIDE_EVENTS or name in LARGE_ANSWER_EVENTS:
             fn.concurrency_limit = 1
 
 

@@ -20,7 +20,7 @@ from playground.drafts import (
 )
 from playground.figures import speculative as figures
 from playground.figures.style import empty_figure
-from playground.limits import whole_number_in
+from playground.limits import LimitExceededError, whole_number_in
 from playground.runtime.variants import draft_model as load_draft_model
 from playground.runtime.variants import speculative_target
 from playground.sampling import SamplingSettings
@@ -217,12 +217,24 @@ def create_speculative_tab(ctx: AppContext) -> dict[str, Any]:
                rows, residual, figures.acceptance_by_position_figure(stats), figures.accepted_length_figure(run, stats),
                figures.tokens_per_forward_figure(run), figures.time_split_figure(stats, run, plain), data)
 
+    @user_errors
     def show_step(data: dict[str, Any] | None, position: float) -> tuple[str, list[list[Any]], list[list[Any]]]:
+        # `data` is the speculate JSON the client sends back: its size is checked, its shape tried
         if not data or not data.get("steps"):
             return EMPTY_TEXT, [], []
-        index = min(max(int(position) - 1, 0), len(data["steps"]) - 1)
-        rows, residual = step_rows(data["steps"][index])
-        return tokens_html(data["steps"], index), rows, residual
+        steps = data["steps"]
+        if not isinstance(steps, list):
+            raise ValueError(f"The speculate JSON's steps must be a list, got {type(steps).__name__}.")
+        most = ctx.limits.speculative_new_tokens  # every step adds at least one token
+        if len(steps) > most:
+            raise LimitExceededError(f"The speculate JSON has {len(steps):,} steps; a run has at most {most:,}.")
+        index = min(max(int(position or 0) - 1, 0), len(steps) - 1)
+        try:
+            rows, residual = step_rows(steps[index])
+            return tokens_html(steps, index), rows, residual
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            raise ValueError("This is not a speculate result (a field is missing or of the wrong type): run "
+                             "speculate again.") from None
 
     def toggle_options(choice: str) -> tuple[gr.Textbox, gr.Textbox]:
         return gr.Textbox(visible=choice == "layer_skip"), gr.Textbox(visible=choice == "model")

@@ -14,6 +14,7 @@ import gradio as gr
 
 from playground import tokenization as tok
 from playground.figures import tokenization as views
+from playground.limits import check_text_length
 from playground.runtime import ModelLoadError
 from playground.runtime.tokenizers import GEMMA, MINILM, load_tokenizers, tokenizer_label, unavailable_reason
 from playground.ui.common import LATEX_DELIMITERS, explanation
@@ -118,7 +119,9 @@ def tokenize_view(ctx: AppContext, text: str, names: list[str], extra: str, add_
 
 
 def tokenize_full(ctx: AppContext, text: str, names: list[str], extra: str, add_special: bool) -> dict[str, Any]:
-    """Every token of every tokenizer, for scripts: no view, no cap on the per-token lists."""
+    """Every token of every tokenizer, for scripts: no view, no cap on the per-token lists, so the text itself is
+    bounded (`tokenize_full_chars`, tighter on a public Space): the JSON is ~40 bytes per character."""
+    check_text_length("tokenize_full's text", text or "", ctx.limits.tokenize_full_chars)
     return compare_selected(ctx, text, names, extra, add_special).payload(views.CHIP_CHAR_LIMIT)
 
 

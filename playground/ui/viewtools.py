@@ -193,8 +193,11 @@ def _exporter(tab: str, entries: list[tuple[str, str, Any]], render: Callable[[A
             raise gr.Error(f"Send every {tab} view after the choice ({len(names)} values), got {len(values)}.")
         try:
             text, suffix = render(values[index], choice)
-        except export.NothingToExport as error:
+        except export.EXPORT_REFUSALS as error:
             raise gr.Error(str(error)) from None
+        except RecursionError:  # a library's parser on a hand-made, deeply nested payload
+            raise gr.Error(f"{choice} could not be exported: it is nested too deeply (not a view this app "
+                           "produced).") from None
         except (ValueError, TypeError, AttributeError) as error:  # a hand-made payload, not one of our views
             raise gr.Error(f"{choice} could not be exported: it is not a view this app produced "
                            f"({str(error)[:120]}).") from None

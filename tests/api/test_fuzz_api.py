@@ -191,3 +191,102 @@ def test_every_endpoint_survives_hostile_input(client, app_url):
         assert health is None, f"the app stopped answering after fuzzing {name}: {health}"
     client.predict("", api_name="/cancel_lora")  # in case a random but valid request started a run
     assert problems == [], "\n".join(problems)
+
+
+# -- hostile structures, deterministic (issue 24): one call per class and endpoint, each refused before any work --
+
+STRUCTURED = ("list", "dict", "Dict", "List", "Any")  # python_type of JSON, dataframe, plot and list inputs
+
+
+def deep(levels: int, leaf: Any = "x") -> Any:
+    for _ in range(levels):
+        leaf = [leaf]
+    return leaf
+
+
+def hostile_variants(parameters: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Calls that each put one class of hostile value in every slot of its kind, None elsewhere (the empty
+    state: no handler starts work on it): lone surrogates in text, NaN/Infinity in numbers, and in JSON/list
+    inputs a surrogate nested inside, nesting deeper than the server walks, and more text in all than an
+    argument may hold."""
+    types = [parameter["python_type"]["type"] for parameter in parameters]
+    numeric = [t in ("float", "int") for t in types]
+    text = [t == "str" for t in types]
+    structured = [t.startswith(STRUCTURED) and "filepath" not in t for t in types]
+
+    def fill(mask: list[bool], value: Any) -> list[Any]:
+        return [value if hit else None for hit in mask]
+
+    variants: dict[str, list[Any]] = {}
+    if any(text):
+        variants["surrogate text"] = fill(text, "a \ud800 b")
+    if any(numeric):
+        variants["NaN numbers"] = fill(numeric, math.nan)
+        variants["Infinity numbers"] = fill(numeric, -math.inf)
+    if any(structured):
+        variants["nested surrogate"] = fill(structured, [["user", {"k": "\ud800"}]])
+        variants["nesting past the limit"] = fill(structured, deep(LIMITS.nesting_depth + 20))
+        half = LIMITS.text_chars // 2 + 1
+        variants["nested text past the limit"] = fill(structured, [["user", "x" * half], ["user", "y" * half]])
+    return variants
+
+
+def test_hostile_structures_are_refused_with_a_message(client, app_url):
+    """Per endpoint, one call for each class above: a result or a clear message, never an unexpected exception.
+    Each is refused before the handler works, so the whole pass takes seconds."""
+    endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    problems: list[str] = []
+    calls = 0
+    for name, info in endpoints.items():
+        endpoint = name.lstrip("/")
+        if endpoint in INVALID_CHOICES_ONLY:
+            continue
+        for label, args in hostile_variants(info["parameters"]).items():
+            calls += 1
+            problem = call(app_url, endpoint, args)
+            if problem:
+                problems.append(f"{name} ({label}): {problem}")
+    assert calls > 60
+    assert call(app_url, "model_status", []) is None
+    assert problems == [], "\n".join(problems)
+
+
+def tampered_traces(data: dict[str, Any]) -> dict[str, Any]:
+    """force_token's trace JSON, sent back changed the ways issue 24 found (and a few more)."""
+    trace = data["trace"]
+    step = trace["steps"][0]
+    return {
+        "9,000 prompt ids": {**trace, "prompt_ids": [1] * 9000},
+        "an id past the vocabulary": {**trace, "prompt_ids": [10**9]},
+        "a negative id": {**trace, "prompt_ids": [-1]},
+        "text ids": {**trace, "prompt_ids": ["a"]},
+        "NaN in a step": {**trace, "steps": [{**step, "prob": math.nan}]},
+        "more steps than max_new_tokens": {**trace, "steps": trace["steps"] * 50},
+        "max_new_tokens past the limit": {**trace, "max_new_tokens": 10**6},
+        "an alternative past the vocabulary": {**trace, "steps": [{**step, "alternatives": [
+            {**step["alternatives"][0], "token_id": 10**9}]}]},
+        "settings of the wrong type": {**trace, "settings": "hot"},
+        "a huge seed": {**trace, "settings": {**trace["settings"], "seed": 10**30}},
+        "not a trace": [1, 2, 3],
+    }
+
+
+def test_client_returned_state_is_checked_field_by_field(client, app_url):
+    """force_token trusts nothing of the trace a client sends back (issue 24 #4): each tampered field gets a
+    message that names it, quickly (the 9,000-id trace ran 79 s before)."""
+    data = client.predict("The capital of France is", False, 1.0, 0, 1.0, 0.0, 1.0, 1, 2, False,
+                          api_name="/generate_trace")[-1]
+    forced = data["trace"]["steps"][0]["alternatives"][1]["token_id"]
+    problems = []
+    for label, trace in tampered_traces(data).items():
+        started = time.perf_counter()
+        body = json.dumps({"data": [{**data, "trace": trace}, 0, forced]}, allow_nan=True)
+        event_id = httpx.post(f"{app_url}gradio_api/call/force_token", content=body,
+                              headers={"Content-Type": "application/json"}, timeout=30).json()["event_id"]
+        event, message = final_event(app_url, "force_token", event_id)
+        seconds = time.perf_counter() - started
+        if event != "error" or not is_deliberate_error(json.loads(message) if message else None):
+            problems.append(f"{label}: {event} {message[:200]!r}")
+        elif seconds > 20:
+            problems.append(f"{label}: refused, but after {seconds:.0f} s")
+    assert problems == [], "\n".join(problems)

@@ -35,7 +35,7 @@ def test_weight_view_and_memory_calculator(client):
 
 @pytest.mark.parametrize("args, api, message", [
     (([], 8), "/quantization_report", "Pick at least one precision"),
-    ((99, "mlp.up_proj"), "/weight_quantization", r"layer index must be in 0\.\.29"),
+    ((99, "mlp.up_proj"), "/weight_quantization", r"layer index must be a whole number in 0\.\.29"),
     ((8192, 1, 0), "/memory_estimate", "less than minimum value 1"),
 ])
 def test_bad_input_gets_a_specific_message(client, args, api, message):

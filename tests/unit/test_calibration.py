@@ -282,3 +282,45 @@ def test_category_table_matches_per_category_subsets():
     y = cal.predictions_from_probabilities(probs[30:], labels[30:])
     assert rows[1].accuracy == pytest.approx(y.correct.mean())
     assert rows[1].ece == pytest.approx(cal.calibration_metrics(y).ece)
+
+
+# -- hostile CSVs (issue 24 #9, #10) -----------------------------------------------------------------
+
+
+def _csv(tmp_path, text: str | bytes):
+    path = tmp_path / "predictions.csv"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+def test_a_csv_with_too_many_columns_is_refused_without_echoing_them(tmp_path):
+    """300k columns gave a 3.2 MB error message (every column name echoed)."""
+    from playground.limits import LIMITS
+
+    header = ",".join(f"c{i}" for i in range(300_000))
+    with pytest.raises(cal.CalibrationInputError, match=f"300,000 columns; .*at most {LIMITS.csv_columns:,}") as raised:
+        cal.predictions_from_csv(_csv(tmp_path, header + "\n" + ",".join("1" * 300_000) + "\n"))
+    assert len(str(raised.value)) < 1000
+
+
+def test_answer_columns_are_capped_before_any_matrix_is_built(tmp_path):
+    """150k prob_ columns ran 42 s, then "Out of memory" (np.eye(k) in the Brier score)."""
+    from playground.limits import LIMITS
+
+    k = LIMITS.csv_classes + 1
+    header = ",".join(f"prob_{i}" for i in range(k)) + ",label"
+    row = ",".join(["1"] + ["0"] * (k - 1)) + ",0"
+    with pytest.raises(cal.CalibrationInputError, match=f"{k} prob_ columns; at most {LIMITS.csv_classes}"):
+        cal.predictions_from_csv(_csv(tmp_path, header + "\n" + row + "\n"))
+
+
+def test_csv_messages_stay_short_and_speak_plainly(tmp_path):
+    long_cell = "x" * 100_000
+    for text in (f"confidence,correct\n{long_cell},1\n", f"confidence,correct\n0.5,{long_cell}\n",
+                 f"prob_a,prob_b,label\n0.5,0.5,{long_cell}\n", f"{long_cell},b\n1,2\n"):
+        with pytest.raises(cal.CalibrationInputError) as raised:
+            cal.predictions_from_csv(_csv(tmp_path, text))
+        assert len(str(raised.value)) < 1000, str(raised.value)[:200]
+    with pytest.raises(cal.CalibrationInputError, match="not UTF-8 text") as raised:
+        cal.predictions_from_csv(_csv(tmp_path, b"confidence,correct\n\xff\xfe,1\n"))
+    assert "codec" not in str(raised.value)

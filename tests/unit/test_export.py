@@ -94,3 +94,23 @@ def test_csv_exports_neutralise_formulas(cell):
     for text in (json_to_csv({"row": cell}), rows_to_csv(["answer"], [[cell]])):
         values = [value for row in csv_module.reader(io_module.StringIO(text)) for value in row]
         assert "'" + cell in values and cell not in values
+
+
+@pytest.mark.parametrize("render", [render_json, render_csv, render_html])
+def test_over_deep_payloads_are_refused_with_a_message(render):
+    """Issue 24 #9: an export of JSON nested 100,000 deep failed with "maximum recursion depth exceeded"."""
+    from playground.limits import LIMITS
+
+    deep: object = 1
+    for _ in range(100_000):
+        deep = [deep]
+    payload = {"plot": "[" * 100_000 + "]" * 100_000} if render is render_html else deep
+    handler = _exporter("sampling", [("Data (d)", "d", None)], render)
+    expected = "depth limit|nested too deeply" if render is render_html else f"nested more than {LIMITS.nesting_depth}"
+    with pytest.raises(gr.Error, match=expected) as raised:
+        handler("Data (d)", payload)
+    assert "recursion" not in str(raised.value)
+    shallow: object = 1
+    for _ in range(20):
+        shallow = {"a": [shallow]}
+    assert Path(_exporter("sampling", [("Data (d)", "d", None)], render_json)("Data (d)", shallow)).is_file()

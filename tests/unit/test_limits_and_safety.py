@@ -131,6 +131,40 @@ def test_arguments_that_fit_the_hints_as_gradio_sends_them_reach_the_handler():
     assert handler("x", ("a", "b"), 3) == "ran"  # a tuple where a list is hinted (JSON has no tuples)
 
 
+@pytest.mark.parametrize("args, message", [
+    (("a\ud800b", [], 1), r"Input 1 \(text\) contains a lone surrogate \(\\+ud800 at character 2\)"),
+    (("x", ["ok", "\udfff"], 1), r"Input 2 \(names\) contains a lone surrogate"),
+    (("x", [], 1, False, [["user", {"deep": "\ud800"}]]), r"Input 5 \(rows\) contains a lone surrogate"),
+    (("x", [], math.nan), r"Input 3 \(k\) must be a finite number; got float nan\."),
+    (("x", [], math.inf), r"Input 3 \(k\) must be a finite number; got float inf\."),
+    (("x", [], 1, False, [["x" * (LIMITS.text_chars // 2 + 1)], ["y" * (LIMITS.text_chars // 2)]]),
+     r"Input 5 \(rows\) has 1,000,001 characters in all"),
+])
+def test_surrogates_non_finite_numbers_and_nested_text_are_refused_by_name(args: tuple[Any, ...], message: str):
+    """Issue 24 #9/#10: a lone surrogate reached tokenizers (UnicodeEncodeError), NaN for an integer input gave
+    "cannot convert float NaN to integer" without naming the input, and text nested in a list (a chat message,
+    a price row's name) was never measured."""
+    from playground.ui.errors import user_errors
+
+    with pytest.raises(Exception, match=message) as raised:
+        user_errors(typed_handler)(*args)
+    assert type(raised.value).__name__ == "Error"
+
+
+def test_nesting_deeper_than_the_server_walks_is_refused():
+    from playground.ui.errors import MAX_NESTING, user_errors
+
+    deep: Any = "x"
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(Exception, match=rf"Input 5 \(rows\) is nested more than {MAX_NESTING} levels deep"):
+        user_errors(typed_handler)("x", [], 1, False, deep)
+    shallow: Any = "x"
+    for _ in range(MAX_NESTING - 1):
+        shallow = [shallow]
+    assert user_errors(lambda rows: "ran")(shallow) == "ran"
+
+
 # -- the model allowlist ------------------------------------------------------------------------
 
 
@@ -301,17 +335,18 @@ def test_a_token_in_the_environment_never_reaches_logs_messages_or_status(monkey
 
 def test_queue_settings_name_real_events_and_are_applied(tmp_path):
     from playground.ui import build_app
-    from playground.ui.serving import (APP_WIDE_EVENTS, CHEAP_CONCURRENCY, LONG_JOB_CONCURRENCY, LONG_JOB_GROUP,
-                                       LONG_MODEL_JOBS, configure_queue)
+    from playground.ui.serving import (APP_WIDE_EVENTS, CHEAP_CONCURRENCY, LARGE_ANSWER_EVENTS, LONG_JOB_CONCURRENCY,
+                                       LONG_JOB_GROUP, LONG_MODEL_JOBS, configure_queue)
 
     settings = Settings(cache_dir=tmp_path, preload=False, public=True)
     demo = configure_queue(build_app(settings, ModelManager(settings)), settings)
     by_name = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
-    assert set(LONG_MODEL_JOBS) | set(APP_WIDE_EVENTS) <= set(by_name)  # a renamed event fails here
+    assert set(LONG_MODEL_JOBS) | set(APP_WIDE_EVENTS) | set(LARGE_ANSWER_EVENTS) <= set(by_name)  # a renamed event fails here
     assert {(by_name[name].concurrency_id, by_name[name].concurrency_limit) for name in LONG_MODEL_JOBS} == \
         {(LONG_JOB_GROUP, LONG_JOB_CONCURRENCY)}
     assert {by_name[name].concurrency_limit for name in APP_WIDE_EVENTS} == {1}
     assert by_name["tokenize"].concurrency_limit == "default"
+    assert by_name["tokenize_full"].concurrency_limit == 1  # issue 24 #5: 6-8 at once stalled everything
     assert demo._queue.default_concurrency_limit == CHEAP_CONCURRENCY
     assert demo._queue.max_size == PUBLIC_LIMITS.queue_size
 
@@ -320,3 +355,18 @@ def test_limits_module_documents_itself():
     import doctest
 
     assert doctest.testmod(limits).failed == 0
+
+
+def test_messages_about_a_bad_value_show_only_a_short_piece_of_it():
+    """Issue 24, sibling of #10: messages echoed what was sent, whole (a text input may hold 1,000,000 characters)."""
+    from playground.attention.masks import build_mask
+    from playground.drafts import parse_layers
+    from playground.runtime.precision import resolve_precision
+
+    long = "x" * 100_000
+    attempts = [lambda: whole_number_in("k", long, 1, 5), lambda: resolve_precision(long, "cpu"),
+                lambda: build_mask(long, 4), lambda: parse_layers(long, 30), lambda: parse_layers("1-" + long, 30)]
+    for attempt in attempts:
+        with pytest.raises((ValueError, ModelLoadError)) as raised:
+            attempt()
+        assert len(str(raised.value)) < 400, str(raised.value)[:120]

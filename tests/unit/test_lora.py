@@ -419,3 +419,16 @@ def test_lora_data_module_documents_itself():
     import doctest
 
     assert doctest.testmod(lora.data).failed == 0
+
+
+def test_hostile_jsonl_lines_are_rejected_by_line_not_raised():
+    """Issue 24 #9: a line nested 100,000 deep raised RecursionError; "\\ud800" in a text reached the tokenizer."""
+    good = '{"instruction": "a", "response": "b"}'
+    deep = "[" * 100_000 + "]" * 100_000
+    surrogate = '{"instruction": "a\\ud800", "response": "b"}'
+    long_message = json.dumps({"messages": [{"role": "robot", "content": "x" * 100_000}, {"role": "assistant",
+                                                                                          "content": "y"}]})
+    examples, rejected, _ = lora.parse_jsonl("\n".join([good, deep, surrogate, long_message, good]))
+    assert len(examples) == 2
+    reasons = {r.line: r.reason for r in rejected}
+    assert "nested" in reasons[2] and "lone surrogate" in reasons[3] and len(reasons[4]) < 300

@@ -110,3 +110,27 @@ def test_resident_models_stay_within_the_memory_budget(tmp_path, tiny_model_dir,
 def test_a_negative_memory_budget_is_refused():
     with pytest.raises(ValueError, match="model_memory_mb must be 0"):
         Settings(model_memory_mb=-1)
+
+
+def test_a_load_served_from_memory_clears_a_failed_state(manager):
+    """Issue 24 #7: after a failed hub load, loading a model already in memory left `phase: failed` (the
+    header's red line) because the cached path never set the state."""
+    good = manager.load()
+    with pytest.raises(ModelLoadError):
+        manager.load("someone/not-downloaded-model")
+    assert manager.state.phase == "failed"
+    assert manager.load() is good
+    state = manager.state
+    assert state.phase == "ready" and state.target == good.spec.key and "failed" not in state.message
+    manager.load(activate=False)  # a draft/comparison copy from memory does not touch the header
+    assert manager.state.phase == "ready"
+
+
+def test_switching_back_from_an_adopted_model_names_the_base_again(manager):
+    """Issue 24 #7: after unload_lora (load(<base>) from memory) the header still named '<base>+lora:...'."""
+    base = manager.load()
+    manager.adopt(base, f"{base.spec.key}+lora:job1")
+    assert manager.state.target.endswith("+lora:job1")
+    manager.load()
+    assert manager.state.phase == "ready" and manager.state.target == base.spec.key
+    assert "lora" not in manager.status()["loading"]["target"]

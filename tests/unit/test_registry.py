@@ -45,3 +45,26 @@ def test_every_preset_names_a_source():
         assert spec.hub_id or spec.package, spec.key
         if spec.source == "embedded":
             assert spec.module and spec.weights_file
+
+
+@pytest.mark.parametrize("name", ["a" * 5000, "/tmp/" + "b" * 300, "owner/" + "c" * 2000])
+def test_an_over_long_name_is_refused_before_the_file_system(name, monkeypatch):
+    """Issue 24 #9: a 5,000-character model name reached Path.is_dir() and failed with OSError (name too long)."""
+    from pathlib import Path
+
+    from playground.limits import LIMITS
+
+    touched = []
+    monkeypatch.setattr(Path, "is_dir", lambda self: touched.append(self) or False)
+    if len(name) > LIMITS.model_name_chars:
+        with pytest.raises(UnknownModelError, match=f"{len(name):,} characters; .*at most {LIMITS.model_name_chars:,}"):
+            resolve_model(name)
+        assert not touched
+    else:
+        with pytest.raises(UnknownModelError):
+            resolve_model(name)
+
+
+def test_a_name_the_file_system_cannot_check_is_a_clear_error():
+    with pytest.raises(UnknownModelError, match="cannot be a folder here"):
+        resolve_model("/tmp/" + "b" * 300)  # one path component over NAME_MAX (255)

@@ -54,7 +54,7 @@ def test_empty_prompt_is_a_friendly_empty_state(tab):
 
 
 @pytest.mark.parametrize("values, message", [
-    ((math.nan, 0, 1.0, 0.0, 1.0, 0), "temperature must be a finite number"),
+    ((math.nan, 0, 1.0, 0.0, 1.0, 0), r"Input 3 \(temperature\) must be a finite number"),
     ((-1.0, 0, 1.0, 0.0, 1.0, 0), "temperature must be >= 0"),
     ((1.0, 0, 0.0, 0.0, 1.0, 0), r"top_p must be in \(0, 1\]"),
     ((1.0, -2, 1.0, 0.0, 1.0, 0), "top_k must be a whole number >= 0"),
@@ -105,3 +105,59 @@ def test_force_needs_a_trace_and_the_same_model(tab):
     stale = {**data, "trace": {**data["trace"], "model_key": "another-model|fp32|cpu"}}
     with pytest.raises(gr.Error, match="model changed"):
         force(stale, 0, data["trace"]["steps"][0]["alternatives"][1]["token_id"])
+
+
+def _tampered(data, **changes):
+    """The trace JSON a client sends back, with some fields changed (copied: the original stays valid)."""
+    import copy
+
+    trace = copy.deepcopy(data["trace"])
+    for path, value in changes.items():
+        target = trace
+        *parents, last = path.split("__")
+        for part in parents:
+            target = target[int(part)] if part.isdigit() else target[part]
+        target[int(last) if last.isdigit() else last] = value
+    return {**data, "trace": trace}
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"prompt_ids": list(range(9000))}, r"prompt_ids has 9,000 tokens; .* at most 512"),
+    ({"prompt_ids": [1, 10**9]}, r"prompt_ids\[1\] is 1000000000, not a token id of this model \(0\.\.\d+\)"),
+    ({"prompt_ids": [1, "a"]}, r"prompt_ids\[1\] must be a whole number"),
+    ({"prompt_ids": []}, r"prompt_ids must not be empty"),
+    ({"max_new_tokens": 10**6}, r"max_new_tokens is 1000000, out of range \(1\.\.128\)"),
+    ({"steps": "x"}, r"steps must be a list"),
+    ({"steps__0__alternatives__1__token_id": 10**9}, r"steps\[0\]\.alternatives\[1\]\.token_id is 1000000000"),
+    ({"steps__0__alternatives": [{"token_id": 1}] * 5000}, r"steps\[0\]\.alternatives has 5,000 items; .* at most 64"),
+    ({"steps__0__token_id": -1}, r"steps\[0\]\.token_id is -1"),
+    ({"steps__0__prob": "high"}, r"steps\[0\]\.prob must be a number"),
+    ({"settings": {"temperature": "hot"}}, r"temperature must be a finite number"),
+    ({"settings": [1]}, r"settings must be a JSON object"),
+    ({"text": 5}, r"text must be text"),
+])
+def test_force_token_refuses_tampered_trace_json_by_field(tab, changes, message):
+    """Issue 24 #4: force_token trusted the trace a client sends back: 9,000 prompt ids ran 79 s past the
+    context and the 512-token cut, an id of 10**9 gave "Something went wrong (IndexError)"."""
+    data = tab["handlers"].generate_trace(*SETTINGS, 3, False)[6]
+    forced = data["trace"]["steps"][0]["alternatives"][1]["token_id"]
+    before = len(tab["forwards"])
+    with pytest.raises(gr.Error, match=message):
+        tab["handlers"].force_token(_tampered(data, **changes), 0, forced)
+    assert len(tab["forwards"]) == before  # refused before any forward
+
+
+def test_force_token_refuses_more_steps_than_the_trace_allows_and_a_tampered_greedy_trace(tab):
+    data = tab["handlers"].generate_trace(*SETTINGS, 3, False)[6]
+    forced = data["trace"]["steps"][0]["alternatives"][1]["token_id"]
+    too_many = _tampered(data, steps=data["trace"]["steps"] * 2)
+    with pytest.raises(gr.Error, match=r"steps has 6 items; .* at most 3 \(its max_new_tokens\)"):
+        tab["handlers"].force_token(too_many, 0, forced)
+    with pytest.raises(gr.Error, match=r"greedy.*prompt_ids\[0\] is 1000000000"):
+        tab["handlers"].force_token({**data, "greedy": {**data["trace"], "prompt_ids": [10**9]}}, 0, forced)
+    with pytest.raises(gr.Error, match=r"token id .* got 1e\+300|token 10{300}|whole number"):
+        tab["handlers"].force_token(data, 0, str(10**300))
+    with pytest.raises(gr.Error, match=r"Input 2 \(position\) must be a finite number"):
+        tab["handlers"].force_token(data, math.nan, forced)
+    with pytest.raises(gr.Error, match=r"prompt_ids\[0\]"):
+        tab["handlers"].show_step(_tampered(data, prompt_ids=[10**9]), 0)

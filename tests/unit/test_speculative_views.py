@@ -137,3 +137,22 @@ def test_the_tab_builds_without_a_model_and_exposes_speculate(tmp_path):
     assert "speculate" in api and len(api["speculate"]["inputs"]) == 10
     assert {"prompt", "draft", "k", "temperature", "run", "stop", "json"} <= set(components)
     assert ctx.models.active() is None  # building the tab loads nothing
+
+
+def test_show_step_refuses_a_tampered_speculate_json(tiny_context):
+    """Issue 24 sibling of #4: the speculate JSON comes back from the client when the step slider moves."""
+    import gradio as gr
+
+    from playground.ui.speculative_tab import create_speculative_tab
+
+    with gr.Blocks() as demo:
+        create_speculative_tab(tiny_context)
+    show_step = next(fn.fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "show_step")
+    for data, message in [({"steps": [{"index": 0}]}, "not a speculate result"),
+                          ({"steps": "x"}, "steps must be a list"),
+                          ({"steps": [{}] * 100_000}, r"100,000 steps; .*at most"),
+                          ({"steps": [{"drafted": [1]}]}, "not a speculate result")]:
+        with pytest.raises(gr.Error, match=message):
+            show_step(data, 1)
+    with pytest.raises(gr.Error, match=r"Input 2 \(position\) must be a finite number"):
+        show_step({"steps": []}, float("nan"))
