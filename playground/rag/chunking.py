@@ -12,6 +12,8 @@ chunks together cover the text with nothing lost.
 
 from __future__ import annotations
 
+import math
+
 import re
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
@@ -126,12 +128,24 @@ def unit_boundaries(text: str, unit: str, tokenizer: Any = None) -> np.ndarray:
     return np.concatenate(([0], inner, [len(text)])).astype(np.int64)
 
 
-def chunk_spans(boundaries: np.ndarray, size: int, overlap: int) -> list[tuple[int, int]]:
-    """Character spans of chunks of `size` units, each starting `size - overlap` units after the last."""
+def chunk_count(n_units: int, size: int, overlap: int) -> int:
+    """How many chunks `chunk_spans` makes, without making them: one, or one more per step past the first.
+
+    >>> chunk_count(10, 4, 1), chunk_count(3, 4, 1)
+    (3, 1)
+    """
+    return 1 if n_units <= size else 1 + math.ceil((n_units - size) / (size - overlap))
+
+
+def chunk_spans(boundaries: np.ndarray, size: int, overlap: int, limit: int | None = None) -> list[tuple[int, int]]:
+    """Character spans of chunks of `size` units, each starting `size - overlap` units after the last; at
+    most `limit` of them (the first ones), so a huge text with tiny chunks costs only what is kept."""
     n_units = len(boundaries) - 1
     step = size - overlap
     spans = []
     for first in range(0, max(n_units, 1), step):
+        if limit is not None and len(spans) >= limit:
+            break
         last = min(first + size, n_units)
         spans.append((int(boundaries[first]), int(boundaries[last])))
         if last == n_units:
@@ -139,11 +153,12 @@ def chunk_spans(boundaries: np.ndarray, size: int, overlap: int) -> list[tuple[i
     return spans
 
 
-def chunk_text(text: str, settings: ChunkingSettings, tokenizer: Any = None) -> list[tuple[str, int, int]]:
-    """(chunk text, start, end) for one document."""
+def chunk_text(text: str, settings: ChunkingSettings, tokenizer: Any = None,
+               limit: int | None = None) -> list[tuple[str, int, int]]:
+    """(chunk text, start, end) for one document (the first `limit` chunks when given)."""
     if not text:
         return []
-    spans = chunk_spans(unit_boundaries(text, settings.unit, tokenizer), settings.size, settings.overlap)
+    spans = chunk_spans(unit_boundaries(text, settings.unit, tokenizer), settings.size, settings.overlap, limit)
     return [(text[start:end], start, end) for start, end in spans]
 
 
@@ -160,14 +175,20 @@ def chunk_corpus(corpus: Corpus, settings: ChunkingSettings, tokenizer: Any = No
                  max_chunks: int = MAX_CHUNKS) -> ChunkSet:
     """Every document chunked, in corpus order, capped at `max_chunks` (with a note saying so)."""
     pieces: list[tuple[str, str, int, int]] = []
+    made = 0  # chunks the whole corpus makes, counted without building the ones past the cap
     for document in corpus.documents:
-        pieces.extend((document.source, text, start, end) for text, start, end in
-                      chunk_text(document.text, settings, tokenizer))
+        if not document.text:
+            continue
+        boundaries = unit_boundaries(document.text, settings.unit, tokenizer)
+        made += chunk_count(len(boundaries) - 1, settings.size, settings.overlap)
+        room = max_chunks - len(pieces)
+        if room > 0:
+            spans = chunk_spans(boundaries, settings.size, settings.overlap, room)
+            pieces.extend((document.source, document.text[start:end], start, end) for start, end in spans)
     notes = list(corpus.notes)
-    if len(pieces) > max_chunks:
-        notes.append(f"The corpus makes {len(pieces):,} chunks; only the first {max_chunks:,} are indexed "
+    if made > max_chunks:
+        notes.append(f"The corpus makes {made:,} chunks; only the first {max_chunks:,} are indexed "
                      "(use bigger chunks or a smaller corpus).")
-        pieces = pieces[:max_chunks]
     counts = count_tokens([text for _, text, _, _ in pieces], tokenizer) if tokenizer is not None else [0] * len(pieces)
     chunks = tuple(Chunk(index, source, text, start, end, count)
                    for index, ((source, text, start, end), count) in enumerate(zip(pieces, counts)))

@@ -240,3 +240,29 @@ def test_too_many_chunks_are_capped_with_a_note():
     chunk_set = chunk_corpus(built, ChunkingSettings("characters", 10, 0), max_chunks=5)
     assert len(chunk_set.chunks) == 5
     assert re.search(r"makes \d+ chunks; only the first 5 are indexed", chunk_set.notes[0])
+
+
+@pytest.mark.parametrize("n_units", [1, 2, 3, 4, 5, 9, 10, 11, 100])
+@pytest.mark.parametrize("size, overlap", [(1, 0), (2, 1), (4, 1), (4, 3), (10, 0)])
+def test_chunk_count_is_the_number_of_spans(n_units, size, overlap):
+    from playground.rag.chunking import chunk_count
+
+    boundaries = np.arange(n_units + 1, dtype=np.int64)
+    assert chunk_count(n_units, size, overlap) == len(chunk_spans(boundaries, size, overlap))
+
+
+def test_a_tiny_chunk_size_on_a_huge_text_builds_only_the_chunks_it_keeps():
+    """Issue 24 (a sibling of the hostile PDF): chunk size 1 on 1,000,000 characters made every one of the
+    1 M chunks (hundreds of MB) before the cap kept 10,000."""
+    import tracemalloc
+
+    from playground.rag.corpus import Corpus, Document
+
+    corpus = Corpus("pasted", (Document("pasted text", "ab" * 500_000),))
+    tracemalloc.start()
+    chunks = chunk_corpus(corpus, ChunkingSettings("characters", 1, 0), max_chunks=10_000)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(chunks.chunks) == 10_000 and chunks.chunks[-1].end == 10_000
+    assert any("makes 1,000,000 chunks" in note for note in chunks.notes)
+    assert peak < 40 * 2**20, f"peak {peak / 2**20:.0f} MB"
