@@ -12,7 +12,6 @@ import gc
 import itertools
 import os
 import shutil
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from playground.limits import shown
 from playground.runtime import embedded
 from playground.runtime.cache import atomic_folder
 from playground.runtime.errors import DeviceUnavailableError, ModelLoadError
+from playground.runtime.locks import ModelLock
 from playground.runtime.precision import (
     AFTER_LOAD_MESSAGES,
     Precision,
@@ -146,7 +146,8 @@ class LoadedModel:
     """A causal LM ready to run, with what the header shows about it.
 
     `lock` serialises forwards: the model itself is shared by every user of the app, and a few
-    operations (switching to eager attention to read attention weights) briefly change its state.
+    operations (switching to eager attention to read attention weights) briefly change its state. It is a
+    ModelLock: reentrant, and a waiting presenter goes first (see runtime/locks.py).
     """
 
     spec: ModelSpec
@@ -157,7 +158,7 @@ class LoadedModel:
     parameters: int
     memory_bytes: int
     load_seconds: float
-    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    lock: ModelLock = field(default_factory=ModelLock, repr=False)
 
     @property
     def context_length(self) -> int:

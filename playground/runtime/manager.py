@@ -11,11 +11,12 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from playground.config import Settings
+from playground.runtime.locks import nobody
 from playground.runtime.errors import ModelLoadError
 from playground.runtime.loading import LoadedModel, ProgressFn, load_causal_lm, load_embedding_model, resolve_device
 from playground.runtime.precision import resolve_precision
@@ -66,6 +67,8 @@ class ModelManager:
         self._embedder: Any = None
         self._embedder_lock = threading.Lock()
         self.allowed_models = allowed_model_names(settings)  # None: any model
+        # Whose forwards go first on a model's lock (runtime.locks.ModelLock); the app installs the rule.
+        self.urgent: Callable[[], bool] = nobody
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -79,6 +82,9 @@ class ModelManager:
     def active(self) -> LoadedModel | None:
         with self._state_lock:
             return self._models.get(self._active) if self._active else None
+
+    def _is_urgent(self) -> bool:
+        return self.urgent()
 
     def resident(self, key: LoadKey) -> LoadedModel | None:
         """A model held in memory (None once evicted), without making it active or touching the LRU order."""
@@ -206,6 +212,7 @@ class ModelManager:
             if isinstance(error, ModelLoadError):
                 raise
             raise ModelLoadError(message) from error
+        loaded.lock.urgent = self._is_urgent  # the app decides who goes first (the presenter, in a class)
         with self._state_lock:
             self._models[key] = loaded
             if activate:

@@ -26,6 +26,8 @@ def build_app(settings: Settings, manager: ModelManager) -> gr.Blocks:
         # the browser keeps a random visitor token, so a reload finds the visitor's session again
         visitor = gr.BrowserState("", storage_key="playground-visitor")
         ctx = AppContext(settings, manager, visitor=visitor)
+        # during a class the presenter's forwards go before the room's (a poll opens at once)
+        manager.urgent = lambda: ctx.classroom.current is not None and ctx.sessions.is_presenter(current_session_id())
         demo.load(lambda token: ctx.sessions.claim(current_session_id(), token), visitor, visitor,
                   api_visibility="private", queue=False, show_progress="hidden")
         create_header(ctx)
