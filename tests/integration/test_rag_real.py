@@ -19,6 +19,7 @@ from playground.rag import (
     retrieve,
 )
 from playground.rag.chunking import chunk_text
+from playground.rag.rerank import judge_prompt_ids
 
 pytestmark = pytest.mark.slow
 
@@ -85,6 +86,29 @@ def test_the_llm_judge_and_rerank_on_the_real_model(index, embedder, real_model)
     assert all(0.0 <= j.score <= 1.0 and j.p_yes + j.p_no <= 1.0 for j in batched)
     reranked = apply_rerank(first, [j.score for j in batched])
     assert sorted(row.rerank_score for row in reranked.candidates) == sorted(j.score for j in batched)
+
+
+def test_the_judge_batched_equals_one_at_a_time_in_fp32_with_a_short_and_a_long_passage(index, embedder,
+                                                                                        model_manager):
+    """Every candidate, plus a one-word passage and a long one in the same batch (the short row is mostly
+    left padding), in fp32: batched = one at a time within fp32 rounding (the tolerance is derived in
+    tests/unit/test_rag_llm.py; measured here: ~2e-6 on log P)."""
+    import math
+
+    fp32 = model_manager.load(precision="none", activate=False)
+    assert fp32.model.dtype == torch.float32
+    question = "What does the pass statement do?"
+    first = retrieve(index, embedder, question, "hybrid", k=3, rerank_candidates=4)
+    long_passage = " ".join(row.chunk.text for row in first.candidates)  # cut to MAX_PASSAGE_TOKENS by the judge
+    passages = [row.chunk.text for row in first.candidates] + ["pass", long_passage]
+    lengths = [len(judge_prompt_ids(fp32.tokenizer, question, p)) for p in passages]
+    assert lengths[-1] > 3 * lengths[-2]
+    batched = judge_relevance(fp32.model, fp32.tokenizer, question, passages, batch_size=len(passages),
+                              lock=fp32.lock)
+    single = judge_relevance(fp32.model, fp32.tokenizer, question, passages, batch_size=1, lock=fp32.lock)
+    for i, (a, b) in enumerate(zip(batched, single)):
+        for x, y in ((a.p_yes, b.p_yes), (a.p_no, b.p_no)):
+            assert abs(math.log(x) - math.log(y)) <= 2e-5, (i, x, y)
 
 
 def test_a_grounded_answer_from_the_real_model(index, embedder, real_model):

@@ -142,6 +142,105 @@ def test_cached_outputs_match_the_code_on_the_real_model(key, settings, model_ma
     assert checked >= 1
 
 
+def _live_first_example(key, settings, model_manager):
+    from playground.ui import build_app
+
+    demo = build_app(settings, model_manager)
+    tab = next(tab for tab in demo.playground_links if tab.key == key)
+    example = load_example_file(key).examples[0]
+    fresh = compute_example(demo, tab, example)
+    json_index = next(i for i, c in enumerate(click_handler(demo, tab.run_button).outputs) if isinstance(c, gr.JSON))
+    return example, fresh, json_index
+
+
+def assert_timings_present(fresh, cached, path: str = "") -> None:
+    """Every timing field of the cache is in the fresh run too, as a non-negative number."""
+    if isinstance(cached, dict):
+        for key, value in cached.items():
+            assert key in fresh, f"{path}.{key} missing"
+            if TIMING.search(str(key)) and isinstance(value, (int, float)) and not isinstance(value, bool):
+                assert isinstance(fresh[key], (int, float)) and fresh[key] >= 0, f"{path}.{key}"
+            else:
+                assert_timings_present(fresh[key], value, f"{path}.{key}")
+    elif isinstance(cached, list) and isinstance(fresh, list):
+        for index, (new, old) in enumerate(zip(fresh, cached)):
+            assert_timings_present(new, old, f"{path}.{index}")
+
+
+@pytest.mark.slow
+def test_the_speculative_greedy_example_replays_token_for_token(settings, model_manager, real_model):
+    """The first speculative example (greedy, prompt lookup, fp32 target): the same tokens, the same
+    drafts with the same accepted/rejected/unchecked fates and draws, the same step table; timings only
+    present (they change run to run, and so does the measured cost ratio c derived from them)."""
+    example, fresh, index = _live_first_example("speculative", settings, model_manager)
+    assert example.values["temperature"] == 0.0
+    new, old = fresh[index], example.outputs[index]
+    for key in ("token_ids", "text", "finish_reason", "prompt_tokens", "generated_tokens", "draft", "k"):
+        assert new[key] == old[key], key
+    assert new["plain"]["token_ids"] == old["plain"]["token_ids"] == old["token_ids"]  # greedy: the same text
+    assert new["speed"]["same_tokens"] is old["speed"]["same_tokens"] is True
+
+    def decisions(run):
+        return [(s["context_length"], [(d["position"], d["token_id"], d["outcome"], d["draw"], d["q"], d["p"])
+                                       for d in s["drafted"]], s["accepted"], s["final_token_id"], s["final_kind"],
+                 s["emitted"]) for s in run["steps"]]
+
+    assert decisions(new) == decisions(old)
+    assert_close(new["stats"], old["stats"], "stats")  # counts, acceptance by position (timing keys skipped)
+    assert_timings_present(new, old)
+    tables = [i for i, c in enumerate(example.outputs) if isinstance(c, dict) and "headers" in c]
+    assert tables and all(fresh[i] == example.outputs[i] for i in tables)  # the first step's tables
+
+
+def _equal_width_metrics(confidence, correct, n_bins: int):
+    """ECE, MCE, accuracy and per-bin counts in numpy, from the formula: bins [i/n, (i+1)/n), 1.0 in the last."""
+    import numpy as np
+
+    confidence, correct = np.asarray(confidence, dtype=np.float64), np.asarray(correct, dtype=np.float64)
+    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
+    gaps, counts = [], []
+    for b in range(n_bins):
+        members = bins == b
+        counts.append(int(members.sum()))
+        gaps.append(abs(correct[members].mean() - confidence[members].mean()) if members.any() else 0.0)
+    weights = np.array(counts) / len(confidence)
+    return float(weights @ np.array(gaps)), max(gaps), float(correct.mean()), counts
+
+
+@pytest.mark.slow
+def test_the_calibration_example_matches_a_live_scoring(settings, model_manager, real_model, tmp_path):
+    """The built-in example scored now (a fresh score cache, so the 512 questions really run: ~30 s).
+
+    Exact (float noise): the metrics of the cached and of the live run each equal ECE/MCE/accuracy and the
+    bin counts recomputed in numpy from their own items. Between the two runs: the default CPU int4 path
+    rounds activations to bf16, and its kernels differ between processors (the cache was made on an AVX2
+    machine), so most items agree to float noise (median |delta confidence| <= 1e-4: a changed prompt or
+    scoring would move them all) while a few move by up to ~0.01 and may flip a prediction."""
+    import dataclasses
+
+    import numpy as np
+
+    example, fresh, index = _live_first_example("calibration", dataclasses.replace(settings, cache_dir=tmp_path),
+                                                model_manager)
+    assert "scored now" in fresh[0]
+    new, old = fresh[index], example.outputs[index]
+    n_bins = example.values["n_bins"]
+    assert example.values["binning"] == "equal-width"
+    for run in (new, old):
+        ece, mce, accuracy, counts = _equal_width_metrics(run["items"]["confidence"], run["items"]["correct"], n_bins)
+        metrics = run["all"]["metrics"]
+        assert metrics["ece"]["value"] == pytest.approx(ece, abs=1e-12)
+        assert metrics["mce"]["value"] == pytest.approx(mce, abs=1e-12)
+        assert metrics["accuracy"]["value"] == pytest.approx(accuracy, abs=1e-12)
+        assert [b["count"] for b in run["all"]["bins"]] == counts
+    delta = np.abs(np.array(new["items"]["confidence"]) - np.array(old["items"]["confidence"]))
+    flipped = int((np.array(new["items"]["correct"]) != np.array(old["items"]["correct"])).sum())
+    assert len(delta) == 512 and np.median(delta) <= 1e-4 and delta.max() <= 0.03 and flipped <= 5
+    for name, tolerance in (("accuracy", 5 / 512), ("ece", 0.01), ("mce", 0.05), ("brier", 2e-3), ("nll", 2e-3)):
+        assert new["all"]["metrics"][name]["value"] == pytest.approx(old["all"]["metrics"][name]["value"],
+                                                                     abs=tolerance), name
+
+
 def _markdown_texts(block) -> list[str]:
     texts = [block.value] if isinstance(block, gr.Markdown) and isinstance(block.value, str) else []
     for child in getattr(block, "children", []):

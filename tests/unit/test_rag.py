@@ -68,6 +68,48 @@ def test_retrieve_dense_ranking_equals_semantic_search_on_the_same_embeddings(in
     assert [row.dense_rank for row in result.rows] == list(range(1, 9))
 
 
+class RawVectorEmbedder:
+    """Returns the given raw (un-normalised) vector for each text unless asked to normalise, as
+    SentenceTransformer.encode does: a missing normalize_embeddings=True shows."""
+
+    max_seq_length = 66
+
+    def __init__(self, tokenizer, vectors: dict[str, list[float]]) -> None:
+        self.tokenizer, self.vectors = tokenizer, vectors
+
+    def get_embedding_dimension(self) -> int:
+        return 3
+
+    def encode(self, texts, batch_size=32, normalize_embeddings=False, convert_to_numpy=True, show_progress_bar=False):
+        vectors = np.array([self.vectors[text.strip()] for text in texts], dtype=np.float32)
+        if normalize_embeddings:
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors
+
+
+def test_dense_scores_are_cosines_of_unnormalised_vectors(tiny_tokenizer, tmp_path):
+    """Catches a missing normalisation of the chunks or the question: two chunks with the same direction
+    and lengths 20x apart must tie, and a shorter chunk at a smaller angle must beat both (a dot product
+    would rank the longest first)."""
+    from sklearn.metrics.pairwise import cosine_similarity
+
+    vectors = {"long": [10.0, 10.0, 0.0], "short": [0.5, 0.5, 0.0], "near": [1.0, 0.5, 0.0],
+               "question": [5.0, 0.0, 0.0]}
+    embedder = RawVectorEmbedder(tiny_tokenizer, vectors)
+    corpus = Corpus("raw", tuple(Document(name, name) for name in ("long", "short", "near")))
+    index = build_index(corpus, ChunkingSettings(), embedder, "raw-vectors", tmp_path)
+    result = retrieve(index, embedder, "question", "dense", k=3)
+    texts = [row.chunk.text.strip() for row in result.rows]
+    expected = cosine_similarity([vectors["question"]], [vectors[t] for t in texts])[0]  # sklearn, float64
+    np.testing.assert_allclose([row.dense_score for row in result.rows], expected, atol=1e-6)
+    assert texts[0] == "near" and set(texts[1:]) == {"long", "short"}
+    assert result.rows[1].dense_score == pytest.approx(result.rows[2].dense_score, abs=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(index.embeddings, axis=1), 1.0, atol=1e-6)
+    # The example discriminates: raw dot products would not tie and would put the long chunk first.
+    raw = {t: float(np.dot(vectors["question"], vectors[t])) for t in texts}
+    assert max(raw, key=raw.get) == "long" and raw["long"] > 10 * raw["short"]
+
+
 def test_faiss_hnsw_above_the_threshold_finds_nearly_the_exact_neighbours():
     rng = np.random.default_rng(1)
     embeddings, queries = _unit_rows(rng, 3000, 32), _unit_rows(rng, 20, 32)

@@ -3,6 +3,8 @@ forward) and the grounded answer (prompt, placement, citations, the one generati
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -51,6 +53,72 @@ def test_batching_with_left_padding_changes_nothing(judge_pair):
     for single, batch in zip(one_by_one, batched):
         assert batch.p_yes == pytest.approx(single.p_yes, rel=1e-4)
         assert batch.p_no == pytest.approx(single.p_no, rel=1e-4)
+
+
+# Batched = one at a time, within fp32 rounding. The two paths run the same arithmetic except that the
+# batch's shape can pick another blocking (summation order) in the matmuls; fp32 rounds at u = 2^-24 ~ 6e-8
+# per operation, so sums over a few hundred terms and a few layers move a logit by ~1e-6 (measured: 0 on
+# the tiny model, 2e-6 on the embedded one in fp32). Padded keys add exactly 0 after the softmax (masked
+# scores are -inf). Allowing 1e-5 on each logit gives 2e-5 on a log-probability (logit - logsumexp).
+# A real bug (a missing attention mask, a row sent to the wrong passage) moves it by 1e-2 or more.
+LOG_PROBABILITY_TOLERANCE = 2e-5
+
+
+def assert_same_judgements(batched, single, tolerance=LOG_PROBABILITY_TOLERANCE):
+    assert len(batched) == len(single)
+    for index, (a, b) in enumerate(zip(batched, single)):
+        for name in ("p_yes", "p_no"):
+            x, y = getattr(a, name), getattr(b, name)
+            assert x > 0 and y > 0, (index, name)
+            assert abs(math.log(x) - math.log(y)) <= tolerance, f"passage {index}: {name} {x} vs {y}"
+
+
+@pytest.fixture(scope="module")
+def context_judge_pair(judge_pair):
+    """A tiny model whose answer depends on the passage: the shared tiny model's scaled-up embeddings
+    swamp its layers (its P(Yes) barely moves with the passage), so here they are back at init scale
+    and the head is random (as in test_speculative.tiny_lm)."""
+    _, tokenizer = judge_pair
+    model = make_tiny_llama(len(tokenizer), seed=4)
+    generator = torch.Generator().manual_seed(1004)
+    with torch.no_grad():
+        model.lm_head.weight = torch.nn.Parameter(torch.randn(len(tokenizer), 32, generator=generator) * 0.35)
+        model.model.embed_tokens.weight.div_(20)
+    return model, tokenizer
+
+
+LONG_PASSAGE = " ".join(["The capital of Italy is Rome. Tokens attend to earlier tokens."] * 12)  # cut to MAX_PASSAGE_TOKENS
+EVERY_LENGTH = PASSAGES + ["Yes", LONG_PASSAGE, "def add(a, b):\n    return a + b\n" * 3]
+
+
+@pytest.mark.parametrize("batch_size", [2, 3, len(EVERY_LENGTH)])
+def test_batched_judgements_equal_one_at_a_time_on_every_passage(batch_size, context_judge_pair):
+    model, tokenizer = context_judge_pair
+    single = rerank.judge_relevance(model, tokenizer, "What is the capital of France?", EVERY_LENGTH, batch_size=1)
+    batched = rerank.judge_relevance(model, tokenizer, "What is the capital of France?", EVERY_LENGTH,
+                                     batch_size=batch_size)
+    assert_same_judgements(batched, single)
+    scores = [j.p_yes for j in single]
+    assert max(scores) / min(scores) > 1.01  # the passages really get different answers (a mix-up would show)
+
+
+def test_left_padding_of_a_very_short_passage_next_to_a_long_one(context_judge_pair, monkeypatch):
+    """One batch, one passage of one word and one of hundreds of tokens: the short row is mostly padding."""
+    model, tokenizer = context_judge_pair
+    question, passages = "What is the capital of France?", ["Rome", LONG_PASSAGE]
+    lengths = [len(rerank.judge_prompt_ids(tokenizer, question, p)) for p in passages]
+    assert lengths[1] - lengths[0] > 2 * lengths[0]  # more padding than tokens in the short row
+    single = rerank.judge_relevance(model, tokenizer, question, passages, batch_size=1)
+    assert_same_judgements(rerank.judge_relevance(model, tokenizer, question, passages, batch_size=2), single)
+    assert_same_judgements(rerank.judge_relevance(model, tokenizer, question, passages[::-1], batch_size=2),
+                           single[::-1])
+    # The comparison can fail: the same batch with the padding left visible (no attention mask) is far off.
+    padded = rerank._left_padded
+    monkeypatch.setattr(rerank, "_left_padded", lambda rows, pad: (lambda ids, mask, positions: (
+        ids, torch.ones_like(mask), positions))(*padded(rows, pad)))
+    unmasked = rerank.judge_relevance(model, tokenizer, question, passages, batch_size=2)
+    with pytest.raises(AssertionError, match="passage 0"):
+        assert_same_judgements(unmasked, single, tolerance=100 * LOG_PROBABILITY_TOLERANCE)
 
 
 def test_the_judge_prompt_is_chat_templated_and_long_passages_are_cut(judge_pair, monkeypatch):

@@ -171,6 +171,107 @@ def test_first_token_follows_the_target_not_the_draft(settings, target, other, t
     assert chi_square_pvalue(draft_alone, p) < 1e-9
 
 
+# Later draft positions and the bonus token, on a hand-made pair: the target's and the draft's
+# distributions depend only on the position of the token (the prompt is one token), so the
+# token at position j of a step, whenever the step reaches j, must follow the target's row j,
+# whatever happened before it (Leviathan et al. 2023, Theorem 1, applied position by position).
+# Rows: the tokens at positions 1, 2, 3 (drafted, k = 3) and 4 (the bonus after three acceptances).
+HAND_P = torch.tensor([[0.50, 0.20, 0.20, 0.10],
+                       [0.10, 0.60, 0.20, 0.10],
+                       [0.25, 0.05, 0.30, 0.40],
+                       [0.05, 0.15, 0.50, 0.30]])
+HAND_Q = torch.tensor([[0.10, 0.20, 0.30, 0.40],
+                       [0.40, 0.20, 0.20, 0.20],
+                       [0.40, 0.30, 0.20, 0.10]])
+HAND_SEEDS = 6000  # ~2 s; each draft token is accepted with probability sum(min(p, q)) = 0.6
+
+
+class PositionTarget:
+    """A stand-in for CachedModel: the logits of the token at index t are log HAND_P[t - 1]."""
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+
+    def pending(self, sequence):
+        common = 0
+        for cached, wanted in zip(self.ids, sequence):
+            if cached != wanted:
+                break
+            common += 1
+        self.crop(min(common, len(sequence) - 1))
+        return list(sequence[len(self.ids):])
+
+    def feed(self, tokens, keep=1):
+        self.ids.extend(tokens)
+        end = len(self.ids)  # the fed token at index i predicts index i + 1
+        return HAND_P[end - keep:end].log()  # [keep, vocab]
+
+    def crop(self, length):
+        del self.ids[length:]
+
+
+class PositionDraft:
+    """A draft whose token at index t is drawn from HAND_Q[t - 1], with the step's generator."""
+
+    label = "hand-made"
+
+    def propose(self, sequence, k, settings, generator, stop_ids):
+        from playground.drafts import Proposal, draw_token
+
+        rows = HAND_Q[len(sequence) - 1:len(sequence) - 1 + k]  # [k, vocab]
+        tokens = tuple(draw_token(row, settings, generator) for row in rows)
+        return Proposal(tokens, rows, 0.0, len(tokens))
+
+
+class DecodeStub:
+    def decode(self, ids, skip_special_tokens=False):
+        return "".join(f"<{i}>" for i in ids)
+
+
+def tokens_by_position(seeds: int = HAND_SEEDS) -> dict[int, list[int]]:
+    """Position (1..4) -> the token each seeded step emitted there (when it got that far)."""
+    by_position: dict[int, list[int]] = {1: [], 2: [], 3: [], 4: []}
+    kinds = []
+    for seed in range(seeds):
+        settings = SamplingSettings(temperature=1.0, seed=seed)
+        step = next(speculative_steps(PositionTarget(), PositionDraft(), DecodeStub(), [0], settings, k=3,
+                                      max_new_tokens=8))
+        assert len(step.drafted) == 3
+        for position, token in enumerate(step.emitted, start=1):
+            by_position[position].append(token)
+        kinds.append(step.final_kind)
+    assert kinds.count("bonus") == len(by_position[4]) > 0.15 * seeds  # every draft accepted ~0.6^3 of the time
+    return by_position
+
+
+def test_later_positions_and_the_bonus_token_follow_the_target():
+    """Catches a residual or a p/q row used at the wrong position (the first-token test cannot see those)."""
+    assert all(0.5 * float((p - q).abs().sum()) >= 0.4 for p, q in zip(HAND_P, HAND_Q))  # they really differ
+    by_position = tokens_by_position()
+    for position, tokens in by_position.items():
+        assert len(tokens) > 1000, position
+        assert chi_square_pvalue(tokens, HAND_P[position - 1]) > 1e-3, f"position {position}"
+    # Power: with these sample sizes the test tells the right row from its neighbours and the draft's.
+    for position in (2, 3, 4):
+        tokens = by_position[position]
+        assert chi_square_pvalue(tokens, HAND_P[position - 2]) < 1e-9, f"position {position} vs row {position - 1}"
+        if position <= 3:
+            assert chi_square_pvalue(tokens, HAND_Q[position - 1]) < 1e-9, f"position {position} vs the draft"
+
+
+@pytest.mark.parametrize("wrong_residual", [lambda p, q: q / q.sum(), lambda p, q: p / p.sum()],
+                         ids=["the draft's q", "the target's p, nothing subtracted"])
+def test_the_later_position_test_fails_with_a_wrong_residual(wrong_residual, monkeypatch):
+    """The test above must be able to fail: with a residual other than normalize(max(0, p - q)), the
+    tokens at positions 2 and 3 no longer follow the target and the chi-square rejects."""
+    import playground.speculative as speculative
+
+    monkeypatch.setattr(speculative, "residual_distribution", wrong_residual)
+    by_position = tokens_by_position()
+    for position in (1, 2, 3):
+        assert chi_square_pvalue(by_position[position], HAND_P[position - 1]) < 1e-6, f"position {position}"
+
+
 def test_a_draft_identical_to_the_target_accepts_everything(target, tiny_tokenizer, prompt_ids):
     result = run(target, ModelDraft(target), tiny_tokenizer, prompt_ids, SamplingSettings(temperature=1.0, seed=5),
                  k=4, max_new_tokens=30)
