@@ -343,19 +343,39 @@ def run_precision(model: Any, tokenizer: Any, eval_ids: torch.Tensor, prompt_ids
     return PrecisionRun(logits, first_at or 0.0, rate, count)
 
 
-def precision_rows(entries: Sequence[tuple[str, dict[str, Any], PrecisionRun]], eval_ids: torch.Tensor) -> list[dict[str, Any]]:
-    """Table rows for (precision label, LoadedModel.status(), run); the first entry is the reference."""
+def reference_description(spec: Any, value: str, label: str) -> str:
+    """What the lab's reference row (the first, highest precision checked) really is: `spec` a ModelSpec,
+    `value` the precision choice, `label` its resolved label (fp32 / bf16 / ...). An embedded GGUF's full
+    precision is its quantized blocks dequantized (SmolLM2-135M: Q4_1), not the published weights: int4
+    re-encodes weights that were already 4-bit, so its KL against this reference flatters it."""
+    if value != "none":
+        return f"{value} (not full precision): the quality columns are against this copy"
+    weights = getattr(spec, "weights_file", None) or ""
+    if getattr(spec, "source", "") == "embedded" and weights.lower().endswith(".gguf"):
+        kind = weights.rsplit(".", 2)[-2].split("-")[-1].upper()  # ...Q4_1.gguf / ...-q4_k_m.gguf
+        return (f"{label} from the GGUF's {kind} weights (already 4-bit: int4 re-encodes them, so its KL "
+                f"against this reference flatters it; the published bf16 weights are not shipped)")
+    if getattr(spec, "source", "") == "local":
+        return f"{label} of the weights in the local folder"
+    return f"{label} of the weights as published (hub)"
+
+
+def precision_rows(entries: Sequence[tuple[str, dict[str, Any], PrecisionRun]], eval_ids: torch.Tensor,
+                   reference: str = "") -> list[dict[str, Any]]:
+    """Table rows for (precision label, LoadedModel.status(), run); the first entry is the reference,
+    `reference` says what it is (reference_description)."""
     if not entries:
         return []
-    reference = entries[0][2].logits
+    reference_logits = entries[0][2].logits
     ids = eval_ids.reshape(-1)
     rows = []
     for label, status, run in entries:
-        quality = quality_vs_reference(reference, run.logits, ids)
+        quality = quality_vs_reference(reference_logits, run.logits, ids)
         rows.append({
             "precision": label, "detail": status["precision"], "memory_mb": status["memory_mb"],
             "load_seconds": status["load_seconds"], "decode_tokens_per_second": run.decode_tokens_per_second,
             "time_to_first_token_s": run.time_to_first_token, "kl_mean": quality.kl_mean, "kl_max": quality.kl_max,
             "top1_agreement": quality.top1_agreement, "perplexity": quality.perplexity, "tokens": quality.tokens,
+            "reference": reference, "is_reference": not rows,
         })
     return rows

@@ -445,16 +445,27 @@ def plain_decode(model: Any, tokenizer: Any, prompt_ids: Sequence[int], settings
 
 @dataclass(frozen=True)
 class SpeedReport:
-    plain_tokens_per_second: float
+    plain_tokens_per_second: float  # plain decoding of the same target, same precision
     speculative_tokens_per_second: float
-    measured_speedup: float  # speculative tokens/s over plain tokens/s
+    measured_speedup: float  # speculative tokens/s over plain tokens/s of the same target: what the draft buys
     alpha: float
     k: int
     cost_ratio: float  # c: draft seconds per drafted token / seconds per plain decoding step
     verify_cost_ratio: float  # v: seconds per target check of the drafts / seconds per plain decoding step
-    predicted_speedup: float  # the formula: (1 - alpha^(k+1)) / ((1 - alpha)(k c + 1))
-    predicted_speedup_measured_costs: float  # with each step's real draft length and the measured v
+    predicted_speedup: float  # the textbook formula: (1 - alpha^(k+1)) / ((1 - alpha)(k c + 1))
+    # fitted from this run: each step's real draft length and the measured v, with this run's alpha and c, so it
+    # shares its inputs with the measurement (not an independent prediction)
+    predicted_speedup_measured_costs: float
     same_tokens: bool  # greedy: must be True; sampling: the two runs draw different random numbers
+    target_precision: str = ""  # e.g. fp32
+    # The fastest plain decoding the app offers for this model on this device: plain decoding in the default
+    # precision (auto: int4 on a CPU), same prompt and token count, measured in the same run; the target's
+    # own plain decoding when the target already is in that precision.
+    fastest_plain_precision: str = ""
+    fastest_plain_tokens_per_second: float = 0.0
+    speedup_vs_fastest_plain: float = 0.0  # speculative tokens/s over fastest plain tokens/s
+    beats_fastest_plain: bool = False
+    fastest_plain_is_target: bool = True
 
 
 def cost_ratios(run: SpeculativeRun, plain: PlainRun) -> tuple[float, float]:
@@ -470,9 +481,15 @@ def cost_ratios(run: SpeculativeRun, plain: PlainRun) -> tuple[float, float]:
     return c, v
 
 
-def speed_report(run: SpeculativeRun, plain: PlainRun, stats: AcceptanceStats) -> SpeedReport:
+def speed_report(run: SpeculativeRun, plain: PlainRun, stats: AcceptanceStats, fastest: PlainRun | None = None,
+                 fastest_precision: str = "", target_precision: str = "") -> SpeedReport:
+    """Measured and predicted speed-ups. `plain` is plain decoding of the same target; `fastest` is plain
+    decoding in the app's default precision for as many tokens as the speculative run made (None: the target
+    already is in that precision, so `plain` is the fastest plain decoding)."""
     c, v = cost_ratios(run, plain)
     plain_tps = plain.tokens_per_second
+    fastest_tps = plain_tps if fastest is None else fastest.tokens_per_second
+    versus_fastest = run.tokens_per_second / fastest_tps if fastest_tps > 0 else 0.0
     return SpeedReport(
         plain_tokens_per_second=plain_tps,
         speculative_tokens_per_second=run.tokens_per_second,
@@ -485,12 +502,20 @@ def speed_report(run: SpeculativeRun, plain: PlainRun, stats: AcceptanceStats) -
         predicted_speedup_measured_costs=predicted_speedup_for_steps(stats.alpha, [len(s.drafted) for s in run.steps],
                                                                      c, v),
         same_tokens=run.token_ids == plain.token_ids,
+        target_precision=target_precision,
+        fastest_plain_precision=target_precision if fastest is None else fastest_precision,
+        fastest_plain_tokens_per_second=fastest_tps,
+        speedup_vs_fastest_plain=versus_fastest,
+        beats_fastest_plain=versus_fastest > 1.0,
+        fastest_plain_is_target=fastest is None,
     )
 
 
 def report_json(run: SpeculativeRun, stats: AcceptanceStats, speed: SpeedReport | None = None,
-                notes: Sequence[str] = (), plain: PlainRun | None = None) -> dict[str, Any]:
-    """Everything as plain data (the `speculate` API's JSON): step records, stats, timings, speed-up."""
+                notes: Sequence[str] = (), plain: PlainRun | None = None,
+                fastest: PlainRun | None = None) -> dict[str, Any]:
+    """Everything as plain data (the `speculate` API's JSON): step records, stats, timings, speed-up.
+    `fastest_plain` is plain decoding in the app's default precision (None when the target already is in it)."""
     def rounded(value: Any) -> Any:  # 6 decimals keep the JSON readable without hiding differences
         if isinstance(value, float):
             return round(value, 6) if math.isfinite(value) else None
@@ -515,6 +540,10 @@ def report_json(run: SpeculativeRun, stats: AcceptanceStats, speed: SpeedReport 
         "plain": None if plain is None else {"token_ids": list(plain.token_ids), "text": plain.text,
                                              "seconds": plain.seconds, "tokens_per_second": plain.tokens_per_second,
                                              "first_token_seconds": plain.first_token_seconds},
+        "fastest_plain": None if fastest is None else {
+            "precision": speed.fastest_plain_precision if speed is not None else "",
+            "token_ids": list(fastest.token_ids), "seconds": fastest.seconds,
+            "tokens_per_second": fastest.tokens_per_second, "first_token_seconds": fastest.first_token_seconds},
         "notes": list(notes),
         "steps": [asdict(step) for step in run.steps],
     }

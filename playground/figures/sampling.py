@@ -215,6 +215,8 @@ def samples_figure(histogram: SampleHistogram) -> go.Figure:
     test = histogram.chi_square
     verdict = (f"χ² = {test.statistic:.1f}, {test.dof} dof, p-value = {test.p_value:.3f}" if test
                else "one possible token: nothing to test")
+    if test and test.smallest_expected < 5:  # too few draws for ~5 per bin: the χ² approximation is rough
+        verdict += f" (rough: a bin expects only {test.smallest_expected:.1f} draws)"
     layout = {"xaxis": {"title": {"text": "token"}, "tickangle": -40},
               "yaxis": {"title": {"text": "probability / share of draws"}, "tickformat": ".0%"}}
     return _figure(data, layout, f"{n:,} draws vs the math · {verdict}", 440, barmode="group", bargap=0.25)

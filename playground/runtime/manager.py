@@ -188,7 +188,7 @@ class ModelManager:
     def _load_locked(self, key: LoadKey, requested: str, progress: ProgressFn | None,
                      activate: bool) -> LoadedModel:
         spec = resolve_model(key.model)
-        precision = resolve_precision(requested, key.device)
+        precision = resolve_precision(requested, key.device, spec.key)
 
         def report(fraction: float, message: str) -> None:
             with self._state_lock:

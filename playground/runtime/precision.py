@@ -77,19 +77,42 @@ def bitsandbytes_available() -> bool:
 # Measured on SmolLM2-135M-Instruct (Model tab, assets/model/eval_text.txt, 233 tokens): torch.ao dynamic
 # int8 decodes ~3x faster than fp32 on 2 CPU cores, but its per-tensor activation quantization meets the
 # model's outlier activations: KL 1.54 nats, top-1 agreement 34%, perplexity 201 vs 52. So it is opt-in.
+# Numbers are printed only for the model they were measured on (`model` == MEASURED_MODEL).
+MEASURED_MODEL = "smollm2-135m-instruct"
 INT8_DYNAMIC_WARNING = ("dynamic int8 is ~3x faster on CPU but measurably worse: on SmolLM2-135M, top-1 agreement "
                         "with fp32 was 34% and perplexity 201 vs 52 (Model tab, quantization lab)")
+INT8_DYNAMIC_WARNING_GENERIC = ("dynamic int8 is faster on CPU but can cost a lot of quality: its per-tensor "
+                                "activation quantization meets outlier activations (measure it in the Model tab's "
+                                "quantization lab)")
+# The embedded model's "fp32" is its GGUF's Q4_1 weights dequantized: int4 re-encodes weights that were already
+# 4-bit, so its KL against that reference flatters it (against the published bf16 weights it would be larger).
+INT4_MEASURED = ("measured on SmolLM2-135M: ~2.3x faster decode than fp32, KL 0.0003 / top-1 agreement 98%; that "
+                 "fp32 is the GGUF's Q4_1 weights dequantized, so int4 re-encodes weights that were already 4-bit "
+                 "and the KL flatters it (Model tab)")
+INT4_GENERIC = ("reads an eighth of the decoder's bytes per token, so it decodes faster than fp32; measure this "
+                "model's speed and quality in the Model tab")
+
+
+def int4_note(model: str) -> str:
+    """What the header says about int4 for `model`: measured numbers only for the model they were measured on."""
+    return INT4_MEASURED if model == MEASURED_MODEL else INT4_GENERIC
+
+
+def int8_warning(model: str) -> str:
+    return INT8_DYNAMIC_WARNING if model == MEASURED_MODEL else INT8_DYNAMIC_WARNING_GENERIC
 
 
 INT4_LABEL = "int4 weight-only (groups of 32, bf16 activations) + fp32 head"
 
 
-def resolve_precision(requested: str, device: str) -> Precision:
+def resolve_precision(requested: str, device: str, model: str = "") -> Precision:
     """Pick weight precision for a device. 'auto': NF4 on CUDA, int4 on CPU (fp32 where torch lacks the kernel).
+    `model` (a preset key) only picks the words: measured numbers are quoted for the model they were measured on.
 
     On CUDA, NF4 (bitsandbytes) fits 7B models in ~5 GB with small, measured quality loss. On CPU decoding
     is bound by reading the weights, so auto takes int4 weight-only (runtime/int4.py): measured ~2.3x
-    faster than fp32 at KL 0.0003 / top-1 98%. Dynamic int8 is faster still but costs too much quality
+    faster than fp32 at KL 0.0003 / top-1 98% on SmolLM2-135M, against a reference that is its GGUF's Q4_1
+    weights dequantized (which flatters int4). Dynamic int8 is faster still but costs too much quality
     (see INT8_DYNAMIC_WARNING), so it stays opt-in, as does exact fp32 ('none').
     """
     if requested == "auto":
@@ -104,8 +127,7 @@ def resolve_precision(requested: str, device: str) -> Precision:
             return Precision("none", torch.float32, "fp32",
                              "auto: fp32 on CPU (this torch build has no CPU int4 kernel)")
         return Precision("int4", torch.float32, INT4_LABEL,
-                         "auto: int4 on CPU, 4-bit decoder weights: measured on SmolLM2-135M ~2.3x faster decode "
-                         "than fp32 at KL 0.0003 / top-1 agreement 98% (Model tab). 'none' gives exact fp32",
+                         f"auto: int4 on CPU, 4-bit decoder weights: {int4_note(model)}. 'none' gives exact fp32",
                          method="int4-cpu")
     if requested == "none":
         if device == "cuda":
@@ -126,14 +148,13 @@ def resolve_precision(requested: str, device: str) -> Precision:
         if not int4_available():
             raise ModelLoadError("This torch build has no CPU int4 kernel. Fix: use 'none' (fp32) or 'int8'.")
         return Precision("int4", torch.float32, INT4_LABEL,
-                         "int4 as requested: 4-bit decoder weights; measured on SmolLM2-135M: ~2.3x faster decode "
-                         "than fp32, KL 0.0003 and top-1 agreement 98% (Model tab)", method="int4-cpu")
+                         f"int4 as requested: 4-bit decoder weights; {int4_note(model)}", method="int4-cpu")
     if requested in ("int8", "nf4"):
         # The one place that decides what int8 means: torch.ao dynamic int8 on a CPU (fast kernels there),
         # bitsandbytes LLM.int8 elsewhere.
         if device == "cpu" and requested == "int8":
             return Precision("int8", torch.float32, "int8 dynamic (torch.ao Linear) + fp32",
-                             "int8 as requested: dynamic int8 Linear layers (torch.ao) on CPU", INT8_DYNAMIC_WARNING,
+                             "int8 as requested: dynamic int8 Linear layers (torch.ao) on CPU", int8_warning(model),
                              method="torchao-int8")
         if not bitsandbytes_available():
             raise ModelLoadError(f"{requested} on {device} needs bitsandbytes, which is not importable here. "
@@ -146,13 +167,13 @@ def resolve_precision(requested: str, device: str) -> Precision:
     raise ModelLoadError(f"Unknown precision {shown(requested)}; use auto, none, bf16, fp16, int8, int4 or nf4.")
 
 
-def precision_options(device: str) -> list[tuple[str, Precision | None, str]]:
+def precision_options(device: str, model: str = "") -> list[tuple[str, Precision | None, str]]:
     """Every explicit precision (PRECISION_CHOICES without 'auto') on `device`, highest first:
     (value, its Precision, "") where it runs, (value, None, the first sentence of why not) where it doesn't."""
     options: list[tuple[str, Precision | None, str]] = []
     for value in PRECISION_CHOICES[1:]:
         try:
-            options.append((value, resolve_precision(value, device), ""))
+            options.append((value, resolve_precision(value, device, model), ""))
         except ModelLoadError as error:
             options.append((value, None, str(error).split(".")[0]))
     return options

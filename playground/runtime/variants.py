@@ -6,6 +6,8 @@ a ModelManager.
 
 - `speculative_target`: the Speculative tab's target (full precision on a CPU, so a quantized copy is a
   cheaper draft);
+- `default_precision_model`: the model in the app's default precision for its device (`auto`): the fastest
+  plain decoding the app offers, the Speculative tab's second baseline;
 - `draft_model`: the model a draft runs on: the target's int4 / int8 copy, or another model;
 - `trainable_base`: the LoRA tab's base (fp32 on a CPU, NF4 on a GPU: QLoRA);
 - `merged_model_key` / `base_model_key`: the manager key of a base with a merged LoRA adapter, and back.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 from playground.runtime.loading import LoadedModel
 from playground.runtime.manager import ModelManager
+from playground.runtime.precision import resolve_precision
 
 # The target's own weights in a cheaper CPU precision, loaded beside it (the Speculative tab's self-drafts).
 QUANTIZED_SELF_DRAFTS = {"int4": "4-bit weight-only, torch's CPU int4 kernel", "int8": "torch.ao dynamic int8"}
@@ -34,6 +37,19 @@ def speculative_target(models: ModelManager, active: LoadedModel) -> LoadedModel
     if active.device == "cpu" and active.precision.quantization != "none":
         return models.load(active.spec.key, "none", "cpu", activate=False)
     return active
+
+
+def default_quantization(device: str) -> str:
+    """What `auto` resolves to on `device` (int4 on a CPU with the kernel, NF4 on CUDA with bitsandbytes)."""
+    return resolve_precision("auto", device).quantization
+
+
+def default_precision_model(models: ModelManager, target: LoadedModel) -> LoadedModel:
+    """`target`'s model in the app's default precision on its device (what plain decoding runs on by default):
+    the target itself when it already is in that precision, else the `auto` copy, loaded beside it."""
+    if target.precision.quantization == default_quantization(target.device):
+        return target
+    return models.load(target.spec.key, "auto", target.device, activate=False)
 
 
 def draft_model(models: ModelManager, kind: str, target: LoadedModel, name: str = "") -> LoadedModel | None:

@@ -265,17 +265,49 @@ class ChiSquare:
     dof: int
     p_value: float
     bins: int
+    smallest_expected: float = 0.0  # the least expected count of any bin: under ~5 the approximation is rough
+
+
+def _equal_mass_bins(expected: list[float], observed: list[float], floor: float) -> tuple[list[float], list[float]]:
+    """Consecutive tokens (most likely first) pooled until a bin expects at least `floor` draws; a short last
+    bin joins the one before."""
+    bins_expected: list[float] = []
+    bins_observed: list[float] = []
+    current_e = current_o = 0.0
+    for e, o in zip(expected, observed):
+        current_e += e
+        current_o += o
+        if current_e >= floor:
+            bins_expected.append(current_e)
+            bins_observed.append(current_o)
+            current_e = current_o = 0.0
+    if current_e > 0 or current_o > 0:
+        if bins_expected:
+            bins_expected[-1] += current_e
+            bins_observed[-1] += current_o
+        else:
+            bins_expected.append(current_e)
+            bins_observed.append(current_o)
+    return bins_expected, bins_observed
 
 
 def chi_square_test(counts: torch.Tensor, probs: torch.Tensor, min_expected: float = 5.0) -> ChiSquare | None:
     """counts [vocab] (observed draws) vs probs [vocab]. Tokens expected fewer than min_expected times
-    are pooled into one bin (the test's approximation needs ~5 per bin); None when fewer than two
-    bins remain (e.g. a greedy one-hot, which has nothing to test)."""
+    are pooled into one bin (the test's approximation needs ~5 per bin); None only when one token is
+    possible (e.g. a greedy one-hot, which has nothing to test).
+
+    When that pooling leaves one bin (a flat distribution over many tokens: at T = 2.5 ~31k tokens, none
+    expected 5 times in 1,000 draws), the tokens are pooled in probability order into bins that each expect
+    at least min_expected draws; with fewer than 2 · min_expected draws even that leaves one bin, so the
+    floor is lowered to two bins of about half the draws each (the most likely tokens, the rest), and
+    `smallest_expected` says how rough the approximation is. Bins depend on the distribution only, never
+    on the draws, so the test stays valid."""
     n = float(counts.sum())
     expected = probs.double().cpu() / probs.double().sum() * n
     observed = counts.double().cpu()
     order = torch.argsort(expected, descending=True)
     expected, observed = expected[order], observed[order]
+    possible = int((expected > 0).sum())
     big = int((expected >= min_expected).sum())
     bins_expected, bins_observed = list(expected[:big].tolist()), list(observed[:big].tolist())
     rest_expected, rest_observed = float(expected[big:].sum()), float(observed[big:].sum())
@@ -285,6 +317,16 @@ def chi_square_test(counts: torch.Tensor, probs: torch.Tensor, min_expected: flo
     elif rest_expected > 0:  # too small to stand alone: fold into the smallest kept bin
         bins_expected[-1] += rest_expected
         bins_observed[-1] += rest_observed
+    if sum(e > 0 for e in bins_expected) < 2 and possible >= 2:
+        kept_expected, kept_observed = expected[:possible].tolist(), observed[:possible].tolist()
+        leftover = float(observed[possible:].sum())  # draws of impossible tokens (a wrong sampler) count too
+        kept_observed[-1] += leftover
+        bins_expected, bins_observed = _equal_mass_bins(kept_expected, kept_observed, min_expected)
+        if len(bins_expected) < 2:  # too few draws: the most likely tokens up to about half, against the rest
+            cumulative = torch.cumsum(torch.tensor(kept_expected, dtype=torch.float64), 0)[:-1]
+            split = int(torch.argmin((cumulative - n / 2).abs())) + 1  # 1 .. possible - 1 tokens in the first bin
+            bins_expected = [sum(kept_expected[:split]), sum(kept_expected[split:])]
+            bins_observed = [sum(kept_observed[:split]), sum(kept_observed[split:])]
     pairs = [(o, e) for o, e in zip(bins_observed, bins_expected) if e > 0]
     if len(pairs) < 2:
         return None
@@ -293,7 +335,7 @@ def chi_square_test(counts: torch.Tensor, probs: torch.Tensor, min_expected: flo
     # Chi-square survival function: the regularised upper incomplete gamma Q(dof/2, x/2).
     p_value = float(torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64),
                                             torch.tensor(statistic / 2, dtype=torch.float64)))
-    return ChiSquare(statistic, dof, p_value, len(pairs))
+    return ChiSquare(statistic, dof, p_value, len(pairs), min(e for _, e in pairs))
 
 
 @dataclass(frozen=True)

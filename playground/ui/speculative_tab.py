@@ -22,7 +22,7 @@ from playground.figures import speculative as figures
 from playground.figures.style import empty_figure
 from playground.limits import LimitExceededError, whole_number_in
 from playground.runtime.variants import draft_model as load_draft_model
-from playground.runtime.variants import speculative_target
+from playground.runtime.variants import default_precision_model, speculative_target
 from playground.sampling import SamplingSettings
 from playground.tokenization import visible
 from playground.ui.common import LATEX_DELIMITERS, explanation
@@ -146,21 +146,47 @@ def step_rows(step: dict[str, Any]) -> tuple[list[list[Any]], list[list[Any]]]:
     return rows, residual
 
 
+def short_precision(precision: Any) -> str:
+    """'fp32' / 'bf16' for full precision, else the precision's name ('int4', 'int8', 'nf4')."""
+    return precision.label if precision.quantization == "none" else precision.quantization
+
+
 def summary_markdown(run: spec.SpeculativeRun, stats: spec.AcceptanceStats, speed: spec.SpeedReport,
-                     plain: spec.PlainRun, target_label: str, notes: tuple[str, ...]) -> str:
+                     plain: spec.PlainRun, target_label: str, notes: tuple[str, ...],
+                     fastest: spec.PlainRun | None = None, device: str = "cpu") -> str:
     same = ("✓ identical tokens, as greedy decoding must give" if speed.same_tokens else
             "✗ the tokens differ" + (" (sampling: the two runs draw different random numbers; the distribution is "
                                      "the same)" if run.steps and any(t.draw is not None for s in run.steps
                                                                        for t in s.drafted) else ""))
+    target_name = speed.target_precision or "target"
+    default_name = speed.fastest_plain_precision or target_name
     lines = [
         f"**Target:** {target_label} · **Draft:** {run.draft} · k = {run.k}",
-        f"**Speculative:** {len(run.token_ids)} tokens in {run.seconds:.2f} s = **{speed.speculative_tokens_per_second:.1f} "
-        f"tok/s** · **Plain decoding:** {len(plain.token_ids)} tokens in {plain.seconds:.2f} s = "
-        f"**{speed.plain_tokens_per_second:.1f} tok/s** · **Measured speed-up: {speed.measured_speedup:.2f}×**",
-        f"**Predicted:** α = {speed.alpha:.3f}, k = {speed.k}, c = {speed.cost_ratio:.3f} → "
-        f"(1 − α^(k+1)) / ((1 − α)(k·c + 1)) = **{speed.predicted_speedup:.2f}×**. The formula assumes every step "
-        f"drafts k tokens and a check of k + 1 tokens costs one plain step; with this run's draft lengths and the "
-        f"measured check cost (v = {speed.verify_cost_ratio:.2f} plain steps): **{speed.predicted_speedup_measured_costs:.2f}×**",
+        f"**Speculative** ({target_name} target + draft): {len(run.token_ids)} tokens in {run.seconds:.2f} s = "
+        f"**{speed.speculative_tokens_per_second:.1f} tok/s**",
+        f"**vs plain decoding of the same {target_name} target** (same prompt, seed and settings; what the draft "
+        f"buys): {len(plain.token_ids)} tokens in {plain.seconds:.2f} s = {speed.plain_tokens_per_second:.1f} tok/s → "
+        f"**Measured speed-up: {speed.measured_speedup:.2f}×**",
+    ]
+    if speed.fastest_plain_is_target or fastest is None:
+        lines.append(f"**vs the fastest plain decoding the app offers here:** the target's {target_name} is already the "
+                     f"app's default precision on {device}, so the line above is that comparison.")
+    else:
+        lines.append(f"**vs the fastest plain decoding the app offers here** — plain {default_name} decoding (the "
+                     f"app's default precision on {device}), same prompt, {len(fastest.token_ids)} tokens, measured in "
+                     f"this run: {fastest.seconds:.2f} s = {speed.fastest_plain_tokens_per_second:.1f} tok/s → "
+                     f"**{speed.speedup_vs_fastest_plain:.2f}×**")
+    if not speed.beats_fastest_plain:
+        lines.append(f"**Speculative decoding with this draft does not beat plain {default_name} decoding, the app's "
+                     f"default: {speed.speculative_tokens_per_second:.1f} vs "
+                     f"{speed.fastest_plain_tokens_per_second:.1f} tok/s.**")
+    lines += [
+        f"**Predicted by the textbook formula:** α = {speed.alpha:.3f}, k = {speed.k}, c = {speed.cost_ratio:.3f} → "
+        f"(1 − α^(k+1)) / ((1 − α)(k·c + 1)) = **{speed.predicted_speedup:.2f}×** vs the same target. It assumes every "
+        f"step drafts k tokens and a check of k + 1 tokens costs one plain step.",
+        f"**Prediction fitted from this run** (this run's α, c, draft lengths and measured check cost v = "
+        f"{speed.verify_cost_ratio:.2f} plain steps, so it shares its inputs with the measurement): "
+        f"**{speed.predicted_speedup_measured_costs:.2f}×**",
         f"**Acceptance:** {stats.accepted} of {stats.checked} checked drafts accepted · "
         f"{stats.tokens_per_target_forward:.2f} tokens per target forward over {stats.steps} steps · "
         f"speculative vs plain output: {same}",
@@ -206,12 +232,27 @@ def create_speculative_tab(ctx: AppContext) -> dict[str, Any]:
                 yield (f"Racing plain decoding with the same prompt, seed and settings… {len(plain_steps)} of "
                        f"{len(run.token_ids)} tokens", *([gr.skip()] * 9))
         plain = spec.collect_plain(plain_steps)
+        # The fastest plain decoding the app offers for this model here: its default precision (int4 on a CPU),
+        # the same prompt and exactly as many tokens as the speculative run made (no stop), timed the same way.
+        default = default_precision_model(ctx.models, target)
+        fastest = None
+        if default is not target:
+            fastest_steps = []
+            for token in spec.plain_decode_steps(default.model, default.tokenizer, prompt_ids, settings,
+                                                 max(len(run.token_ids), 1), (), default.lock):
+                fastest_steps.append(token)
+                if len(fastest_steps) % RACE_UPDATE_EVERY == 1:
+                    yield (f"Racing plain decoding in the app's default precision ({short_precision(default.precision)})"
+                           f"… {len(fastest_steps)} of {len(run.token_ids)} tokens", *([gr.skip()] * 9))
+            fastest = spec.collect_plain(fastest_steps)
         stats = spec.acceptance_stats(run)
-        speed = spec.speed_report(run, plain, stats)
-        data = spec.report_json(run, stats, speed, notes, plain)
+        speed = spec.speed_report(run, plain, stats, fastest, short_precision(default.precision),
+                                  short_precision(target.precision))
+        data = spec.report_json(run, stats, speed, notes, plain, fastest)
         data["target"] = target.status()
         rows, residual = step_rows(data["steps"][0])
-        yield (summary_markdown(run, stats, speed, plain, f"{target.spec.label} ({target.precision.label})", notes),
+        yield (summary_markdown(run, stats, speed, plain, f"{target.spec.label} ({target.precision.label})", notes,
+                                fastest, target.device),
                tokens_html(data["steps"], 0),
                gr.Slider(minimum=1, maximum=max(len(run.steps), 2), value=1, step=1, interactive=True),
                rows, residual, figures.acceptance_by_position_figure(stats), figures.accepted_length_figure(run, stats),

@@ -21,6 +21,8 @@ def test_quantization_report_measures_each_precision(client):
     # int4 keeps the output (measured KL 0.0003, top-1 98%) where dynamic int8 does not (KL 1.5, top-1 34%)
     assert rows["int4"]["kl_mean"] < 0.01 < rows["int8"]["kl_mean"] and rows["int4"]["top1_agreement"] > 0.9
     assert rows["int4"]["memory_mb"] < rows["none"]["memory_mb"]
+    assert raw["reference"].startswith("fp32 from the GGUF's Q4_1 weights")
+    assert [row["is_reference"] for row in raw["rows"]] == [True, False, False]
     assert raw["eval_tokens"] > 200 and all(row["decode_tokens_per_second"] > 0 for row in raw["rows"])
 
 

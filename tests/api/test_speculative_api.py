@@ -34,6 +34,14 @@ def test_speculate_returns_records_stats_and_the_race(client):
     assert speed["measured_speedup"] == pytest.approx(
         speed["speculative_tokens_per_second"] / speed["plain_tokens_per_second"], rel=1e-3)
     assert f"{speed['measured_speedup']:.2f}×" in summary
+    # Beside it: plain decoding in the app's default precision (int4 on a CPU), same prompt and token count.
+    assert speed["target_precision"] == "fp32" and speed["fastest_plain_precision"] == "int4"
+    assert speed["fastest_plain_is_target"] is False and len(data["fastest_plain"]["token_ids"]) == 16
+    assert speed["speedup_vs_fastest_plain"] == pytest.approx(data["fastest_plain"]["seconds"] / data["seconds"],
+                                                              rel=1e-3)
+    assert "plain int4 decoding (the app's default precision" in summary
+    assert f"{speed['speedup_vs_fastest_plain']:.2f}×" in summary
+    assert ("does not beat plain int4 decoding" in summary) is (not speed["beats_fastest_plain"])
 
 
 @pytest.mark.parametrize("overrides, message", [
