@@ -197,11 +197,6 @@ class SessionRegistry:
         self.gate.check(self._canonical(session_id), key)
         self.get(session_id).presenter = True
 
-    def log_out(self, session_id: str | None) -> None:
-        session = self.find(session_id)
-        if session is not None:
-            session.presenter = False
-
     def end(self, session_id: str | None) -> None:
         """The tab closed: free what the session held now."""
         with self._lock:
@@ -223,11 +218,6 @@ class SessionRegistry:
         for session in ended:
             session.end()
         return [session.id for session in ended]
-
-    def active_count(self, within: float = 60.0) -> int:
-        now = self._clock()
-        with self._lock:
-            return sum(1 for s in self._sessions.values() if now - s.last_seen <= within)
 
     def sessions_using(self, predicate: Callable[[Session], bool]) -> list[Session]:
         with self._lock:

@@ -223,11 +223,6 @@ class ModelManager:
         self._idle.set()
         return loaded
 
-    def resident_bytes(self) -> int:
-        """What the models held in memory take (their weights), together."""
-        with self._state_lock:
-            return sum(loaded.memory_bytes for loaded in self._models.values())
-
     def _over_budget(self) -> bool:
         budget = self.settings.model_memory_mb * 2**20
         return len(self._models) > self.max_cached or (

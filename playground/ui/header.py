@@ -61,8 +61,9 @@ def session_status(ctx: AppContext) -> dict[str, Any]:
     yours = None
     if session is not None and session.private_model is not None:
         yours = {**session.private_model.status(), "private": True}
-    elif session is not None and session.model_key is not None and ctx.models.resident(session.model_key):
-        yours = ctx.models.resident(session.model_key).status()
+    elif session is not None and session.model_key is not None:
+        chosen = ctx.models.resident(session.model_key)
+        yours = chosen.status() if chosen is not None else None
     status["yours"] = yours  # None: the server's model above
     status["resident"] = [loaded.spec.label + f" · {loaded.status()['precision']}" for _, loaded in
                           ctx.models.residents()]

@@ -192,14 +192,7 @@ class PositionTarget:
     def __init__(self) -> None:
         self.ids: list[int] = []
 
-    def pending(self, sequence):
-        common = 0
-        for cached, wanted in zip(self.ids, sequence):
-            if cached != wanted:
-                break
-            common += 1
-        self.crop(min(common, len(sequence) - 1))
-        return list(sequence[len(self.ids):])
+    pending = CachedModel.pending  # the real rollback rule: it only reads self.ids and calls self.crop
 
     def feed(self, tokens, keep=1):
         self.ids.extend(tokens)
