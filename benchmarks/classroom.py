@@ -2,7 +2,9 @@
 
 `python -m benchmarks.classroom --attendees 50` starts `python app.py --offline` with a presenter key in a
 process of its own, and plays a class: the presenter logs in and starts a class; every
-attendee joins with its code and, like the page's timer, reads `/class_view` every FOLLOW_SECONDS; the
+attendee joins with its code and, like the page's timer, asks `/class_view` every FOLLOW_SECONDS for a view
+newer than the one it has (a long poll: the server answers when the presenter pushes one, or after
+FOLLOW_WAIT_SECONDS); the
 presenter shows three views (sampling, attention, tokenization) VIEW_GAP_S apart; then puts a next-token
 poll to the room, every attendee answers once, the presenter checks that `/poll_results` counts every
 answer and reveals. Meanwhile half of the attendees make their own seeded `/next_token` and `/attention`
@@ -34,10 +36,11 @@ from typing import Any
 
 from benchmarks.common import print_table, row
 from benchmarks.load import percentile
+from playground.classroom import VIEW_CHECK_SECONDS
+from playground.ui.classroom_panel import FOLLOW_SECONDS, FOLLOW_WAIT_SECONDS
 
 ROOT = Path(__file__).resolve().parents[1]
 
-FOLLOW_SECONDS = 1.5  # playground.ui.classroom_panel.FOLLOW_SECONDS: how often a page reads the room's view
 VIEW_GAP_S = 4.0  # seconds between the presenter's views (and after the last one)
 VIEWS = (  # the three views the presenter shows, in turn
     "?tab=sampling&prompt=The+capital+of+France+is&temperature=0.7",
@@ -51,7 +54,9 @@ MEASURED = ("join", "class_view", "show_view", "answer_poll", "next_token", "att
 CALL_TIMEOUT_S = 120  # one call
 CONNECT_TIMEOUT_S = 300  # every attendee's Client created (or failed) by then
 RUN_TIMEOUT_S = 600  # the whole class
-TIMER_ALONE = (FOLLOW_SECONDS / 2, FOLLOW_SECONDS * 0.95)  # follower delay p50 / p95 of the timer alone
+# follower delay p50 / p95 of the long poll alone (upper bounds): a push during a wait arrives within one
+# check; one between two waits (the timer's gap) waits for the next tick
+TIMER_ALONE = (VIEW_CHECK_SECONDS, FOLLOW_SECONDS - FOLLOW_WAIT_SECONDS + VIEW_CHECK_SECONDS)
 
 
 def next_token_args(index: int) -> tuple[Any, ...]:
@@ -157,16 +162,19 @@ def run_class(url: str, presenter_key: str, attendees: int, view_gap_s: float = 
         return True, answer
 
     def follow(index: int, client: Any) -> None:
-        """The page's timer: read the room's view every FOLLOW_SECONDS (ticks staggered across attendees)."""
-        seen = report.seen[index]
+        """The page's timer: every FOLLOW_SECONDS (ticks staggered across attendees) ask for a view newer than
+        the last one read, as the page does; a tick that comes while the ask still waits is dropped."""
+        seen, latest = report.seen[index], 0
         tick = time.perf_counter() + FOLLOW_SECONDS * index / max(1, attendees)
         while not stop.wait(max(0.0, tick - time.perf_counter())) and left():
-            ok, view = call(client, "class_view", f"attendee {index}")
+            ok, view = call(client, "class_view", f"attendee {index}", latest)
             now = time.perf_counter()
             if ok and view and view["version"] not in seen:
                 with guard:
                     seen[view["version"]] = now
-            tick = max(tick + FOLLOW_SECONDS, now)
+                latest = view["version"]
+            while tick <= now:
+                tick += FOLLOW_SECONDS
 
     def own_requests(index: int, client: Any, spread_s: float) -> None:
         """An attendee exploring on its own, starting somewhere during the presenter's views."""
@@ -295,7 +303,7 @@ def single_attendee_seconds(url: str, presenter_key: str) -> dict[str, float]:
     seconds["connect"] = time.perf_counter() - began
     timed("join", alone, code, api_name="/join_class")
     timed("show_view", presenter, VIEWS[0])
-    timed("class_view", alone)
+    timed("class_view", alone)  # no version given: answers at once
     presenter.predict("next_token", POLL_PROMPT, "", 0.9, api_name="/open_poll")
     timed("answer_poll", alone, GUESSES[0])
     for index in (1, 3):  # the second is the baseline (the first pays for one-time warm-up); prompts differ,
@@ -355,9 +363,10 @@ def rows(report: ClassReport, alone: dict[str, float], model: str) -> list[dict[
                   f"({report.connected} connected, {report.joined} joined); {os.cpu_count()}-core CPU, the app "
                   f"in its own process (python app.py --offline), clients in threads of this one; {model} "
                   f"(the default precision); {datetime.date.today().isoformat()}; "
-                  f"3 views {VIEW_GAP_S:g} s apart, class_view every {FOLLOW_SECONDS:g} s per attendee, half the "
+                  f"3 views {VIEW_GAP_S:g} s apart, class_view every {FOLLOW_SECONDS:g} s per attendee (a long "
+                  f"poll of up to {FOLLOW_WAIT_SECONDS:g} s), half the "
                   f"attendees make one seeded next_token + attention each, one next_token poll; "
-                  f"baseline: one attendee alone (follower delay: the {FOLLOW_SECONDS:g} s timer alone)")
+                  f"baseline: one attendee alone (follower delay: the long poll alone, an upper bound)")
     out = [row("classroom: attendees joined", float(report.joined), float(n), "attendees", conditions,
                higher_is_better=True, target=f"{n}")]
     for event in MEASURED:

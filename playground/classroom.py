@@ -16,6 +16,7 @@ random label); everything vanishes when the class ends. Nothing here imports gra
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import threading
 import time
@@ -35,6 +36,7 @@ POLL_KINDS = {
     "draft_accepted": "Will the draft token be accepted?",
 }
 YES_NO = ("yes", "no")
+VIEW_CHECK_SECONDS = 0.05  # how often a waiting follower looks for a new view (in-process: a dict read)
 
 
 class ClassError(ValueError):
@@ -146,6 +148,7 @@ class Classroom:
         self.view: ClassView | None = None
         self.polls: list[Poll] = []
         self.results = SharedResults()
+        self.ended = False  # set by ClassHost.end: waiting followers stop waiting
 
     # -- members --------------------------------------------------------------------------------
     def join(self, code: str, session_id: str) -> None:
@@ -174,6 +177,29 @@ class Classroom:
             version = self.view.version + 1 if self.view else 1
             self.view = ClassView(tab, query, version)
             return self.view
+
+    async def next_view(self, after_version: int, within: float) -> ClassView | None:
+        """The room's view once its version is not `after_version`, waiting at most `within` seconds: a long
+        poll, so a follower learns of a push within VIEW_CHECK_SECONDS instead of at its page's next timer
+        tick. None when nothing changed (or the class ended). Waiting costs no thread: it runs on the
+        server's event loop and reads one attribute per check.
+
+        >>> room = Classroom("T", "p", code="ABC234")
+        >>> asyncio.run(room.next_view(0, within=0.1)) is None
+        True
+        >>> _ = room.push_view("sampling", "?tab=sampling")
+        >>> asyncio.run(room.next_view(0, within=5.0)).version
+        1
+        """
+        deadline = time.monotonic() + within
+        while not self.ended:
+            view = self.view
+            if view is not None and view.version != after_version:
+                return view
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(VIEW_CHECK_SECONDS)
+        return None
 
     # -- polls ----------------------------------------------------------------------------------
     @property
@@ -258,6 +284,8 @@ class ClassHost:
 
     def end(self) -> None:
         with self._lock:
+            if self.current is not None:
+                self.current.ended = True
             self.current = None
 
     def require(self) -> Classroom:

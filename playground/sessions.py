@@ -33,7 +33,14 @@ from typing import Any, Callable
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 IDLE_TIMEOUT_SECONDS = 30 * 60  # a closed tab's session (and its private model) is freed after this
-MAX_SESSIONS = 500  # beyond this the longest-idle sessions are freed first
+MAX_SESSIONS = 500  # beyond this the longest-idle sessions are freed first (see MIN_IDLE_TO_EVICT_SECONDS)
+# A session idle less than this is in use (a follower's page checks in every second or two): a flood of new
+# sessions is refused rather than ending it. The presenter's session is never ended for room.
+MIN_IDLE_TO_EVICT_SECONDS = 120.0
+# One address may hold this many sessions (a school behind one NAT sends a whole class from one address);
+# beyond it, that address's own longest-idle session makes room, never another address's.
+MAX_SESSIONS_PER_HOST = 150
+MAX_PAGE_ALIASES_PER_SESSION = 4  # page loads remembered per session slot; older ones without a session go
 BACKOFF_FIRST_SECONDS = 1.0  # a wrong key waits this long before the next try, doubling each time
 BACKOFF_MAX_SECONDS = 60.0
 GLOBAL_FAILURES_PER_MINUTE = 20  # more wrong keys than this from anyone: everyone waits a minute
@@ -41,6 +48,10 @@ GLOBAL_FAILURES_PER_MINUTE = 20  # more wrong keys than this from anyone: everyo
 
 class AccessDenied(ValueError):
     """An action this session may not take; the message says why and how to get the right."""
+
+
+class SessionsFull(AccessDenied):
+    """The server holds its maximum of sessions and none has been idle long enough to make room."""
 
 
 def presenter_message(action: str) -> str:
@@ -59,6 +70,7 @@ class Session:
     created: float
     last_seen: float
     presenter: bool = False
+    host: str | None = None  # the client's address, when the UI knows it (bounds what one address holds)
     model_key: Any = None
     private_model: Any = None
     on_end: list[Callable[[], None]] = field(default_factory=list)  # frees what the session owns
@@ -122,10 +134,12 @@ class SessionRegistry:
     """Every live session, keyed by gradio's session hash; idle ones expire and free what they hold."""
 
     def __init__(self, gate: PresenterGate, idle_timeout: float = IDLE_TIMEOUT_SECONDS,
-                 max_sessions: int = MAX_SESSIONS, clock: Callable[[], float] = time.monotonic) -> None:
+                 max_sessions: int = MAX_SESSIONS, max_per_host: int = MAX_SESSIONS_PER_HOST,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.gate = gate
         self.idle_timeout = idle_timeout
         self.max_sessions = max_sessions
+        self.max_per_host = max_per_host
         self._clock = clock
         self._lock = threading.RLock()
         self._sessions: dict[str, Session] = {}
@@ -149,8 +163,20 @@ class SessionRegistry:
             if not re.fullmatch(r"[0-9a-f]{32}", token or ""):
                 held = self._aliases.get(page)
                 token = held.removeprefix("visitor-") if held else secrets.token_hex(16)
+            self._aliases.pop(page, None)  # re-inserted last: the dict's order is the order of page loads
             self._aliases[page] = f"visitor-{token}"
+            self._bound_aliases()
         return token
+
+    def _bound_aliases(self) -> None:
+        """Forget the oldest page loads whose visitor has no session (pages that never came back), so a
+        flood of page loads cannot grow the table without end. Caller holds the lock."""
+        excess = len(self._aliases) - MAX_PAGE_ALIASES_PER_SESSION * self.max_sessions
+        if excess <= 0:
+            return
+        stale = [page for page, visitor in self._aliases.items() if visitor not in self._sessions][:excess]
+        for page in stale:
+            del self._aliases[page]
 
     def release_page(self, session_id: str | None) -> None:
         """A page closed (or reloaded): a visitor's session stays until it idles out (a reload comes back to
@@ -164,19 +190,59 @@ class SessionRegistry:
         session_id = session_id or "local"
         return self._aliases.get(session_id, session_id)
 
-    def get(self, session_id: str | None) -> Session:
+    def get(self, session_id: str | None, host: str | None = None) -> Session:
         """The session (created on first use, marked as seen now). A call with no session id (a script that
-        imports the app, a test calling a handler directly) is the local user's."""
+        imports the app, a test calling a handler directly) is the local user's. A new session on a full
+        server raises SessionsFull (nobody idle enough to make room for it)."""
         session_id = self._canonical(session_id)
         now = self._clock()
+        ended: list[Session] = []
         with self._lock:
             session = self._sessions.get(session_id)
             if session is None:
-                self.expire()
-                session = Session(session_id, f"visitor-{secrets.token_hex(2)}", now, now)
+                ended = self._make_room(host, now)
+                session = Session(session_id, f"visitor-{secrets.token_hex(2)}", now, now, host=host)
                 self._sessions[session_id] = session
             session.last_seen = now
-            return session
+        for old in ended:
+            old.end()
+        return session
+
+    def _make_room(self, host: str | None, now: float) -> list[Session]:
+        """Pop what must go for one more session (idle ones, then this host's or the server's longest-idle
+        evictable one); raise SessionsFull when nothing may go. Caller holds the lock and ends what returns."""
+        ended = self._pop_sessions([s for s in self._sessions.values() if now - s.last_seen > self.idle_timeout])
+        if host is not None and sum(s.host == host for s in self._sessions.values()) >= self.max_per_host:
+            # the address makes room from its own sessions only, never another address's
+            ended += self._evict(1, lambda s: s.host == host, ended,
+                                 f"Too many sessions from your address ({self.max_per_host}), all of them active. "
+                                 "Close some tabs, or try again in a few minutes.")
+        if len(self._sessions) >= self.max_sessions:
+            ended += self._evict(len(self._sessions) + 1 - self.max_sessions, lambda s: True, ended,
+                                 f"The server is busy: it serves its maximum of {self.max_sessions} visitors, "
+                                 "all of them active. Try again in a few minutes.")
+        return ended
+
+    def _evict(self, count: int, among: Callable[[Session], bool], ended: list[Session], refusal: str) -> list[Session]:
+        """Pop the `count` longest-idle sessions `among` those idle long enough (never the presenter's);
+        refuse with `refusal` (after ending what already went) when there are not enough."""
+        now = self._clock()
+        evictable = sorted((s for s in self._sessions.values()
+                            if among(s) and not s.presenter and now - s.last_seen >= MIN_IDLE_TO_EVICT_SECONDS),
+                           key=lambda s: s.last_seen)
+        if len(evictable) < count:
+            for old in ended:
+                old.end()
+            raise SessionsFull(refusal)
+        return self._pop_sessions(evictable[:count])
+
+    def _pop_sessions(self, sessions: list[Session]) -> list[Session]:
+        gone = {session.id for session in sessions}
+        for session_id in gone:
+            self._sessions.pop(session_id, None)
+        if gone:
+            self._aliases = {page: visitor for page, visitor in self._aliases.items() if visitor not in gone}
+        return sessions
 
     def find(self, session_id: str | None) -> Session | None:
         with self._lock:
@@ -205,16 +271,10 @@ class SessionRegistry:
             session.end()
 
     def expire(self) -> list[str]:
-        """End sessions idle longer than the timeout, and the longest-idle ones beyond `max_sessions`."""
+        """End sessions idle longer than the timeout."""
         now = self._clock()
         with self._lock:
-            by_age = sorted(self._sessions.values(), key=lambda s: s.last_seen)
-            overflow = max(0, len(by_age) + 1 - self.max_sessions)
-            ended = [s for i, s in enumerate(by_age) if i < overflow or now - s.last_seen > self.idle_timeout]
-            for session in ended:
-                self._sessions.pop(session.id, None)
-            gone = {session.id for session in ended}
-            self._aliases = {page: visitor for page, visitor in self._aliases.items() if visitor not in gone}
+            ended = self._pop_sessions([s for s in self._sessions.values() if now - s.last_seen > self.idle_timeout])
         for session in ended:
             session.end()
         return [session.id for session in ended]

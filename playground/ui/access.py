@@ -18,10 +18,17 @@ def current_session_id() -> str | None:
     return getattr(request, "session_hash", None) if request is not None else None
 
 
+def current_client_host() -> str | None:
+    """The address the request came from (behind a proxy: the proxy's; it bounds what one address holds)."""
+    request = LocalContext.request.get(None)
+    client = getattr(request, "client", None) if request is not None else None
+    return getattr(client, "host", None)
+
+
 def current_session(sessions: SessionRegistry) -> Session:
     """The caller's session: the browser's visitor session when the page claimed one (it survives reloads),
-    else the page's own."""
-    return sessions.get(current_session_id())
+    else the page's own. A new session on a full server is refused (SessionsFull, a one-sentence message)."""
+    return sessions.get(current_session_id(), host=current_client_host())
 
 
 def visitor_id(sessions: SessionRegistry) -> str:

@@ -33,7 +33,9 @@ from playground.ui.errors import user_errors
 from playground.ui.export import rows_to_csv, write_export
 from playground.ui.viewtools import PRESS_RUN_JS, TabLinks, link_updates
 
-FOLLOW_SECONDS = 1.5  # how often a page checks for the presenter's view (and the presenter's page reports it)
+FOLLOW_SECONDS = 1.5  # how often a follower's page asks for the presenter's view ...
+FOLLOW_WAIT_SECONDS = 1.2  # ... and how long each ask waits for a new one (a long poll: a push arrives at once)
+REPORT_SECONDS = 0.5  # how often the presenter's page reports its tab and inputs (one page: cheap)
 CARD_SECONDS = 3.0  # how often a page re-reads the class card and the poll
 POLL_KIND_CHOICES = [(label, kind) for kind, label in POLL_KINDS.items()]
 
@@ -175,13 +177,17 @@ class ClassroomHandlers:
         return room.push_view(link.tab, build_query(link.tab, self.fields[link.tab],
                                                     [link.values.get(f.name) for f in self.fields[link.tab]])).__dict__
 
-    def class_view(self) -> dict[str, Any] | None:
-        """The room's current view (tab, deep-link query, version) for a member: what a follower's page applies."""
+    async def class_view(self, after_version: int = -1) -> dict[str, Any] | None:
+        """The room's current view (tab, deep-link query, version) for a member: what a follower's page applies.
+        With `after_version` (the version the caller already has), wait up to FOLLOW_WAIT_SECONDS for a newer
+        one, as the page does."""
         room = self.ctx.classroom.require()
         session = visitor_id(self.ctx.sessions)
         if not room.is_member(session) and not self.ctx.sessions.is_presenter(session):
             raise ClassError("Join the class first (its code is on the presenter's screen).")
         room.seen(session)
+        if after_version >= 0:
+            await room.next_view(after_version, FOLLOW_WAIT_SECONDS)
         return room.view.__dict__ if room.view else None
 
     def _values_of(self, tab: str, values: Sequence[Any]) -> list[Any]:
@@ -192,16 +198,17 @@ class ClassroomHandlers:
             start += len(links.fields)
         return []
 
-    def follow_tick(self, follow: bool, seen_version: int) -> list[Any]:
-        """A follower's page: the presenter's new view (tab, inputs, then its run button), else nothing."""
+    async def follow_tick(self, follow: bool, seen_version: int) -> list[Any]:
+        """A follower's page: the presenter's new view (tab, inputs, then its run button) as soon as it is
+        pushed (waiting up to FOLLOW_WAIT_SECONDS), else nothing."""
         room = self.ctx.classroom.current
         session = visitor_id(self.ctx.sessions)
         unchanged = [seen_version, gr.skip(), "", *[gr.skip()] * sum(len(tab.fields) for tab in self.links)]
         if room is None or not room.is_member(session):
             return unchanged
         room.seen(session)
-        view = room.view
-        if not follow or view is None or view.version == seen_version:
+        view = await room.next_view(seen_version, FOLLOW_WAIT_SECONDS) if follow else None
+        if view is None:
             return unchanged
         link = resolve_query(view.query, self.fields)
         run_target = next((tab.run_elem_id or "" for tab in self.links if tab.key == link.tab), "")
@@ -335,7 +342,7 @@ def create_classroom_panel(ctx: AppContext) -> ClassroomPanel:
     return ClassroomPanel(role, key, login, class_admin, poll_admin, title, start, end, card, code, join, follow, snap,
                           gr.State(0), gr.State(""), poll_kind, poll_prompt, poll_token, poll_parameter, open_poll,
                           reveal, export, export_file, answer, send, poll_note, poll_plot, poll_json,
-                          gr.Timer(FOLLOW_SECONDS, active=False), gr.Timer(FOLLOW_SECONDS, active=True),
+                          gr.Timer(REPORT_SECONDS, active=False), gr.Timer(FOLLOW_SECONDS, active=True),
                           gr.Timer(CARD_SECONDS, active=True), gr.Textbox(visible=False))
 
 
@@ -421,8 +428,10 @@ def wire_classroom(demo: gr.Blocks, panel: ClassroomPanel, ctx: AppContext, tabs
 
     # following: the presenter's page reports its tab and inputs; a follower's page applies the room's view
     panel.presenter_timer.tick(handlers.push_view, [panel.current_tab, *link_components], None, **private)
+    # a long poll: trigger_mode "once" drops a tick that arrives while the previous one still waits
     panel.follow_timer.tick(handlers.follow_tick, [panel.follow, panel.seen_version],
-                            [panel.seen_version, tabs, panel.run_target, *link_components], **private).then(
+                            [panel.seen_version, tabs, panel.run_target, *link_components], trigger_mode="once",
+                            **private).then(
         None, panel.run_target, panel.run_target, js=PRESS_RUN_JS, api_visibility="private", queue=False)
     panel.snap.click(lambda: (True, 0), None, [panel.follow, panel.seen_version], **private)
     panel.card_timer.tick(handlers.refresh, None, [panel.card, *poll_outputs], **private)

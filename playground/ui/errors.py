@@ -189,9 +189,22 @@ def check_text_arguments(function: Callable[..., Any], args: tuple[Any, ...], kw
 
 
 def user_errors(function: F) -> F:
-    """Decorate a gradio handler (plain or generator; a function or a method of a per-tab handlers class) so
+    """Decorate a gradio handler (plain, async or generator; a function or a method of a per-tab handlers class) so
     every failure reaches the UI as gr.Error, no text argument is longer than the server accepts, and every
     argument fits the handler's type hints."""
+    if inspect.iscoroutinefunction(function):
+
+        @functools.wraps(function)
+        async def coroutine_wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                check_text_arguments(function, args, kwargs)
+                check_argument_types(function, args, kwargs)
+                return await function(*args, **kwargs)
+            except Exception as error:
+                raise to_user_error(error) from error
+
+        return coroutine_wrapper  # type: ignore[return-value]
+
     if inspect.isgeneratorfunction(function):
 
         @functools.wraps(function)

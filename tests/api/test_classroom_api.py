@@ -129,6 +129,11 @@ def test_the_presenter_shows_a_view_and_members_read_it(clients):
     assert view == shown and view["tab"] == "sampling" and "top_p=0.5" in view["query"]
     with pytest.raises(AppError, match="Join the class first"):
         b.predict(api_name="/class_view")
+    # a long poll: a member waiting on the version it has gets the next view as soon as it is pushed
+    waiting = a.submit(view["version"], api_name="/class_view")
+    pushed = presenter.predict("?tab=attention&layer=3", api_name="/show_view")
+    assert waiting.result(timeout=30) == pushed and pushed["version"] == view["version"] + 1
+    assert a.predict(pushed["version"], api_name="/class_view") == pushed  # nothing newer: the same view
     presenter.predict(api_name="/end_class")
 
 

@@ -158,3 +158,31 @@ def test_shared_results_keep_only_the_most_recent():
     calls = []
     shared.get_or_compute("a", lambda: calls.append("a") or "a")
     assert calls == ["a"]
+
+
+def test_a_waiting_follower_gets_a_view_pushed_from_another_thread_during_its_wait():
+    import asyncio
+    import threading
+
+    room = Classroom("Long poll", "p", code="ABC234")
+    room.push_view("sampling", "?tab=sampling")
+    timer = threading.Timer(0.2, room.push_view, ("attention", "?tab=attention&layer=3"))
+    timer.start()
+    view = asyncio.run(room.next_view(1, within=30.0))  # returns on the push, long before 30 s
+    timer.join()
+    assert view is not None and (view.tab, view.version) == ("attention", 2)
+    assert asyncio.run(room.next_view(2, within=0.05)) is None  # nothing newer: no view after the wait
+
+
+def test_ending_the_class_releases_a_waiting_follower():
+    import asyncio
+    import threading
+
+    from playground.classroom import ClassHost
+
+    host = ClassHost()
+    room = host.start("Ending", "p")
+    timer = threading.Timer(0.2, host.end)
+    timer.start()
+    assert asyncio.run(room.next_view(0, within=30.0)) is None and room.ended
+    timer.join()

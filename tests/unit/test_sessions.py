@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from playground.sessions import AccessDenied, PresenterGate, SessionRegistry, is_loopback
+from playground.sessions import (
+    MAX_PAGE_ALIASES_PER_SESSION,
+    MIN_IDLE_TO_EVICT_SECONDS,
+    AccessDenied,
+    PresenterGate,
+    SessionRegistry,
+    SessionsFull,
+    is_loopback,
+)
 
 
 class Clock:
@@ -90,8 +98,55 @@ def test_the_number_of_sessions_is_bounded_longest_idle_first():
     for name in "abc":
         sessions.get(name)
         clock.now += 1
+    clock.now += MIN_IDLE_TO_EVICT_SECONDS  # all three have been idle a while: the longest-idle goes
     sessions.get("d")
     assert sessions.find("a") is None and all(sessions.find(name) for name in "bcd")
+
+
+def test_a_flood_of_new_sessions_never_ends_the_presenters_or_an_active_visitors_session():
+    sessions, clock = registry(max_sessions=3)
+    sessions.log_in("presenter", "s3cret")
+    sessions.get("visitor").model_key = "fp32"
+    clock.now += 10 * MIN_IDLE_TO_EVICT_SECONDS  # the presenter and the visitor paused for a long while
+    sessions.get("visitor")  # the visitor is back; the presenter is still idle
+    refused = 0
+    for index in range(20):  # a script opens twenty new sessions at once
+        try:
+            sessions.get(f"flood-{index}")
+        except SessionsFull as error:
+            refused += 1
+            assert "busy" in str(error) and "3" in str(error)
+    assert sessions.is_presenter("presenter") and sessions.find("visitor").model_key == "fp32"
+    assert refused == 19 and len(sessions.sessions_using(lambda s: True)) == 3
+
+
+def test_a_flood_from_one_host_frees_only_that_hosts_own_sessions():
+    sessions, clock = registry(max_sessions=100, max_per_host=3)
+    sessions.get("neighbour", host="192.0.2.2").model_key = "fp32"
+    refusals = []
+    for index in range(50):  # fifty sessions in fifty seconds from one address: all but three refused
+        try:
+            sessions.get(f"flood-{index}", host="192.0.2.66")
+        except SessionsFull as error:
+            refusals.append(str(error))
+        clock.now += 1
+    flood = sessions.sessions_using(lambda s: s.host == "192.0.2.66")
+    assert {s.id for s in flood} == {"flood-0", "flood-1", "flood-2"} and len(refusals) == 47
+    assert "your address" in refusals[0]
+    clock.now += MIN_IDLE_TO_EVICT_SECONDS  # later, the address's own longest-idle session makes room
+    sessions.get("flood-late", host="192.0.2.66")
+    assert sessions.find("flood-0") is None and sessions.find("flood-late") is not None
+    assert sessions.find("neighbour").model_key == "fp32"
+
+
+def test_page_aliases_stay_bounded_under_a_flood_of_page_loads():
+    sessions, _ = registry(max_sessions=10)
+    sessions.claim("teacher-page", "")
+    sessions.get("teacher-page").model_key = "fp32"
+    for index in range(10_000):  # page loads that never come back (no session behind them)
+        sessions.claim(f"page-{index}", "")
+    assert len(sessions._aliases) <= MAX_PAGE_ALIASES_PER_SESSION * 10
+    assert sessions.find("teacher-page").model_key == "fp32"  # a page whose visitor session exists keeps its alias
 
 
 def test_labels_are_anonymous_and_distinct_per_session():
