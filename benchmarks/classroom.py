@@ -52,6 +52,7 @@ GUESSES = ("Paris", "London", "Lyon", "Berlin", "the")
 DEFAULT_KEY = "classroom-bench-key"  # the benchmark's own server only; never printed
 MEASURED = ("join", "class_view", "show_view", "answer_poll", "next_token", "attention")
 CALL_TIMEOUT_S = 120  # one call
+PAGE_LOAD_TIMEOUT_S = 60  # an attendee's Client fetching the app's config (a browser loading the page)
 CONNECT_TIMEOUT_S = 300  # every attendee's Client created (or failed) by then
 RUN_TIMEOUT_S = 600  # the whole class
 # follower delay p50 / p95 of the long poll alone (upper bounds): a push during a wait arrives within one
@@ -186,7 +187,8 @@ def run_class(url: str, presenter_key: str, attendees: int, view_gap_s: float = 
     def attendee(index: int, code_box: list[str]) -> None:
         began = time.perf_counter()
         try:
-            client = Client(url, verbose=False)
+            # a browser waits for a slow page far longer than httpx's default 5 s
+            client = Client(url, verbose=False, httpx_kwargs={"timeout": PAGE_LOAD_TIMEOUT_S})
         except Exception as error:  # e.g. the config request timed out on a loaded CPU
             client = None
             with guard:
