@@ -13,7 +13,9 @@ from playground.figures import sampling as figures
 from playground.figures.style import empty_figure
 from playground.limits import shown, whole_number_in
 from playground.ui.common import explanation
+from playground.engine.sampling import engine_prompt_logits, engine_trace
 from playground.ui.context import AppContext
+from playground.ui.engine import engine_or_local
 from playground.ui.errors import user_errors
 
 EXPLANATION = r"""
@@ -123,6 +125,11 @@ class SamplingHandlers:
         self.cache = smp.PromptLogitsCache()
 
     def prompt_logits(self, prompt: str, chat: bool) -> tuple[Any, smp.PromptLogits]:
+        """(what has the tokenizer, the prompt's logits): the engine's top N when an engine is set, else the model's."""
+        return engine_or_local(self.ctx, lambda engine: (engine, engine_prompt_logits(engine, prompt, chat)),
+                               lambda: self.local_prompt_logits(prompt, chat))
+
+    def local_prompt_logits(self, prompt: str, chat: bool) -> tuple[Any, smp.PromptLogits]:
         loaded = self.ctx.model()
         return loaded, self.cache.get(model_key(loaded), loaded.model, loaded.tokenizer, prompt, chat, loaded.lock)
 
@@ -169,6 +176,8 @@ class SamplingHandlers:
         loaded, cached = self.prompt_logits(prompt, chat)
 
         def run(run_settings: smp.SamplingSettings) -> smp.GenerationTrace:
+            if loaded is self.ctx.engine:
+                return engine_trace(loaded, cached.input_ids, run_settings, new_tokens)
             return smp.trace_generation(loaded.model, loaded.tokenizer, cached.input_ids, run_settings, new_tokens,
                                         loaded.eos_token_ids, loaded.lock, model_key(loaded))
 
@@ -184,6 +193,9 @@ class SamplingHandlers:
             raise smp.SamplingSettingsError("Generate a trace first, then pick a step and a token to force.")
         if token_id is None or not str(token_id).strip().isdigit():
             raise smp.SamplingSettingsError(f"Pick the token to force at this step (a token id), got {shown(token_id)}.")
+        if self.ctx.engine is not None and str((data.get("trace") or {}).get("model_key", "")).startswith("engine:"):
+            raise smp.SamplingSettingsError("Forcing a token replays the local model from that step; this trace came "
+                                            "from the engine. Generate it again without an engine to branch it.")
         loaded = self.ctx.model()
         trace = self.client_trace(data["trace"], loaded)  # the client sends it back: every field is checked
         greedy = self.client_trace(data["greedy"], loaded, "greedy") if data.get("greedy") else None
@@ -196,7 +208,7 @@ class SamplingHandlers:
 
     def client_trace(self, data: Any, loaded: Any, name: str = "trace") -> smp.GenerationTrace:
         """A trace JSON sent back by the client, checked against this server's limits and the model's vocabulary."""
-        vocab_size = int(loaded.model.get_input_embeddings().num_embeddings)
+        vocab_size = loaded.vocab_size if loaded is self.ctx.engine else int(loaded.model.get_input_embeddings().num_embeddings)
         return smp.trace_from_client(data, vocab_size, smp.MAX_PROMPT_TOKENS, self.ctx.limits.sampling_new_tokens,
                                      name)
 
@@ -204,7 +216,9 @@ class SamplingHandlers:
     def show_step(self, data: dict[str, Any] | None, position: float) -> tuple[Any, gr.Dropdown]:
         if not data or not data.get("trace") or not (isinstance(data["trace"], dict) and data["trace"].get("steps")):
             return empty_figure(EMPTY_TRACE_MESSAGE), gr.Dropdown(choices=[], value=None)
-        return step_outputs(self.client_trace(data["trace"], self.ctx.model()), 0 if position is None else position)
+        from_engine = self.ctx.engine is not None and str(data["trace"].get("model_key", "")).startswith("engine:")
+        loaded = self.ctx.engine if from_engine else self.ctx.model()
+        return step_outputs(self.client_trace(data["trace"], loaded), 0 if position is None else position)
 
     def select_step(self, event: gr.SelectData) -> int:
         return int(event.index)
