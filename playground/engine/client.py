@@ -250,6 +250,8 @@ class EngineClient:
         try:
             choices = sorted(data["choices"], key=lambda choice: int(choice.get("index", 0)))
             return [self._completion(choice, logprobs, echo) for choice in choices]
+        except EngineError:
+            raise
         except (KeyError, TypeError, ValueError) as error:
             raise EngineResponseError(f"The engine at {self.url} returned completions without log-probabilities "
                                       f"({type(error).__name__}: {error}).") from error

@@ -9,11 +9,11 @@ from typing import Any
 import gradio as gr
 
 from playground import sampling as smp
+from playground.engine.sampling import engine_prompt_logits, engine_trace
 from playground.figures import sampling as figures
 from playground.figures.style import empty_figure
 from playground.limits import shown, whole_number_in
 from playground.ui.common import explanation
-from playground.engine.sampling import engine_prompt_logits, engine_trace
 from playground.ui.context import AppContext
 from playground.ui.engine import engine_or_local
 from playground.ui.errors import user_errors

@@ -1,0 +1,212 @@
+"""The engine client's fault paths against a small fake OpenAI-compatible server on loopback (the real vLLM
+tests are tests/integration/test_engine_vllm.py): nothing listening, too slow, 503s, a model other than the
+one it lists, fewer log-probabilities than asked, a refused key; the key never shows; the sampling tab
+falls back to the local model when the engine fails; the top-N -> full-vocabulary logits."""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import torch
+
+from playground.engine import (
+    EngineClient,
+    EngineModelMismatch,
+    EngineResponseError,
+    EngineTimeout,
+    EngineTokenSource,
+    EngineUnreachable,
+    LogprobsLimitError,
+    NextTokenLogprobs,
+)
+from playground.ui.context import AppContext
+from playground.ui.engine import format_engine_line
+
+SECRET = "sk-test-never-shown"
+
+
+class FakeEngine:
+    """A scriptable engine: `model` is what /v1/models lists, `answers_as` what completions claim, `delay_s`
+    how long every answer waits, `fail_with` HTTP statuses to answer first (then it answers normally)."""
+
+    def __init__(self) -> None:
+        self.model, self.answers_as, self.delay_s, self.top_returned = "fake-model", None, 0.0, None
+        self.fail_with: list[int] = []
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def reply(self, status: int, data: dict[str, Any]) -> None:
+                body = json.dumps(data).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def handle_any(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                request = json.loads(self.rfile.read(length) or b"{}")
+                fake.requests.append((self.path, dict(self.headers)))
+                time.sleep(fake.delay_s)
+                if fake.fail_with:
+                    self.reply(fake.fail_with.pop(0), {"error": {"message": "busy"}})
+                elif self.path == "/v1/models":
+                    self.reply(200, {"data": [{"id": fake.model}]})
+                elif self.path == "/v1/completions":
+                    asked = request.get("logprobs", 0)
+                    if asked > 100:
+                        self.reply(400, {"error": {"message": f"Requested sample logprobs of {asked}, which is "
+                                                              "greater than max allowed: 100"}})
+                        return
+                    count = asked if fake.top_returned is None else fake.top_returned
+                    top = {f"token_id:{i}": math.log(0.5 / 2 ** i) for i in range(count)}
+                    self.reply(200, {"model": fake.answers_as or fake.model, "choices": [{
+                        "index": 0, "text": "x", "finish_reason": "length",
+                        "logprobs": {"tokens": ["token_id:0"], "token_logprobs": [math.log(0.5)],
+                                     "top_logprobs": [top]}}]})
+                else:
+                    self.reply(404, {"detail": "Not Found"})
+
+            do_GET = do_POST = handle_any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake():
+    engine = FakeEngine()
+    yield engine
+    engine.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_nothing_listening_is_unreachable_after_bounded_tries():
+    client = EngineClient(f"http://127.0.0.1:{free_port()}", api_key=SECRET, retries=2)
+    started = time.perf_counter()
+    with pytest.raises(EngineUnreachable, match=r"Cannot reach the engine at http://127\.0\.0\.1:\d+ .*3 tries") as error:
+        client.model()
+    assert time.perf_counter() - started < 5  # 3 refused connections + 0.75 s of back-off
+    assert SECRET not in str(error.value) and SECRET not in repr(client)
+    status = client.status()
+    assert not status.reachable and "Cannot reach" in status.message
+    assert "is not answering" in format_engine_line(status)
+
+
+def test_a_slow_engine_times_out_within_the_bound(fake):
+    fake.delay_s = 1.0
+    client = EngineClient(fake.url, timeout_s=0.3, retries=1)
+    started = time.perf_counter()
+    with pytest.raises(EngineTimeout, match="did not answer /v1/models within 0 s .2 tries"):
+        client.model()
+    assert time.perf_counter() - started < 2 * 0.3 + 0.25 + 1.0  # two tries and one back-off, never a hang
+
+
+def test_503s_are_retried_then_reported(fake):
+    fake.fail_with = [503]
+    client = EngineClient(fake.url, retries=2)
+    assert client.model() == "fake-model"  # the second try answered
+    fake.fail_with = [503, 503, 503]
+    with pytest.raises(EngineResponseError, match="HTTP 503 .3 tries"):
+        client.served_models()
+    assert len(fake.requests) == 2 + 3  # one 503 and the answer; then three 503s, no fourth try
+
+
+def test_a_model_the_engine_does_not_serve_is_named(fake):
+    with pytest.raises(EngineModelMismatch, match="serves fake-model, not 'other'"):
+        EngineClient(fake.url, model="other").model()
+
+
+def test_an_engine_answering_as_another_model_is_caught(fake):
+    client = EngineClient(fake.url)
+    assert client.complete([1], logprobs=2)[0].tokens[0].token_id == 0
+    fake.answers_as = "impostor"
+    with pytest.raises(EngineModelMismatch, match="lists 'fake-model' but answered as 'impostor'"):
+        client.complete([1], logprobs=2)
+
+
+def test_a_logprobs_limit_lower_than_asked_is_specific(fake):
+    client = EngineClient(fake.url)
+    with pytest.raises(LogprobsLimitError, match="fewer log-probabilities than the 101 asked for.*--max-logprobs 101"):
+        client.complete([1], logprobs=101)
+    fake.top_returned = 2  # an engine that silently returns fewer
+    with pytest.raises(LogprobsLimitError, match="returned 2 log-probabilities for token 0, fewer than the 4"):
+        client.complete([1], logprobs=4)
+
+
+def test_the_key_travels_only_in_the_authorization_header(fake):
+    client = EngineClient(fake.url, api_key=SECRET)
+    client.model()
+    path, headers = fake.requests[-1]
+    assert headers["Authorization"] == f"Bearer {SECRET}"
+    fake.fail_with = [401]
+    with pytest.raises(EngineResponseError, match="refused the API key .*PLAYGROUND_ENGINE_API_KEY") as error:
+        client.served_models()
+    assert SECRET not in str(error.value)
+
+
+def test_status_is_one_quick_probe_cached_for_a_few_seconds(fake):
+    client = EngineClient(fake.url)
+    first = client.status()
+    assert first.reachable and first.model == "fake-model"
+    assert client.status() is first and len(fake.requests) == 1  # the header's timer does not hammer it
+    assert "serves <b>fake-model</b>" in format_engine_line(first)
+
+
+def test_top_n_becomes_full_logits_with_the_missing_mass_made_explicit():
+    top = {7: math.log(0.4), 2: math.log(0.25), 9: math.log(0.05)}
+    returned = NextTokenLogprobs((1, 2), top, vocab_size=12, asked=3)
+    probs = returned.logits().double().softmax(-1)
+    assert float(probs.sum()) == pytest.approx(1.0, abs=1e-6)
+    for token_id, logprob in top.items():
+        assert float(probs[token_id]) == pytest.approx(math.exp(logprob), rel=1e-6)  # returned tokens exact
+    rest = [float(probs[i]) for i in range(12) if i not in top]
+    assert sum(rest) == pytest.approx(0.3, abs=1e-6) and max(rest) <= 0.05  # the order of the returned is kept
+    assert "top 3 of 12 tokens; the rest, p = 0.3000, not returned by the engine" in returned.note()
+
+
+def test_the_sampling_tab_uses_the_engine_and_falls_back_when_it_fails(fake, tiny_loaded, tmp_path, monkeypatch):
+    from playground.config import Settings
+    from playground.ui import sampling_tab
+    from tests.unit.conftest import StubModels
+
+    warnings: list[str] = []
+    monkeypatch.setattr("playground.ui.engine.gr.Warning", warnings.append)
+    settings = Settings(cache_dir=tmp_path, preload=False, engine_url=fake.url)
+    ctx = AppContext(settings, StubModels(tiny_loaded))  # type: ignore[arg-type]
+    source = EngineTokenSource(ctx.engine.client, vocab_size=len(tiny_loaded.tokenizer))
+    object.__setattr__(ctx, "engine", source)
+    monkeypatch.setattr(source, "prompt_ids", lambda prompt, chat: [3, 4, 5])
+    handlers = sampling_tab.SamplingHandlers(ctx)
+    holder, cached = handlers.prompt_logits("hello", False)
+    assert holder is source and cached.input_ids.tolist() == [[3, 4, 5]]
+    assert "top 100 of" in cached.notes[0] and float(cached.logits.softmax(-1)[0]) == pytest.approx(0.5, rel=1e-5)
+    assert not warnings
+    fake.close()  # the engine goes away: the local tiny model answers, with a warning naming the failure
+    holder, cached = handlers.prompt_logits("hello", False)
+    assert holder is tiny_loaded and cached.logits.shape == (tiny_loaded.model.config.vocab_size,)
+    assert len(warnings) == 1 and "Cannot reach the engine" in warnings[0]
+    object.__setattr__(ctx, "models", StubModels(None))  # no local model either: the engine's own error
+    with pytest.raises(EngineUnreachable):
+        handlers.prompt_logits("hello", False)
