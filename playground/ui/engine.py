@@ -5,12 +5,14 @@ The header's engine line lives here too, so header.py only calls it."""
 from __future__ import annotations
 
 import html
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 import gradio as gr
 
 from playground.engine import EngineError, EngineStatus, EngineTokenSource
+from playground.engine.speculative import engine_spec_decode
 from playground.ui.context import AppContext
+from playground.ui.errors import user_errors
 
 T = TypeVar("T")
 
@@ -50,3 +52,30 @@ def format_engine_line(status: EngineStatus) -> str:
 
 def engine_line(ctx: AppContext) -> str:
     return "" if ctx.engine is None else format_engine_line(ctx.engine.client.status())
+
+
+@user_errors
+def read_spec_decode(ctx: AppContext) -> tuple[str, dict[str, Any]]:
+    """The engine's own speculative-decoding counters (its /metrics), as a sentence and JSON."""
+    if ctx.engine is None:
+        raise ValueError("No engine is configured (--engine URL).")
+    counters = engine_spec_decode(ctx.engine.client)
+    if counters is None:
+        return (f"The engine at {html.escape(ctx.engine.client.url)} does not run speculative decoding (no "
+                "`vllm:spec_decode_*` counters in its /metrics; vLLM: `--speculative-config`).", {"running": False})
+    per_position = ", ".join(f"{value:.0f}" for value in counters.accepted_per_position) or "not reported"
+    return (f"Since it started, the engine made **{counters.drafts:.0f}** drafts of **{counters.draft_tokens:.0f}** "
+            f"tokens; the target accepted **{counters.accepted_tokens:.0f}** (**{counters.acceptance_rate:.1%}**, "
+            f"{counters.mean_accepted_per_draft:.2f} per draft). Accepted per draft position: {per_position}.",
+            {"running": True, **counters.to_dict()})
+
+
+def spec_decode_panel(ctx: AppContext) -> None:
+    """The Speculative tab's line about the engine's own speculative decoding (only with an engine)."""
+    if ctx.engine is None:
+        return
+    with gr.Accordion("The engine's own speculative decoding", open=False):
+        button = gr.Button("Read the engine's counters", size="sm")
+        summary = gr.Markdown()
+        data = gr.JSON(label="engine_spec_decode")
+    button.click(lambda: read_spec_decode(ctx), None, [summary, data], api_name="engine_spec_decode", queue=False)

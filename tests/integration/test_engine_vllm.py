@@ -127,6 +127,21 @@ def test_a_streamed_answer_equals_the_whole_answer_and_local_greedy(source, fp32
     assert "Paris" in whole.text
 
 
+def test_a_grounded_rag_answer_equals_the_local_one(source, fp32):
+    from playground.rag.answer import answer_question
+    from playground.rag.chunking import Chunk
+
+    texts = ["Paris is the capital and largest city of France.", "Berlin is the capital of Germany."]
+    chunks = [Chunk(i, "facts.txt", text, 0, len(text), 0) for i, text in enumerate(texts)]
+    local = answer_question(fp32.model, fp32.tokenizer, "What is the capital of France?", chunks, max_new_tokens=24,
+                            eos_token_ids=fp32.eos_token_ids, lock=fp32.lock)
+    engine = answer_question(fp32.model, fp32.tokenizer, "What is the capital of France?", chunks, max_new_tokens=24,
+                             source=source)
+    assert engine.prompt_text == local.prompt_text and engine.prompt_tokens == local.prompt_tokens
+    assert engine.answer == local.answer and "Paris" in engine.answer
+    assert engine.citations == local.citations
+
+
 def test_the_sampling_views_take_the_engine_top_n(source, fp32):
     cached = engine_prompt_logits(source, "The capital of France is", chat=False)
     assert "top 100 of 49,152 tokens; the rest, p = " in cached.notes[0]

@@ -39,6 +39,7 @@ class FakeEngine:
     def __init__(self) -> None:
         self.model, self.answers_as, self.delay_s, self.top_returned = "fake-model", None, 0.0, None
         self.fail_with: list[int] = []
+        self.metrics_text = "# HELP vllm:generation_tokens_total x\nvllm:generation_tokens_total{engine=\"0\"} 78.0\n"
         self.requests: list[tuple[str, dict[str, str]]] = []
         fake = self
 
@@ -61,6 +62,12 @@ class FakeEngine:
                 time.sleep(fake.delay_s)
                 if fake.fail_with:
                     self.reply(fake.fail_with.pop(0), {"error": {"message": "busy"}})
+                elif self.path == "/metrics":
+                    body = fake.metrics_text.encode()
+                    self.send_response(200)
+                    self.send_header("content-length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
                 elif self.path == "/v1/models":
                     self.reply(200, {"data": [{"id": fake.model}]})
                 elif self.path == "/v1/completions":
@@ -234,3 +241,25 @@ def test_the_app_builds_with_an_engine_and_the_weights_tabs_say_they_stay_local(
     notes = [block.value for block in demo.blocks.values()
              if type(block).__name__ == "Markdown" and "needs the model's **weights**" in str(block.value)]
     assert len(notes) == 3  # attention, LoRA, Model & quantization
+
+
+def test_the_speculative_tab_reads_the_engines_own_counters(fake, tmp_path):
+    from playground.config import Settings
+    from playground.ui.engine import read_spec_decode
+    from tests.unit.conftest import StubModels
+
+    ctx = AppContext(Settings(cache_dir=tmp_path, preload=False, engine_url=fake.url), StubModels(None))  # type: ignore[arg-type]
+    text, data = read_spec_decode(ctx)
+    assert "does not run speculative decoding" in text and data == {"running": False}
+    labels = 'engine="0",model_name="m"'
+    fake.metrics_text = "\n".join([
+        f"vllm:spec_decode_num_drafts_total{{{labels}}} 40.0",
+        f"vllm:spec_decode_num_draft_tokens_total{{{labels}}} 120.0",
+        f"vllm:spec_decode_num_accepted_tokens_total{{{labels}}} 66.0",
+        f'vllm:spec_decode_num_accepted_tokens_per_pos_total{{{labels},position="1"}} 24.0',
+        f'vllm:spec_decode_num_accepted_tokens_per_pos_total{{{labels},position="0"}} 30.0',
+        f'vllm:spec_decode_num_accepted_tokens_per_pos_total{{{labels},position="2"}} 12.0', ""])
+    text, data = read_spec_decode(ctx)
+    assert data["acceptance_rate"] == pytest.approx(0.55) and data["mean_accepted_per_draft"] == pytest.approx(1.65)
+    assert data["accepted_per_position"] == (30.0, 24.0, 12.0)  # ordered by position, not by line
+    assert "**40** drafts of **120** tokens" in text and "**55.0%**" in text
