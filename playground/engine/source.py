@@ -141,9 +141,3 @@ class EngineTokenSource:
         top = dict(sorted(first.top.items(), key=lambda item: -item[1])[:top_n])  # vLLM may add the sampled one
         return NextTokenLogprobs(tuple(int(i) for i in prompt_ids), top, self.vocab_size, top_n)
 
-
-def describe(source: Any) -> str:
-    """One line for a tab: where the tokens come from."""
-    if isinstance(source, EngineTokenSource):
-        return f"served by the engine at {source.client.url} ({source.client.model()})"
-    return "computed by the local model"

@@ -5,6 +5,7 @@ The header's engine line lives here too, so header.py only calls it."""
 from __future__ import annotations
 
 import html
+from dataclasses import asdict
 from typing import Any, Callable, TypeVar
 
 import gradio as gr
@@ -50,8 +51,14 @@ def format_engine_line(status: EngineStatus) -> str:
             "loaded.</div>")
 
 
-def engine_line(ctx: AppContext) -> str:
-    return "" if ctx.engine is None else format_engine_line(ctx.engine.client.status())
+def engine_line(ctx: AppContext, status: dict[str, Any]) -> str:
+    """The header's engine line; also puts the engine's status in the header's model_status JSON (None: no engine)."""
+    if ctx.engine is None:
+        status["engine"] = None
+        return ""
+    engine = ctx.engine.client.status()
+    status["engine"] = asdict(engine)
+    return format_engine_line(engine)
 
 
 @user_errors

@@ -122,7 +122,7 @@ def create_header(ctx: AppContext) -> dict[str, Any]:
 
     def refresh() -> tuple[str, dict[str, Any], gr.Timer]:
         status = session_status(ctx)
-        return (format_status(status) + format_session_line(status) + engine_line(ctx), status,
+        return (format_status(status) + format_session_line(status) + engine_line(ctx, status), status,
                 gr.Timer(active=status["loading"]["phase"] == "loading"))
 
     @user_errors

@@ -263,3 +263,16 @@ def test_the_speculative_tab_reads_the_engines_own_counters(fake, tmp_path):
     assert data["acceptance_rate"] == pytest.approx(0.55) and data["mean_accepted_per_draft"] == pytest.approx(1.65)
     assert data["accepted_per_position"] == (30.0, 24.0, 12.0)  # ordered by position, not by line
     assert "**40** drafts of **120** tokens" in text and "**55.0%**" in text
+
+
+def test_the_header_json_carries_the_engine_status(fake, tmp_path):
+    from playground.config import Settings
+    from playground.ui.engine import engine_line
+    from tests.unit.conftest import StubModels
+
+    ctx = AppContext(Settings(cache_dir=tmp_path, preload=False, engine_url=fake.url), StubModels(None))  # type: ignore[arg-type]
+    status: dict[str, Any] = {}
+    assert "serves <b>fake-model</b>" in engine_line(ctx, status)
+    assert status["engine"]["reachable"] and status["engine"]["model"] == "fake-model"
+    plain = AppContext(Settings(cache_dir=tmp_path, preload=False), StubModels(None))  # type: ignore[arg-type]
+    assert engine_line(plain, status) == "" and status["engine"] is None
