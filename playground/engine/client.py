@@ -108,15 +108,15 @@ class EngineClient:
                 response = self._http.request(method, path, json=body, timeout=timeout)
             except httpx.TimeoutException:
                 last = EngineTimeout(f"The engine at {self.url} did not answer {path} within "
-                                     f"{timeout.read:.0f} s ({attempt + 1} tries). It may be overloaded.")
+                                     f"{timeout.read:g} s ({_tries(attempt + 1)}). It may be overloaded.")
                 continue
             except httpx.TransportError as error:
                 last = EngineUnreachable(f"Cannot reach the engine at {self.url} ({type(error).__name__}; "
-                                         f"{attempt + 1} tries). Is it running?")
+                                         f"{_tries(attempt + 1)}). Is it running?")
                 continue
             if response.status_code in RETRIED_STATUS:
                 last = EngineResponseError(f"The engine at {self.url} answered {path} with HTTP "
-                                           f"{response.status_code} ({attempt + 1} tries).")
+                                           f"{response.status_code} ({_tries(attempt + 1)}).")
                 continue
             if response.status_code >= 400:
                 raise self._http_error(path, response, body)
@@ -275,7 +275,7 @@ class EngineClient:
                         yield from self._completion(choice, logprobs, echo=False).tokens
         except httpx.TimeoutException as error:
             raise EngineTimeout(f"The engine at {self.url} stopped sending tokens for "
-                                f"{self.timeout.read:.0f} s.") from error
+                                f"{self.timeout.read:g} s.") from error
         except httpx.TransportError as error:
             raise EngineUnreachable(f"Lost the engine at {self.url} mid-answer ({type(error).__name__}).") from error
 
@@ -318,6 +318,10 @@ class EngineClient:
             except ValueError:
                 continue
         return values
+
+
+def _tries(count: int) -> str:
+    return "1 try" if count == 1 else f"{count} tries"
 
 
 def _error_detail(response: httpx.Response) -> str:
