@@ -23,6 +23,11 @@ def engine_or_local(ctx: AppContext, engine_call: Callable[[EngineTokenSource], 
     loaded (a gr.Warning says why), else the engine's specific error."""
     if ctx.engine is None:
         return local_call()
+    if ctx.models.active() is not None:
+        status = ctx.engine.client.status()  # one quick probe at most every few seconds
+        if not status.reachable:  # known down: answer locally now, not after the request's retries and timeouts
+            gr.Warning(f"{status.message} The local model answers instead.")
+            return local_call()
     try:
         return engine_call(ctx.engine)
     except EngineError as error:

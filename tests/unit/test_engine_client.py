@@ -212,6 +212,9 @@ def test_the_sampling_tab_uses_the_engine_and_falls_back_when_it_fails(fake, tin
     holder, cached = handlers.prompt_logits("hello", False)
     assert holder is tiny_loaded and cached.logits.shape == (tiny_loaded.model.config.vocab_size,)
     assert len(warnings) == 1 and "Cannot reach the engine" in warnings[0]
+    source.client._status = None  # the next probe finds it down: answer locally without the request's retries
+    holder, _ = handlers.prompt_logits("hello", False)
+    assert holder is tiny_loaded and len(warnings) == 2 and "(ConnectError; 1 try)" in warnings[1]
     object.__setattr__(ctx, "models", StubModels(None))  # no local model either: the engine's own error
     with pytest.raises(EngineUnreachable):
         handlers.prompt_logits("hello", False)
