@@ -68,6 +68,10 @@ class FakeEngine:
                     self.send_header("content-length", str(len(body)))
                     self.end_headers()
                     self.wfile.write(body)
+                elif self.path == "/tokenize":  # byte-level BPE strings, as vLLM returns them
+                    words = request.get("prompt", "").split(" ")
+                    strings = [words[0]] + ["Ġ" + word for word in words[1:]]
+                    self.reply(200, {"tokens": list(range(10, 10 + len(strings))), "token_strs": strings})
                 elif self.path == "/v1/models":
                     self.reply(200, {"data": [{"id": fake.model}]})
                 elif self.path == "/v1/completions":
@@ -279,3 +283,17 @@ def test_the_header_json_carries_the_engine_status(fake, tmp_path):
     assert status["engine"]["reachable"] and status["engine"]["model"] == "fake-model"
     plain = AppContext(Settings(cache_dir=tmp_path, preload=False), StubModels(None))  # type: ignore[arg-type]
     assert engine_line(plain, status) == "" and status["engine"] is None
+
+
+def test_the_tokenization_tab_shows_the_engines_tokens_in_place_of_the_models(fake, tmp_path):
+    from playground.config import Settings
+    from playground.ui.tokenization_tab import MODEL, compare_selected
+    from tests.unit.conftest import StubModels
+
+    ctx = AppContext(Settings(cache_dir=tmp_path, preload=False, engine_url=fake.url), StubModels(None))  # type: ignore[arg-type]
+    result = compare_selected(ctx, "Hello wide world", [MODEL, "bytes"], "", False)
+    engine, raw_bytes = result.tokenizations
+    assert engine.name == "engine" and engine.label == "Engine: fake-model (its /tokenize)"
+    assert engine.ids == (10, 11, 12) and engine.lossless
+    assert engine.spans() == [(0, 5), (5, 10), (10, 16)]  # the strings' bytes tile the text
+    assert raw_bytes.name == "bytes" and not result.errors  # no local model needed for the model's row
