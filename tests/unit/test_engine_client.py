@@ -72,6 +72,8 @@ class FakeEngine:
                     words = request.get("prompt", "").split(" ")
                     strings = [words[0]] + ["Ġ" + word for word in words[1:]]
                     self.reply(200, {"tokens": list(range(10, 10 + len(strings))), "token_strs": strings})
+                elif self.path == "/detokenize":
+                    self.reply(200, {"prompt": "".join(f"<{i}>" for i in request.get("tokens", []))})
                 elif self.path == "/v1/models":
                     self.reply(200, {"data": [{"id": fake.model}]})
                 elif self.path == "/v1/completions":
@@ -297,3 +299,22 @@ def test_the_tokenization_tab_shows_the_engines_tokens_in_place_of_the_models(fa
     assert engine.ids == (10, 11, 12) and engine.lossless
     assert engine.spans() == [(0, 5), (5, 10), (10, 16)]  # the strings' bytes tile the text
     assert raw_bytes.name == "bytes" and not result.errors  # no local model needed for the model's row
+
+
+def test_an_engine_trace_shows_its_steps_and_refuses_a_forced_branch(fake, tmp_path):
+    from playground.config import Settings
+    from playground.ui import sampling_tab
+    from tests.unit.conftest import StubModels
+
+    settings = Settings(cache_dir=tmp_path, preload=False, engine_url=fake.url, engine_vocab_size=1000)
+    ctx = AppContext(settings, StubModels(None))  # type: ignore[arg-type]  # no local model at all
+    handlers = sampling_tab.SamplingHandlers(ctx)
+    outputs = handlers.generate_trace("Hello wide world", False, 0.0, 0, 1.0, 0.0, 1.0, 0, 4, False)
+    data = outputs[-1]
+    assert data["trace"]["model_key"] == f"engine:{fake.url}|fake-model"
+    step = data["trace"]["steps"][0]
+    assert step["token_id"] == 0 and step["raw_prob"] == pytest.approx(0.5) and step["prob"] == pytest.approx(1.0)
+    plot, alternatives = handlers.show_step(data, 0)  # checked against the engine's vocabulary, no local model
+    assert [choice[1] for choice in alternatives.choices][:3] == [0, 1, 2]
+    with pytest.raises(Exception, match="this trace came from the engine"):
+        handlers.force_token(data, 0, 1)
