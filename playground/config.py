@@ -49,6 +49,11 @@ class Settings:
     model_allowlist: str = ""  # comma-separated model ids/presets that may be loaded; empty = any (unless public)
     model_memory_mb: int = 0  # the resident models' weights together stay within this (0: at most 4 models)
     presenter_key: str = field(default="", repr=False)  # who may change what everyone sees (playground.sessions); never logged or shown
+    engine_url: str = ""  # an OpenAI-compatible serving engine (vLLM ...) for the token-level tabs; "" = none
+    engine_model: str = ""  # the model the engine must serve; "" = the first it lists
+    engine_timeout_s: float = 30.0  # per engine request (each retried at most twice)
+    engine_vocab_size: int = 0  # the engine model's vocabulary size; 0 = ask the engine once
+    engine_api_key: str = field(default="", repr=False)  # env PLAYGROUND_ENGINE_API_KEY only (no flag): never logged
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISION_CHOICES:
@@ -59,6 +64,10 @@ class Settings:
             raise ValueError(f"port must be in 1..65535, got {self.port}")
         if self.model_memory_mb < 0:
             raise ValueError(f"model_memory_mb must be 0 (no budget) or more, got {self.model_memory_mb}")
+        if self.engine_url and not self.engine_url.startswith(("http://", "https://")):
+            raise ValueError(f"engine_url must start with http:// or https://, got {self.engine_url!r}")
+        if self.engine_timeout_s <= 0 or self.engine_vocab_size < 0:
+            raise ValueError("engine_timeout_s must be > 0 and engine_vocab_size >= 0")
         if self.cache_dir == Path():
             object.__setattr__(self, "cache_dir", default_cache_dir())
 
@@ -90,6 +99,12 @@ _HELP = {
                      "Prefer the env var: a flag shows in the process list",
     "model_allowlist": "comma-separated presets / hub ids / folders visitors may load (the configured model always is); "
                        "empty = any model, or the embedded presets when --public",
+    "engine_url": "an OpenAI-compatible serving engine with log-probabilities (vLLM, SGLang, llama.cpp server), "
+                  "e.g. http://127.0.0.1:8000: the token-level tabs take their tokens from it (docs/scaling.md); "
+                  "its API key only from env PLAYGROUND_ENGINE_API_KEY",
+    "engine_model": "the model the engine must serve (default: the first it lists)",
+    "engine_timeout_s": "seconds an engine request may take (each retried at most twice)",
+    "engine_vocab_size": "the engine model's vocabulary size (default 0: found once through the engine's /detokenize)",
 }
 
 
@@ -112,6 +127,8 @@ def _env_defaults(environ: dict[str, str]) -> dict[str, object]:
         default = getattr(Settings, field.name, None)
         if isinstance(default, bool):
             values[field.name] = _parse_bool(raw)
+        elif isinstance(default, float):
+            values[field.name] = float(raw)
         elif isinstance(default, int):
             values[field.name] = int(raw)
         elif field.name == "cache_dir":
@@ -150,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-allowlist", dest="model_allowlist", help=_HELP["model_allowlist"] + " [env PLAYGROUND_MODEL_ALLOWLIST]")
     parser.add_argument("--model-memory-mb", dest="model_memory_mb", type=int, help=_HELP["model_memory_mb"] + " [env PLAYGROUND_MODEL_MEMORY_MB, default 0]")
     parser.add_argument("--presenter-key", dest="presenter_key", help=_HELP["presenter_key"] + " [env PLAYGROUND_PRESENTER_KEY]")
+    parser.add_argument("--engine", dest="engine_url", help=_HELP["engine_url"] + " [env PLAYGROUND_ENGINE_URL]")
+    parser.add_argument("--engine-model", dest="engine_model", help=_HELP["engine_model"] + " [env PLAYGROUND_ENGINE_MODEL]")
+    parser.add_argument("--engine-timeout-s", dest="engine_timeout_s", type=float,
+                        help=_HELP["engine_timeout_s"] + " [env PLAYGROUND_ENGINE_TIMEOUT_S, default 30]")
+    parser.add_argument("--engine-vocab-size", dest="engine_vocab_size", type=int,
+                        help=_HELP["engine_vocab_size"] + " [env PLAYGROUND_ENGINE_VOCAB_SIZE]")
     parser.add_argument("--list-models", action="store_true", help="print the model presets and exit")
     return parser
 

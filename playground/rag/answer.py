@@ -11,9 +11,11 @@ long context. `place_best` puts the best chunk first, in the middle or last so t
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence, TypeVar
 
+from playground.engine.source import EngineTokenSource
 from playground.generation import encode_prompt, generate_text
 from playground.rag.chunking import Chunk
 from playground.sampling_pipeline import SamplingSettings
@@ -120,10 +122,25 @@ class GroundedAnswer:
         return asdict(self)
 
 
+def _engine_generate(source: EngineTokenSource, messages: list[dict[str, str]],
+                     max_new_tokens: int) -> tuple[list[int], str, str, str, int, float]:
+    """The grounded prompt answered by the engine (its chat template, greedy, the same stop strings):
+    (prompt ids, prompt text, answer text, finish reason, new tokens, seconds)."""
+    started = time.perf_counter()
+    ids = source.prompt_ids(messages, chat=True)
+    completion = source.client.complete(ids, max_tokens=max_new_tokens, logprobs=0,
+                                        extra={"stop": list(STOP_STRINGS)})[0]
+    finish = {"stop": "eos"}.get(completion.finish_reason or "", completion.finish_reason or "length")
+    return ids, source.client.detokenize(ids), completion.text, finish, len(completion.tokens), \
+        time.perf_counter() - started
+
+
 def answer_question(model: Any, tokenizer: Any, question: str, chunks_best_first: Sequence[Chunk],
                     strict: bool = True, position: str = "first", max_new_tokens: int = 160,
-                    eos_token_ids: Sequence[int] = (), lock: Any = None) -> GroundedAnswer:
-    """Generate a grounded answer (greedy, so it is reproducible) from the retrieved chunks."""
+                    eos_token_ids: Sequence[int] = (), lock: Any = None,
+                    source: EngineTokenSource | None = None) -> GroundedAnswer:
+    """Generate a grounded answer (greedy, so it is reproducible) from the retrieved chunks; with `source` (an
+    engine) the engine generates it (the local tokenizer still sizes the passages' token budget)."""
     if not chunks_best_first:
         raise AnswerInputError("There are no retrieved chunks to answer from.")
     if not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
@@ -133,18 +150,23 @@ def answer_question(model: Any, tokenizer: Any, question: str, chunks_best_first
         if dropped else ()
     ranks = {chunk.index: rank for rank, chunk in enumerate(kept, start=1)}
     ordered = place_best(kept, position)
-    input_ids = encode_prompt(tokenizer, grounded_messages(question, ordered, strict))  # [1, prompt_len]
-    result = generate_text(model, tokenizer, input_ids, SamplingSettings(temperature=0.0), max_new_tokens,
-                           eos_token_ids, STOP_STRINGS, lock=lock)
-    answer = result.text.strip()
+    messages = grounded_messages(question, ordered, strict)
+    if source is not None:
+        ids, prompt_text, text, finish, new_tokens, seconds = _engine_generate(source, messages, max_new_tokens)
+    else:
+        input_ids = encode_prompt(tokenizer, messages)  # [1, prompt_len]
+        result = generate_text(model, tokenizer, input_ids, SamplingSettings(temperature=0.0), max_new_tokens,
+                               eos_token_ids, STOP_STRINGS, lock=lock)
+        ids, prompt_text = input_ids[0].tolist(), tokenizer.decode(input_ids[0], skip_special_tokens=False)
+        text, finish, new_tokens, seconds = result.text, result.finish_reason, len(result.token_ids), result.seconds
+    answer = text.strip()
     valid, invalid = parse_citations(answer, len(ordered))
     passages = tuple(Passage(number, chunk.index, chunk.source, chunk.text, ranks[chunk.index], number in valid)
                      for number, chunk in enumerate(ordered, start=1))
     return GroundedAnswer(
         question=question, strict=strict, position=position,
-        prompt_text=tokenizer.decode(input_ids[0], skip_special_tokens=False),
-        prompt_tokens=int(input_ids.shape[1]), passages=passages, answer=answer, citations=valid,
+        prompt_text=prompt_text, prompt_tokens=len(ids), passages=passages, answer=answer, citations=valid,
         invalid_citations=invalid, says_unknown=UNKNOWN_REPLY.lower() in answer.lower().replace("’", "'"),
         best_passage_cited=any(p.cited and p.retrieval_rank == 1 for p in passages),
-        finish_reason=result.finish_reason, new_tokens=len(result.token_ids), seconds=round(result.seconds, 3),
+        finish_reason=finish, new_tokens=new_tokens, seconds=round(seconds, 3),
         notes=notes)

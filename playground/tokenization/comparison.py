@@ -105,10 +105,13 @@ class TokenizerComparison:
 
 
 def tokenize_all(text: str, tokenizers: Sequence[NamedTokenizer], include_bytes: bool = True,
-                 add_special_tokens: bool = False, errors: dict[str, str] | None = None) -> TokenizerComparison:
-    """Tokenize one text with every tokenizer (and the raw bytes), then compare their boundaries."""
-    tokenizations = [tokenize_text(text, item.tokenizer, item.name, item.label, item.context_length, add_special_tokens)
-                     for item in tokenizers]
+                 add_special_tokens: bool = False, errors: dict[str, str] | None = None,
+                 tokenized: Sequence[Tokenization] = ()) -> TokenizerComparison:
+    """Tokenize one text with every tokenizer (and the raw bytes), then compare their boundaries.
+    tokenized: tables made elsewhere for the same text (a serving engine's /tokenize), shown first."""
+    tokenizations = list(tokenized) + [
+        tokenize_text(text, item.tokenizer, item.name, item.label, item.context_length, add_special_tokens)
+        for item in tokenizers]
     if include_bytes:
         tokenizations.append(tokenize_bytes(text))
     return TokenizerComparison(text, tuple(tokenizations), compare_tokenizations(tokenizations), dict(errors or {}))

@@ -14,6 +14,7 @@ from playground.figures import attention as figures
 from playground.figures.style import empty_figure
 from playground.ui.common import LATEX_DELIMITERS, explanation
 from playground.ui.context import AppContext
+from playground.ui.engine import weights_note
 from playground.ui.errors import user_errors
 
 EXPLANATION = r"""
@@ -231,6 +232,7 @@ class AttentionHandlers:
 def create_attention_tab(ctx: AppContext) -> dict[str, Any]:
     handlers = AttentionHandlers(ctx)
     explanation(EXPLANATION)
+    gr.Markdown(weights_note(ctx), visible=ctx.engine is not None)  # an engine cannot share weights
     loaded = ctx.models.active()
     shape = att.AttentionShape.from_config(loaded.model.config) if loaded else None
 

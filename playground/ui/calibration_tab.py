@@ -12,11 +12,14 @@ import gradio as gr
 import numpy as np
 
 from playground import calibration as cal
+from playground.engine import EngineTokenSource
+from playground.engine.calibration import engine_scores
 from playground.figures import calibration as figures
 from playground.figures.style import empty_figure
 from playground.limits import shown, whole_number_in
 from playground.ui.common import explanation
 from playground.ui.context import AppContext
+from playground.ui.engine import engine_or_local
 from playground.ui.errors import user_errors
 
 EXPLANATION = r"""
@@ -172,6 +175,30 @@ class CalibrationHandlers:
 
     def built_in_predictions(self, mode: str, request: gr.Request | None,
                              progress: gr.Progress) -> tuple[cal.Predictions, np.ndarray, str]:
+        """The built-in questions scored by the engine when one is set, else by the local model."""
+        return engine_or_local(self.ctx, lambda engine: self.engine_predictions(engine, mode, request, progress),
+                               lambda: self.local_predictions(mode, request, progress))
+
+    def engine_predictions(self, engine: EngineTokenSource, mode: str, request: gr.Request | None,
+                           progress: gr.Progress) -> tuple[cal.Predictions, np.ndarray, str]:
+        questions = cal.load_questions()
+        cancel = self.fresh_cancel_event(request)
+
+        def score() -> cal.QuestionScores:
+            return engine_scores(engine, questions, cancel=cancel,
+                                 progress=lambda done, total: progress((done, total), desc="Scoring on the engine",
+                                                                       unit="questions"))
+
+        scores, from_cache = cal.cached_scores(self.ctx.settings.cache_dir, engine.key, "engine", "remote",
+                                               questions, score)
+        origin = "from the cache" if from_cache else f"scored now in {scores.seconds:.1f} s"
+        source_line = (f"**The engine** {engine.client.url} serving **{engine.client.model()}** on the built-in "
+                       f"{len(questions)} questions (exact letter log-probabilities from echoed prompts), {origin}. "
+                       f"Confidence: {mode} letter probability.")
+        return cal.predictions_from_scores(scores, questions, mode), cal.calibration_split(questions), source_line
+
+    def local_predictions(self, mode: str, request: gr.Request | None,
+                          progress: gr.Progress) -> tuple[cal.Predictions, np.ndarray, str]:
         loaded = self.ctx.model()
         questions = cal.load_questions()
         cancel = self.fresh_cancel_event(request)

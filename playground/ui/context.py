@@ -8,6 +8,7 @@ from typing import Any
 
 from playground.classroom import ClassHost
 from playground.config import Settings
+from playground.engine import EngineTokenSource, engine_from_settings
 from playground.limits import Limits
 from playground.runtime import LoadedModel, ModelManager
 from playground.sessions import PresenterGate, SessionRegistry, is_loopback
@@ -27,10 +28,14 @@ class AppContext:
     classroom: ClassHost = field(default_factory=ClassHost)
     visitor: Any = None  # the page's gr.BrowserState holding the browser's visitor token (an input for handlers
     #                      that must find the visitor's session at page load, before anything else ran)
+    engine: EngineTokenSource | None = field(default=None)  # the --engine serving the token-level tabs; filled
+    #                                                          from settings (None: the local model serves them)
 
     def __post_init__(self) -> None:
         if self.sessions is None:
             object.__setattr__(self, "sessions", sessions_for(self.settings))
+        if self.engine is None:
+            object.__setattr__(self, "engine", engine_from_settings(self.settings))
 
     @property
     def limits(self) -> Limits:

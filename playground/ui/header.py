@@ -13,6 +13,7 @@ from playground.runtime import causal_lm_presets
 from playground.sessions import AccessDenied, presenter_message
 from playground.ui.access import current_session, current_session_id
 from playground.ui.context import AppContext
+from playground.ui.engine import engine_line
 from playground.ui.errors import user_errors
 
 
@@ -121,7 +122,7 @@ def create_header(ctx: AppContext) -> dict[str, Any]:
 
     def refresh() -> tuple[str, dict[str, Any], gr.Timer]:
         status = session_status(ctx)
-        return (format_status(status) + format_session_line(status), status,
+        return (format_status(status) + format_session_line(status) + engine_line(ctx, status), status,
                 gr.Timer(active=status["loading"]["phase"] == "loading"))
 
     @user_errors

@@ -22,6 +22,7 @@ from playground.ui.common import explanation, on_page_load
 from playground.sessions import AccessDenied
 from playground.ui.access import current_session, current_session_id, require_presenter, visitor_id
 from playground.ui.context import AppContext
+from playground.ui.engine import weights_note
 from playground.ui.errors import user_errors
 
 EXPLANATION = r"""
@@ -346,6 +347,7 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
     limits = lora.LIMITS
     default_data = lora.builtin_dataset("pirate")
     explanation(EXPLANATION)
+    gr.Markdown(weights_note(ctx), visible=ctx.engine is not None)  # an engine cannot share weights
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
             gr.Markdown("#### 1 · Data")

@@ -15,6 +15,7 @@ from playground.generation import encode_prompt
 from playground.runtime import precision_options, resolve_device, resolve_precision
 from playground.limits import whole_number_in
 from playground.ui.context import AppContext
+from playground.ui.engine import weights_note
 from playground.ui.common import explanation
 from playground.ui.errors import user_errors
 
@@ -67,6 +68,7 @@ def _card_markdown(a: q.ArchitectureSummary, breakdown_total: int, counted: int)
 
 def create_quantization_tab(ctx: AppContext) -> dict[str, Any]:
     explanation(EXPLANATION)
+    gr.Markdown(weights_note(ctx), visible=ctx.engine is not None)  # an engine cannot share weights
     device = resolve_device("auto") if ctx.settings.device == "auto" else ctx.settings.device
 
     with gr.Accordion("The loaded model", open=True):

@@ -9,6 +9,7 @@ from typing import Any, Callable
 import gradio as gr
 
 from playground import rag
+from playground.engine import EngineTokenSource
 from playground.figures import rag as figures
 from playground.rag.corpus import ALLOWED_SUFFIXES, PYTHON_REFERENCE, PdfBudget, read_document
 from playground.rag.embedding import no_progress
@@ -19,6 +20,7 @@ from playground.runtime.registry import DEFAULT_EMBEDDING_MODEL
 from playground.limits import LIMITS, Limits, whole_number_in
 from playground.ui.common import explanation
 from playground.ui.context import AppContext
+from playground.ui.engine import engine_or_local
 from playground.ui.errors import user_errors
 
 EXPLANATION = r"""
@@ -235,10 +237,14 @@ class RagHandlers:
         _, retrieval = self.ranked(question, corpus_inputs, method, k, rerank_top, progress)
         loaded = self.ctx.model()
         progress(0.5, f"Generating the answer (best chunk {position})")
-        return rag.answer_question(loaded.model, loaded.tokenizer, retrieval.question,
-                                   [row.chunk for row in retrieval.rows], strict, position,
-                                   whole_number_in("max_new_tokens", max_new_tokens, 1, self.ctx.limits.rag_new_tokens),
-                                   loaded.eos_token_ids, loaded.lock)
+        new_tokens = whole_number_in("max_new_tokens", max_new_tokens, 1, self.ctx.limits.rag_new_tokens)
+
+        def answer(source: EngineTokenSource | None) -> rag.GroundedAnswer:
+            return rag.answer_question(loaded.model, loaded.tokenizer, retrieval.question,
+                                       [row.chunk for row in retrieval.rows], strict, position, new_tokens,
+                                       loaded.eos_token_ids, loaded.lock, source)
+
+        return engine_or_local(self.ctx, answer, lambda: answer(None))  # retrieval stays local either way
 
     @user_errors
     def answer(self, question: str, source: str, files: list[str] | None, pasted: str | None, unit: str,

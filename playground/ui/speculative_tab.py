@@ -27,6 +27,7 @@ from playground.sampling import SamplingSettings
 from playground.tokenization import visible
 from playground.ui.common import LATEX_DELIMITERS, explanation
 from playground.ui.context import AppContext
+from playground.ui.engine import spec_decode_panel
 from playground.ui.errors import user_errors
 
 EXPLANATION = r"""
@@ -281,6 +282,7 @@ def create_speculative_tab(ctx: AppContext) -> dict[str, Any]:
         return gr.Textbox(visible=choice == "layer_skip"), gr.Textbox(visible=choice == "model")
 
     explanation(EXPLANATION)
+    spec_decode_panel(ctx)  # with an engine: its own speculative-decoding counters
     with gr.Row():
         with gr.Column(scale=3):
             prompt = gr.Textbox(OPEN_PROMPT, label="Prompt (sent as a chat message)", lines=4, max_lines=12,

@@ -13,12 +13,14 @@ from typing import Any
 import gradio as gr
 
 from playground import tokenization as tok
+from playground.engine.tokenization import engine_tokenization
 from playground.figures import tokenization as views
 from playground.limits import check_text_length
 from playground.runtime import ModelLoadError
 from playground.runtime.tokenizers import GEMMA, MINILM, load_tokenizers, tokenizer_label, unavailable_reason
 from playground.ui.common import LATEX_DELIMITERS, explanation
 from playground.ui.context import AppContext
+from playground.ui.engine import engine_or_local
 from playground.ui.errors import user_errors
 
 EXAMPLES_FILE = Path(__file__).resolve().parents[2] / "assets" / "tokenization" / "examples.json"
@@ -105,10 +107,15 @@ def _model_token_count(result: tok.TokenizerComparison) -> int:
 def compare_selected(ctx: AppContext, text: str, names: list[str], extra: str,
                      add_special: bool) -> tok.TokenizerComparison:
     text, names = text or "", list(names or [])
+    engine_tables = []
+    if text and MODEL in names and ctx.engine is not None:  # the engine's tokenizer is the model's
+        engine_tables = engine_or_local(ctx, lambda engine: [engine_tokenization(engine, text, bool(add_special))],
+                                        lambda: [])
+        names = [name for name in names if name != MODEL] if engine_tables else names
     # An empty text is the empty state: nothing to load, nothing to wait for.
     tokenizers, errors = selected_tokenizers(ctx, names, extra) if text else ([], {})
     return tok.tokenize_all(text, tokenizers, include_bytes=bool(text) and tok.BYTES_NAME in names,
-                            add_special_tokens=bool(add_special), errors=errors)
+                            add_special_tokens=bool(add_special), errors=errors, tokenized=engine_tables)
 
 
 def tokenize_view(ctx: AppContext, text: str, names: list[str], extra: str, add_special: bool) -> tuple[Any, ...]:
