@@ -19,6 +19,7 @@ from playground.figures.style import empty_figure
 from playground.generation import encode_prompt
 from playground.limits import shown, whole_number_in
 from playground.runtime import LoadedModel
+from playground.serving.batching import model_device
 from playground.ui.common import explanation
 from playground.ui.context import AppContext
 from playground.ui.errors import user_errors
@@ -179,7 +180,7 @@ class ServingHandlers:
         shape = AttentionShape.from_config(loaded.model.config)
         cache = DynamicCache()
         with loaded.lock, torch.inference_mode():
-            loaded.model(input_ids=tiled.expand(batch, -1).to(srv.batching.model_device(loaded.model)),
+            loaded.model(input_ids=tiled.expand(batch, -1).to(model_device(loaded.model)),
                          past_key_values=cache, use_cache=True, logits_to_keep=1)
         points = []
         for tokens in sorted({context, context // 2, context // 4}, reverse=True):
