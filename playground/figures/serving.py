@@ -3,6 +3,8 @@ static vs continuous batching timeline (a simulation), and a paged KV cache's bl
 
 from __future__ import annotations
 
+import math
+
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -13,7 +15,8 @@ MB = 1e6
 
 
 def batching_figure(curve: BatchingCurve) -> go.Figure:
-    """Left: total tokens/s against the ideal (batch x the first point's rate). Right: tokens/s per sequence."""
+    """Left: total tokens/s against the ideal (batch x the first point's rate), log-log so the ideal is a straight
+    line and every doubling is the same distance. Right: tokens/s per sequence."""
     figure = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
                            subplot_titles=("All sequences together (server throughput)", "One sequence (what a user sees)"))
     batches = [p.batch for p in curve.points]
@@ -34,7 +37,10 @@ def batching_figure(curve: BatchingCurve) -> go.Figure:
     for col in (1, 2):
         figure.update_xaxes(title="batch size (sequences per decode step)", type="log", tickvals=batches,
                             ticktext=[str(b) for b in batches], row=1, col=col)
-    figure.update_yaxes(title="tokens / s (all sequences)", rangemode="tozero", row=1, col=1)
+    rates = [p.total_tokens_per_second for p in curve.points] + [first.sequence_tokens_per_second * b for b in batches]
+    ticks = [2.0 ** k for k in range(math.floor(math.log2(min(rates))), math.ceil(math.log2(max(rates))) + 1)]
+    figure.update_yaxes(title="tokens / s (all sequences, log)", type="log", tickvals=ticks,
+                        ticktext=[f"{t:g}" for t in ticks], row=1, col=1)  # doublings, like the x axis
     figure.update_yaxes(title="tokens / s (one sequence)", rangemode="tozero", row=1, col=2)
     styled(figure, f"Batched decoding measured on {curve.device}: prompt {curve.prompt_tokens} tokens, "
                    f"{curve.decode_steps} timed steps per batch size", height=460)
@@ -98,8 +104,8 @@ def schedule_figure(static: Schedule, continuous: Schedule) -> go.Figure:
 def paged_figure(table: BlockTable, bytes_per_token: int) -> go.Figure:
     """Left: the block table (logical block -> physical block, shade = how full). Right: wasted cache memory."""
     figure = make_subplots(rows=1, cols=2, column_widths=[0.65, 0.35], horizontal_spacing=0.12,
-                           subplot_titles=(f"Block table ({table.block_size} tokens per block; number = physical block)",
-                                           "Cache memory wasted"))
+                           subplot_titles=(f"Block table: {table.block_size} tokens per block, number = physical "
+                                           "block, darker = fuller", "Cache memory wasted"))
     width = max(len(blocks) for blocks in table.physical_blocks)
     fill, text = [], []
     for request, blocks in enumerate(table.physical_blocks):
@@ -108,11 +114,11 @@ def paged_figure(table: BlockTable, bytes_per_token: int) -> go.Figure:
         text.append([str(b) for b in blocks] + [""] * (width - len(blocks)))
     labels = [f"req {i} ({n} tok)" for i, n in enumerate(table.lengths)]
     figure.add_trace(go.Heatmap(z=fill, x=list(range(width)), y=labels, text=text, texttemplate="%{text}",
-                                colorscale=[[0, "#FDE2C4"], [1, PALETTE[0]]], zmin=0, zmax=1, showscale=True,
-                                colorbar={"title": "block<br>filled", "x": 0.6, "len": 0.8}, xgap=2, ygap=2,
+                                colorscale=[[0, "#FDE2C4"], [1, PALETTE[0]]], zmin=0, zmax=1, showscale=False,
+                                xgap=2, ygap=2,
                                 hovertemplate="%{y}, logical block %{x} -> physical block %{text}<br>"
                                               "%{z:.0%} full<extra></extra>"), row=1, col=1)
-    figure.update_xaxes(title="logical block", row=1, col=1)
+    figure.update_xaxes(title="logical block", tickvals=list(range(width)), row=1, col=1)
     figure.update_yaxes(title="request", autorange="reversed", row=1, col=1)
     wasted = [("reserve max length", table.wasted_tokens_reserved, PALETTE[3]),
               ("paged", table.wasted_tokens_paged, PALETTE[2])]

@@ -92,7 +92,8 @@ def check_batch_sizes(batch_sizes: Sequence[int], cap: int) -> tuple[int, ...]:
 
 def measure_batch(model: Any, prompt_ids: torch.Tensor, batch: int, decode_steps: int, shape: AttentionShape,
                   lock: Any = None, tick: Callable[[], None] = lambda: None) -> BatchPoint:
-    """Prefill `prompt_ids` ([1, n]) repeated `batch` times, then time `decode_steps` decode steps."""
+    """Prefill `prompt_ids` ([1, n]) repeated `batch` times, one untimed decode step, then `decode_steps` timed
+    ones; the cache then holds n + decode_steps + 1 positions per sequence."""
     guard = lock if lock is not None else contextlib.nullcontext()
     device = model_device(model)
     ids = prompt_ids.to(device).expand(batch, -1).contiguous()  # [batch, n]
@@ -101,13 +102,15 @@ def measure_batch(model: Any, prompt_ids: torch.Tensor, batch: int, decode_steps
         # logits_to_keep=1: only the last position's logits, [batch, 1, vocab]
         logits = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
     times = []
-    for _ in range(decode_steps):
+    for step in range(decode_steps + 1):  # step 0 warms up (the first [batch, 1] forward allocates): not timed
         next_ids = logits[:, -1].argmax(-1, keepdim=True)  # [batch, 1]: greedy, one token per sequence
         with guard, torch.inference_mode():
             start = time.perf_counter()  # inside the lock: other visitors' forwards are not counted
             logits = model(input_ids=next_ids, past_key_values=cache, use_cache=True).logits
-            times.append(time.perf_counter() - start)
-        tick()
+            if step > 0:
+                times.append(time.perf_counter() - start)
+        if step > 0:
+            tick()
     return BatchPoint(batch, statistics.median(times), tuple(times), kv_point(cache, shape, batch))
 
 

@@ -47,6 +47,6 @@ def test_measured_kv_bytes_equal_the_formula(real_model):
     shape = AttentionShape.from_config(real_model.model.config)
     assert (shape.num_layers, shape.num_kv_heads, shape.head_dim) == (30, 3, 64)
     for point in curve.points:
-        tokens = ids.shape[1] + 2
+        tokens = ids.shape[1] + 1 + 2  # the prompt, the warm-up step, two timed steps
         assert point.kv.tokens == tokens
         assert point.kv.measured_bytes == formula_cache_bytes(shape, tokens, point.batch, point.kv.bytes_per_value)

@@ -195,7 +195,7 @@ def test_measure_batching_on_the_tiny_model(tiny_model, tiny_tokenizer):
     for point in curve.points:
         assert len(point.step_times) == 3 and all(t > 0 for t in point.step_times)
         assert point.total_tokens_per_second == pytest.approx(point.batch / point.step_seconds)
-        assert point.kv.tokens == ids.shape[1] + 3  # the prompt, then one fed token per timed step
+        assert point.kv.tokens == ids.shape[1] + 1 + 3  # the prompt, the warm-up step's token, one per timed step
         assert point.kv.measured_bytes == point.kv.formula_bytes
     assert curve.speedup(curve.points[0]) == pytest.approx(1.0)
     assert set(curve.step_costs()) == {1, 2, 4}
