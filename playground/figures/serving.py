@@ -35,15 +35,15 @@ def batching_figure(curve: BatchingCurve) -> go.Figure:
                                 line={"color": PALETTE[3], "width": 3}, marker={"size": 10}, hovertext=hover,
                                 hoverinfo="text"), row=1, col=2)
     for col in (1, 2):
-        figure.update_xaxes(title="batch size (sequences per decode step)", type="log", tickvals=batches,
+        figure.update_xaxes(title="batch size (log)", type="log", tickvals=batches,
                             ticktext=[str(b) for b in batches], row=1, col=col)
     rates = [p.total_tokens_per_second for p in curve.points] + [first.sequence_tokens_per_second * b for b in batches]
     ticks = [2.0 ** k for k in range(math.floor(math.log2(min(rates))), math.ceil(math.log2(max(rates))) + 1)]
-    figure.update_yaxes(title="tokens / s (all sequences, log)", type="log", tickvals=ticks,
+    figure.update_yaxes(title="total tok/s (log)", type="log", tickvals=ticks,
                         ticktext=[f"{t:g}" for t in ticks], row=1, col=1)  # doublings, like the x axis
-    figure.update_yaxes(title="tokens / s (one sequence)", rangemode="tozero", row=1, col=2)
+    figure.update_yaxes(title="tok/s per sequence", rangemode="tozero", row=1, col=2)
     styled(figure, f"Batched decoding measured on {curve.device}: prompt {curve.prompt_tokens} tokens, "
-                   f"{curve.decode_steps} timed steps per batch size", height=460)
+                   f"{curve.decode_steps} timed steps per batch size", height=500)
     return legend_below(figure)
 
 
