@@ -45,7 +45,7 @@ def create_demo(settings: Settings, manager: Any = None) -> Any:
     configure_environment(settings)
     from playground.runtime import ModelManager
     from playground.ui import build_app
-    from playground.ui.serving import configure_queue
+    from playground.ui.queueing import configure_queue
 
     return configure_queue(build_app(settings, manager or ModelManager(settings)), settings)
 

@@ -188,7 +188,7 @@ def launch_app() -> tuple[Any, str]:
     from playground.config import load_settings
     from playground.runtime import ModelManager
     from playground.ui import build_app, launch_options
-    from playground.ui.serving import configure_queue
+    from playground.ui.queueing import configure_queue
 
     settings = load_settings(["--offline", "--no-preload"])
     manager = ModelManager(settings)

@@ -75,6 +75,12 @@ class Limits:
     csv_columns: int = 200  # calibration: columns of that CSV (read from the header before pandas parses it)
     csv_classes: int = 100  # calibration: prob_<class> columns (rows x classes matrices: 50,000 x 100 x 8 B = 40 MB)
     self_consistency_samples: int = 16  # calibration: sampled answers per question (each a short generation)
+    serving_batch: int = 64  # serving tab: the largest batch measured (one decode step, 64 rows)
+    serving_decode_steps: int = 32  # serving tab: timed decode steps per batch size
+    serving_prompt_tokens: int = 256  # serving tab: the prompt repeated in every row (cache = batch x prompt)
+    serving_kv_tokens: int = 16_384  # serving tab: batch x context of one KV-cache measurement (one prefill)
+    serving_requests: int = 64  # serving tab: simulated requests (schedule, block table)
+    serving_request_tokens: int = 8192  # serving tab: tokens per simulated request
     # -- training ----------------------------------------------------------------------------------
     training_steps: int = 2000  # optimizer steps of one LoRA run (also when set by epochs)
     training_runs: int = 1  # LoRA runs training at once (each visitor may start one; the rest wait in line)
@@ -109,6 +115,9 @@ PUBLIC_LIMITS = replace(
     rag_chunks=2_000,  # ~1-3 minutes of embedding on a 2-core CPU
     rag_chunks_gpu=20_000,
     self_consistency_samples=8,
+    serving_batch=32,
+    serving_decode_steps=16,
+    serving_kv_tokens=4096,
     training_steps=200,
     private_models=2,
     queue_size=100,

@@ -100,7 +100,7 @@ def app_url(settings, model_manager, real_model, tmp_path_factory):
     """The app launched on a free port with the real model already loaded; closed at the end."""
     os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio"))
     from playground.ui import build_app, launch_options
-    from playground.ui.serving import configure_queue
+    from playground.ui.queueing import configure_queue
 
     demo = configure_queue(build_app(settings, model_manager), settings)  # the queue app.py serves with
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True,
@@ -121,7 +121,7 @@ def classroom_app(settings, tmp_path_factory):
 
     from playground.runtime import ModelManager
     from playground.ui import build_app, launch_options
-    from playground.ui.serving import configure_queue
+    from playground.ui.queueing import configure_queue
 
     shared = dataclasses.replace(settings, presenter_key=PRESENTER_KEY)
     manager = ModelManager(shared)

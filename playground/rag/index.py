@@ -96,7 +96,7 @@ class IndexStore:
 
     The store's lock guards only the dict (microseconds): a cache hit never waits for another key's build,
     and two requests for the same key build it once (the second waits for the first). Builds of different
-    keys may run at once; the long-job queue (ui/serving.py) bounds how many.
+    keys may run at once; the long-job queue (ui/queueing.py) bounds how many.
     """
 
     def __init__(self, max_items: int = 3) -> None:

@@ -14,6 +14,7 @@ from playground.ui.lora_tab import create_lora_tab
 from playground.ui.quantization_tab import create_quantization_tab
 from playground.ui.rag_tab import create_rag_tab
 from playground.ui.sampling_tab import create_sampling_tab
+from playground.ui.serving_tab import create_serving_tab
 from playground.ui.speculative_tab import create_speculative_tab
 from playground.ui.tokenization_tab import create_tokenization_tab
 
@@ -75,4 +76,8 @@ def all_tabs() -> list[TabInfo]:
         TabInfo("quantization", "Model & quantization", "The model's architecture, parameter counts, and precisions "
                 "compared on memory, speed and quality.", 10, create_quantization_tab, link_inputs=("precisions",),
                 run="describe"),
+        TabInfo("serving", "Serving", "One model, many users: batching measured live, the KV cache against its "
+                "formula, static vs continuous batching and a paged KV cache.", 21, create_serving_tab,
+                link_inputs=("prompt", "batch_sizes", "decode_steps", "requests", "slots", "block_size", "reserve"),
+                run="run", advanced=("prompt", "decode_steps", "reserve")),
     ]

@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from playground.limits import LIMITS
-from playground.ui.serving import APP_WIDE_EVENTS
+from playground.ui.queueing import APP_WIDE_EVENTS
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,8 @@ from conftest import ARTIFACTS, ROOT
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 WAIT = 180_000
-TAB_KEYS = ("tokenization", "attention", "sampling", "speculative", "rag", "lora", "calibration", "quantization")
+TAB_KEYS = ("tokenization", "attention", "sampling", "speculative", "rag", "lora", "calibration", "quantization",
+            "serving")
 SHOT_HEIGHT = 2200  # px of each tab in a screenshot: the top of the tab, where its example shows
 
 # Idle when no status tracker in the tab is pending or generating and no progress bar runs.

@@ -335,7 +335,7 @@ def test_a_token_in_the_environment_never_reaches_logs_messages_or_status(monkey
 
 def test_queue_settings_name_real_events_and_are_applied(tmp_path):
     from playground.ui import build_app
-    from playground.ui.serving import (APP_WIDE_EVENTS, CHEAP_CONCURRENCY, LARGE_ANSWER_EVENTS, LONG_JOB_CONCURRENCY,
+    from playground.ui.queueing import (APP_WIDE_EVENTS, CHEAP_CONCURRENCY, LARGE_ANSWER_EVENTS, LONG_JOB_CONCURRENCY,
                                        LONG_JOB_GROUP, LONG_MODEL_JOBS, configure_queue)
 
     settings = Settings(cache_dir=tmp_path, preload=False, public=True)

@@ -108,7 +108,7 @@ def test_every_rag_event_that_can_build_an_index_or_read_pdfs_is_a_long_job(tmp_
     from playground.config import Settings
     from playground.runtime.manager import ModelManager
     from playground.ui import build_app
-    from playground.ui.serving import LONG_JOB_CONCURRENCY, LONG_JOB_GROUP, configure_queue
+    from playground.ui.queueing import LONG_JOB_CONCURRENCY, LONG_JOB_GROUP, configure_queue
 
     settings = Settings(cache_dir=tmp_path, preload=False, public=True)
     demo = configure_queue(build_app(settings, ModelManager(settings)), settings)

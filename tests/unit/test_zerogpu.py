@@ -42,7 +42,7 @@ def fake_spaces() -> types.ModuleType:
 def app_on_a_space(tiny_model_dir, tmp_path_factory):
     from playground.runtime import ModelManager
     from playground.ui import build_app
-    from playground.ui.serving import configure_queue
+    from playground.ui.queueing import configure_queue
 
     patch = pytest.MonkeyPatch()
     patch.setenv("SPACE_ID", "someone/playground")
@@ -91,7 +91,7 @@ def test_every_endpoint_that_runs_the_model_borrows_a_gpu(app_on_a_space):
 def test_off_a_space_nothing_is_wrapped(tiny_model_dir, tmp_path, monkeypatch):
     from playground.runtime import ModelManager
     from playground.ui import build_app
-    from playground.ui.serving import configure_queue
+    from playground.ui.queueing import configure_queue
 
     monkeypatch.delenv("SPACE_ID", raising=False)
     settings = Settings(model=str(tiny_model_dir), precision="none", device="cpu", preload=False, cache_dir=tmp_path)

@@ -38,6 +38,8 @@ LONG_MODEL_JOBS = {
     "self_consistency": "samples each question several times",
     "compare_lora": "answers each prompt with and without the adapter",
     "use_lora": "merges the visitor's adapter into a private copy of the model",
+    "serving_batching": "batched decode steps at batch sizes up to 64, timed",
+    "serving_kv_cache": "one prefill of up to serving_kv_tokens (batch x context) tokens",
 }
 # api_name -> why a cheap event (no model forward) still runs one at a time: its answer is large, so a few at
 # once stall every other request and hold their JSON in memory together

@@ -1,0 +1,122 @@
+"""The Serving tab's handlers (ServingHandlers, called directly) on the tiny model: the main run (measured
+curve -> KV report, simulation and block table), the KV-cache measurement, the pure views, clear errors,
+stop, the engine hook's honest note; the wiring."""
+
+from __future__ import annotations
+
+import json
+
+import gradio as gr
+import plotly.graph_objects as go
+import pytest
+
+from playground.limits import PUBLIC_LIMITS
+from playground.serving import formula_cache_bytes
+from playground.serving.kv_memory import AttentionShape
+from playground.ui import serving_tab
+
+REQUESTS = "5, 3, 9"
+
+
+@pytest.fixture(scope="module")
+def handlers(tiny_context):
+    return serving_tab.ServingHandlers(tiny_context)
+
+
+@pytest.fixture(scope="module")
+def demo(tiny_context):
+    with gr.Blocks() as demo:
+        serving_tab.create_serving_tab(tiny_context)
+    return demo
+
+
+def test_the_tab_has_its_api_endpoints(demo):
+    names = {fn.api_name for fn in demo.fns.values() if fn.api_name}
+    assert {"serving_batching", "serving_kv_cache", "serving_schedule", "serving_paged", "stop_serving"} <= names
+
+
+def test_measure_runs_the_curve_and_drives_the_simulation_with_it(handlers, tiny_loaded):
+    (status, batching_plot, rows, kv_plot, schedule_plot, schedule_rows, paged_plot, costs, batching, kv, schedule,
+     paged) = handlers.measure("The capital of France", [1, 2, 4], 2, REQUESTS, 2, 4, 12)
+    assert "Measured on" in status and all(isinstance(f, go.Figure) for f in
+                                           (batching_plot, kv_plot, schedule_plot, paged_plot))
+    assert [p["batch"] for p in batching["points"]] == [row[0] for row in rows] == [1, 2, 4]
+    assert all(row[-1] == "yes" for row in rows)  # measured KV bytes == formula at every batch size
+    # the simulation runs on exactly the measured step costs (ms to 0.01 in the text box)
+    measured = {str(p["batch"]): p["step_seconds"] for p in batching["points"]}
+    for batch, seconds in schedule["step_costs_seconds"].items():
+        assert seconds == pytest.approx(measured[batch], abs=1e-5)
+    assert costs.count(":") == 3 and schedule["simulation"] is True
+    assert schedule["continuous"]["total_seconds"] <= schedule["static"]["total_seconds"]
+    assert [r["length"] for r in schedule["static"]["requests"]] == [5, 3, 9]
+    assert paged["block_table"] == [[0, 3], [1], [2, 4, 5]]
+    assert kv["points"] == [p["kv_cache"] for p in batching["points"]]
+    json.dumps([batching, kv, schedule, paged])  # plain JSON for the API and the export
+
+
+def test_kv_cache_measures_one_prefill_and_its_crops(handlers, tiny_loaded):
+    figure, data = handlers.kv_cache("The capital of France", 3, 40)
+    shape = AttentionShape.from_config(tiny_loaded.model.config)
+    assert [(p["batch"], p["tokens"]) for p in data["points"]] == [(3, 10), (3, 20), (3, 40)]
+    for point in data["points"]:
+        assert point["measured_bytes"] == point["formula_bytes"] == formula_cache_bytes(shape, point["tokens"], 3, 4)
+    assert data["bytes_per_token"] == formula_cache_bytes(shape, 1, 1, 4)
+    assert data["tokens_that_fit"] == data["free_bytes"] // data["bytes_per_token"] > 0
+    assert isinstance(figure, go.Figure)
+
+
+def test_pure_views_need_no_forward(handlers):
+    figure, rows, data = handlers.schedule(REQUESTS, 2, "1:10, 2:15")
+    assert [row[0] for row in rows] == ["static", "continuous"]
+    assert data["static"]["total_seconds"] == pytest.approx(0.015 * 5 + 0.010 * 9)  # {5, 3}: 5 steps of 2 rows; {9}: 9 of 1
+    figure, data = handlers.paged(REQUESTS, 4, 12)
+    assert data["wasted_tokens_paged"] == 7 and data["wasted_tokens_reserved"] == 19
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda h: h.schedule("", 2, "1:10"), "lengths in tokens"),
+    (lambda h: h.schedule("3, x", 2, "1:10"), "whole number of tokens"),
+    (lambda h: h.schedule("3", 2, ""), "step costs"),
+    (lambda h: h.schedule("3", 0, "1:10"), "Batch slots"),
+    (lambda h: h.paged("30", 16, 20), "longest request"),
+    (lambda h: h.measure("", [1], 2, "3", 2, 4, 12), "Type a prompt"),
+    (lambda h: h.measure("hi", [], 2, "3", 2, 4, 12), "at least one batch size"),
+    (lambda h: h.measure("hi", [1, 128], 2, "3", 2, 4, 12), "1..64"),
+    (lambda h: h.measure("hi", [1], 1000, "3", 2, 4, 12), "Decode steps"),
+    (lambda h: h.measure("hi", [1], 2, "", 2, 4, 12), "lengths in tokens"),  # refused before any timing
+    (lambda h: h.kv_cache("hi", 64, 4096), "at most 16,384"),
+])
+def test_bad_input_gets_a_clear_message(handlers, call, message):
+    with pytest.raises(gr.Error, match=message):
+        call(handlers)
+
+
+def test_public_limits_are_tighter(stub_context, tiny_loaded):
+    public = serving_tab.ServingHandlers(stub_context(tiny_loaded, public=True))
+    with pytest.raises(gr.Error, match=f"1..{PUBLIC_LIMITS.serving_batch}"):
+        public.measure("hi", [64], 2, "3", 2, 4, 12)
+
+
+def test_stop_cancels_the_callers_run(handlers, tiny_loaded):
+    assert handlers.stop() in ("Nothing is running.", "⏹ Stopping after the current batch size…")
+    original = handlers.fresh_cancel_event
+
+    def cancelled(request):
+        event = original(request)
+        event.set()
+        return event
+
+    handlers.fresh_cancel_event = cancelled
+    try:
+        status, *_ = handlers.measure("hi", [1, 2], 2, "3", 2, 4, 12)
+    finally:
+        handlers.fresh_cancel_event = original
+    assert status.startswith("⏹ Stopped")
+
+
+def test_the_engine_hook_says_what_is_not_measured(stub_context, tiny_loaded):
+    ctx = stub_context(tiny_loaded)
+    assert serving_tab.ServingHandlers(ctx).engine_note() == ""  # no engine: nothing to say
+    object.__setattr__(ctx.settings, "engine", "http://127.0.0.1:8000")
+    note = serving_tab.ServingHandlers(ctx).engine_note()
+    assert "127.0.0.1:8000" in note and "not measured here" in note
