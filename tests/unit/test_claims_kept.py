@@ -1,0 +1,297 @@
+"""Behaviour sentences of the README and docs/ that had no test of their own (issue 18; the mapping is
+docs/claims.md): the limits table equals the code's limits, the per-request caps of the Model and LoRA tabs,
+the cap on private adapter copies, how many models stay resident, the presenter key's constant-time check,
+what --offline sets, and what `make` and CI run. Fast: tiny models and parsing only."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import gradio as gr
+import pytest
+
+from playground.limits import LIMITS, MIB, PUBLIC_LIMITS, Limits
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# -- docs/limits-and-safety.md: the table states the code's numbers ------------------------------------
+
+# Each row of the table (by the start of its first cell) and the Limits fields its numbers state.
+LIMIT_ROWS = {
+    "any text argument of any endpoint": ("text_chars",),
+    "text nested in one list/dict argument": ("text_chars",),
+    "nesting of lists/dicts": ("nesting_depth",),
+    "`tokenize_full` text": ("tokenize_full_chars",),
+    "a name shown back": ("name_chars",),
+    "sampling: traced new tokens": ("sampling_new_tokens",),
+    "sampling: prompt": ("sampling_prompt_tokens",),
+    "sampling: samples drawn": ("samples",),
+    "speculative: k / max new tokens": ("speculative_k", "speculative_new_tokens"),
+    "speculative: prompt": ("speculative_prompt_tokens",),
+    "attention: analysed tokens": ("attention_tokens",),
+    "RAG: k / rerank candidates": ("retrieval_k", "rerank_candidates"),
+    "RAG: question": ("question_chars",),
+    "RAG: max new tokens": ("rag_new_tokens",),
+    "RAG: files / per file / all files": ("rag_files", "rag_file_bytes", "rag_total_bytes"),
+    "RAG: pasted text / PDF pages / chunks": ("rag_pasted_chars", "rag_pdf_pages", "rag_chunks", "rag_chunks_gpu"),
+    "RAG: reading PDFs": ("rag_pdf_seconds", "rag_pdf_chars", "rag_pdf_memory_bytes"),
+    "BPE explorer: merges / corpus / text": ("bpe_merges", "bpe_corpus_chars", "bpe_text_chars"),
+    "LoRA: optimizer steps": ("training_steps",),
+    "LoRA: uploaded dataset lines": ("lora_upload_lines",),
+    "LoRA: compare, new tokens per answer": ("lora_compare_new_tokens",),
+    "LoRA: runs training at once": ("training_runs",),
+    "LoRA: visitors' private adapter copies": ("private_models",),
+    "Model & quantization tab: tokens decoded": ("quantization_decode_tokens",),
+    "Model & quantization tab: memory calculator": ("memory_context_tokens", "memory_batch"),
+    "a model or tokenizer name": ("model_name_chars",),
+    "calibration: CSV rows": ("csv_rows",),
+    "calibration: CSV columns": ("csv_columns", "csv_classes"),
+    "calibration: self-consistency samples": ("self_consistency_samples",),
+    "any uploaded file": ("upload_bytes",),
+    "requests waiting in the queue": ("queue_size",),
+}
+
+
+def as_documented(field: str, value: int) -> int:
+    """A limit in the unit the table writes it in: bytes as MB (GB for the PDF reader's memory)."""
+    if field == "rag_pdf_memory_bytes":
+        return value // (1024 * MIB)
+    return value // MIB if field.endswith("_bytes") else value
+
+
+def numbers_in(cell: str) -> set[int]:
+    return {int(number.replace(",", "")) for number in re.findall(r"\d[\d,]*", cell)}
+
+
+def limits_table() -> dict[str, tuple[str, str]]:
+    """First cell -> (default cell, public cell) of every row of the per-request limits table."""
+    text = (ROOT / "docs" / "limits-and-safety.md").read_text(encoding="utf-8")
+    section = text.split("## Per-request limits")[1].split("\n## ")[0]
+    rows = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) == 4 and cells[0] != "limit" and not set(cells[0]) <= set("-: "):
+            rows[cells[0]] = (cells[1], cells[2])
+    return rows
+
+
+def test_the_limits_table_states_the_codes_limits():
+    rows = limits_table()
+    mapped = {field for fields in LIMIT_ROWS.values() for field in fields}
+    assert mapped == set(Limits.__dataclass_fields__), "a limit is missing from the table (or from LIMIT_ROWS)"
+    problems = []
+    for start, names in LIMIT_ROWS.items():
+        row = [label for label in rows if label.startswith(start)]
+        if len(row) != 1:
+            problems.append(f"{start!r}: {len(row)} rows in the table")
+            continue
+        default_cell, public_cell = rows[row[0]]
+        for name in names:
+            default, public = (as_documented(name, getattr(limits, name)) for limits in (LIMITS, PUBLIC_LIMITS))
+            if default not in numbers_in(default_cell):
+                problems.append(f"{row[0]!r}: {name} = {default:,} is not in the default column {default_cell!r}")
+            if public_cell == "same" and public != default:
+                problems.append(f"{row[0]!r}: says 'same' but the public {name} is {public:,}")
+            if public_cell != "same" and public not in numbers_in(public_cell):
+                problems.append(f"{row[0]!r}: public {name} = {public:,} is not in {public_cell!r}")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_limits_table_check_catches_a_wrong_number(monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "LIMITS", dataclasses.replace(LIMITS, retrieval_k=21))
+    with pytest.raises(AssertionError, match="retrieval_k = 21"):
+        test_the_limits_table_states_the_codes_limits()
+
+
+def test_the_classroom_and_session_rows_state_their_constants():
+    from playground import classroom, sessions
+
+    rows = limits_table()
+    answer = next(cells for label, cells in rows.items() if label.startswith("classroom: one answer per poll"))
+    assert {classroom.ANSWER_MAX_CHARS, classroom.MAX_ANSWER_CHANGES} <= numbers_in(answer[0])
+    kept = next(cells for label, cells in rows.items() if label.startswith("sessions kept"))
+    assert {sessions.MAX_SESSIONS, sessions.IDLE_TIMEOUT_SECONDS // 60} <= numbers_in(kept[0])
+
+
+# -- per-request caps of the Model & quantization and LoRA tabs -----------------------------------------
+
+
+def tab_api(create_tab, ctx) -> dict[str, object]:
+    with gr.Blocks() as demo:
+        create_tab(ctx)
+    return {fn.api_name: fn.fn for fn in demo.fns.values() if fn.api_name}
+
+
+@pytest.mark.parametrize("public", [False, True])
+def test_model_tab_refuses_sizes_over_the_servers_limits(stub_context, public):
+    """No model is needed: the sizes are checked before anything is loaded or computed."""
+    from playground.ui.quantization_tab import create_quantization_tab
+
+    limits = PUBLIC_LIMITS if public else LIMITS
+    api = tab_api(create_quantization_tab, stub_context(None, public=public))
+    most = limits.quantization_decode_tokens
+    with pytest.raises(gr.Error, match=rf"tokens to decode must be a whole number in 1\.\.{most}, got {most + 1}"):
+        api["quantization_report"](["none"], most + 1)
+    with pytest.raises(gr.Error, match=r"context length must be a whole number in 1\.\.10,000,000, got 10,000,001"):
+        api["memory_estimate"](limits.memory_context_tokens + 1, 1, 24)
+    with pytest.raises(gr.Error, match=r"batch must be a whole number in 1\.\.4,096, got 4,097"):
+        api["memory_estimate"](8192, limits.memory_batch + 1, 24)
+    _, table = api["memory_estimate"](limits.memory_context_tokens, limits.memory_batch, 24)  # the limits themselves
+    assert table["rows"]
+
+
+@pytest.fixture
+def lora_api(stub_context, tiny_loaded, monkeypatch):
+    """The LoRA tab's endpoints with a finished adapter for every visitor (the runner's adapter is a stand-in:
+    the caps are checked before it is used)."""
+    from playground import lora
+    from playground.ui.lora_tab import create_lora_tab
+
+    monkeypatch.setattr(lora.LoraRunner, "adapter", lambda self, owner="local": SimpleNamespace(job_id="job-1", base=None))
+
+    def build(public: bool):
+        ctx = stub_context(tiny_loaded, public=public)
+        return ctx, tab_api(create_lora_tab, ctx)
+
+    return build
+
+
+@pytest.mark.parametrize("public", [False, True])
+def test_lora_compare_refuses_more_new_tokens_than_the_server_allows(lora_api, monkeypatch, public):
+    from playground import lora
+
+    _, api = lora_api(public)
+    most = (PUBLIC_LIMITS if public else LIMITS).lora_compare_new_tokens
+    with pytest.raises(gr.Error, match=rf"max_new_tokens must be a whole number in 1\.\.{most}, got {most + 1}"):
+        api["compare_lora"]("Hello", most + 1)
+    asked = []
+    monkeypatch.setattr(lora, "compare_answers", lambda adapter, prompts, tokens: asked.append(tokens) or [])
+    monkeypatch.setattr(lora, "next_token_shift", lambda adapter, prompt: (_ for _ in ()).throw(RuntimeError("done")))
+    with pytest.raises(gr.Error, match="done"):
+        api["compare_lora"]("Hello", most)
+    assert asked == [most]  # the limit itself is allowed
+
+
+@pytest.mark.parametrize("public", [False, True])
+def test_private_adapter_copies_are_capped_with_what_to_do_instead(lora_api, monkeypatch, public):
+    from playground import lora
+
+    ctx, api = lora_api(public)
+    most = (PUBLIC_LIMITS if public else LIMITS).private_models
+    for index in range(most - 1):
+        ctx.sessions.get(f"visitor-{index}").private_model = object()
+    merged = SimpleNamespace(spec=SimpleNamespace(label="Tiny + adapter", key="tiny+lora:job-1"),
+                             precision=SimpleNamespace(label="fp32"), load_seconds=0.1)
+    monkeypatch.setattr(lora, "merge_adapter", lambda adapter, base: merged)
+    message, info = api["use_lora"]()  # one below the cap: served
+    assert info["private"] is True and "other visitors still use the base model" in message
+    ctx.sessions.get(f"visitor-{most - 1}").private_model = object()  # now `most` other visitors hold one
+    with pytest.raises(gr.Error, match=rf"{most} visitors already use a private adapter model, the most this server "
+                                       r"holds\. Compare before/after works without one; or ask the presenter"):
+        api["use_lora"]()
+
+
+# -- resident models -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("memory_mb", [0, 100_000])
+def test_at_most_four_models_stay_resident_with_or_without_a_budget(tmp_path, tiny_model_dir, memory_mb):
+    """README: "0 = at most four models"; docs/workshop.md: at most four, and with a budget only as many of
+    those as fit. Five different models loaded one after another: the first goes, never the active one."""
+    from playground.config import Settings
+    from playground.runtime import ModelManager
+
+    folders = [shutil.copytree(tiny_model_dir, tmp_path / f"model-{index}") for index in range(5)]
+    manager = ModelManager(Settings(model=str(folders[0]), device="cpu", cache_dir=tmp_path / "cache",
+                                    model_memory_mb=memory_mb))
+    for folder in folders:
+        manager.load(str(folder), precision="none")
+    resident = [key for key, _ in manager.residents()]
+    assert resident == [manager.resolve_key(str(folder), "none", "cpu") for folder in folders[1:]]
+    assert manager.active() is dict(manager.residents())[resident[-1]]
+
+
+# -- the presenter key ------------------------------------------------------------------------------
+
+
+def test_the_presenter_key_is_compared_in_constant_time(monkeypatch):
+    """docs/workshop.md: "The key is compared in constant time" (hmac.compare_digest, not ==)."""
+    import hmac
+
+    from playground import sessions
+
+    compared, original = [], hmac.compare_digest
+
+    def recording(a, b):
+        compared.append((a, b))
+        return original(a, b)
+
+    monkeypatch.setattr(sessions.hmac, "compare_digest", recording)
+    gate = sessions.SessionRegistry(sessions.PresenterGate("s3cret", False))
+    gate.log_in("a", "s3cret")
+    assert gate.is_presenter("a") and compared == [(b"s3cret", b"s3cret")]
+
+
+# -- --offline -----------------------------------------------------------------------------------
+
+
+def test_offline_sets_the_hub_variables_and_turns_analytics_off(monkeypatch):
+    """docs/presenting.md: --offline sets HF_HUB_OFFLINE, TRANSFORMERS_OFFLINE, HF_DATASETS_OFFLINE and turns
+    gradio's analytics off (before transformers or gradio could reach the network)."""
+    import app
+    from playground.config import Settings
+
+    names = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "GRADIO_ANALYTICS_ENABLED")
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "True")
+    app.configure_environment(Settings(offline=False, preload=False))
+    assert "HF_HUB_OFFLINE" not in os.environ and os.environ["GRADIO_ANALYTICS_ENABLED"] == "True"
+    app.configure_environment(Settings(offline=True, preload=False))
+    assert [os.environ.get(name) for name in names] == ["1", "1", "1", "False"]
+
+
+# -- make and CI ------------------------------------------------------------------------------------
+
+
+def make_question(folder: Path) -> int:
+    """`make -q setup`: 0 when the virtual environment is up to date, 1 when `make setup` would reinstall."""
+    return subprocess.run(["make", "-q", "-C", str(folder), "setup"], capture_output=True, timeout=60).returncode
+
+
+def test_make_reinstalls_only_when_a_requirements_file_changes(tmp_path):
+    """README: "install the pinned requirements once (a later run reinstalls only when a requirements file
+    changed)". The Makefile's stamp, checked with `make -q` in a copy (nothing is installed)."""
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    requirements = [tmp_path / name for name in ("requirements.txt", "requirements-dev.txt",
+                                                 "requirements-models.txt")]
+    for path in requirements:
+        path.write_text("x==1\n")
+        os.utime(path, (1_000_000, 1_000_000))
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "python").write_text("")
+    assert make_question(tmp_path) == 1  # a fresh folder: setup would install
+    (tmp_path / ".venv" / ".installed").write_text("")
+    assert make_question(tmp_path) == 0  # installed after the requirements: nothing to do
+    for path in requirements:
+        os.utime(path, (4_000_000_000, 4_000_000_000))  # this file changed after the install
+        assert make_question(tmp_path) == 1, path.name
+        os.utime(path, (1_000_000, 1_000_000))
+    assert make_question(tmp_path) == 0
+
+
+def test_ci_runs_exactly_make_test():
+    """README: "CI (`.ci/run`) runs exactly `make test`"."""
+    script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    commands = [line.strip() for line in script.splitlines()
+                if line.strip() and not line.lstrip().startswith("#") and not line.startswith("#!")]
+    assert commands[-1] == "make test"
+    assert all(line.startswith(("set ", "cd ")) for line in commands[:-1]), commands
+    assert os.access(ROOT / ".ci" / "run", os.X_OK)
