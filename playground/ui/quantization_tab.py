@@ -89,7 +89,9 @@ def create_quantization_tab(ctx: AppContext) -> dict[str, Any]:
         with gr.Row():
             precisions = gr.CheckboxGroup(precision_choices(device, ctx.settings.model), value=default_lab_precisions(device),
                                           label="precisions to compare", scale=4)
-            new_tokens = gr.Slider(4, 64, value=24, step=1, label="tokens to decode for speed", scale=1)
+            most_tokens = ctx.limits.quantization_decode_tokens  # a public server allows fewer
+            new_tokens = gr.Slider(4, most_tokens, value=min(24, most_tokens), step=1, label="tokens to decode for speed",
+                                   scale=1)
         compare = gr.Button("Compare precisions", variant="primary")
         lab_table = gr.Dataframe(label="precisions side by side", interactive=False, wrap=True)
         lab_plot = gr.Plot(label="precisions side by side")

@@ -70,15 +70,15 @@ def numbers_in(cell: str) -> set[int]:
     return {int(number.replace(",", "")) for number in re.findall(r"\d[\d,]*", cell)}
 
 
-def limits_table() -> dict[str, tuple[str, str]]:
-    """First cell -> (default cell, public cell) of every row of the per-request limits table."""
+def limits_table() -> dict[str, tuple[str, str, str]]:
+    """First cell -> (default cell, public cell, "at the limit" cell) of every row of the per-request limits table."""
     text = (ROOT / "docs" / "limits-and-safety.md").read_text(encoding="utf-8")
     section = text.split("## Per-request limits")[1].split("\n## ")[0]
     rows = {}
     for line in section.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
         if line.startswith("|") and len(cells) == 4 and cells[0] != "limit" and not set(cells[0]) <= set("-: "):
-            rows[cells[0]] = (cells[1], cells[2])
+            rows[cells[0]] = (cells[1], cells[2], cells[3])
     return rows
 
 
@@ -92,7 +92,7 @@ def test_the_limits_table_states_the_codes_limits():
         if len(row) != 1:
             problems.append(f"{start!r}: {len(row)} rows in the table")
             continue
-        default_cell, public_cell = rows[row[0]]
+        default_cell, public_cell, _ = rows[row[0]]
         for name in names:
             default, public = (as_documented(name, getattr(limits, name)) for limits in (LIMITS, PUBLIC_LIMITS))
             if default not in numbers_in(default_cell):
@@ -117,7 +117,9 @@ def test_the_classroom_and_session_rows_state_their_constants():
     answer = next(cells for label, cells in rows.items() if label.startswith("classroom: one answer per poll"))
     assert {classroom.ANSWER_MAX_CHARS, classroom.MAX_ANSWER_CHANGES} <= numbers_in(answer[0])
     kept = next(cells for label, cells in rows.items() if label.startswith("sessions kept"))
-    assert {sessions.MAX_SESSIONS, sessions.IDLE_TIMEOUT_SECONDS // 60} <= numbers_in(kept[0])
+    assert {sessions.MAX_SESSIONS, sessions.IDLE_TIMEOUT_SECONDS // 60, sessions.MAX_SESSIONS_PER_HOST} \
+        <= numbers_in(kept[0])
+    assert re.search(rf"the longest idle \({sessions.MIN_IDLE_TO_EVICT_SECONDS / 60:g} minutes or more", kept[2])
 
 
 # -- per-request caps of the Model & quantization and LoRA tabs -----------------------------------------
@@ -295,3 +297,18 @@ def test_ci_runs_exactly_make_test():
     assert commands[-1] == "make test"
     assert all(line.startswith(("set ", "cd ")) for line in commands[:-1]), commands
     assert os.access(ROOT / ".ci" / "run", os.X_OK)
+
+
+@pytest.mark.parametrize("public", [False, True])
+def test_the_model_tabs_decode_slider_stays_within_the_servers_limit(stub_context, public):
+    """docs/limits-and-safety.md: limits are checked on the server and "sliders only mirror it": on a public
+    server the lab's default (and largest) decode length must be one the server accepts, or pressing
+    "Compare precisions" with the defaults is refused. Failed before: the slider was 4..64 with 24 ticked, public limit 16."""
+    from playground.ui.quantization_tab import create_quantization_tab
+
+    most = (PUBLIC_LIMITS if public else LIMITS).quantization_decode_tokens
+    with gr.Blocks() as demo:
+        create_quantization_tab(stub_context(None, public=public))
+    slider = next(block for block in demo.blocks.values()
+                  if isinstance(block, gr.Slider) and block.label == "tokens to decode for speed")
+    assert slider.maximum == most and 1 <= slider.value <= most

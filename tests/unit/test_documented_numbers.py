@@ -53,7 +53,8 @@ def d(module: str, function: str, name: str) -> Callable[[Any], Any]:
 DOCUMENTED: list[tuple[str, str, list[Callable[[Any], Any]]]] = [
     ("docs/presenting.md", r"texts cut at ([\d,]+) characters", [c("playground.ui.deeplinks", "MAX_TEXT_CHARS")]),
     ("docs/workshop.md", r"reports its tab and its inputs every ([\d.]+) s",
-     [c("playground.ui.classroom_panel", "FOLLOW_SECONDS")]),
+     [c("playground.ui.classroom_panel", "REPORT_SECONDS")]),
+    ("docs/workshop.md", r"or after ([\d.]+) s with nothing new", [c("playground.ui.classroom_panel", "FOLLOW_WAIT_SECONDS")]),
     ("docs/workshop.md", r"The card shows a (\w+)-letter code", [c("playground.classroom", "CODE_LENGTH")]),
     ("docs/workshop.md", r"wrong tries wait (\d+) s, (\d+) s, (\d+) s",
      [lambda _: 1 * _backoff(), lambda _: 2 * _backoff(), lambda _: 4 * _backoff()]),
