@@ -312,3 +312,52 @@ def test_the_model_tabs_decode_slider_stays_within_the_servers_limit(stub_contex
     slider = next(block for block in demo.blocks.values()
                   if isinstance(block, gr.Slider) and block.label == "tokens to decode for speed")
     assert slider.maximum == most and 1 <= slider.value <= most
+
+
+# -- the header's Load for a visitor ------------------------------------------------------------------
+
+
+def test_a_visitors_load_switches_only_their_tabs_and_names_the_resident_models(tmp_path, tiny_model_dir):
+    """docs/api.md `/load_model`: a visitor switches only their own tabs, and only to a model already in memory;
+    anything else "is refused with the list of resident models"."""
+    from playground.config import Settings
+    from playground.runtime import ModelManager
+    from playground.sessions import AccessDenied
+    from playground.ui.access import current_session
+    from playground.ui.context import AppContext
+    from playground.ui.header import load_for_session
+
+    settings = Settings(model=str(tiny_model_dir), device="cpu", cache_dir=tmp_path, preload=False,
+                        host="0.0.0.0", presenter_key="a-long-key")
+    ctx = AppContext(settings, ModelManager(settings))
+    ctx.models.load(precision="none")  # the presenter's model (loaded for everyone)
+    ctx.models.load(precision="int8")
+    ctx.models.load(precision="none")  # back to fp32 for everyone; int8 stays resident
+    assert not ctx.sessions.is_presenter(None)  # a direct call is a visitor here (a network server with a key)
+    with pytest.raises(AccessDenied, match=r"Only the presenter can load a new model.* Models in memory you can "
+                                           r"switch to: ") as refused:
+        load_for_session(ctx, str(tiny_model_dir), "bf16", "cpu", None)
+    listed = str(refused.value).split("switch to: ")[1]
+    assert sorted(listed.rstrip(".").split("; ")) == [f"{tiny_model_dir} (int8, cpu)", f"{tiny_model_dir} (none, cpu)"]
+    load_for_session(ctx, str(tiny_model_dir), "int8", "cpu", None)
+    assert current_session(ctx.sessions).model_key == ctx.models.resolve_key(str(tiny_model_dir), "int8", "cpu")
+    assert ctx.models.active().precision.quantization == "none"  # everyone else's model did not change
+
+
+# -- the Model & quantization tab's lab -----------------------------------------------------------------
+
+
+def test_the_lab_opens_with_exact_weights_the_devices_default_and_int8(monkeypatch):
+    """docs/tabs/quantization.md: "The lab opens with exact weights, the device's default (int4 on a CPU, NF4
+    on CUDA) and int8 ticked", and a precision that is slow or cannot run here says so in its label."""
+    from playground.runtime import precision as runtime_precision
+    from playground.ui.quantization_tab import default_lab_precisions, precision_choices
+
+    monkeypatch.setattr(runtime_precision, "int4_available", lambda: True)
+    monkeypatch.setattr(runtime_precision, "bitsandbytes_available", lambda: True)
+    assert default_lab_precisions("cpu") == ["none", "int4", "int8"]
+    assert default_lab_precisions("cuda") == ["none", "nf4", "int8"]
+    monkeypatch.setattr(runtime_precision, "int4_available", lambda: False)
+    assert default_lab_precisions("cpu") == ["none", "int8"]  # the default is fp32 there: ticked once
+    labels = {value: label for label, value in precision_choices("cpu", "smollm2-135m-instruct")}
+    assert "unavailable" in labels["fp16"] and "slow" in labels["bf16"] and "tok/s" in labels["nf4"]
