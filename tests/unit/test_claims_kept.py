@@ -361,3 +361,62 @@ def test_the_lab_opens_with_exact_weights_the_devices_default_and_int8(monkeypat
     assert default_lab_precisions("cpu") == ["none", "int8"]  # the default is fp32 there: ticked once
     labels = {value: label for label, value in precision_choices("cpu", "smollm2-135m-instruct")}
     assert "unavailable" in labels["fp16"] and "slow" in labels["bf16"] and "tok/s" in labels["nf4"]
+
+
+def test_class_bookkeeping_skips_the_queue(tmp_path):
+    """docs/limits-and-safety.md: "Class bookkeeping (`class_view`, `class_state`, joining, answers, poll results)
+    touches no model and skips the queue" (so a room's polling never waits behind model work)."""
+    from playground.config import Settings
+    from playground.runtime import ModelManager
+    from playground.ui import build_app
+    from playground.ui.serving import configure_queue
+
+    settings = Settings(cache_dir=tmp_path, preload=False)
+    demo = configure_queue(build_app(settings, ModelManager(settings)), settings)
+    by_name = {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}
+    bookkeeping = ("class_view", "class_state", "join_class", "answer_poll", "poll_results")
+    assert {name: by_name[name].queue for name in bookkeeping} == dict.fromkeys(bookkeeping, False)
+    assert by_name["next_token"].queue is not False  # model work is queued
+
+
+def test_the_embedded_presets_fall_back_to_the_same_models_on_the_hub():
+    """docs/deployment.md: where the weight packages are not installed (a Spaces Gradio SDK Space), the default
+    preset falls back to `HuggingFaceTB/SmolLM2-135M-Instruct` and MiniLM to `sentence-transformers/all-MiniLM-L6-v2`."""
+    from playground.runtime import PRESETS
+
+    assert PRESETS["smollm2-135m-instruct"].hub_id == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert PRESETS["all-minilm-l6-v2"].hub_id == "sentence-transformers/all-MiniLM-L6-v2"
+    deployment = re.sub(r"\s+", " ", (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8"))
+    assert "(`HuggingFaceTB/SmolLM2-135M-Instruct`, the same model) and MiniLM to " \
+           "`sentence-transformers/all-MiniLM-L6-v2`" in deployment
+
+
+def fake_tools(folder: Path, root: bool, chromium: bool) -> Path:
+    """A PATH holding stand-ins for id, sudo, apt-get (and chromium): each records how it was called."""
+    folder.mkdir()
+    log = folder / "calls.log"
+    scripts = {"id": f"echo {0 if root else 1000}", "apt-get": f'echo "apt-get $*" >> {log}',
+               "sudo": f'echo "sudo $1" >> {log}; "$@"'}
+    if chromium:
+        scripts["chromium"] = "true"
+    for name, body in scripts.items():
+        (folder / name).write_text(f"#!/bin/sh\n{body}\n")
+        (folder / name).chmod(0o755)
+    return log
+
+
+@pytest.mark.parametrize("root, chromium, expected", [
+    (True, False, ["apt-get update -qq", "apt-get install -y -qq chromium"]),
+    (False, False, ["sudo apt-get", "apt-get update -qq", "sudo apt-get", "apt-get install -y -qq chromium"]),
+    (False, True, []),
+])
+def test_make_test_installs_chromium_only_when_missing(tmp_path, root, chromium, expected):
+    """README: "`make test` also installs Debian's `chromium` for the browser tests when it is missing (with
+    `sudo` unless you are root)". `make browser` (a prerequisite of `make test`) with stand-in tools."""
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    log = fake_tools(tmp_path / "bin", root, chromium)
+    done = subprocess.run([shutil.which("make"), "-C", str(tmp_path), "browser"], capture_output=True, text=True, timeout=60,
+                          env={"PATH": str(tmp_path / "bin"), "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert (log.read_text().splitlines() if log.exists() else []) == expected
+    assert re.search(r"^test: .*\bbrowser\b", (ROOT / "Makefile").read_text(), re.M)
