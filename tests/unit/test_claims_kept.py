@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -420,3 +421,44 @@ def test_make_test_installs_chromium_only_when_missing(tmp_path, root, chromium,
     assert done.returncode == 0, done.stderr
     assert (log.read_text().splitlines() if log.exists() else []) == expected
     assert re.search(r"^test: .*\bbrowser\b", (ROOT / "Makefile").read_text(), re.M)
+
+
+# -- the speculative tab's Stop -------------------------------------------------------------------------
+
+
+def test_stop_can_end_the_speculative_race_between_tokens(tmp_path, tiny_model_dir):
+    """docs/tabs/speculative.md: "**Stop** ends a run between steps, also during the race". gradio cancels a
+    generator between its yields, so the race must yield while it decodes (every RACE_UPDATE_EVERY tokens), and
+    a run closed there must leave the model's lock free for the next request."""
+    from playground.config import Settings
+    from playground.runtime import ModelManager
+    from playground.ui import speculative_tab
+    from playground.ui.context import AppContext
+
+    settings = Settings(model=str(tiny_model_dir), device="cpu", precision="none", cache_dir=tmp_path, preload=False)
+    ctx = AppContext(settings, ModelManager(settings))
+    ctx.models.load()
+    api = tab_api(speculative_tab.create_speculative_tab, ctx)
+    tokens = 2 * speculative_tab.RACE_UPDATE_EVERY
+    args = ("Once upon a time", "ngram", 3, 0.0, 0, 1.0, tokens, 0, "", "")
+    messages = [update[0] for update in api["speculate"](*args) if isinstance(update[0], str)]
+    racing = [m for m in messages if m.startswith("Racing plain decoding with the same prompt")]
+    produced = int(re.search(r"of (\d+) tokens", racing[0])[1])
+    assert len(racing) >= -(-produced // speculative_tab.RACE_UPDATE_EVERY) >= 1, messages
+    run = api["speculate"](*args)
+    for update in run:
+        if isinstance(update[0], str) and update[0].startswith("Racing"):
+            break
+    run.close()  # what Stop does: the generator is closed at its current yield
+    target = speculative_tab.speculative_target(ctx.models, ctx.model())
+    free = []
+
+    def try_lock() -> None:  # from another thread: the lock is reentrant, so this thread would always get it
+        free.append(target.lock.acquire(blocking=False))
+        if free[-1]:
+            target.lock.release()
+
+    other = threading.Thread(target=try_lock)
+    other.start()
+    other.join(10)
+    assert free == [True]
