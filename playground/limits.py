@@ -75,6 +75,7 @@ class Limits:
     csv_columns: int = 200  # calibration: columns of that CSV (read from the header before pandas parses it)
     csv_classes: int = 100  # calibration: prob_<class> columns (rows x classes matrices: 50,000 x 100 x 8 B = 40 MB)
     self_consistency_samples: int = 16  # calibration: sampled answers per question (each a short generation)
+    self_consistency_questions: int = 64  # calibration: questions sampled that way (x samples = generations)
     serving_batch: int = 64  # serving tab: the largest batch measured (one decode step, 64 rows)
     serving_decode_steps: int = 32  # serving tab: timed decode steps per batch size
     serving_prompt_tokens: int = 256  # serving tab: the prompt repeated in every row (cache = batch x prompt)

@@ -252,6 +252,7 @@ class CalibrationHandlers:
     def run_self_consistency(self, size: float, samples: float, temperature: float,
                              request: gr.Request = None, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
         samples = whole_number_in("Samples per question", samples, 2, self.ctx.limits.self_consistency_samples)
+        size = whole_number_in("questions", size, 4, self.ctx.limits.self_consistency_questions)
         loaded = self.ctx.model()
         subset = self_consistency_subset(cal.load_questions(), int(size))
         cancel = self.fresh_cancel_event(request)
@@ -330,7 +331,7 @@ def create_calibration_tab(ctx: AppContext) -> dict[str, Any]:
                     "with the most common letter. Slow (one generation per sample), so it runs on a subset of the "
                     "test half, side by side with the letter-probability confidence on the same questions.")
         with gr.Row():
-            sc_size = gr.Slider(4, 64, value=16, step=1, label="Questions")
+            sc_size = gr.Slider(4, ctx.limits.self_consistency_questions, value=16, step=1, label="Questions")
             sc_samples = gr.Slider(2, ctx.limits.self_consistency_samples, value=8, step=1,
                                    label="Samples per question")
             sc_temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.1, label="Sampling temperature")

@@ -55,6 +55,7 @@ LIMIT_ROWS = {
     "calibration: CSV rows": ("csv_rows",),
     "calibration: CSV columns": ("csv_columns", "csv_classes"),
     "calibration: self-consistency samples": ("self_consistency_samples",),
+    "calibration: self-consistency questions": ("self_consistency_questions",),
     "any uploaded file": ("upload_bytes",),
     "requests waiting in the queue": ("queue_size",),
 }
@@ -462,3 +463,22 @@ def test_stop_can_end_the_speculative_race_between_tokens(tmp_path, tiny_model_d
     other.start()
     other.join(10)
     assert free == [True]
+
+
+# -- self-consistency's question count ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 3, 65, 10**6])
+def test_self_consistency_refuses_a_question_count_outside_its_range(stub_context, tiny_loaded, monkeypatch, size):
+    """docs/api.md `/self_consistency`: "questions (4–64)". Checked on the server before any scoring: an API
+    client sending 10**6 got all 256 test questions sampled (the slider was the only bound)."""
+    from playground import calibration
+    from playground.ui.calibration_tab import CalibrationHandlers
+
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("scoring started for an out-of-range question count")
+
+    monkeypatch.setattr(calibration, "score_questions", no_scoring)
+    handlers = CalibrationHandlers(stub_context(tiny_loaded))
+    with pytest.raises(gr.Error, match=rf"questions must be a whole number in 4\.\.{LIMITS.self_consistency_questions}"):
+        handlers.run_self_consistency(size, 2, 1.0)
