@@ -23,7 +23,7 @@ import numpy as np
 
 from playground.rag.embedding import ProgressFn, embed_texts, no_progress
 from playground.rag.index import RetrievalIndex
-from playground.rag.ranking import METHODS, rank_corpus
+from playground.rag.ranking import METHODS, check_settings, rank_corpus
 
 QUESTIONS_PATH = Path(__file__).resolve().parents[2] / "assets" / "rag" / "questions.json"
 EVAL_KS = (1, 3, 5, 10)
@@ -128,6 +128,7 @@ def evaluate_index(index: RetrievalIndex, embedder: Any, questions: Sequence[Eva
     Questions none of whose relevant topics is in the index are skipped (with a note), so a slice
     of the corpus can be evaluated on the questions it can answer.
     """
+    check_settings(METHODS[-1], 1, rerank_candidates)  # a retrieval's cap: each candidate costs a judge forward
     started = time.perf_counter()
     questions = load_questions() if questions is None else questions
     sources = [chunk.source for chunk in index.chunks]

@@ -482,3 +482,17 @@ def test_self_consistency_refuses_a_question_count_outside_its_range(stub_contex
     handlers = CalibrationHandlers(stub_context(tiny_loaded))
     with pytest.raises(gr.Error, match=rf"questions must be a whole number in 4\.\.{LIMITS.self_consistency_questions}"):
         handlers.run_self_consistency(size, 2, 1.0)
+
+
+@pytest.mark.parametrize("candidates", [-1, 21, 10**6])
+def test_the_rag_evaluation_refuses_more_rerank_candidates_than_the_server_allows(candidates):
+    """docs/limits-and-safety.md: "RAG: k / rerank candidates | 20 / 20 | refused" and docs/api.md `/rag_evaluate`
+    "LLM-rerank the hybrid top N": the evaluation takes the same cap as a retrieval, before any judging (an API
+    client's N = 10**6 had the 135M judge score every chunk for each of the 45 questions: hours of CPU)."""
+    from playground.rag import RetrievalInputError, evaluation
+
+    def judge(question, passages):
+        raise AssertionError("judging started")
+
+    with pytest.raises(RetrievalInputError, match=rf"rerank candidates must be a whole number in 0\.\.{LIMITS.rerank_candidates}"):
+        evaluation.evaluate_index(None, None, rerank=judge, rerank_candidates=candidates)
