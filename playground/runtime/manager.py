@@ -277,7 +277,10 @@ class ModelManager:
                 self.load()
             except ModelLoadError:
                 pass  # the failure is recorded in self.state and shown in the header
+            finally:
+                self._idle.set()
 
+        self._idle.clear()  # a request arriving before the thread begins its load waits for it
         thread = threading.Thread(target=run, name="model-preload", daemon=True)
         thread.start()
         return thread
