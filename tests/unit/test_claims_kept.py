@@ -496,3 +496,28 @@ def test_the_rag_evaluation_refuses_more_rerank_candidates_than_the_server_allow
 
     with pytest.raises(RetrievalInputError, match=rf"rerank candidates must be a whole number in 0\.\.{LIMITS.rerank_candidates}"):
         evaluation.evaluate_index(None, None, rerank=judge, rerank_candidates=candidates)
+
+
+# -- preloading ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("preload", [True, False])
+def test_a_page_view_starts_the_configured_load_only_when_preloading(tmp_path, tiny_model_dir, preload):
+    """README `--no-preload`: without it, the first page view starts the configured load if nothing did (the path
+    of `gradio app.py` and Spaces, where main() does not preload); with it, nothing loads until someone presses
+    **Load** in the header."""
+    from playground.config import Settings
+    from playground.runtime import ModelManager
+    from playground.ui import build_app
+
+    settings = Settings(model=str(tiny_model_dir), device="cpu", precision="none", cache_dir=tmp_path,
+                        preload=preload)
+    manager = ModelManager(settings)
+    demo = build_app(settings, manager)
+    on_page_load = next(fn.fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "on_page_load")
+    on_page_load()
+    if preload:
+        assert manager.require_active(wait_seconds=120).spec.key == manager.resolve_key(str(tiny_model_dir),
+                                                                                        "none", "cpu").model
+    else:
+        assert manager.state.phase == "idle" and manager.active() is None
