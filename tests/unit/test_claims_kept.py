@@ -521,3 +521,24 @@ def test_a_page_view_starts_the_configured_load_only_when_preloading(tmp_path, t
                                                                                         "none", "cpu").model
     else:
         assert manager.state.phase == "idle" and manager.active() is None
+
+
+def test_a_visitor_whose_model_went_is_back_on_the_servers_model(tmp_path, tiny_model_dir):
+    """docs/workshop.md: "A visitor whose model went is back on the server's model at their next request"."""
+    from playground.config import Settings
+    from playground.runtime import ModelManager
+    from playground.ui.access import current_session
+    from playground.ui.context import AppContext
+    from playground.ui.header import load_for_session
+
+    settings = Settings(model=str(tiny_model_dir), device="cpu", cache_dir=tmp_path, preload=False,
+                        host="0.0.0.0", presenter_key="a-long-key")
+    ctx = AppContext(settings, ModelManager(settings, max_cached=2))
+    ctx.models.load(precision="int8")
+    ctx.models.load(precision="none")  # the server's model; int8 stays resident
+    load_for_session(ctx, str(tiny_model_dir), "int8", "cpu", None)  # a visitor picks the resident int8
+    assert ctx.model().precision.quantization == "int8"
+    ctx.models.load(precision="bf16")  # the presenter loads another: int8 (least recently used) goes
+    ctx.models.load(precision="none")
+    assert ctx.model() is ctx.models.active() and ctx.model().precision.quantization == "none"
+    assert current_session(ctx.sessions).model_key is None
