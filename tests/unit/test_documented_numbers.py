@@ -63,7 +63,7 @@ DOCUMENTED: list[tuple[str, str, list[Callable[[Any], Any]]]] = [
     ("docs/workshop.md", r"at most (\d+) characters, one per attendee \(a new answer replaces the old one, at most "
                          r"(\d+) times\)",
      [c("playground.classroom", "ANSWER_MAX_CHARS"), c("playground.classroom", "MAX_ANSWER_CHANGES")]),
-    ("docs/workshop.md", r"freed after (\d+) minutes idle; at most (\d+) sessions",
+    ("docs/workshop.md", r"freed after (\d+) minutes without a request [^;]*; at most (\d+) sessions",
      [lambda _: _sessions().IDLE_TIMEOUT_SECONDS / 60, lambda _: _sessions().MAX_SESSIONS]),
     ("docs/limits-and-safety.md", r"run up to (\d+) at once per event",
      [c("playground.ui.serving", "CHEAP_CONCURRENCY")]),
