@@ -254,7 +254,8 @@ def test_offline_sets_the_hub_variables_and_turns_analytics_off(monkeypatch):
 
     names = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "GRADIO_ANALYTICS_ENABLED")
     for name in names:
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "0")  # recorded first, so each is restored (or removed) after the test
+        monkeypatch.delenv(name)
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "True")
     app.configure_environment(Settings(offline=False, preload=False))
     assert "HF_HUB_OFFLINE" not in os.environ and os.environ["GRADIO_ANALYTICS_ENABLED"] == "True"
