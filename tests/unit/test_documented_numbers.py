@@ -107,6 +107,11 @@ DOCUMENTED: list[tuple[str, str, list[Callable[[Any], Any]]]] = [
     ("docs/tabs/calibration.md", r"bounded search over ([\d.]+)–([\d.]+)",
      [lambda _: _calibration().TEMPERATURE_BOUNDS[0], lambda _: _calibration().TEMPERATURE_BOUNDS[1]]),
     ("docs/models.md", r"4-bit codes in groups of (\d+) weights", [c("playground.runtime.int4", "GROUP_SIZE")]),
+    ("docs/scaling.md", r"per request \(default (\d+)\)", [lambda _: _settings().engine_timeout_s]),
+    ("docs/scaling.md", r"one quick probe at most every (\d+) s", [c("playground.engine.client", "STATUS_TTL_S")]),
+    ("docs/scaling.md", r"probe \(one try, (\d+) s, at most every (\d+) s\)",
+     [c("playground.engine.client", "STATUS_TIMEOUT_S"), c("playground.engine.client", "STATUS_TTL_S")]),
+    ("docs/scaling.md", r"the next token's top (\d+) log-probabilities", [c("playground.engine.sampling", "ENGINE_TOP_N")]),
 ]
 
 
@@ -138,6 +143,12 @@ def _lora_settings() -> Any:
     from playground.lora import LoraSettings
 
     return LoraSettings()
+
+
+def _settings() -> Any:
+    from playground.config import Settings
+
+    return Settings()
 
 
 def _calibration() -> Any:
