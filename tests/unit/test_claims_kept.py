@@ -56,6 +56,10 @@ LIMIT_ROWS = {
     "calibration: CSV columns": ("csv_columns", "csv_classes"),
     "calibration: self-consistency samples": ("self_consistency_samples",),
     "calibration: self-consistency questions": ("self_consistency_questions",),
+    "Serving tab: batch size": ("serving_batch", "serving_decode_steps"),
+    "Serving tab: KV-cache measurement": ("serving_kv_tokens",),
+    "Serving tab: the prompt repeated": ("serving_prompt_tokens",),
+    "Serving tab: simulated requests": ("serving_requests", "serving_request_tokens"),
     "any uploaded file": ("upload_bytes",),
     "requests waiting in the queue": ("queue_size",),
 }
@@ -372,7 +376,7 @@ def test_class_bookkeeping_skips_the_queue(tmp_path):
     from playground.config import Settings
     from playground.runtime import ModelManager
     from playground.ui import build_app
-    from playground.ui.serving import configure_queue
+    from playground.ui.queueing import configure_queue
 
     settings = Settings(cache_dir=tmp_path, preload=False)
     demo = configure_queue(build_app(settings, ModelManager(settings)), settings)

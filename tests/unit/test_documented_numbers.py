@@ -66,8 +66,8 @@ DOCUMENTED: list[tuple[str, str, list[Callable[[Any], Any]]]] = [
     ("docs/workshop.md", r"freed after (\d+) minutes without a request [^;]*; at most (\d+) sessions",
      [lambda _: _sessions().IDLE_TIMEOUT_SECONDS / 60, lambda _: _sessions().MAX_SESSIONS]),
     ("docs/limits-and-safety.md", r"run up to (\d+) at once per event",
-     [c("playground.ui.serving", "CHEAP_CONCURRENCY")]),
-    ("docs/limits-and-safety.md", r"share one queue, (\d+) at a time", [c("playground.ui.serving", "LONG_JOB_CONCURRENCY")]),
+     [c("playground.ui.queueing", "CHEAP_CONCURRENCY")]),
+    ("docs/limits-and-safety.md", r"share one queue, (\d+) at a time", [c("playground.ui.queueing", "LONG_JOB_CONCURRENCY")]),
     ("docs/tabs/sampling.md", r"LRU of (\d+) entries",
      [lambda ctx: handlers_attribute("playground.ui.sampling_tab", "SamplingHandlers", "cache")(ctx).capacity]),
     ("docs/tabs/sampling.md", r"final distribution at T = 0 \(greedy\), ([\d.]+), ([\d.]+), ([\d.]+), ([\d.]+), "
