@@ -39,9 +39,10 @@ def axis_labels(tokens: tuple[str, ...] | list[str]) -> list[str]:
             for i, token in enumerate(tokens)]
 
 
-def _square_height(n: int, minimum: int = 520, maximum: int = 900) -> int:
-    """Tall enough for one readable label per row up to ~30 tokens; plotly thins labels beyond that."""
-    return int(min(maximum, max(minimum, 260 + 20 * n)))
+def _square_height(n: int, minimum: int = 560, maximum: int = 1000) -> int:
+    """Tall enough for one readable label per row up to ~25 tokens, also at presenter mode's larger fonts
+    (plotly skips every other label once they touch); plotly thins labels beyond that."""
+    return int(min(maximum, max(minimum, 260 + 28 * n)))
 
 
 def _axis_names(index: int) -> tuple[str, str, str]:
@@ -74,7 +75,7 @@ def _panels(count: int, cols: int, titles: list[str], h_gap: float, v_gap: float
         layout[y_name] = {"domain": [max(0.0, top - height), min(1.0, top)], "anchor": x_id}
         layout["annotations"].append({"text": titles[index], "x": left + width / 2, "y": top, "xref": "paper",
                                       "yref": "paper", "xanchor": "center", "yanchor": "bottom",
-                                      "showarrow": False, "font": {"size": 12}})
+                                      "showarrow": False, "font": {}})
         x_ids.append(x_id)
     return layout, x_ids
 
@@ -268,7 +269,9 @@ def kv_cache_figure(estimate: KVCacheEstimate, model_label: str = "") -> go.Figu
             marker={"color": PALETTE[index], "size": 10}, text=[f"{chosen:,.1f} MB"], textposition="middle left",
             hovertemplate=f"{name}<br>context %{{x}} tokens<br>%{{y:.3f}} MB<extra></extra>",
         ))
-    figure.add_vline(x=estimate.context_length, line={"color": MUTED, "dash": "dash"})
+    figure.add_vline(x=estimate.context_length, line={"color": MUTED, "dash": "dash"},
+                     annotation_text=f"chosen context: {estimate.context_length:,} tokens",
+                     annotation_position="bottom right")  # the markers' texts sit left of the line
     figure.update_xaxes(title_text="context length (tokens)", rangemode="tozero")
     figure.update_yaxes(title_text="KV cache (MB = 10⁶ bytes)", rangemode="tozero")
     shape = estimate.shape
