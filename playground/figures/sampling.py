@@ -246,10 +246,11 @@ def probability_bin(probability: float) -> str:
 
 
 def highlighted_tokens(trace: GenerationTrace) -> list[tuple[str, str]]:
-    """(text, category) per step, one entry per token so a click's index is the step. Newlines show
-    as '↵' (gradio would turn them into bare line breaks that cannot be clicked) and an empty text
-    (half of a multi-byte character) as '∅'."""
-    return [(step.text.replace("\n", "↵") or "∅", FORCED_CATEGORY if step.forced else probability_bin(step.raw_prob))
+    """(text, category) per step, one entry per token so a click's index is the step. The text as every tab
+    shows a token (visible_token): spaces as '·' (the chips' edges do not show them), newlines as '↵' (gradio
+    would turn them into bare line breaks that cannot be clicked), an empty text (half of a multi-byte
+    character) as '∅'."""
+    return [(visible_token(step.text), FORCED_CATEGORY if step.forced else probability_bin(step.raw_prob))
             for step in trace.steps]
 
 
