@@ -142,3 +142,19 @@ def test_the_quantization_table_is_headed_in_words():
 
     assert not [header for header in LAB_COLUMNS.values() if SNAKE.search(header)]
     assert "memory (MB)" in LAB_COLUMNS.values()
+
+
+def test_the_lora_stats_give_one_trainable_share():
+    """The budget table says r(d+k) / the base model's parameters; the run's stats said PEFT's share of the
+    model *with* the adapter (0.343% vs 0.341% on one screen). One share, the same as the budget's."""
+    from playground.ui.lora_tab import stats_markdown
+
+    trainable, base = 461_184, 134_515_008
+    events = [{"event": "queued", "job_id": "j", "total_steps": 2, "time": 0.0},
+              {"event": "start", "time": 1.0, "device": "cpu", "qlora": False, "dataset": "d", "train_examples": 8,
+               "eval_examples": 2, "truncated": 0, "dropped": 0, "settings": {"mask_prompt": True},
+               "trainable_parameters": trainable, "all_parameters": base + trainable,
+               "trainable_percent": 100 * trainable / (base + trainable), "adapter_mb": 1.76, "model_mb": 513}]
+    text = stats_markdown(lora.summarize_events(events, now=2.0))
+    assert re.findall(r"\d+\.\d+%", text) == [f"{100 * trainable / base:.3f}%"]
+    assert f"{base:,}" in text and "as PEFT reports" in text
