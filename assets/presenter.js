@@ -7,7 +7,8 @@
   //    (debounced); a plot already at its target font size is left alone, so the observer does not loop.
   // 2. Every plot's PNG button saves a file named after its view (tab and plot label), not "newplot.png".
   // 3. In presenter mode a tab's explanation is folded to its first line; a click (or Enter) unfolds it.
-  // 4. Controls whose text is a symbol (the header's ↻) get a name for screen readers and keyboards.
+  // 4. Controls whose text is a symbol (the header's ↻) get a name for screen readers and keyboards, and a
+  //    "skip to the tabs" link is the first Tab stop.
   const SCALE = 1.4, FONT_FLOOR = 18, MARGINS = ["t", "l", "b", "r"];
   const scaledFont = (size, factor) => factor === 1 ? size : Math.max(FONT_FLOOR, Math.round(size * factor));
 
@@ -104,6 +105,18 @@
     const button = element && (element.tagName === "BUTTON" ? element : element.querySelector("button"));
     if (button && button.getAttribute("aria-label") !== name) { button.setAttribute("aria-label", name); button.title = name; }
   });
+
+  // Keyboard: the page's first stop is a "skip to the tabs" link (shown when focused), which focuses the open tab.
+  const skip = document.createElement("a");
+  skip.href = "#pg-tabs";
+  skip.className = "pg-skip";
+  skip.textContent = "Skip to the tabs";
+  skip.addEventListener("click", (event) => {
+    const tab = document.querySelector("#pg-tabs [role='tab'][aria-selected='true']") ||
+                document.querySelector("#pg-tabs [role='tab']");
+    if (tab) { event.preventDefault(); tab.focus(); }
+  });
+  document.body.prepend(skip);
 
   const applyAll = () => {
     const on = document.body.classList.contains("pg-presenter");

@@ -97,7 +97,7 @@ def budget_figure(budget: LoraBudget) -> go.Figure:
     figure.update_xaxes(title_text="targeted matrix (shape d×k, how many)")
     figure.update_yaxes(title_text="trainable parameters (log scale)", **log_axis())
     return styled(figure, f"Why LoRA: {budget.lora_total:,} instead of {budget.full_total:,} parameters "
-                          f"({budget.reduction_factor:.0f}× fewer)", height=400)
+                          f"({budget.reduction_factor:.0f}× fewer)", height=460)
 
 
 def token_shift_figure(shift: NextTokenShift) -> go.Figure:

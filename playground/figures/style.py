@@ -27,6 +27,9 @@ def styled(figure: go.Figure, title: str, height: int = 420) -> go.Figure:
         hoverlabel={"font_size": FONT_SIZE},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
     )
+    if sum(trace.showlegend is not False for trace in figure.data) > 1:
+        # a legend above the plot runs into the title on a phone or at presenter sizes: below it, always
+        legend_below(figure, max(figure.layout.margin.b or 0, 120))
     return figure
 
 

@@ -42,9 +42,17 @@ MAIN_VISUAL = {
     "quantization": "#quantization-breakdown",
 }
 
-# Tabs that open empty today: the tab shows its controls only until a button (or an example) is pressed.
-# Another branch makes every tab open with its cached example; strict xfail flips when that lands.
-EMPTY_ON_ARRIVAL = set(TABS)
+# Tabs whose main visual is empty on arrival today (until a button or an example is pressed). Another branch
+# makes every tab open with its cached example; the strict xfail flips when that lands.
+EMPTY_ON_ARRIVAL = {"sampling", "speculative", "rag", "lora", "calibration", "quantization"}
+
+# Tabs whose main visual still starts below the first screen in presenter mode, and why.
+BELOW_THE_FOLD = {
+    "rag": "the index controls (corpus, chunking, Build index) and the question come first; the score bars "
+           "follow them (the tab's layout is the part B branch's)",
+    "lora": "the dataset and the training settings come first; the loss curve follows them (the tab's layout is "
+            "the part B branch's)",
+}
 
 # One call per tab: everything the tests need, measured in the page.
 MEASURE_JS = """([key, floor, mainSelector]) => {
@@ -110,15 +118,17 @@ MEASURE_JS = """([key, floor, mainSelector]) => {
       }
     }
   });
-  // Does the tab show a result on arrival: a plot with data, or the main visual with text in it?
-  const plots = [...tab.querySelectorAll('.js-plotly-plot')].filter(shown);
-  const drawn = plots.filter((plot) => (plot.data || []).some((trace) =>
-    ['x', 'y', 'z', 'values'].some((axis) => trace[axis] && trace[axis].length))).length;
+  // Does the main visual show a result on arrival: its plot has data, or (an HTML visual) it holds more than
+  // a one-sentence placeholder?
+  const hasData = (plot) => (plot.data || []).some((trace) =>
+    ['x', 'y', 'z', 'values'].some((axis) => trace[axis] && trace[axis].length));
   const main = document.querySelector(mainSelector);
   const mainBox = main && main.getBoundingClientRect();
+  const mainPlot = main && main.querySelector('.js-plotly-plot');
+  const mainDrawn = !!main && (mainPlot ? hasData(mainPlot) :
+    !main.querySelector('[data-testid="block-label"]') && main.innerText.trim().length > 200);
   return {
-    small, overlaps, plots: plots.length, drawn,
-    mainText: main ? main.innerText.trim().length : 0,
+    small, overlaps, mainDrawn,
     mainTop: mainBox ? mainBox.top + window.scrollY : null,
     screenHeight: window.innerHeight,
     pageWidth: document.documentElement.scrollWidth, screenWidth: window.innerWidth,
@@ -130,7 +140,8 @@ SETTLED_JS = """([key, presenter]) => {
   const tab = document.getElementById('tab-' + key);
   if (!tab || tab.offsetParent === null || tab.querySelector('.pending, .generating')) return false;
   const plots = [...tab.querySelectorAll('.js-plotly-plot')].filter((plot) => plot.offsetParent !== null);
-  return plots.every((plot) => plot._fullLayout && (!presenter || plot.dataset.pgTarget !== undefined));
+  return plots.every((plot) => plot._fullLayout && (!presenter ||
+    +plot.dataset.pgTarget === ((plot.layout.font && plot.layout.font.size) || 12)));
 }"""
 
 
@@ -224,10 +235,11 @@ def test_the_page_is_no_wider_than_the_screen(audit, condition):
     "(the cached example on arrival is another branch's work)")) for key in TABS])
 def test_no_tab_is_empty_on_arrival(audit, key):
     measured = audit[("normal", "light", 1400)][key]
-    assert measured["drawn"] > 0 or measured["mainText"] > 0, measured
+    assert measured["mainDrawn"], f"{MAIN_VISUAL[key]} shows nothing until a button is pressed"
 
 
-@pytest.mark.parametrize("key", TABS)
+@pytest.mark.parametrize("key", [pytest.param(key, marks=pytest.mark.xfail(
+    key in BELOW_THE_FOLD, strict=True, reason=BELOW_THE_FOLD.get(key, ""))) for key in TABS])
 @pytest.mark.parametrize("theme", THEMES)
 def test_presenter_mode_shows_the_main_visual_on_the_first_screen(audit, theme, key):
     measured = audit[("presenter", theme, 1920)][key]
