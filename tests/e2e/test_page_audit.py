@@ -245,3 +245,15 @@ def test_presenter_mode_shows_the_main_visual_on_the_first_screen(audit, theme, 
     measured = audit[("presenter", theme, 1920)][key]
     assert measured["mainTop"] is not None, f"{MAIN_VISUAL[key]} is not on the page"
     assert measured["mainTop"] < measured["screenHeight"] - 100, measured["mainTop"]  # at least 100 px of it
+
+
+def test_a_png_export_is_named_after_its_view(page, app_url):
+    """The toolbar's PNG is '<tab>-<plot label>.png' (assets/presenter.js), not plotly's 'newplot.png'."""
+    page.goto(f"{app_url}?tab=sampling&example=paris")
+    page.wait_for_selector("#sampling-stages .js-plotly-plot .main-svg", timeout=WAIT)
+    page.wait_for_function("document.querySelector('#sampling-stages .js-plotly-plot')._context"
+                           ".toImageButtonOptions?.filename !== undefined", timeout=WAIT)
+    page.locator("#sampling-stages .js-plotly-plot").hover()
+    with page.expect_download() as download:
+        page.locator("#sampling-stages .modebar-btn[data-title='Download plot as a PNG']").click()
+    assert download.value.suggested_filename == "sampling-stage-by-stage.png"
