@@ -54,10 +54,11 @@ browser:
 examples: setup
 	$(PY) -m playground.ui.refresh_examples
 
-# The README's screenshots (docs/screenshots/<tab>.png, workshop-*.png), taken by Chromium from the real app.
+# The screenshots (docs/screenshots/<tab>.png, workshop-*.png, presenter-<tab>.png), taken by Chromium from the real app.
 screenshots: setup browser
 	PLAYGROUND_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/e2e/test_workshop_e2e.py -k readme_screenshots
 	PLAYGROUND_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/e2e/test_classroom_e2e.py
+	PLAYGROUND_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/e2e/test_page_audit.py -k presenter-light-1920
 
 bench: setup
 	$(PY) -m benchmarks.run

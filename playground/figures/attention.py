@@ -39,9 +39,10 @@ def axis_labels(tokens: tuple[str, ...] | list[str]) -> list[str]:
             for i, token in enumerate(tokens)]
 
 
-def _square_height(n: int, minimum: int = 520, maximum: int = 900) -> int:
-    """Tall enough for one readable label per row up to ~30 tokens; plotly thins labels beyond that."""
-    return int(min(maximum, max(minimum, 260 + 20 * n)))
+def _square_height(n: int, minimum: int = 560, maximum: int = 1000) -> int:
+    """Tall enough for one readable label per row up to ~25 tokens, also at presenter mode's larger fonts
+    (plotly skips every other label once they touch); plotly thins labels beyond that."""
+    return int(min(maximum, max(minimum, 260 + 28 * n)))
 
 
 def _axis_names(index: int) -> tuple[str, str, str]:
@@ -74,7 +75,7 @@ def _panels(count: int, cols: int, titles: list[str], h_gap: float, v_gap: float
         layout[y_name] = {"domain": [max(0.0, top - height), min(1.0, top)], "anchor": x_id}
         layout["annotations"].append({"text": titles[index], "x": left + width / 2, "y": top, "xref": "paper",
                                       "yref": "paper", "xanchor": "center", "yanchor": "bottom",
-                                      "showarrow": False, "font": {"size": 12}})
+                                      "showarrow": False, "font": {}})
         x_ids.append(x_id)
     return layout, x_ids
 
@@ -255,20 +256,24 @@ def kv_cache_figure(estimate: KVCacheEstimate, model_label: str = "") -> go.Figu
     for index, variant in enumerate(estimate.variants):
         name = f"{variant.name}: {variant.kv_heads} KV head{'s' if variant.kv_heads > 1 else ''}"
         name += " (this model)" if variant.is_this_model else ""
+        chosen = estimate.megabytes(variant.kv_heads)
+        # the size at the chosen length goes in the legend: beside the marker it runs into the axis on a phone
+        shown = f"{name} · {chosen:,.1f} MB at {estimate.context_length:,}"
         sizes = np.array([estimate.megabytes(variant.kv_heads, int(c)) for c in contexts])
         figure.add_trace(go.Scatter(
-            x=contexts, y=sizes, mode="lines", name=name,
+            x=contexts, y=sizes, mode="lines", name=shown, legendgroup=name,
             line={"color": PALETTE[index], "width": 4 if variant.is_this_model else 2,
                   "dash": "solid" if variant.is_this_model else "dot"},
             hovertemplate=f"{name}<br>context %{{x}} tokens<br>%{{y:.3f}} MB<extra></extra>",
         ))
-        chosen = estimate.megabytes(variant.kv_heads)
         figure.add_trace(go.Scatter(
-            x=[estimate.context_length], y=[chosen], mode="markers+text", showlegend=False,
-            marker={"color": PALETTE[index], "size": 10}, text=[f"{chosen:,.1f} MB"], textposition="middle left",
+            x=[estimate.context_length], y=[chosen], mode="markers", showlegend=False, legendgroup=name,
+            marker={"color": PALETTE[index], "size": 10}, name=name,
             hovertemplate=f"{name}<br>context %{{x}} tokens<br>%{{y:.3f}} MB<extra></extra>",
         ))
-    figure.add_vline(x=estimate.context_length, line={"color": MUTED, "dash": "dash"})
+    figure.add_vline(x=estimate.context_length, line={"color": MUTED, "dash": "dash"},
+                     annotation_text=f"chosen context: {estimate.context_length:,} tokens",
+                     annotation_position="top")  # above the plot: clear of the markers and their texts
     figure.update_xaxes(title_text="context length (tokens)", rangemode="tozero")
     figure.update_yaxes(title_text="KV cache (MB = 10⁶ bytes)", rangemode="tozero")
     shape = estimate.shape

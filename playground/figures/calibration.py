@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from playground.calibration import ReliabilityBin
-from playground.figures.style import MUTED, PALETTE, legend_below, styled
+from playground.figures.style import MUTED, PALETTE, legend_below, probability_axis, styled
 
 CORRECT_COLOUR = PALETTE[0]  # blue
 WRONG_COLOUR = PALETTE[3]  # vermillion
@@ -54,7 +54,8 @@ def _add_reliability_panel(figure: go.Figure, bins: Sequence[ReliabilityBin], co
         legendgroup="points", showlegend=show_legend, hovertext=hover, hoverinfo="text",
     ), row=1, col=column)
     figure.update_xaxes(title_text="confidence", range=[0, 1], dtick=0.2, row=1, col=column)
-    figure.update_yaxes(title_text="accuracy" if column == 1 else None, range=[0, 1.02], dtick=0.2, row=1, col=column)
+    figure.update_yaxes(title_text="accuracy" if column == 1 else None, **probability_axis(dtick=0.2), row=1,
+                        col=column)
     figure.layout.coloraxis.cmax = max(max_count, 1)
 
 

@@ -8,7 +8,7 @@ from typing import Sequence
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from playground.figures.style import MUTED, PALETTE, legend_below, styled
+from playground.figures.style import MUTED, PALETTE, legend_below, log_axis, probability_axis, step_axis, styled
 from playground.lora import SMOOTHING, LoraBudget, NextTokenShift, TrainingProgress
 from playground.tokenization import visible_token
 
@@ -26,11 +26,6 @@ def thin(xs: Sequence[float], *series: Sequence[float], limit: int = MAX_POINTS)
     if xs and keep[-1] != len(xs) - 1:
         keep.append(len(xs) - 1)
     return tuple([values[i] for i in keep] for values in (xs, *series))
-
-
-def step_tick(total_steps: int) -> int:
-    """Whole-step ticks, about ten of them (steps are integers: no 1.5 on the axis)."""
-    return max(1, -(-total_steps // 10))
 
 
 def _thinning_note(n: int) -> str:
@@ -54,7 +49,7 @@ def loss_figure(progress: TrainingProgress) -> go.Figure:
     title = "Loss on the " + ("response tokens" if progress.start.get("settings", {}).get("mask_prompt", True)
                               else "whole sequence") + _thinning_note(len(progress.steps))
     figure.update_xaxes(title_text="optimizer step", range=[-0.5, progress.total_steps + 0.5],
-                        dtick=step_tick(progress.total_steps))
+                        **step_axis(progress.total_steps))
     figure.update_yaxes(title_text="cross-entropy (nats per token)")
     return legend_below(styled(figure, title, height=480))
 
@@ -79,7 +74,7 @@ def dynamics_figure(progress: TrainingProgress) -> go.Figure:
     figure.update_yaxes(title_text="‖g‖₂", row=2, col=1)
     figure.update_yaxes(title_text="tokens/s", row=3, col=1)
     figure.update_xaxes(title_text="optimizer step", row=3, col=1)
-    figure.update_xaxes(dtick=step_tick(progress.total_steps))
+    figure.update_xaxes(**step_axis(progress.total_steps))
     figure = styled(figure, "Training dynamics", height=480)
     figure.update_layout(showlegend=False)  # each panel is titled; one trace per panel
     return figure
@@ -100,9 +95,9 @@ def budget_figure(budget: LoraBudget) -> go.Figure:
         hovertemplate="LoRA: %{y:,} parameters<br>%{customdata[0]:.1f}× fewer<extra></extra>"))
     figure.update_layout(barmode="group")
     figure.update_xaxes(title_text="targeted matrix (shape d×k, how many)")
-    figure.update_yaxes(title_text="trainable parameters (log scale)", type="log")
+    figure.update_yaxes(title_text="trainable parameters (log scale)", **log_axis())
     return styled(figure, f"Why LoRA: {budget.lora_total:,} instead of {budget.full_total:,} parameters "
-                          f"({budget.reduction_factor:.0f}× fewer)", height=400)
+                          f"({budget.reduction_factor:.0f}× fewer)", height=460)
 
 
 def token_shift_figure(shift: NextTokenShift) -> go.Figure:
@@ -119,7 +114,7 @@ def token_shift_figure(shift: NextTokenShift) -> go.Figure:
     figure.update_layout(barmode="group")
     figure.update_yaxes(title_text="token (biggest gain on top)", autorange="reversed")
     largest = max((max(t.before, t.after) for t in shift.tokens), default=1.0)
-    figure.update_xaxes(title_text="probability of being the first answer token", range=[0, min(1.0, 1.1 * largest)])
+    figure.update_xaxes(title_text="probability of being the first answer token", **probability_axis(range=[0, min(1.0, 1.1 * largest)]))
     height = max(320, 80 + 34 * len(labels))
     return styled(figure, f"Next token: '{visible_token(shift.top_before)}' → '{visible_token(shift.top_after)}' "
                           f"(KL after‖before = {shift.kl_bits:.2f} bits)", height=height)

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from playground.figures.style import MUTED, PALETTE, styled
+from playground.figures.style import MUTED, PALETTE, legend_below, log_axis, probability_axis, styled
 from playground.quantization import ArchitectureSummary, ComponentCount, WeightQuantizationView
 
 
@@ -34,7 +34,7 @@ def parameter_breakdown_figure(rows: Sequence[ComponentCount]) -> go.Figure:
 def _box(figure: go.Figure, x0: float, y0: float, x1: float, y1: float, text: str, color: str) -> None:
     figure.add_shape(type="rect", x0=x0, y0=y0, x1=x1, y1=y1, line={"color": color, "width": 2},
                      fillcolor=color, opacity=0.18, layer="below")
-    figure.add_annotation(x=(x0 + x1) / 2, y=(y0 + y1) / 2, text=text, showarrow=False, font={"size": 13})
+    figure.add_annotation(x=(x0 + x1) / 2, y=(y0 + y1) / 2, text=text, showarrow=False)
 
 
 def _arrow(figure: go.Figure, x: float, y_from: float, y_to: float) -> None:
@@ -87,10 +87,8 @@ def precision_comparison_figure(rows: Sequence[dict]) -> go.Figure:
         figure.add_trace(go.Bar(x=labels, y=[row[key] for row in rows], marker_color=colors, showlegend=False,
                                 hovertemplate="%{x}: " + hover + "<extra></extra>"), row=1, col=column)
         figure.update_xaxes(title="precision", row=1, col=column)
-    figure.update_yaxes(tickformat=".0%", range=[0, 1.05], row=1, col=4)
-    figure = styled(figure, "Precisions side by side (reference = the first, highest precision)", height=380)
-    figure.update_annotations(font_size=13)
-    return figure
+    figure.update_yaxes(**probability_axis(), row=1, col=4)
+    return styled(figure, "Precisions side by side (reference = the first, highest precision)", height=380)
 
 
 def weight_histogram_figure(view: WeightQuantizationView, max_points: int = 200_000) -> go.Figure:
@@ -120,7 +118,8 @@ def weight_histogram_figure(view: WeightQuantizationView, max_points: int = 200_
         figure.update_xaxes(title="4-bit code: level", tickangle=-60, row=1, col=2)
         figure.update_yaxes(title="weights", row=1, col=2)
     shape = " x ".join(str(s) for s in view.shape)
-    return styled(figure, f"{view.name} [{shape}] before and after quantization", height=460)
+    styled(figure, f"{view.name} [{shape}] before and after quantization", height=500)
+    return legend_below(figure)  # above, it would sit on the panel titles
 
 
 def memory_fit_figure(table: Sequence[dict], budget_gb: float) -> go.Figure:
@@ -142,6 +141,6 @@ def memory_fit_figure(table: Sequence[dict], budget_gb: float) -> go.Figure:
     figure.update_xaxes(title="model size")
     values = [row["total_gb"] for row in table] + [budget_gb]
     # Explicit log range (in decades): autorange on a log axis with an hline can run away.
-    figure.update_yaxes(title="memory needed (GB, log scale)", type="log",
+    figure.update_yaxes(title="memory needed (GB, log scale)", **log_axis("~g"),
                         range=[math.log10(min(values) / 2), math.log10(max(values) * 2)])
     return styled(figure, "Does it fit? weights x bits + KV cache", height=400)

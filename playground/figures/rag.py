@@ -13,7 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from playground.figures.style import MUTED, PALETTE, empty_figure, legend_below, styled
+from playground.figures.style import MUTED, PALETTE, empty_figure, legend_below, probability_axis, styled
 from playground.rag.chunking import ChunkSet
 from playground.rag.evaluation import EvaluationReport
 from playground.rag.projection import Projector
@@ -43,7 +43,7 @@ def chunk_length_figure(chunk_set: ChunkSet, window_tokens: int) -> go.Figure:
     figure.add_vline(x=window_tokens, line_dash="dash", line_color=PALETTE[3])
     figure.add_annotation(x=window_tokens, y=1, yref="paper", showarrow=False, xanchor="right", yanchor="bottom",
                           text=f"embedder reads {window_tokens} tokens ({over} chunks longer)",
-                          font={"color": PALETTE[3], "size": 12})
+                          font={"color": PALETTE[3]})
     figure.update_xaxes(title="chunk length (embedding-model tokens)", range=[0, max(max(counts), window_tokens) * 1.05])
     figure.update_yaxes(title="chunks")
     return styled(figure, f"{len(counts)} chunks ({chunk_set.settings.describe()})", 320)
@@ -110,7 +110,7 @@ def score_distribution_figure(retrieval: Retrieval) -> go.Figure:
             figure.add_vline(x=cutoff, line_dash="dash", line_color=SCORE_COLORS[kind], row=1, col=column)
             figure.add_annotation(x=cutoff, y=1.0, xref=f"x{column if column > 1 else ''}", yref="paper",
                                   text=f"top-{retrieval.k} cutoff {cutoff:.3f}", showarrow=False, xanchor="left",
-                                  yanchor="top", font={"size": 12, "color": SCORE_COLORS[kind]})
+                                  yanchor="top", font={"color": SCORE_COLORS[kind]})
         figure.update_xaxes(title_text=SCORE_TITLES[kind], row=1, col=column)
         figure.update_yaxes(title_text="chunks" if column == 1 else None, row=1, col=column)
     styled(figure, "Where the retrieved chunks sit among all scores (dashed: each method's own top-k cutoff)", 400)
@@ -145,7 +145,7 @@ def embedding_map_figure(projector: Projector, chunks: Sequence, retrieval: Retr
         ring = projector.chunk_xy[[row.chunk.index for row in rows]]
         figure.add_trace(go.Scatter(
             x=ring[:, 0], y=ring[:, 1], mode="markers+text", text=[f"#{row.rank}" for row in rows],
-            textposition="top center", textfont={"size": 13, "color": RETRIEVED_COLOR},
+            textposition="top center", textfont={"color": RETRIEVED_COLOR},
             marker={"size": 15, "color": "rgba(0,0,0,0)", "line": {"color": RETRIEVED_COLOR, "width": 2.5}},
             name=f"retrieved top {len(rows)}",
             hovertext=[f"#{row.rank} c{row.chunk.index} · {row.chunk.source}<br>{_hover_text(row.chunk.text)}"
@@ -170,6 +170,6 @@ def evaluation_figure(report: EvaluationReport) -> go.Figure:
         figure.add_trace(go.Bar(x=metrics, y=values, name=scores.method, marker_color=color,
                                 hovertemplate=f"{scores.method}<br>%{{x}} = %{{y:.4f}}<extra></extra>"))
     figure.update_xaxes(title="metric")
-    figure.update_yaxes(title="score (0-1, higher is better)", range=[0, 1.05])
+    figure.update_yaxes(title="score (0-1, higher is better)", **probability_axis(tickformat=".1f"))
     figure.update_layout(barmode="group")
     return styled(figure, f"Retrieval quality on {len(report.questions)} questions", 400)

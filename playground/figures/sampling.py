@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from playground.figures.style import MUTED, PALETTE, styled
+from playground.figures.style import MUTED, PALETTE, legend_below, probability_axis, step_axis, styled
 from playground.sampling import (
     STAGE_LABELS,
     STAGE_NAMES,
@@ -84,8 +84,7 @@ def _panels(titles: list[str], x_title: str, ranges: list[list[float]], spacing:
         layout[_axis_key("xaxis", index)] = {"domain": [left, left + width], "anchor": "y", "range": value_range,
                                              "title": {"text": x_title}, "tickformat": tickformat}
         layout["annotations"].append({"text": title, "x": left + width / 2, "y": 1.0, "xref": "paper",
-                                      "yref": "paper", "yanchor": "bottom", "showarrow": False,
-                                      "font": {"size": 13}})
+                                      "yref": "paper", "yanchor": "bottom", "showarrow": False})
     return layout
 
 
@@ -111,6 +110,17 @@ def _bar(x: list[float], y: list[str], panel: int, **style: Any) -> dict[str, An
     """A horizontal bar trace (as a dict: cheaper than go.Bar) drawn in panel `panel`."""
     return {"type": "bar", "orientation": "h", "x": x, "y": y, "xaxis": _axis_key("x", panel), "yaxis": "y",
             "hoverinfo": "text", **style}
+
+
+def _probability_top(longest: float) -> float:
+    """The right end of a probability axis: room for the text beside the longest bar, but never past 100%."""
+    return min(1.0, longest * 1.4 + 1e-9)
+
+
+def _text_positions(values: Sequence[float], top: float) -> list[str]:
+    """A bar's text outside it, unless the bar reaches near the axis' end: then inside (outside it would
+    run into the next panel)."""
+    return ["inside" if value > 0.72 * top else "outside" for value in values]
 
 
 def _categorical_y(labels: list[str], title: str) -> dict[str, Any]:
@@ -154,6 +164,8 @@ def stage_figure(view: NextTokenView) -> go.Figure:
     data, ranges, in_legend = [], [], set()
     for panel, stage in enumerate(stages):
         groups = _stage_rows(view, labels, stage)
+        top = _probability_top(max(value for rows in groups.values() for _, value, _ in rows))
+        ranges.append([0, top])
         for name, color, legend_name in STAGE_TRACES:
             rows = groups[name]
             if rows:
@@ -161,14 +173,14 @@ def stage_figure(view: NextTokenView) -> go.Figure:
                                  marker={"color": color}, name=legend_name, legendgroup=name,
                                  showlegend=name not in in_legend, hovertext=[hover for _, _, hover in rows],
                                  text=[f"{value:.1%}" if name == "kept" else "✂" for _, value, _ in rows],
-                                 textposition="outside", cliponaxis=False))
+                                 textposition=_text_positions([value for _, value, _ in rows], top),
+                                 cliponaxis=False))
                 in_legend.add(name)
-        longest = max(value for rows in groups.values() for _, value, _ in rows)
-        ranges.append([0, longest * 1.4 + 1e-9])  # room for the text beside the longest bar
     layout = _panels(titles, "probability", ranges)
     layout["yaxis"] = _categorical_y(labels, "token (★ = drawn with this seed)")
-    return _figure(data, layout, "Next-token distribution, stage by stage", 180 + ROW_HEIGHT * len(ids),
-                   margin={"t": 130}, barmode="overlay", legend={"y": 1.13})
+    figure = _figure(data, layout, "Next-token distribution, stage by stage", 240 + ROW_HEIGHT * len(ids),
+                     margin={"t": 130}, barmode="overlay")
+    return legend_below(figure)  # above, it would sit on the panel titles
 
 
 def sweep_figure(sweep: TemperatureSweep) -> go.Figure:
@@ -188,7 +200,7 @@ def sweep_figure(sweep: TemperatureSweep) -> go.Figure:
     for index in range(len(titles)):  # no tick at 100%: it would collide with the next panel's 0%
         layout[_axis_key("xaxis", index)]["tickvals"] = [0, 0.5]
     layout["yaxis"] = _categorical_y(labels, "token")
-    return _figure(data, layout, "Temperature sweep, other settings as chosen<br><span style='font-size:13px'>blue: "
+    return _figure(data, layout, "Temperature sweep, other settings as chosen<br><span style='font-size:0.8em'>blue: "
                    "the token's final probability · grey: all other tokens together</span>",
                    190 + ROW_HEIGHT * len(labels), margin={"t": 130})
 
@@ -234,10 +246,11 @@ def probability_bin(probability: float) -> str:
 
 
 def highlighted_tokens(trace: GenerationTrace) -> list[tuple[str, str]]:
-    """(text, category) per step, one entry per token so a click's index is the step. Newlines show
-    as '↵' (gradio would turn them into bare line breaks that cannot be clicked) and an empty text
-    (half of a multi-byte character) as '∅'."""
-    return [(step.text.replace("\n", "↵") or "∅", FORCED_CATEGORY if step.forced else probability_bin(step.raw_prob))
+    """(text, category) per step, one entry per token so a click's index is the step. The text as every tab
+    shows a token (visible_token): spaces as '·' (the chips' edges do not show them), newlines as '↵' (gradio
+    would turn them into bare line breaks that cannot be clicked), an empty text (half of a multi-byte
+    character) as '∅'."""
+    return [(visible_token(step.text), FORCED_CATEGORY if step.forced else probability_bin(step.raw_prob))
             for step in trace.steps]
 
 
@@ -262,9 +275,11 @@ def trace_figure(trace: GenerationTrace, greedy: GenerationTrace | None = None) 
     data = [{"type": "scatter", "name": name, "x": [step.index for step in steps],
              "y": [step.raw_prob for step in steps], "hovertext": [_step_hover(step) for step in steps],
              "hoverinfo": "text", **style} for name, steps, style in series]
-    layout = {"xaxis": {"title": {"text": "step (generated token)"}, "rangemode": "tozero"},
-              "yaxis": {"title": {"text": "model probability of the chosen token"}, "range": [0, 1.05],
-                        "tickformat": ".0%"}}
+    steps = max((step.index for _, steps, _ in series for step in steps), default=1)
+    layout = {"xaxis": {"title": {"text": "step (generated token)"}, "rangemode": "tozero", **step_axis(steps)},
+              "yaxis": {"title": {"text": "model probability of the chosen token"}, **probability_axis()}}
+    for trace in data:  # a marker at exactly 100% is drawn whole, over the axis' top edge
+        trace["cliponaxis"] = False
     return _figure(data, layout, "How likely was each chosen token? (model probability, T = 1, before filters)", 340)
 
 
@@ -278,9 +293,9 @@ def step_figure(step: TraceStep) -> go.Figure:
                  marker={"color": MUTED}, hovertext=hover),
             _bar([alt.prob for alt in alternatives], labels, 0, name="sampling probability (after the pipeline)",
                  marker={"color": KEPT_COLOR}, hovertext=hover, text=[f"{alt.prob:.1%}" for alt in alternatives],
-                 textposition="outside", cliponaxis=False, textfont={"size": 12}, constraintext="none")]
+                 textposition="outside", cliponaxis=False, constraintext="none")]
     longest = max([alt.prob for alt in alternatives] + [alt.raw_prob for alt in alternatives])
-    layout = {"xaxis": {"title": {"text": "probability"}, "tickformat": ".0%", "range": [0, longest * 1.3 + 1e-9]},
+    layout = {"xaxis": {"title": {"text": "probability"}, **probability_axis(range=[0, _probability_top(longest)])},
               "yaxis": _categorical_y(labels, "alternative (★ = chosen)")}
     how = "forced" if step.forced else "chosen"
     return _figure(data, layout, f"Step {step.index}: {how} '{token_label(step.text)}' · sampling p = "

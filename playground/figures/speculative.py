@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from playground.figures.style import MUTED, PALETTE, styled
+from playground.figures.style import MUTED, PALETTE, probability_axis, step_axis, styled
 from playground.speculative import AcceptanceStats, PlainRun, SpeculativeRun
 
 # One colour per fate, shared with the tab's coloured text (Okabe-Ito: colour-blind safe).
@@ -43,14 +43,15 @@ def acceptance_by_position_figure(stats: AcceptanceStats) -> go.Figure:
     figure = go.Figure(go.Bar(x=positions, y=rates, name="accepted / checked at this position",
                               marker_color=FATE_COLORS["accepted"], hovertext=hover, hoverinfo="text",
                               text=[f"{row.accepted}/{row.checked}" if row.checked else "–" for row in stats.by_position],
-                              textposition="outside"))
+                              textposition=["inside" if rate and rate > 0.85 else "outside" for rate in rates],
+                              cliponaxis=False))
     figure.add_trace(go.Scatter(x=[0.5, max(positions, default=1) + 0.5], y=[stats.alpha, stats.alpha], mode="lines",
                                 name=f"α over all positions = {stats.alpha:.3f}",
                                 line={"color": "#374151", "dash": "dash"},
                                 hovertemplate=f"α = mean min(1, p/q) over all {stats.checked} checked drafts: "
                                               f"{stats.alpha:.4f}<extra></extra>"))
     figure.update_xaxes(title="draft position in the step (1 = first drafted token)", dtick=1)
-    figure.update_yaxes(title="acceptance rate", range=[0, 1.12], tickformat=".0%")
+    figure.update_yaxes(title="acceptance rate", **probability_axis())
     return styled(figure, f"Acceptance by draft position ({stats.accepted} of {stats.checked} checked drafts accepted)",
                   height=380)
 
@@ -97,8 +98,8 @@ def tokens_per_forward_figure(run: SpeculativeRun) -> go.Figure:
                                 name="plain decoding (1 token per forward)",
                                 line={"color": MUTED, "dash": "dash", "width": 2}, hoverinfo="skip"))
     rate = total / len(forwards) if forwards else 0.0
-    figure.update_xaxes(title="target forwards (one per step)", rangemode="tozero")
-    figure.update_yaxes(title="tokens generated", rangemode="tozero")
+    figure.update_xaxes(title="target forwards (one per step)", rangemode="tozero", **step_axis(len(forwards)))
+    figure.update_yaxes(title="tokens generated", rangemode="tozero", **step_axis(total))
     return styled(figure, f"Tokens per target forward: {rate:.2f} on average", height=380)
 
 
@@ -122,7 +123,7 @@ def time_split_figure(stats: AcceptanceStats, run: SpeculativeRun, plain: PlainR
     tokens = [len(run.token_ids)] + ([len(plain.token_ids)] if plain is not None else [])
     for row, total, count in zip(rows, totals, tokens):
         figure.add_annotation(x=total, y=row, text=f"  {total:.2f} s · {count / total if total else 0:.1f} tok/s",
-                              showarrow=False, xanchor="left", font={"size": 13})
+                              showarrow=False, xanchor="left")
     figure.update_layout(barmode="stack")
     figure.update_xaxes(title="wall time (seconds)", range=[0, max(totals) * 1.35 if totals and max(totals) else 1])
     figure.update_yaxes(title="run", autorange="reversed")

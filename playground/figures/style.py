@@ -1,6 +1,9 @@
-"""One look for every figure: readable fonts, a clean template, titled axes."""
+"""One look for every figure: readable fonts, a clean template, titled axes, and the axes every tab shares
+(probabilities end at 100%, steps tick on whole numbers, log axes tick once per decade)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -24,6 +27,9 @@ def styled(figure: go.Figure, title: str, height: int = 420) -> go.Figure:
         hoverlabel={"font_size": FONT_SIZE},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
     )
+    if sum(trace.showlegend is not False for trace in figure.data) > 1:
+        # a legend above the plot runs into the title on a phone or at presenter sizes: below it, always
+        legend_below(figure, max(figure.layout.margin.b or 0, 120))
     return figure
 
 
@@ -37,6 +43,27 @@ def legend_below(figure: go.Figure, margin_bottom: int = 120) -> go.Figure:
     figure.update_layout(legend={"orientation": "h", "yref": "container", "y": 0.0, "yanchor": "bottom",
                                  "xref": "container", "x": 0.01, "xanchor": "left"}, margin={"b": margin_bottom})
     return figure
+
+
+def probability_axis(**extra: Any) -> dict[str, Any]:
+    """An axis of probabilities (or shares, rates, scores in 0..1): 0% to exactly 100%, never beyond
+    (a 105% tick reads as a bug). Pass `range` to zoom in on a small top value."""
+    return {"range": [0, 1], "tickformat": ".0%", **extra}
+
+
+def whole_dtick(count: int, ticks: int = 10) -> int:
+    """A whole-number tick step giving about `ticks` ticks over `count` steps (steps are integers: no 1.5)."""
+    return max(1, -(-int(count) // ticks))
+
+
+def step_axis(count: int, **extra: Any) -> dict[str, Any]:
+    """An axis of steps, positions or counts: ticks on whole numbers only, starting at 0."""
+    return {"tick0": 0, "dtick": whole_dtick(count), "tickformat": "d", **extra}
+
+
+def log_axis(tickformat: str = "~s", **extra: Any) -> dict[str, Any]:
+    """A log axis with one labelled tick per decade (1k, 10k, 100k …) instead of plotly's '2 5 100 2 5'."""
+    return {"type": "log", "dtick": 1, "tickformat": tickformat, **extra}
 
 
 def empty_figure(message: str, title: str = "", height: int = 260) -> go.Figure:

@@ -310,7 +310,7 @@ def alignment_figure(tokenizations: Sequence[Tokenization], comparison: Comparis
             insidetextanchor="middle", textangle=0, textfont={"color": text_colour}, hovertext=hover,
             hoverinfo="text", marker={"color": colour or shade, "line": {"color": "#ffffff", "width": 1.5}},
         ))
-    styled(figure, f"Where each tokenizer splits the first {length} characters", 170 + 70 * len(lanes))
+    styled(figure, f"Where each tokenizer splits the first {length} characters", 170 + 100 * len(lanes))  # three-line lane labels, also at presenter sizes
     figure.update_layout(
         barmode="overlay", bargap=0.25,
         xaxis={"title": {"text": "character position in the text"}, "range": [0, length]},

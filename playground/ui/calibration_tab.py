@@ -343,7 +343,8 @@ def create_calibration_tab(ctx: AppContext) -> dict[str, Any]:
         sc_table = gr.Dataframe(headers=SELF_CONSISTENCY_HEADERS, label="Per question (pick and p(pick): the letter-"
                                 "probability answer)", interactive=False, wrap=True,
                                 column_widths=SELF_CONSISTENCY_WIDTHS)
-        sc_json = gr.JSON(label="self_consistency")
+        with gr.Accordion("self_consistency JSON (raw numbers)", open=False):
+            sc_json = gr.JSON(label="self_consistency")
 
     outputs = [status, reliability_plot, histogram_plot, metrics_table, scaling_plot, scaling_table, category_table,
                result_json]

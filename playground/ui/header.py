@@ -113,10 +113,10 @@ def create_header(ctx: AppContext) -> dict[str, Any]:
                                 scale=1, min_width=110)
         device = gr.Dropdown(list(DEVICE_CHOICES), value=settings.device, label="Device", scale=1, min_width=110)
         load = gr.Button("Load", variant="primary", scale=1, min_width=90)
-    with gr.Row(equal_height=True):
+    with gr.Row(equal_height=True, elem_id="pg-status-row"):
         status_html = gr.HTML(format_status(ctx.models.status()), elem_id="pg-status", scale=20)
         status_button = gr.Button("↻", size="sm", scale=0, min_width=44, elem_id="pg-refresh")
-    with gr.Accordion("Model status as JSON", open=False):
+    with gr.Accordion("Model status as JSON", open=False, elem_id="pg-status-json"):
         status_json = gr.JSON(label="model_status")
     timer = gr.Timer(1.0, active=False)
 

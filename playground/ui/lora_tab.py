@@ -142,9 +142,13 @@ def stats_markdown(progress: lora.TrainingProgress) -> str:
     start, end = progress.start, progress.end
     if not start:
         return "Preparing the model copy and the LoRA layers…"
+    base_parameters = start["all_parameters"] - start["trainable_parameters"]
     lines = [
-        f"**Trainable parameters** {start['trainable_parameters']:,} of {start['all_parameters']:,} "
-        f"(**{start['trainable_percent']:.3f}%**, as PEFT reports) · **adapter** {start['adapter_mb']:.2f} MB vs "
+        # one share on the tab: of the base model's parameters, as the budget above (PEFT's total includes the
+        # adapter, which would print a second, slightly smaller percentage)
+        f"**Trainable parameters** {start['trainable_parameters']:,} = "
+        f"**{100 * start['trainable_parameters'] / base_parameters:.3f}%** of the model's {base_parameters:,} "
+        f"({start['all_parameters']:,} with the adapter, as PEFT reports) · **adapter** {start['adapter_mb']:.2f} MB vs "
         f"{start['model_mb']:.0f} MB for the model · on **{start['device']}**"
         + (" (QLoRA: 4-bit NF4 base)" if start["qlora"] else " (fp32)"),
         f"**Data** {start['dataset']}: {start['train_examples']} train / {start['eval_examples']} eval examples, "

@@ -19,6 +19,11 @@ from playground.ui.engine import weights_note
 from playground.ui.common import explanation
 from playground.ui.errors import user_errors
 
+# The lab table's columns (the raw JSON keeps the keys), headed in words.
+LAB_COLUMNS = {"precision": "precision", "detail": "detail", "memory_mb": "memory (MB)", "load_seconds": "load (s)",
+               "decode_tokens_per_second": "decode (tokens/s)", "time_to_first_token_s": "first token (s)",
+               "kl_mean": "KL to reference (nats)", "top1_agreement": "top-1 agreement", "perplexity": "perplexity"}
+
 EXPLANATION = r"""
 ### What you are seeing
 A model is a stack of identical **decoder blocks**; almost all of its parameters are in the matrices of the
@@ -75,9 +80,10 @@ def create_quantization_tab(ctx: AppContext) -> dict[str, Any]:
         describe = gr.Button("Describe the loaded model", variant="primary")
         with gr.Row():
             card = gr.Markdown()
-            breakdown_plot = gr.Plot(label="parameters by component")
+            breakdown_plot = gr.Plot(label="parameters by component", elem_id="quantization-breakdown")
         block_plot = gr.Plot(label="one decoder block")
-        card_json = gr.JSON(label="model_card (raw numbers)")
+        with gr.Accordion("Model card as JSON (raw numbers)", open=False):
+            card_json = gr.JSON(label="model_card (raw numbers)")
 
     with gr.Accordion("Quantization lab: the same model in several precisions", open=True):
         gr.Markdown("Each precision is loaded once (cached), scored on a fixed paragraph shipped with the app "
@@ -95,7 +101,8 @@ def create_quantization_tab(ctx: AppContext) -> dict[str, Any]:
         compare = gr.Button("Compare precisions", variant="primary")
         lab_table = gr.Dataframe(label="precisions side by side", interactive=False, wrap=True)
         lab_plot = gr.Plot(label="precisions side by side")
-        lab_json = gr.JSON(label="quantization_report (raw numbers)")
+        with gr.Accordion("Precisions as JSON (raw numbers)", open=False):
+            lab_json = gr.JSON(label="quantization_report (raw numbers)")
 
     with gr.Accordion("One weight matrix before and after quantization", open=False):
         with gr.Row():
@@ -105,7 +112,8 @@ def create_quantization_tab(ctx: AppContext) -> dict[str, Any]:
                                  label="matrix")
             show_weights = gr.Button("Show the weights")
         weight_plot = gr.Plot(label="weight histogram")
-        weight_json = gr.JSON(label="weight_quantization (raw numbers)")
+        with gr.Accordion("Weights as JSON (raw numbers)", open=False):
+            weight_json = gr.JSON(label="weight_quantization (raw numbers)")
 
     with gr.Accordion("Memory calculator: does it fit?", open=False):
         with gr.Row():
@@ -114,7 +122,8 @@ def create_quantization_tab(ctx: AppContext) -> dict[str, Any]:
             budget = gr.Number(value=24, label="GPU memory (GB)", minimum=1)
             calculate = gr.Button("Calculate")
         memory_plot = gr.Plot(label="memory needed")
-        memory_json = gr.JSON(label="memory_estimate (raw numbers)")
+        with gr.Accordion("Memory estimate as JSON (raw numbers)", open=False):
+            memory_json = gr.JSON(label="memory_estimate (raw numbers)")
 
     @user_errors
     def model_card() -> tuple[str, Any, Any, dict[str, Any]]:
@@ -148,9 +157,9 @@ def create_quantization_tab(ctx: AppContext) -> dict[str, Any]:
             entries.append((value, loaded.status(), run))
         reference = q.reference_description(active.spec, order[0], entries[0][1]["precision"].split(" ")[0])
         rows = q.precision_rows(entries, eval_ids, reference)
-        frame = pd.DataFrame(rows)[["precision", "detail", "memory_mb", "load_seconds", "decode_tokens_per_second",
-                                     "time_to_first_token_s", "kl_mean", "top1_agreement", "perplexity"]].round(4)
+        frame = pd.DataFrame(rows)[list(LAB_COLUMNS)].round(4)
         frame.loc[0, "precision"] = f"{order[0]} = reference: {reference}"
+        frame = frame.rename(columns=LAB_COLUMNS)
         return frame, figures.precision_comparison_figure(rows), {"model": name, "device": active.device,
                                                                   "eval_tokens": int(eval_ids.numel()),
                                                                   "reference": reference, "rows": rows}

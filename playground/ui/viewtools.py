@@ -45,11 +45,21 @@ PRESS_RUN_JS = """(target) => {
   return target;
 }"""
 
-# Presenter mode and the dark theme are page classes: CSS (assets/style.css) does the rest.
-PRESENTER_JS = "(on) => { document.body.classList.toggle('pg-presenter', !!on); return on; }"
+# Presenter mode and the dark theme are page classes: CSS (assets/style.css) does the rest. Both are also kept in
+# the address bar (?presenter=1, ?__theme=dark|light, which gradio itself reads), so a reload keeps them.
+PRESENTER_JS = """(on) => {
+  document.body.classList.toggle('pg-presenter', !!on);
+  const url = new URL(window.location.href);
+  if (on) { url.searchParams.set('presenter', '1'); } else { url.searchParams.delete('presenter'); }
+  window.history.replaceState(window.history.state, '', url);
+  return on;
+}"""
 DARK_JS = """(on) => {
   document.body.classList.toggle('dark', !!on);
   document.querySelector('gradio-app')?.classList.toggle('dark', !!on);
+  const url = new URL(window.location.href);
+  url.searchParams.set('__theme', on ? 'dark' : 'light');
+  window.history.replaceState(window.history.state, '', url);
   return on;
 }"""
 READ_DARK_JS = "(on) => document.body.classList.contains('dark')"

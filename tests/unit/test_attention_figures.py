@@ -128,8 +128,10 @@ def test_kv_cache_figure_marks_the_chosen_context():
     figure = figures.kv_cache_figure(estimate, "SmolLM2")
     assert_axes_titled(figure)
     lines = [trace for trace in figure.data if trace.mode == "lines"]
-    assert [trace.name for trace in lines] == ["MHA: 9 KV heads", "GQA: 3 KV heads (this model)", "MQA: 1 KV head"]
-    markers = [trace for trace in figure.data if trace.mode == "markers+text"]
+    assert [trace.name for trace in lines] == ["MHA: 9 KV heads · 1,132.5 MB at 8,192",
+                                              "GQA: 3 KV heads (this model) · 377.5 MB at 8,192",
+                                              "MQA: 1 KV head · 125.8 MB at 8,192"]
+    markers = [trace for trace in figure.data if trace.mode == "markers"]
     assert [trace.y[0] for trace in markers] == pytest.approx([1132.46208, 377.48736, 125.82912])
     assert "MB" in lines[0].hovertemplate and "10⁶" in figure.layout.yaxis.title.text
 

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from playground.figures import sampling as figures
+from playground.tokenization import visible_token
 from playground.generation import encode_prompt
 from playground.sampling import (
     STAGE_LABELS,
@@ -120,10 +121,12 @@ def test_highlighted_tokens_bin_by_model_probability(trace):
     pieces = figures.highlighted_tokens(trace)
     assert len(pieces) == len(trace.steps) and pieces[3][1] == figures.FORCED_CATEGORY
     for (text, category), step in zip(pieces, trace.steps):
-        assert text == (step.text.replace("\n", "↵") or "∅") and "\n" not in text
+        assert text == visible_token(step.text) and "\n" not in text and " " not in text
         if not step.forced:
             assert category == figures.probability_bin(step.raw_prob)
     assert set(figures.TEXT_COLORS) == {name for _, name in figures.PROBABILITY_BINS} | {figures.FORCED_CATEGORY}
     assert figures.probability_bin(0.95) == "model p ≥ 90%" and figures.probability_bin(0.01) == "< 5%"
     crafted = replace(trace, steps=(replace(trace.steps[0], text="\n\n"), replace(trace.steps[1], text="")))
-    assert [text for text, _ in figures.highlighted_tokens(crafted)] == ["↵↵", "∅"]  # one clickable chip per step
+    crafted = replace(crafted, steps=(*crafted.steps[:2], replace(trace.steps[2], text=" Paris")))
+    # one clickable chip per step; a space shows (·), as in every other view of a token
+    assert [text for text, _ in figures.highlighted_tokens(crafted)] == ["↵↵", "∅", "·Paris"]
