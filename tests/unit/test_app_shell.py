@@ -47,7 +47,8 @@ def test_app_has_one_tab_per_area(tmp_path):
     manager = ModelManager(settings)
     demo = build_app(settings, manager)
     keys = [info.key for info in all_tabs()]
-    assert keys == ["tokenization", "attention", "sampling", "speculative", "rag", "lora", "calibration", "quantization"]
+    assert keys == ["tokenization", "attention", "sampling", "speculative", "rag", "lora", "calibration", "quantization",
+                    "inside"]
     config = demo.get_config_file()
     elem_ids = {c.get("props", {}).get("elem_id") for c in config["components"]}
     assert {f"tab-{key}" for key in keys} <= elem_ids
