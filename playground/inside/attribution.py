@@ -87,6 +87,7 @@ def integrated_gradients(model: Any, ids: torch.Tensor, target: int, contrast: i
     with torch.no_grad():
         x = embeddings(ids)[0].float()  # [n, hidden]
         x0 = embeddings(torch.full_like(ids, baseline_id))[0].float()  # [n, hidden]
+        x0[0] = x[0]  # the first token stays: see the module docstring
     nodes, weights = np.polynomial.legendre.leggauss(steps)  # on [-1, 1]
     alphas = torch.tensor((nodes + 1) / 2, dtype=x.dtype)  # on [0, 1]
     step_weights = torch.tensor(weights / 2, dtype=torch.float64)  # sum to 1
