@@ -8,8 +8,9 @@ tensor added to the residual stream.
 
 Hooks change a model every visitor shares, so they are installed, used and removed while holding its lock.
 
-    >>> parse_parts("3.4, 0.*", (), (), model_shape_for_doc(), 300)[:2]
-    (Part(kind='head', layer=0, head=0), Part(kind='head', layer=0, head=1))
+    >>> smollm2 = AttentionShape(num_layers=30, num_heads=9, num_kv_heads=3, head_dim=64)
+    >>> [part.name for part in parse_parts("3.4, 0.*", (), [29], smollm2, 300)][-3:]
+    ['L0H8', 'L3H4', 'MLP of layer 29']
 """
 
 from __future__ import annotations
@@ -43,11 +44,6 @@ class Part:
     def name(self) -> str:
         return {"head": f"L{self.layer}H{self.head}", "attention": f"attention of layer {self.layer}",
                 "mlp": f"MLP of layer {self.layer}"}[self.kind]
-
-
-def model_shape_for_doc() -> AttentionShape:
-    """SmolLM2-135M's shape, for the docstring example."""
-    return AttentionShape(num_layers=30, num_heads=9, num_kv_heads=3, head_dim=64)
 
 
 def parse_parts(heads: str, attention_layers: Sequence[Any], mlp_layers: Sequence[Any], shape: AttentionShape,

@@ -258,7 +258,7 @@ def create_inside_tab(ctx: AppContext) -> dict[str, Any]:
     with gr.Row():
         target = gr.Textbox("", label="Token to explain (empty: the model's top token)", scale=2)
         contrast = gr.Textbox("", label="…rather than (empty: the runner-up)", scale=2)
-        steps = gr.Slider(4, limits.inside_ig_steps, value=32, step=1, label="Integrated-gradients steps", scale=2)
+        steps = gr.Slider(4, limits.inside_ig_steps, value=64, step=1, label="Integrated-gradients steps", scale=2)
         attribute_button = gr.Button("Explain this token", variant="primary", scale=1)
     attribution_status = gr.Markdown(elem_id="inside-attribution-status")
     attribution_plot = gr.Plot(label="attribution", elem_id="inside-attribution")

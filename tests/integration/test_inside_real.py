@@ -89,7 +89,8 @@ def test_int4_has_no_backward_and_fp32_integrated_gradients_are_complete(real_mo
     embeds = real_model.model.get_input_embeddings()(prompt.ids).detach().requires_grad_(True)
     with pytest.raises(RuntimeError):  # why the tab takes the fp32 copy for gradients
         real_model.model(inputs_embeds=embeds).logits[0, -1].max().backward()
-    result = inside.attribute(fp32_model.model, fp32_model.tokenizer, prompt, None, None, 32, fp32_model.lock)
+    # SmolLM2's f along the straight path wiggles: measured 24% off at 32 points, 1.7% at 64 (2026-12-02)
+    result = inside.attribute(fp32_model.model, fp32_model.tokenizer, prompt, None, None, 128, fp32_model.lock)
     assert result.target == "·Paris" and result.completeness_error < 0.01
     ids = prompt.ids[0].tolist()
     edited = torch.tensor([ids[:5] + ids[6:]])
