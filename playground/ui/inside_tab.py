@@ -222,10 +222,11 @@ def create_inside_tab(ctx: AppContext) -> dict[str, Any]:
         top_p = gr.Slider(0.01, 1, value=1.0, step=0.01, label="top-p (1 = off)")
         min_p = gr.Slider(0, 1, value=0.0, step=0.01, label="min-p (0 = off)")
     lens_status = gr.Markdown(elem_id="inside-lens-status")
-    lens_plot = gr.Plot(label="logit lens", elem_id="inside-lens")
+    lens_plot = gr.Plot(empty_figure("Press “Show the logit lens”."), label="logit lens", elem_id="inside-lens")
     position = gr.Slider(0, max(limits.inside_lens_tokens - 1, 1), value=0, step=1,
                          label="Position for the curves (the last one after each run)")
-    curves_plot = gr.Plot(label="entropy and KL across depth", elem_id="inside-curves")
+    curves_plot = gr.Plot(empty_figure("The curves appear with the lens."), label="entropy and KL across depth",
+                          elem_id="inside-curves")
     with gr.Accordion("Logit lens as JSON", open=False):
         lens_json = gr.JSON(label="logit_lens")
 
@@ -242,14 +243,16 @@ def create_inside_tab(ctx: AppContext) -> dict[str, Any]:
                                scale=2)
         ablate_button = gr.Button("Switch off and compare", variant="primary", scale=1)
     ablation_status = gr.Markdown(elem_id="inside-ablation-status")
-    ablation_plot = gr.Plot(label="next token before and after", elem_id="inside-ablation")
+    ablation_plot = gr.Plot(empty_figure("Pick parts above and press “Switch off and compare”."),
+                            label="next token before and after", elem_id="inside-ablation")
     with gr.Accordion("Ablation as JSON", open=False):
         ablation_json = gr.JSON(label="ablate")
     with gr.Row():
         importance_button = gr.Button("Map every head's importance", variant="secondary")
         stop_button = gr.Button("Stop", variant="stop", scale=0, min_width=100)
     importance_status = gr.Markdown(elem_id="inside-importance-status")
-    importance_plot = gr.Plot(label="head importance", elem_id="inside-importance")
+    importance_plot = gr.Plot(empty_figure("Press “Map every head's importance” (one batched forward per layer)."),
+                              label="head importance", elem_id="inside-importance")
     with gr.Accordion("Head importance as JSON", open=False):
         importance_json = gr.JSON(label="head_importance")
 
@@ -261,7 +264,8 @@ def create_inside_tab(ctx: AppContext) -> dict[str, Any]:
         steps = gr.Slider(4, limits.inside_ig_steps, value=64, step=1, label="Integrated-gradients steps", scale=2)
         attribute_button = gr.Button("Explain this token", variant="primary", scale=1)
     attribution_status = gr.Markdown(elem_id="inside-attribution-status")
-    attribution_plot = gr.Plot(label="attribution", elem_id="inside-attribution")
+    attribution_plot = gr.Plot(empty_figure("Press “Explain this token”."), label="attribution",
+                               elem_id="inside-attribution")
     with gr.Accordion("Attribution as JSON", open=False):
         attribution_json = gr.JSON(label="attribute")
 
