@@ -16,7 +16,7 @@ from playground.limits import whole_number_in
 from playground.runtime import LoadedModel
 from playground.runtime.variants import trainable_base
 from playground.sampling_pipeline import SamplingSettings
-from playground.ui.common import LATEX_DELIMITERS, explanation
+from playground.ui.common import explanation
 from playground.ui.context import AppContext
 from playground.ui.errors import user_errors
 
