@@ -44,9 +44,15 @@ class Limits:
     sampling_prompt_tokens: int = 512
     speculative_prompt_tokens: int = 1024
     attention_tokens: int = 256  # attention is n² numbers per head: 30 layers x 9 heads x 256² = 17.7 M floats
+    inside_lens_tokens: int = 128  # logit lens: (layers + 1) x tokens rows of the [hidden x vocab] output head
+    inside_importance_tokens: int = 64  # head importance: one copy of the prompt per head (270 for SmolLM2)
+    inside_attribution_tokens: int = 64  # attribution: IG runs steps x tokens with gradients; LOO tokens copies
     # -- other counts ------------------------------------------------------------------------------
     samples: int = 100_000  # draws from one next-token distribution
     speculative_k: int = 16  # draft tokens per speculative step
+    inside_parts: int = 300  # parts switched off at once (heads + attention layers + MLP layers; SmolLM2: 330)
+    inside_new_tokens: int = 32  # greedy continuation before/after an ablation (generated twice)
+    inside_ig_steps: int = 128  # integrated-gradients steps (each a forward + backward over the prompt)
     retrieval_k: int = 20
     rerank_candidates: int = 20
     question_chars: int = 1000  # RAG questions are cut here
@@ -119,6 +125,9 @@ PUBLIC_LIMITS = replace(
     serving_batch=32,
     serving_decode_steps=16,
     serving_kv_tokens=4096,
+    inside_importance_tokens=32,
+    inside_attribution_tokens=32,
+    inside_ig_steps=64,
     training_steps=200,
     private_models=2,
     queue_size=100,

@@ -40,6 +40,9 @@ LONG_MODEL_JOBS = {
     "use_lora": "merges the visitor's adapter into a private copy of the model",
     "serving_batching": "batched decode steps at batch sizes up to 64, timed",
     "serving_kv_cache": "one prefill of up to serving_kv_tokens (batch x context) tokens",
+    "ablate": "two greedy continuations of up to inside_new_tokens tokens",
+    "head_importance": "one batched forward per layer, a copy of the prompt per head",
+    "attribute": "integrated gradients: forwards and backwards over up to inside_ig_steps points",
 }
 # api_name -> why a cheap event (no model forward) still runs one at a time: its answer is large, so a few at
 # once stall every other request and hold their JSON in memory together
@@ -72,6 +75,7 @@ GPU_EVENTS = {
     "next_token": 30, "draw_samples": 30, "force_token": 60, "attention": 60, "retrieve": 60,
     "lora_budget": 30, "lora_dataset": 30, "train_lora": 300, "use_lora": 60, "merge_lora": 60,
     "model_card": 30, "weight_quantization": 30, "open_poll": 30,
+    "logit_lens": 60, "show_position": 60,  # show_position: the lens curves (a cache miss runs the lens)
     "search": 60, "show_row": 60,  # private events: the RAG search behind retrieve, attention's row view
 }
 

@@ -10,6 +10,7 @@ import gradio as gr
 from playground.ui.attention_tab import create_attention_tab
 from playground.ui.calibration_tab import create_calibration_tab
 from playground.ui.context import AppContext
+from playground.ui.inside_tab import create_inside_tab
 from playground.ui.lora_tab import create_lora_tab
 from playground.ui.quantization_tab import create_quantization_tab
 from playground.ui.rag_tab import create_rag_tab
@@ -76,6 +77,11 @@ def all_tabs() -> list[TabInfo]:
         TabInfo("quantization", "Model & quantization", "The model's architecture, parameter counts, and precisions "
                 "compared on memory, speed and quality.", 10, create_quantization_tab, link_inputs=("precisions",),
                 run="describe"),
+        TabInfo("inside", "Inside the model", "The logit lens layer by layer, switching heads and layers off, and "
+                "which input tokens make the model pick its token.", 19, create_inside_tab,
+                link_inputs=("prompt", "colour", "temperature", "top_k", "top_p", "min_p", "heads", "mode",
+                             "new_tokens", "target", "contrast", "steps"), run="lens_button",
+                advanced=("temperature", "top_k", "top_p", "min_p", "new_tokens", "steps")),
         TabInfo("serving", "Serving", "One model, many users: batching measured live, the KV cache against its "
                 "formula, static vs continuous batching and a paged KV cache.", 21, create_serving_tab,
                 link_inputs=("prompt", "batch_sizes", "decode_steps", "requests", "slots", "block_size", "reserve"),

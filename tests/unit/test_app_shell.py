@@ -48,7 +48,7 @@ def test_app_has_one_tab_per_area(tmp_path):
     demo = build_app(settings, manager)
     keys = [info.key for info in all_tabs()]
     assert keys == ["tokenization", "attention", "sampling", "speculative", "rag", "lora", "calibration", "quantization",
-                    "serving"]
+                    "inside", "serving"]
     config = demo.get_config_file()
     elem_ids = {c.get("props", {}).get("elem_id") for c in config["components"]}
     assert {f"tab-{key}" for key in keys} <= elem_ids

@@ -110,7 +110,7 @@ def test_fields_follow_the_components():
 def test_every_built_tab_links_its_defaults_round_trip(app_links):
     _, links = app_links
     assert {tab.key for tab in links} == {"tokenization", "attention", "sampling", "speculative", "rag", "lora",
-                                          "calibration", "quantization", "serving"}
+                                          "calibration", "quantization", "inside", "serving"}
     fields = {tab.key: tab.fields for tab in links}
     for tab in links:
         assert tab.fields, f"{tab.key} has no deep-linkable inputs"

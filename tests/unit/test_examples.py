@@ -124,7 +124,7 @@ def assert_close(fresh, cached, path: str = "") -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("key", ["tokenization", "attention", "sampling", "rag", "quantization"])
+@pytest.mark.parametrize("key", ["tokenization", "attention", "sampling", "rag", "quantization", "inside"])
 def test_cached_outputs_match_the_code_on_the_real_model(key, settings, model_manager, real_model):
     """The first example of each deterministic tab, recomputed: its raw-numbers JSON equals the cache."""
     from playground.ui import build_app

@@ -1,0 +1,145 @@
+"""The logit lens: decode the residual stream after every layer through the model's own final norm and
+output head, as if the model stopped there.
+
+For depth d (0 = the embeddings, d = the output of layer d), position i:
+    logits_d,i = W_U · norm(h_d,i)          p_d,i = softmax(logits_d,i)
+transformers' `hidden_states` hold h_0 .. h_{L-1} before the final norm, but its last entry is *after* the
+norm (the model applies it before returning): the last row is therefore the model's own logits, not the
+norm applied twice. Every row is compared with that final distribution: entropy, KL(p_final || p_d), the
+rank and probability of the token the model finally puts on top, and the sampling filters' verdict on each
+depth's top token (the one sampling pipeline, playground.sampling_pipeline).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from playground.attention import token_labels
+from playground.inside.prompt import EncodedPrompt, decoder
+from playground.sampling_pipeline import SamplingSettings, final_probabilities
+
+TOP = 5  # tokens listed per cell in the hover
+
+
+@dataclass(frozen=True)
+class LogitLens:
+    """Arrays are [depth, position] (depth 0 = embeddings, depth L = the model's output) unless noted."""
+
+    prompt: EncodedPrompt
+    top_ids: np.ndarray  # [depth, pos, TOP] int: the TOP most likely tokens at each depth
+    top_probs: np.ndarray  # [depth, pos, TOP]
+    final_ids: np.ndarray  # [pos]: the model's own top-1 (argmax of the last row)
+    final_probs: np.ndarray  # probability of final_ids[pos] at each depth
+    final_ranks: np.ndarray  # its rank at each depth (1 = top)
+    entropy_bits: np.ndarray
+    kl_to_final: np.ndarray  # KL(p_final || p_depth) in nats (0 on the last row)
+    commit_depth: np.ndarray  # [pos]: the first depth from which the final token stays top-1
+    cut: np.ndarray  # bool: the sampling settings would never draw this depth's top token at this position
+    kept: np.ndarray  # [pos]: how many tokens the settings keep at each position
+    settings: SamplingSettings
+    top_labels: tuple[tuple[tuple[str, ...], ...], ...]  # [depth][pos][TOP] the tokens drawn
+
+    @property
+    def depths(self) -> int:
+        return int(self.top_ids.shape[0])
+
+    def depth_name(self, depth: int) -> str:
+        return "embeddings" if depth == 0 else f"layer {depth}"
+
+
+def final_norm(model: Any) -> Any:
+    return decoder(model).norm
+
+
+def lens_logits(model: Any, hidden_states: tuple[torch.Tensor, ...], depth: int) -> torch.Tensor:
+    """The output head applied to depth `depth`'s residual stream [n, hidden] -> logits [n, vocab] float32.
+    The last entry of `hidden_states` is already normed (see the module docstring): it is not normed again."""
+    hidden = hidden_states[depth][0]  # [n, hidden]
+    if depth < len(hidden_states) - 1:
+        hidden = final_norm(model)(hidden)
+    return model.get_output_embeddings()(hidden).float()
+
+
+def logit_lens(model: Any, tokenizer: Any, prompt: EncodedPrompt, settings: SamplingSettings,
+               lock: Any = None) -> LogitLens:
+    """One forward with every hidden state, then each depth decoded; the work per depth is one [n x vocab]
+    matrix (never all depths at once: 31 x 128 x 49152 floats would be 780 MB)."""
+    guard = lock if lock is not None else contextlib.nullcontext()
+    with guard, torch.inference_mode():
+        output = model(prompt.ids, output_hidden_states=True, use_cache=False)
+        hidden_states = output.hidden_states  # depth+1 tensors [1, n, hidden]
+        final_logits = output.logits[0].float()  # [n, vocab]
+        final_logp = final_logits.log_softmax(-1)
+        final_p = final_logp.exp()
+        final_ids = final_logits.argmax(-1)  # [n]
+        # What sampling with these settings could ever draw at each position (greedy: the argmax only).
+        drawable = final_probabilities(final_logits, settings) > 0  # [n, vocab]
+        rows = []
+        for depth in range(len(hidden_states)):
+            logp = final_logp if depth == len(hidden_states) - 1 else lens_logits(model, hidden_states, depth).log_softmax(-1)
+            rows.append(_depth_stats(logp, final_logp, final_p, final_ids, drawable))
+    stacked = {key: np.stack([row[key] for row in rows]) for key in rows[0]}
+    labels = _labels(tokenizer, stacked["top_ids"])
+    commit = _commit_depth(stacked["top_ids"][..., 0], final_ids.numpy())
+    return LogitLens(prompt, stacked["top_ids"], stacked["top_probs"], final_ids.numpy(), stacked["final_probs"],
+                     stacked["final_ranks"], stacked["entropy_bits"], stacked["kl"], commit, stacked["cut"],
+                     drawable.sum(-1).numpy(), settings, labels)
+
+
+def _depth_stats(logp: torch.Tensor, final_logp: torch.Tensor, final_p: torch.Tensor, final_ids: torch.Tensor,
+                 drawable: torch.Tensor) -> dict[str, np.ndarray]:
+    """Per-position numbers of one depth. logp, final_logp, final_p, drawable: [n, vocab]; final_ids: [n]."""
+    top = logp.topk(TOP, dim=-1)  # [n, TOP]
+    p = logp.exp()
+    final_logp_here = logp.gather(-1, final_ids[:, None])  # [n, 1]
+    return {
+        "top_ids": top.indices.numpy(),
+        "top_probs": top.values.exp().numpy(),
+        "final_probs": final_logp_here[:, 0].exp().numpy(),
+        "final_ranks": ((logp > final_logp_here).sum(-1) + 1).numpy(),
+        "entropy_bits": (-(p * logp).nan_to_num().sum(-1) / math.log(2)).numpy(),
+        # KL(final || depth); p log p is 0 where p is 0 (a -inf log-probability)
+        "kl": (final_p * (final_logp - logp)).nan_to_num(nan=0.0).sum(-1).clamp(min=0).numpy(),
+        "cut": (~drawable.gather(-1, top.indices[:, :1]))[:, 0].numpy(),
+    }
+
+
+def _commit_depth(top1: np.ndarray, final_ids: np.ndarray) -> np.ndarray:
+    """top1 [depth, pos], final_ids [pos] -> the first depth from which every later depth's top-1 is final."""
+    agrees = top1 == final_ids[None, :]  # [depth, pos]; the last row always agrees
+    # walking up from the output, the run of agreeing depths ends at the first disagreement
+    from_top = np.cumprod(agrees[::-1], axis=0)[::-1]  # 1 where this depth and all later ones agree
+    return agrees.shape[0] - from_top.sum(axis=0)
+
+
+def _labels(tokenizer: Any, top_ids: np.ndarray) -> tuple[tuple[tuple[str, ...], ...], ...]:
+    unique = np.unique(top_ids)
+    drawn = dict(zip(unique.tolist(), token_labels(tokenizer, unique.tolist())))
+    return tuple(tuple(tuple(drawn[int(t)] for t in cell) for cell in row) for row in top_ids)
+
+
+def lens_json(lens: LogitLens, decimals: int = 6) -> dict[str, Any]:
+    """The raw numbers of the lens, as the `logit_lens` endpoint returns them."""
+    def rounded(array: np.ndarray) -> list[Any]:
+        return np.round(array.astype(float), decimals).tolist()
+
+    settings = lens.settings
+    return {
+        "tokens": list(lens.prompt.tokens), "token_ids": lens.prompt.ids[0].tolist(),
+        "total_tokens": lens.prompt.total_tokens, "note": lens.prompt.note,
+        "depths": [lens.depth_name(d) for d in range(lens.depths)],
+        "final_ids": lens.final_ids.tolist(), "final_tokens": [row[0] for row in lens.top_labels[-1]],
+        "top_ids": lens.top_ids.tolist(), "top_tokens": [[list(cell) for cell in row] for row in lens.top_labels],
+        "top_probs": rounded(lens.top_probs), "final_probs": rounded(lens.final_probs),
+        "final_ranks": lens.final_ranks.tolist(), "entropy_bits": rounded(lens.entropy_bits),
+        "kl_to_final": rounded(lens.kl_to_final), "commit_depth": lens.commit_depth.tolist(),
+        "cut_by_sampling": lens.cut.tolist(), "kept_by_sampling": lens.kept.tolist(),
+        "sampling": {"temperature": settings.temperature, "top_k": settings.top_k, "top_p": settings.top_p,
+                     "min_p": settings.min_p},
+    }

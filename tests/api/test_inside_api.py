@@ -1,0 +1,49 @@
+"""The Inside tab's endpoints, driven through gradio_client like a script would."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.slow
+
+PROMPT = "The Eiffel Tower is in the city of"
+
+
+def test_logit_lens_returns_raw_numbers(client, real_model):
+    status, _heatmap, _curves, data, _position = client.predict(PROMPT, "final_rank", 1.0, 5, 1.0, 0.0,
+                                                                api_name="/logit_lens")
+    n = len(data["tokens"])
+    assert len(data["depths"]) == 31 and len(data["top_probs"][0]) == n and len(data["top_probs"][0][0]) == 5
+    assert data["final_tokens"][-1] == "·Paris" and "Paris" in status
+    assert all(rank == 1 for rank in data["final_ranks"][-1])
+    with torch.no_grad():
+        logits = real_model.model(torch.tensor([data["token_ids"]])).logits[0, -1]
+    assert abs(data["top_probs"][-1][-1][0] - float(logits.softmax(-1).max())) < 1e-5
+    assert data["kept_by_sampling"][-1] <= 5  # top-k 5
+
+
+def test_ablate_and_head_importance(client):
+    _status, _plot, data = client.predict(PROMPT, "12.4, 20.*", [], [3], "zero", 4, api_name="/ablate")
+    assert [p["name"] for p in data["parts"]][:2] == ["L12H4", "L20H0"] and data["kl_before_after"] > 0
+    assert data["parts"][-1]["name"] == "MLP of layer 3"
+    _status, _plot, importance = client.predict(PROMPT, "zero", api_name="/head_importance")
+    assert len(importance["kl"]) == 30 and len(importance["kl"][0]) == 9 and importance["batched_forwards"] == 30
+
+
+def test_attribute_reports_completeness_and_the_precision(client):
+    status, _plot, data = client.predict(PROMPT, "", "", 32, api_name="/attribute")
+    assert data["target"]["token"] == "·Paris" and data["precision"]["precision"].startswith("fp32")
+    assert "Completeness" in status and "no backward" in status
+    assert len(data["integrated_gradients"]) == len(data["leave_one_out"]) == len(data["tokens"])
+
+
+@pytest.mark.parametrize("args,api,message", [
+    (("", "", [], [], "zero", 4), "/ablate", "Type a prompt first"),
+    ((PROMPT, "3.12", [], [], "zero", 4), "/ablate", r"Head 12 of layer 3 is out of range"),
+    ((PROMPT, ",".join(["1.1"] * 10_000), [], [], "zero", 4), "/ablate", r"at most 300 at once"),
+    ((PROMPT, "Xyzzyplughq", "", 32), "/attribute", "not one token of this vocabulary"),
+])
+def test_bad_input_is_a_clear_error(client, args, api, message):
+    with pytest.raises(Exception, match=message):
+        client.predict(*args, api_name=api)
