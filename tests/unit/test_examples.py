@@ -251,7 +251,7 @@ def _markdown_texts(block) -> list[str]:
 def test_every_tab_explains_what_you_are_seeing(app):
     """Each tab opens with a short explanation in our words: a formula and a one-line takeaway."""
     tabs = [block for block in app.blocks.values() if isinstance(block, gr.Tab)]
-    assert len(tabs) == 9
+    assert len(tabs) == 10
     for tab in tabs:
         text = next((t for t in _markdown_texts(tab) if "**Takeaway:**" in t), None)
         assert text is not None, f"{tab.label}: no explanation with a takeaway"
