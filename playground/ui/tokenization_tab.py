@@ -4,7 +4,6 @@ playground.figures.tokenization (views) and playground.runtime.tokenizers (loadi
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from pathlib import Path
@@ -45,7 +44,6 @@ text, code, numbers and rare words usually cost the most.
 
 
 # Every visitor's page trains the same default BPE: keep the last few results (they are immutable).
-_train_bpe = functools.lru_cache(maxsize=8)(tok.train_bpe)
 
 
 def load_examples() -> dict[str, str]:
@@ -147,7 +145,7 @@ def bpe_view(text: str, source: str, merges: int) -> tuple[Any, ...]:
     if not text.strip():
         empty = "Type or pick some text above: the explorer shows how *that* text is split at every merge."
         return empty, step_slider(0), "", views.bpe_curve_figure(None, 0), [], {}, None
-    training = _train_bpe(text if source == "text" else tok.example_corpus(), text, int(merges))
+    training = tok.train_bpe(text if source == "text" else tok.example_corpus(), text, int(merges))
     agreement = (f"✓ Our Python replay of the training picks the same {len(training.merges):,} merges in the same "
                  "order as the `tokenizers` trainer." if training.matches_trainer else
                  f"✗ Our replay first differs from the trainer at merge {training.first_mismatch}.")
@@ -280,16 +278,23 @@ def create_tokenization_tab(ctx: AppContext) -> dict[str, Any]:
     cost_inputs = [prices, input_tokens, output_tokens, requests]
     tokenize_inputs = [text, names, extra, add_special]
     tokenize_outputs = [counts, chips, alignment, tokens_json, input_tokens]
-    gr.on([run.click, names.input, add_special.input, extra.submit], on_tokenize, tokenize_inputs, tokenize_outputs,
-          api_name="tokenize", trigger_mode="always_last").then(
-        on_cost, cost_inputs, [costs, cost_json], api_visibility="private")
+    bpe_inputs = [text, source, merge_count]
+    bpe_outputs = [bpe_summary, step, step_html, curve, merges_table, bpe_json, training]
+    # Every key typed updates the tokens (like tiktokenizer): `input` is the user's own edit, always_last keeps at
+    # most one update waiting behind the running one, so fast typing never queues a backlog.
+    gr.on([run.click, text.input, names.input, add_special.input, extra.submit], on_tokenize, tokenize_inputs,
+          tokenize_outputs, api_name="tokenize", trigger_mode="always_last", show_progress="hidden").then(
+        on_cost, cost_inputs, [costs, cost_json], api_visibility="private", show_progress="hidden")
     example.input(examples.get, example, text, queue=False, api_visibility="private").then(
         on_tokenize, tokenize_inputs, tokenize_outputs, api_visibility="private").then(
-        on_cost, cost_inputs, [costs, cost_json], api_visibility="private")
+        on_cost, cost_inputs, [costs, cost_json], api_visibility="private").then(
+        on_bpe, bpe_inputs, bpe_outputs, api_visibility="private")
     render.click(on_chat, [messages, generation_prompt], [chat_summary, chat_chips, prompt, chat_json],
                  api_name="chat_template")
-    train.click(on_bpe, [text, source, merge_count],
-                [bpe_summary, step, step_html, curve, merges_table, bpe_json, training], api_name="bpe_merges")
+    # The BPE explorer segments the text above: it follows the text too (training on the example corpus is cached,
+    # so a new text costs only its segmentation; "train on the text above" retrains on the short text).
+    gr.on([train.click, text.input, source.input, merge_count.input], on_bpe, bpe_inputs, bpe_outputs,
+          api_name="bpe_merges", trigger_mode="always_last", show_progress="hidden")
     step.input(on_step, [training, step], [step_html, curve], trigger_mode="always_last",
                show_progress="hidden", api_visibility="private")
     estimate.click(on_cost, cost_inputs, [costs, cost_json], api_name="estimate_cost")
@@ -304,8 +309,7 @@ def create_tokenization_tab(ctx: AppContext) -> dict[str, Any]:
         on_cost, cost_inputs, [costs, cost_json], api_visibility="private").then(
         lambda: on_chat(DEFAULT_MESSAGES, True), None, [chat_summary, chat_chips, prompt, chat_json],
         api_visibility="private").then(
-        lambda: on_bpe(examples[first_example], "corpus", DEFAULT_MERGES), None,
-        [bpe_summary, step, step_html, curve, merges_table, bpe_json, training], api_visibility="private")
+        lambda: on_bpe(examples[first_example], "corpus", DEFAULT_MERGES), None, bpe_outputs, api_visibility="private")
     return {"example": example, "names": names, "text": text, "extra": extra, "add_special": add_special, "run": run,
             "counts": counts, "chips": chips, "alignment": alignment, "tokens_json": tokens_json,
             "messages": messages, "render": render, "chat_summary": chat_summary, "chat_chips": chat_chips,

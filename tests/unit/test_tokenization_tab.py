@@ -53,3 +53,16 @@ def test_estimate_cost_caps_row_names(api):
     _, payload = api["estimate_cost"]([["n" * 500_000, 1, 2]], 10, 10, 1)
     name = payload["estimates"][0]["name"]
     assert len(name) <= LIMITS.name_chars + 1 and name.startswith("nnn")
+
+
+def test_every_key_typed_updates_the_tokens_and_the_bpe_explorer(tiny_context):
+    """The text box's `input` (each key) drives both views, newest edit wins (always_last); the BPE explorer shows
+    the typed text's bytes, not the default example's."""
+    with gr.Blocks() as demo:
+        tab = create_tokenization_tab(tiny_context)
+    typed = {fn.api_name: fn for fn in demo.fns.values()
+             if (tab["text"]._id, "input") in [tuple(target) for target in fn.targets]}
+    assert set(typed) == {"tokenize", "bpe_merges"}
+    assert all(fn.trigger_mode == "always_last" for fn in typed.values())
+    summary, *_ = typed["bpe_merges"].fn("héllo", "corpus", 50)
+    assert "Your text: 6 bytes →" in summary  # "é" is two bytes
