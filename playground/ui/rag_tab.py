@@ -10,6 +10,7 @@ import gradio as gr
 
 from playground import rag
 from playground.figures import rag as figures
+from playground.rag.chunking import chunk_count, suggested_chunking
 from playground.rag.corpus import ALLOWED_SUFFIXES, PYTHON_REFERENCE, PdfBudget, read_document
 from playground.rag.embedding import no_progress
 from playground.rag.evaluation import EVAL_KS, load_questions
@@ -83,6 +84,19 @@ def chunking_for(unit: str, size: float | None, overlap: float | None) -> rag.Ch
     if size is None or overlap is None:
         raise rag.ChunkingError("Set both the chunk size and the overlap.")
     return rag.ChunkingSettings(unit, int(size), int(overlap))
+
+
+def chunking_note(corpus: rag.Corpus, chosen: rag.ChunkingSettings) -> str:
+    """What the corpus switch chose, and why (in the stats box until the index is built)."""
+    lengths = [len(document.text) for document in corpus.documents]
+    count = sum(chunk_count(length, chosen.size, chosen.overlap) for length in lengths)
+    default = rag.ChunkingSettings()
+    default_count = sum(chunk_count(length, default.size, default.overlap) for length in lengths)
+    because = (f" ({default.size}-{default.unit[:-1]} chunks would give {default_count})"
+               if (chosen.size, chosen.overlap) != (default.size, default.overlap) else "")
+    return (f"Using **your text** ({len(lengths)} document{'s' if len(lengths) != 1 else ''}, {sum(lengths):,} "
+            f"characters): chunks of {chosen.describe()} → **{count} chunks**{because}. Change them above if you "
+            "like. A copied link cannot carry your text: it opens on the Python reference.")
 
 
 def reporter(progress: gr.Progress) -> ProgressFn:
@@ -273,6 +287,26 @@ class RagHandlers:
                                     progress=reporter(progress))
         return evaluation_rows(report), figures.evaluation_figure(report), report.as_dict()
 
+    @user_errors
+    def choose_corpus(self, source: str, files: list[str] | None, pasted: str | None) -> tuple[Any, ...]:
+        """The corpus was picked: the Python reference with the default chunks, or the visitor's text with chunk
+        sizes that cut it into a useful number of chunks (rag.chunking.suggested_chunking), saying what was chosen.
+        Outputs: source, unit, size, overlap, the stats box."""
+        if source == CORPUS_CHOICES[0]:
+            default = rag.ChunkingSettings()
+            return (source, default.unit, default.size, default.overlap,
+                    f"Using the **{PYTHON_REFERENCE}** with chunks of {default.describe()}.")
+        if not ((pasted or "").strip() or files):
+            return (source, gr.skip(), gr.skip(), gr.skip(),
+                    "Paste some text or drop files above to use your own corpus.")
+        corpus = corpus_for(CORPUS_CHOICES[1], files, pasted, self.ctx.limits)
+        chosen = suggested_chunking([len(document.text) for document in corpus.documents])
+        return source, chosen.unit, chosen.size, chosen.overlap, chunking_note(corpus, chosen)
+
+    def use_own_corpus(self, files: list[str] | None, pasted: str | None) -> tuple[Any, ...]:
+        """Text pasted or files dropped: that is the corpus now (retrieval ran on the Python reference before)."""
+        return self.choose_corpus(CORPUS_CHOICES[1], files, pasted)
+
     def check_uploads(self, files: list[str] | None) -> list[str]:
         """Keep the files that read as a corpus; say why the others were dropped (the corpus in use is untouched)."""
         kept, budget = [], PdfBudget(self.ctx.limits)  # one PDF budget for the whole upload
@@ -295,7 +329,7 @@ def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
                             file_count="multiple", file_types=list(ALLOWED_SUFFIXES), type="filepath",
                             height=110, elem_id="rag-files")
             pasted = gr.Textbox(label="…or paste text", lines=3, max_lines=8,
-                                placeholder="Paste text here and pick 'Your files and pasted text'.")
+                                placeholder="Paste text here: the corpus switches to it, with chunk sizes that suit it.")
         with gr.Column(scale=2):
             unit = gr.Dropdown(list(rag.CHUNK_UNITS), value="characters", label="Chunk by")
             with gr.Row():
@@ -374,7 +408,16 @@ def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
                          [positions_table, positions_json], api_name="rag_positions")
     eval_button.click(handlers.evaluate, [unit, size, overlap, eval_rerank], [eval_table, eval_plot, eval_json],
                       api_name="rag_evaluate")
-    files.upload(handlers.check_uploads, files, files, api_name="rag_check_uploads", api_visibility="private")
+    corpus_outputs = [source, unit, size, overlap, stats]
+    source.input(handlers.choose_corpus, [source, files, pasted], corpus_outputs, api_name="rag_choose_corpus",
+                 show_progress="hidden")
+    # one bound method for both events (gradio groups concurrency by id(fn))
+    use_own_corpus = handlers.use_own_corpus
+    pasted.input(use_own_corpus, [files, pasted], corpus_outputs, api_visibility="private",
+                 trigger_mode="always_last", show_progress="hidden")
+    files.upload(handlers.check_uploads, files, files, api_name="rag_check_uploads", api_visibility="private").then(
+        use_own_corpus, [files, pasted], corpus_outputs, api_visibility="private", show_progress="hidden")
+    files.clear(use_own_corpus, [files, pasted], corpus_outputs, api_visibility="private", show_progress="hidden")
     return {"source": source, "files": files, "pasted": pasted, "unit": unit, "size": size, "overlap": overlap,
             "build": build_button, "stats": stats, "chunk_table": chunk_table, "length_plot": length_plot,
             "index_json": index_json, "question": question, "method": method, "k": k, "rerank_top": rerank_top,

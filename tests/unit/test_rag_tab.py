@@ -88,3 +88,26 @@ def test_bad_uploads_are_dropped_with_a_warning_and_good_ones_kept(tab, tmp_path
     check = tab["handlers"].check_uploads
     with pytest.warns(UserWarning, match="bad.txt: this looks like a binary file"):
         assert check([str(good), str(bad)]) == [str(good)]
+
+
+def test_pasting_text_switches_the_corpus_and_picks_chunks_that_suit_it(tab):
+    """Pasted text used to leave retrieval on the Python reference, in 800-character chunks that made one chunk
+    of a pasted page (and a degenerate 2D map)."""
+    page = ("Retrieval finds passages. " * 12 + "\n\n") * 8  # ~2,500 characters
+    source, unit, size, overlap, note = tab["handlers"].use_own_corpus(None, page)
+    assert source == OWN and unit == "characters" and (size, overlap) == (200, 25)
+    stats, rows, figure, data = tab["handlers"].build(source, None, page, unit, size, overlap)
+    assert len(rows) == data["chunks"]["chunks"] >= rag_tab.rag.chunking.USEFUL_CHUNKS
+    assert f"**{len(rows)} chunks**" in note and "800-character chunks would give 4" in note
+    assert "cannot carry your text" in note  # a deep link has no room for the corpus
+    # back to the reference: its default chunks again; own text picked with nothing pasted: says what to do
+    assert tab["handlers"].choose_corpus(REFERENCE, None, page)[:4] == (REFERENCE, "characters", 800, 100)
+    assert "Paste some text" in tab["handlers"].choose_corpus(OWN, None, "  ")[-1]
+
+
+def test_pasting_and_dropping_files_are_wired_to_the_corpus_switch(tab):
+    demo, components = tab["demo"], tab["components"]
+    switching = {(target, event) for fn in demo.fns.values() if components["source"] in fn.outputs
+                 and components["size"] in fn.outputs for target, event in fn.targets}
+    assert {(components["pasted"]._id, "input"), (components["source"]._id, "input"),
+            (components["files"]._id, "clear")} <= switching
