@@ -4,9 +4,10 @@ Handlers are thin adapters over playground.sampling and playground.figures.sampl
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import gradio as gr
+import torch
 
 from playground import sampling as smp
 from playground.figures import sampling as figures
@@ -161,25 +162,32 @@ class SamplingHandlers:
     @user_errors
     def generate_trace(self, prompt: str, chat: bool, temperature: float, top_k: float | None, top_p: float,
                        min_p: float, repetition_penalty: float, seed: float | None, max_new_tokens: float,
-                       compare_greedy: bool) -> tuple[Any, ...]:
+                       compare_greedy: bool) -> Iterator[tuple[Any, ...]]:
+        """Streams: the sampled text grows token by token, then the greedy one beside it (each yield is the
+        whole view so far; the last equals the non-streamed result)."""
         settings = sampling_settings(temperature, top_k, top_p, min_p, repetition_penalty, seed)
         if not prompt.strip():
             raise smp.SamplingSettingsError("The prompt is empty: type something for the model to continue.")
         new_tokens = whole_number_in("max_new_tokens", max_new_tokens, 1, self.ctx.limits.sampling_new_tokens)
         loaded, cached = self.prompt_logits(prompt, chat)
 
-        def run(run_settings: smp.SamplingSettings) -> smp.GenerationTrace:
-            return smp.trace_generation(loaded.model, loaded.tokenizer, cached.input_ids, run_settings, new_tokens,
-                                        loaded.eos_token_ids, loaded.lock, model_key(loaded))
+        def run(run_settings: smp.SamplingSettings) -> Iterator[smp.GenerationTrace]:
+            return smp.stream_trace(loaded.model, loaded.tokenizer, cached.input_ids, run_settings, new_tokens,
+                                    loaded.eos_token_ids, loaded.lock, model_key(loaded))
 
-        trace = run(settings)
-        greedy_settings = smp.SamplingSettings(temperature=0.0, repetition_penalty=settings.repetition_penalty)
-        greedy = run(greedy_settings) if compare_greedy and not settings.is_greedy else None
-        return trace_outputs(trace, greedy)
+        trace = None
+        for trace in run(settings):
+            yield trace_outputs(trace, None)
+        assert trace is not None  # stream_trace always yields the finished trace last
+        if compare_greedy and not settings.is_greedy:
+            greedy_settings = smp.SamplingSettings(temperature=0.0, repetition_penalty=settings.repetition_penalty)
+            for greedy in run(greedy_settings):
+                yield trace_outputs(trace, greedy)
 
     @user_errors
     def force_token(self, data: dict[str, Any] | None, position: float,
-                    token_id: int | str | None) -> tuple[Any, ...]:
+                    token_id: int | str | None) -> Iterator[tuple[Any, ...]]:
+        """Streams like generate_trace: the branch grows from the forced token on."""
         if not data or not data.get("trace"):
             raise smp.SamplingSettingsError("Generate a trace first, then pick a step and a token to force.")
         if token_id is None or not str(token_id).strip().isdigit():
@@ -190,9 +198,11 @@ class SamplingHandlers:
         if trace.model_key != model_key(loaded):
             raise smp.SamplingSettingsError("The model changed since this trace was generated: generate it again.")
         step = whole_number_in("position", 0 if position is None else position, 0, max(len(trace.steps) - 1, 0))
-        branch = smp.branch_trace(loaded.model, loaded.tokenizer, trace, step, int(token_id),
-                                  loaded.eos_token_ids, loaded.lock)
-        return trace_outputs(branch, greedy, step)
+        prefix = smp.branch_prefix(trace, step, int(token_id), loaded.eos_token_ids)
+        for branch in smp.stream_trace(loaded.model, loaded.tokenizer, torch.tensor([trace.prompt_ids]),
+                                       trace.settings, trace.max_new_tokens, loaded.eos_token_ids, loaded.lock,
+                                       trace.model_key, prefix=prefix):
+            yield trace_outputs(branch, greedy, step)
 
     def client_trace(self, data: Any, loaded: Any, name: str = "trace") -> smp.GenerationTrace:
         """A trace JSON sent back by the client, checked against this server's limits and the model's vocabulary."""
