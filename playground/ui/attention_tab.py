@@ -305,7 +305,7 @@ def create_attention_tab(ctx: AppContext) -> dict[str, Any]:
 
     mask_inputs = [mask_text, pattern, window, prefix, chunk]
     pattern.change(handlers.show_parameters, pattern, [window, prefix, chunk], queue=False, api_visibility="private")
-    gr.on([mask_button.click, pattern.change, window.input, prefix.input, chunk.input, mask_text.input],
+    gr.on([mask_button.click, pattern.change, window.input, prefix.input, chunk.input, mask_text.change],
           handlers.show_mask, mask_inputs, [mask_note, mask_plot, mask_json], api_name="attention_mask",
           trigger_mode="always_last", show_progress="hidden")
 

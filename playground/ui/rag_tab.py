@@ -413,8 +413,9 @@ def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
                  show_progress="hidden")
     # one bound method for both events (gradio groups concurrency by id(fn))
     use_own_corpus = handlers.use_own_corpus
-    pasted.input(use_own_corpus, [files, pasted], corpus_outputs, api_visibility="private",
-                 trigger_mode="always_last", show_progress="hidden")
+    # `change`, not `input`: gradio's textbox fires no `input` on a paste (nothing else sets this box)
+    pasted.change(use_own_corpus, [files, pasted], corpus_outputs, api_visibility="private",
+                  trigger_mode="always_last", show_progress="hidden")
     files.upload(handlers.check_uploads, files, files, api_name="rag_check_uploads", api_visibility="private").then(
         use_own_corpus, [files, pasted], corpus_outputs, api_visibility="private", show_progress="hidden")
     files.clear(use_own_corpus, [files, pasted], corpus_outputs, api_visibility="private", show_progress="hidden")

@@ -280,20 +280,18 @@ def create_tokenization_tab(ctx: AppContext) -> dict[str, Any]:
     tokenize_outputs = [counts, chips, alignment, tokens_json, input_tokens]
     bpe_inputs = [text, source, merge_count]
     bpe_outputs = [bpe_summary, step, step_html, curve, merges_table, bpe_json, training]
-    # Every key typed updates the tokens (like tiktokenizer): `input` is the user's own edit, always_last keeps at
-    # most one update waiting behind the running one, so fast typing never queues a backlog.
-    gr.on([run.click, text.input, names.input, add_special.input, extra.submit], on_tokenize, tokenize_inputs,
+    # Every key typed, a paste or a picked example updates the tokens (like tiktokenizer): `change` (gradio's
+    # textbox `input` misses a paste); always_last keeps at most one update waiting behind the running one, so
+    # fast typing never queues a backlog.
+    gr.on([run.click, text.change, names.input, add_special.input, extra.submit], on_tokenize, tokenize_inputs,
           tokenize_outputs, api_name="tokenize", trigger_mode="always_last", show_progress="hidden").then(
         on_cost, cost_inputs, [costs, cost_json], api_visibility="private", show_progress="hidden")
-    example.input(examples.get, example, text, queue=False, api_visibility="private").then(
-        on_tokenize, tokenize_inputs, tokenize_outputs, api_visibility="private").then(
-        on_cost, cost_inputs, [costs, cost_json], api_visibility="private").then(
-        on_bpe, bpe_inputs, bpe_outputs, api_visibility="private")
+    example.input(examples.get, example, text, queue=False, api_visibility="private")  # text.change does the rest
     render.click(on_chat, [messages, generation_prompt], [chat_summary, chat_chips, prompt, chat_json],
                  api_name="chat_template")
     # The BPE explorer segments the text above: it follows the text too (training on the example corpus is cached,
     # so a new text costs only its segmentation; "train on the text above" retrains on the short text).
-    gr.on([train.click, text.input, source.input, merge_count.input], on_bpe, bpe_inputs, bpe_outputs,
+    gr.on([train.click, text.change, source.input, merge_count.input], on_bpe, bpe_inputs, bpe_outputs,
           api_name="bpe_merges", trigger_mode="always_last", show_progress="hidden")
     step.input(on_step, [training, step], [step_html, curve], trigger_mode="always_last",
                show_progress="hidden", api_visibility="private")

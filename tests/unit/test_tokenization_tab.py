@@ -56,12 +56,12 @@ def test_estimate_cost_caps_row_names(api):
 
 
 def test_every_key_typed_updates_the_tokens_and_the_bpe_explorer(tiny_context):
-    """The text box's `input` (each key) drives both views, newest edit wins (always_last); the BPE explorer shows
-    the typed text's bytes, not the default example's."""
+    """The text box's `change` (each key, a paste, a picked example; gradio fires no `input` on a paste) drives both
+    views, newest edit wins (always_last); the BPE explorer shows the typed text's bytes, not the default example's."""
     with gr.Blocks() as demo:
         tab = create_tokenization_tab(tiny_context)
     typed = {fn.api_name: fn for fn in demo.fns.values()
-             if (tab["text"]._id, "input") in [tuple(target) for target in fn.targets]}
+             if (tab["text"]._id, "change") in [tuple(target) for target in fn.targets]}
     assert set(typed) == {"tokenize", "bpe_merges"}
     assert all(fn.trigger_mode == "always_last" for fn in typed.values())
     summary, *_ = typed["bpe_merges"].fn("héllo", "corpus", 50)
