@@ -4,7 +4,7 @@ and playground.figures.rag."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import gradio as gr
 
@@ -154,8 +154,21 @@ def retrieval_markdown(retrieval: rag.Retrieval) -> str:
     return "\n\n".join(lines)
 
 
+PROBLEM_SENTENCES = {
+    "cites-nothing": "**Why no [n]:** the answer cites no passage. A 135M model often ignores the instruction to cite; "
+                     "check by hand whether its words come from a passage below, or try a larger model.",
+    "invalid-citations": "**Why the odd numbers:** it cites passages that do not exist, a sign it imitates the "
+                         "citation format without reading the passages.",
+    "repeats": "**Why it repeats itself:** greedy decoding of a small model can fall into a loop, and once a phrase "
+               "is repeated its next repetition becomes the most likely continuation; fewer new tokens or a "
+               "shorter context help.",
+}
+
+
 def answer_markdown(answer: rag.GroundedAnswer) -> str:
     quoted = "\n".join(f"> {line}" for line in (answer.answer or "(empty)").splitlines())
+    if answer.finish_reason == rag.answer.GENERATING:
+        return f"**Answer** (generating… {answer.new_tokens} tokens, {answer.seconds:.1f} s):\n\n{quoted}"
     lines = [f"**Answer** ({answer.new_tokens} tokens, {answer.seconds:.1f} s, finish: {answer.finish_reason}):",
              "", quoted, ""]
     for passage in answer.passages:
@@ -166,6 +179,7 @@ def answer_markdown(answer: rag.GroundedAnswer) -> str:
         lines.append(f"\n⚠️ Cites passages that do not exist: {list(answer.invalid_citations)}")
     if answer.says_unknown:
         lines.append("\nThe model said it does not know.")
+    lines += [f"\n{PROBLEM_SENTENCES[problem]}" for problem in rag.answer_problems(answer)]
     lines += [f"\nℹ️ {note}" for note in answer.notes]
     return "\n".join(lines)
 
@@ -244,25 +258,36 @@ class RagHandlers:
                 figures.score_bars_figure(retrieval), figures.score_distribution_figure(retrieval),
                 figures.embedding_map_figure(projector, index.chunks, retrieval), data)
 
-    def grounded(self, question: str, corpus_inputs: tuple, method: str, k: float, rerank_top: float, strict: bool,
-                 position: str, max_new_tokens: float, progress: ProgressFn) -> rag.GroundedAnswer:
+    def grounded_stream(self, question: str, corpus_inputs: tuple, method: str, k: float, rerank_top: float,
+                        strict: bool, position: str, max_new_tokens: float,
+                        progress: ProgressFn) -> Iterator[rag.GroundedAnswer]:
+        """Retrieve, then the answer token by token (rag.stream_answer); the last one is finished."""
         _, retrieval = self.ranked(question, corpus_inputs, method, k, rerank_top, progress)
         loaded = self.ctx.model()
-        progress(0.5, f"Generating the answer (best chunk {position})")
-        return rag.answer_question(loaded.model, loaded.tokenizer, retrieval.question,
-                                   [row.chunk for row in retrieval.rows], strict, position,
-                                   whole_number_in("max_new_tokens", max_new_tokens, 1, self.ctx.limits.rag_new_tokens),
-                                   loaded.eos_token_ids, loaded.lock)
+        yield from rag.stream_answer(loaded.model, loaded.tokenizer, retrieval.question,
+                                     [row.chunk for row in retrieval.rows], strict, position,
+                                     whole_number_in("max_new_tokens", max_new_tokens, 1,
+                                                     self.ctx.limits.rag_new_tokens),
+                                     loaded.eos_token_ids, loaded.lock)
+
+    def grounded(self, question: str, corpus_inputs: tuple, method: str, k: float, rerank_top: float, strict: bool,
+                 position: str, max_new_tokens: float, progress: ProgressFn) -> rag.GroundedAnswer:
+        *_, answer = self.grounded_stream(question, corpus_inputs, method, k, rerank_top, strict, position,
+                                          max_new_tokens, progress)
+        return answer
 
     @user_errors
     def answer(self, question: str, source: str, files: list[str] | None, pasted: str | None, unit: str,
                size: float | None, overlap: float | None, method: str, k: float, rerank_top: float, strict: bool,
-               position: str, max_new_tokens: float, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+               position: str, max_new_tokens: float,
+               progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:
+        """Streams: the answer appears token by token (it sat behind a fixed "50%" bar for 12-24 s)."""
         if not (question or "").strip():
-            return "", EMPTY_ANSWER, {"empty": True, "message": EMPTY_ANSWER}
-        result = self.grounded(question, (source, files, pasted, unit, size, overlap), method, k, rerank_top, strict,
-                          position, max_new_tokens, reporter(progress))
-        return result.prompt_text, answer_markdown(result), result.as_dict()
+            yield "", EMPTY_ANSWER, {"empty": True, "message": EMPTY_ANSWER}
+            return
+        for result in self.grounded_stream(question, (source, files, pasted, unit, size, overlap), method, k,
+                                           rerank_top, strict, position, max_new_tokens, reporter(progress)):
+            yield result.prompt_text, answer_markdown(result), result.as_dict()
 
     @user_errors
     def compare_positions(self, question: str, source: str, files: list[str] | None, pasted: str | None, unit: str,
