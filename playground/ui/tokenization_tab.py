@@ -134,6 +134,9 @@ def chat_view(ctx: AppContext, rows: list[list[Any]], add_generation_prompt: boo
     return summary, views.chat_html(view), view.prompt, view.payload()
 
 
+BPE_LIVE_CHARS = 2_000  # the BPE explorer follows typing up to here (a longer step view is too many chips to redraw)
+
+
 def step_slider(merges: int, value: int = 1) -> Any:
     """The merge-step slider's update. gradio refuses a slider whose minimum equals its maximum (1..1), so
     0 or 1 merges still get 1..2 (bpe_step_view clamps the step to the merges there are)."""
@@ -159,6 +162,16 @@ def bpe_view(text: str, source: str, merges: int) -> tuple[Any, ...]:
     step = training.first_visible_step()  # opening on a merge that changes nothing in the text teaches nothing
     return ("\n\n".join(notes), step_slider(len(training.merges), step),
             *bpe_step_view(training, step), views.merge_rows(training), training.payload(), training)
+
+
+def bpe_follow(text: str, source: str, merges: int) -> tuple[Any, ...]:
+    """The BPE explorer as the text is edited: re-segmented at once up to BPE_LIVE_CHARS characters; a longer text
+    (its step view is tens of thousands of chips) marks the view out of date until Train BPE is pressed."""
+    if len(text or "") > BPE_LIVE_CHARS:
+        return (f"⚠ The text above changed ({len(text):,} characters): the explorer below still shows the previous "
+                f"text. Press **Train BPE** to segment this one (it follows your typing up to {BPE_LIVE_CHARS:,} "
+                "characters).", *([gr.skip()] * 6))
+    return bpe_view(text, source, merges)
 
 
 def bpe_step_view(training: tok.BpeTraining | None, step: int) -> tuple[str, Any]:
@@ -274,6 +287,7 @@ def create_tokenization_tab(ctx: AppContext) -> dict[str, Any]:
         return tokenize_full(ctx, text, tokenizers, extra, add_special_tokens)
 
     on_bpe, on_step, on_cost = user_errors(bpe_view), user_errors(bpe_step_view), user_errors(cost_view)
+    on_bpe_follow = user_errors(bpe_follow)
 
     cost_inputs = [prices, input_tokens, output_tokens, requests]
     tokenize_inputs = [text, names, extra, add_special]
@@ -289,10 +303,12 @@ def create_tokenization_tab(ctx: AppContext) -> dict[str, Any]:
     example.input(examples.get, example, text, queue=False, api_visibility="private")  # text.change does the rest
     render.click(on_chat, [messages, generation_prompt], [chat_summary, chat_chips, prompt, chat_json],
                  api_name="chat_template")
+    gr.on([train.click, source.input, merge_count.input], on_bpe, bpe_inputs, bpe_outputs, api_name="bpe_merges",
+          trigger_mode="always_last", show_progress="hidden")
     # The BPE explorer segments the text above: it follows the text too (training on the example corpus is cached,
     # so a new text costs only its segmentation; "train on the text above" retrains on the short text).
-    gr.on([train.click, text.change, source.input, merge_count.input], on_bpe, bpe_inputs, bpe_outputs,
-          api_name="bpe_merges", trigger_mode="always_last", show_progress="hidden")
+    text.change(on_bpe_follow, bpe_inputs, bpe_outputs, api_visibility="private", trigger_mode="always_last",
+                show_progress="hidden")
     step.input(on_step, [training, step], [step_html, curve], trigger_mode="always_last",
                show_progress="hidden", api_visibility="private")
     estimate.click(on_cost, cost_inputs, [costs, cost_json], api_name="estimate_cost")
