@@ -394,6 +394,17 @@ def predicted_speedup_for_steps(alpha: float, drafted_per_step: Sequence[int], c
     return tokens / cost
 
 
+def break_even_cost(alpha: float, k: int) -> float:
+    """The draft cost ratio c below which the textbook formula predicts a win: E[tokens per step] / (k c + 1) > 1
+    exactly when c < (E - 1) / k, i.e. the tokens a step gains beyond the one plain decoding makes must pay for k
+    draft steps. alpha = 0 gives 0: no draft is cheap enough when nothing is accepted.
+
+        >>> round(break_even_cost(0.5, 2), 3)  # E = 1 + 0.5 + 0.25 = 1.75
+        0.375
+    """
+    return (expected_tokens_per_step(alpha, k) - 1.0) / k
+
+
 @dataclass(frozen=True)
 class PlainRun:
     """Plain decoding with the target through playground/generation.py: the race's baseline."""
@@ -509,6 +520,37 @@ def speed_report(run: SpeculativeRun, plain: PlainRun, stats: AcceptanceStats, f
         beats_fastest_plain=versus_fastest > 1.0,
         fastest_plain_is_target=fastest is None,
     )
+
+
+@dataclass(frozen=True)
+class SpeedVerdict:
+    """Why a run was not faster than plain decoding of the same target (None from `speed_verdict` when it was).
+
+    kind: "draft-too-slow" (c at or above the break-even cost for this alpha and k: the formula itself predicts a
+    loss), or "overhead" (the formula predicts a win, but the check of k + 1 tokens cost v > 1 plain steps or the
+    machine was busy: the measurement lost anyway)."""
+
+    kind: str
+    alpha: float
+    k: int
+    cost_ratio: float
+    break_even_cost: float  # at this alpha and k
+    best_k: int  # the k in 1..MAX_K the formula rates best at this alpha and c
+    best_predicted_speedup: float
+    verify_cost_ratio: float
+    measured_speedup: float
+
+
+def speed_verdict(speed: SpeedReport, max_k: int = MAX_K) -> SpeedVerdict | None:
+    """Decide, from the run's own alpha, c and v, why speculation did not beat plain decoding of the same target."""
+    if speed.measured_speedup > 1.0:
+        return None
+    best_k = max(range(1, max_k + 1), key=lambda k: predicted_speedup(speed.alpha, k, speed.cost_ratio))
+    threshold = break_even_cost(speed.alpha, speed.k)
+    kind = "draft-too-slow" if speed.cost_ratio >= threshold else "overhead"
+    return SpeedVerdict(kind, speed.alpha, speed.k, speed.cost_ratio, threshold, best_k,
+                        predicted_speedup(speed.alpha, best_k, speed.cost_ratio), speed.verify_cost_ratio,
+                        speed.measured_speedup)
 
 
 def report_json(run: SpeculativeRun, stats: AcceptanceStats, speed: SpeedReport | None = None,

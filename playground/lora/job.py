@@ -212,6 +212,8 @@ class LoraRunner:
         status, message, peak = "failed", "", None
         try:
             with PeakMemory(model_device(base.model)) as peak:
+                run.emit({"event": "phase", "phase": f"attaching rank-{settings.rank} LoRA matrices to "
+                          f"{', '.join(settings.target_modules)}"})
                 with base.lock:  # the base may be the active model: copy it between forwards, not mid-switch
                     model = attach_lora(base.model, settings)
                 trainable, all_parameters = model.get_nb_trainable_parameters()
@@ -227,6 +229,9 @@ class LoraRunner:
                           "adapter_mb": budget.adapter_bytes / 2**20, "model_mb": budget.model_bytes / 2**20})
                 job.adapter = TrainedAdapter(job.id, model, base.tokenizer, base, settings, dataset.name,
                                              tuple(e.prompt for e in dataset.eval[:4]))
+                evaluated = min(len(run.eval.examples), MAX_EVAL_EXAMPLES)
+                run.emit({"event": "phase", "phase": f"measuring the loss on {evaluated} held-out examples before "
+                          "step 1" if evaluated else "computing step 1"})
                 status = train_lora(model, run)
                 message = "Cancelled; the adapter keeps what it learned so far." if status == "cancelled" else "Done."
         except BaseException as error:  # the app must keep running whatever happens in the job
@@ -284,6 +289,7 @@ class TrainingProgress:
     start: dict[str, Any]  # the job's start event: model, dataset, parameter counts, settings
     end: dict[str, Any]  # the end event ({} while running): status, peak memory
     queue_position: int = 0  # while queued: 1 = next to train
+    phase: str = ""  # before the first step: what the job is doing (attaching the adapter, the first evaluation)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -309,10 +315,12 @@ def summarize_events(events: Sequence[dict[str, Any]], now: float | None = None)
         eta = seconds_per_step * (total - done)
     losses = [e["loss"] for e in steps]
     waiting = [e.get("position", 0) for e in events if e["event"] == "queued"]
+    phases = [e["phase"] for e in events if e["event"] == "phase"]
     return TrainingProgress(
         job_id=first["job_id"], status=status, message=end.get("message", ""), step=done, total_steps=total,
         elapsed_seconds=elapsed, eta_seconds=eta, steps=tuple(e["step"] for e in steps), train_loss=tuple(losses),
         smoothed_loss=tuple(smoothed(losses)), learning_rate=tuple(e["learning_rate"] for e in steps),
         grad_norm=tuple(e["grad_norm"] for e in steps), tokens_per_second=tuple(e["tokens_per_second"] for e in steps),
         eval_steps=tuple(e["step"] for e in evals), eval_loss=tuple(e["eval_loss"] for e in evals),
-        start=start, end=end, queue_position=waiting[-1] if status == "queued" and waiting else 0)
+        start=start, end=end, queue_position=waiting[-1] if status == "queued" and waiting else 0,
+        phase=phases[-1] if phases and not steps and not end else "")

@@ -17,7 +17,9 @@ from playground.rag.answer import (
     POSITIONS,
     AnswerInputError,
     GroundedAnswer,
+    answer_problems,
     answer_question,
+    stream_answer,
     place_best,
 )
 from playground.rag.chunking import CHUNK_UNITS, Chunk, ChunkingError, ChunkingSettings, ChunkSet, chunk_corpus
@@ -43,7 +45,7 @@ __all__ = [
     "AnswerInputError", "Chunk", "ChunkSet", "ChunkingError", "ChunkingSettings", "Corpus", "CorpusError",
     "DenseIndex", "Document", "EvaluationError", "EvaluationReport", "GroundedAnswer", "IndexStore", "Judgement",
     "JudgementCache", "LexicalIndex", "RerankError", "Retrieval", "RetrievalIndex", "RetrievalInputError",
-    "ScoredChunk", "answer_question", "apply_rerank", "available_projections", "build_index", "chunk_corpus",
+    "ScoredChunk", "answer_problems", "answer_question", "stream_answer", "apply_rerank", "available_projections", "build_index", "chunk_corpus",
     "corpus_from_inputs", "evaluate_index", "judge_relevance", "load_questions", "place_best",
     "python_reference_corpus", "reciprocal_rank_fusion", "retrieve",
 ]

@@ -13,10 +13,10 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence, TypeVar
+from typing import Any, Iterator, Sequence, TypeVar
 
 from playground.engine.source import EngineTokenSource
-from playground.generation import encode_prompt, generate_text
+from playground.generation import encode_prompt, generate_tokens
 from playground.rag.chunking import Chunk
 from playground.sampling_pipeline import SamplingSettings
 from playground.limits import LIMITS
@@ -32,6 +32,7 @@ OPEN_SYSTEM = ("Answer the question. The numbered context passages may help; cit
                "numbers in square brackets, like [1].")
 # Small models tend to go on by inventing a next "[n] (source: ...)" passage; stop them there.
 STOP_STRINGS = ("(source:",)
+GENERATING = "generating"  # a streamed answer's finish_reason until its last token
 _CITATION_GROUP = re.compile(r"\[(\s*\d+\s*(?:[,;]\s*\d+\s*)*)\]")
 
 T = TypeVar("T")
@@ -135,12 +136,29 @@ def _engine_generate(source: EngineTokenSource, messages: list[dict[str, str]],
         time.perf_counter() - started
 
 
-def answer_question(model: Any, tokenizer: Any, question: str, chunks_best_first: Sequence[Chunk],
-                    strict: bool = True, position: str = "first", max_new_tokens: int = 160,
-                    eos_token_ids: Sequence[int] = (), lock: Any = None,
-                    source: EngineTokenSource | None = None) -> GroundedAnswer:
-    """Generate a grounded answer (greedy, so it is reproducible) from the retrieved chunks; with `source` (an
-    engine) the engine generates it (the local tokenizer still sizes the passages' token budget)."""
+
+def _grounded(question: str, strict: bool, position: str, prompt_text: str, prompt_tokens: int,
+              ordered: Sequence[Chunk], ranks: dict[int, int], answer: str, finish_reason: str, new_tokens: int,
+              seconds: float, notes: tuple[str, ...]) -> GroundedAnswer:
+    valid, invalid = parse_citations(answer, len(ordered))
+    passages = tuple(Passage(number, chunk.index, chunk.source, chunk.text, ranks[chunk.index], number in valid)
+                     for number, chunk in enumerate(ordered, start=1))
+    return GroundedAnswer(
+        question=question, strict=strict, position=position, prompt_text=prompt_text, prompt_tokens=prompt_tokens,
+        passages=passages, answer=answer, citations=valid, invalid_citations=invalid,
+        says_unknown=UNKNOWN_REPLY.lower() in answer.lower().replace("’", "'"),
+        best_passage_cited=any(p.cited and p.retrieval_rank == 1 for p in passages),
+        finish_reason=finish_reason, new_tokens=new_tokens, seconds=round(seconds, 3), notes=notes)
+
+
+def stream_answer(model: Any, tokenizer: Any, question: str, chunks_best_first: Sequence[Chunk],
+                  strict: bool = True, position: str = "first", max_new_tokens: int = 160,
+                  eos_token_ids: Sequence[int] = (), lock: Any = None,
+                  source: EngineTokenSource | None = None) -> Iterator[GroundedAnswer]:
+    """Generate a grounded answer (greedy, so it is reproducible) from the retrieved chunks, yielding the answer
+    so far after every token (finish_reason "generating") and the finished answer last: the text generate_text
+    would give (no end-of-turn text, cut at the first stop string). With `source` (an engine) the engine
+    generates it in one request, yielded once (the local tokenizer still sizes the passages' token budget)."""
     if not chunks_best_first:
         raise AnswerInputError("There are no retrieved chunks to answer from.")
     if not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
@@ -153,20 +171,60 @@ def answer_question(model: Any, tokenizer: Any, question: str, chunks_best_first
     messages = grounded_messages(question, ordered, strict)
     if source is not None:
         ids, prompt_text, text, finish, new_tokens, seconds = _engine_generate(source, messages, max_new_tokens)
-    else:
-        input_ids = encode_prompt(tokenizer, messages)  # [1, prompt_len]
-        result = generate_text(model, tokenizer, input_ids, SamplingSettings(temperature=0.0), max_new_tokens,
-                               eos_token_ids, STOP_STRINGS, lock=lock)
-        ids, prompt_text = input_ids[0].tolist(), tokenizer.decode(input_ids[0], skip_special_tokens=False)
-        text, finish, new_tokens, seconds = result.text, result.finish_reason, len(result.token_ids), result.seconds
-    answer = text.strip()
-    valid, invalid = parse_citations(answer, len(ordered))
-    passages = tuple(Passage(number, chunk.index, chunk.source, chunk.text, ranks[chunk.index], number in valid)
-                     for number, chunk in enumerate(ordered, start=1))
-    return GroundedAnswer(
-        question=question, strict=strict, position=position,
-        prompt_text=prompt_text, prompt_tokens=len(ids), passages=passages, answer=answer, citations=valid,
-        invalid_citations=invalid, says_unknown=UNKNOWN_REPLY.lower() in answer.lower().replace("’", "'"),
-        best_passage_cited=any(p.cited and p.retrieval_rank == 1 for p in passages),
-        finish_reason=finish, new_tokens=new_tokens, seconds=round(seconds, 3),
-        notes=notes)
+        yield _grounded(question, strict, position, prompt_text, len(ids), ordered, ranks, text.strip(), finish,
+                        new_tokens, seconds, notes)
+        return
+    input_ids = encode_prompt(tokenizer, messages)  # [1, prompt_len]
+    prompt_text = tokenizer.decode(input_ids[0], skip_special_tokens=False)
+    started, text, count, finish = time.perf_counter(), "", 0, "cancelled"
+    for step in generate_tokens(model, tokenizer, input_ids, SamplingSettings(temperature=0.0), max_new_tokens,
+                                eos_token_ids, STOP_STRINGS, lock=lock):
+        count += 1
+        if step.finish_reason != "eos":  # the end-of-turn token's text is not part of the answer
+            text += step.text
+        if step.finish_reason is not None:
+            finish = step.finish_reason
+            break
+        yield _grounded(question, strict, position, prompt_text, int(input_ids.shape[1]), ordered, ranks,
+                        text.strip(), GENERATING, count, time.perf_counter() - started, notes)
+    for stop in STOP_STRINGS:  # an invented next passage starts at the stop string: not part of the answer
+        text = text[: text.index(stop)] if stop in text else text
+    yield _grounded(question, strict, position, prompt_text, int(input_ids.shape[1]), ordered, ranks, text.strip(),
+                    finish, count, time.perf_counter() - started, notes)
+
+
+def answer_question(model: Any, tokenizer: Any, question: str, chunks_best_first: Sequence[Chunk],
+                    strict: bool = True, position: str = "first", max_new_tokens: int = 160,
+                    eos_token_ids: Sequence[int] = (), lock: Any = None,
+                    source: EngineTokenSource | None = None) -> GroundedAnswer:
+    """The finished answer of `stream_answer` (same arguments)."""
+    *_, answer = stream_answer(model, tokenizer, question, chunks_best_first, strict, position, max_new_tokens,
+                               eos_token_ids, lock, source)
+    return answer
+
+
+def answer_problems(answer: GroundedAnswer, min_repeats: int = 3, ngram: int = 6) -> tuple[str, ...]:
+    """What makes a finished answer a poor grounded answer, as codes the UI explains: "cites-nothing" (no valid
+    [n] and not "I don't know"), "invalid-citations" (cites passages that do not exist), "repeats" (some run of
+    `ngram` words occurs `min_repeats` times or more: a small greedy model looping).
+
+        >>> _ngram_repeats("a b a b a b a b".split(), 2)
+        4
+    """
+    problems = []
+    if not answer.citations and not answer.says_unknown and answer.answer:
+        problems.append("cites-nothing")
+    if answer.invalid_citations:
+        problems.append("invalid-citations")
+    if _ngram_repeats(answer.answer.lower().split(), ngram) >= min_repeats:
+        problems.append("repeats")
+    return tuple(problems)
+
+
+def _ngram_repeats(words: Sequence[str], n: int) -> int:
+    """How often the most frequent run of n consecutive words occurs."""
+    counts: dict[tuple[str, ...], int] = {}
+    for start in range(len(words) - n + 1):
+        gram = tuple(words[start:start + n])
+        counts[gram] = counts.get(gram, 0) + 1
+    return max(counts.values(), default=0)

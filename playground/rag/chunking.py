@@ -137,6 +137,28 @@ def chunk_count(n_units: int, size: int, overlap: int) -> int:
     return 1 if n_units <= size else 1 + math.ceil((n_units - size) / (size - overlap))
 
 
+# Chunk sizes (characters) offered for a corpus, largest first: 800 suits a long corpus (the Python reference), but a
+# pasted page of 2,000 characters makes 3 chunks of it and every chart and score degenerates.
+SUGGESTED_SIZES = (800, 600, 400, 300, 200, 150, 100)
+USEFUL_CHUNKS = 12  # enough chunks that retrieval has a choice and the 2D map a spread
+
+
+def suggested_chunking(document_lengths: Sequence[int]) -> ChunkingSettings:
+    """Character chunking for a corpus of documents with these lengths: the largest size in SUGGESTED_SIZES
+    that still gives at least USEFUL_CHUNKS chunks (overlap 1/8 of the size), else the smallest.
+
+        >>> suggested_chunking([100_000]).describe()
+        '800 characters, overlap 100'
+        >>> suggested_chunking([2_000]).describe()  # a pasted page: 12 chunks (800 characters would give 3)
+        '200 characters, overlap 25'
+    """
+    for size in SUGGESTED_SIZES:
+        overlap = size // 8
+        if sum(chunk_count(length, size, overlap) for length in document_lengths) >= USEFUL_CHUNKS:
+            return ChunkingSettings("characters", size, overlap)
+    return ChunkingSettings("characters", SUGGESTED_SIZES[-1], SUGGESTED_SIZES[-1] // 8)
+
+
 def chunk_spans(boundaries: np.ndarray, size: int, overlap: int, limit: int | None = None) -> list[tuple[int, int]]:
     """Character spans of chunks of `size` units, each starting `size - overlap` units after the last; at
     most `limit` of them (the first ones), so a huge text with tiny chunks costs only what is kept."""

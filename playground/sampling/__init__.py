@@ -33,7 +33,9 @@ from playground.sampling.traces import (
     TraceFieldError,
     TraceStep,
     analyse_step,
+    branch_prefix,
     branch_trace,
+    stream_trace,
     trace_from_client,
     trace_generation,
 )
@@ -79,8 +81,8 @@ from playground.sampling_pipeline import (
 
 __all__ = [
     "MAX_PROMPT_TOKENS", "PromptLogits", "PromptLogitsCache", "compute_prompt_logits", "encode_capped_prompt",
-    "MAX_TRACE_TOKENS", "Alternative", "GenerationTrace", "TraceFieldError", "TraceStep", "analyse_step", "branch_trace", "trace_from_client",
-    "trace_generation",
+    "MAX_TRACE_TOKENS", "Alternative", "GenerationTrace", "TraceFieldError", "TraceStep", "analyse_step", "branch_prefix", "branch_trace",
+    "stream_trace", "trace_from_client", "trace_generation",
     "DEFAULT_TOP_N", "MAX_SAMPLES", "STAGE_LABELS", "SWEEP_TEMPERATURES", "ChiSquare", "ChosenToken",
     "NextTokenView", "SampleHistogram", "SweepPanel", "TemperatureSweep", "TokenStages", "chi_square_test",
     "draw_samples", "entropy_bits", "next_token_view", "raw_ranks", "sample_histogram", "settings_notes",

@@ -1,6 +1,7 @@
 """Step-through generation: what the one generation loop chose at each step, and what else it could
-have chosen (`trace_generation`), and a branch that forces one of those alternatives and continues
-with the same settings and seed (`branch_trace`).
+have chosen (`trace_generation`; `stream_trace` yields the trace after every token), and a branch that
+forces one of those alternatives and continues with the same settings and seed (`branch_trace`,
+`branch_prefix`).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -19,6 +20,7 @@ from playground.sampling_pipeline import SamplingSettings, SamplingSettingsError
 
 MAX_TRACE_TOKENS = LIMITS.sampling_new_tokens
 MAX_ALTERNATIVES = 64  # alternatives a step may list (analyse_step shows top_n = 10)
+GENERATING = "generating"  # a streamed trace's finish_reason until its last token
 
 
 @dataclass(frozen=True)
@@ -199,7 +201,7 @@ def _check_trace_length(max_new_tokens: int) -> None:
                                     f"got {shown(max_new_tokens)}")
 
 
-def trace_generation(
+def stream_trace(
     model: Any,
     tokenizer: Any,
     prompt_ids: torch.Tensor,
@@ -210,8 +212,9 @@ def trace_generation(
     model_key: str = "",
     top_n: int = 10,
     prefix: tuple[TraceStep, ...] = (),
-) -> GenerationTrace:
-    """Generate with the app's one loop (`generate_tokens`, logits kept) and record every step.
+) -> Iterator[GenerationTrace]:
+    """Generate with the app's one loop (`generate_tokens`, logits kept), recording every step, and yield the
+    trace so far after each new token (finish_reason "generating"), then the finished trace last.
 
     prompt_ids: [1, n]. `prefix` are steps already decided (a branch's kept steps and its forced
     token): generation continues after them, for max_new_tokens minus their count.
@@ -228,17 +231,41 @@ def trace_generation(
                                       len(prefix) + generated.index, settings, torch.tensor(history), tokenizer,
                                       top_n, generated.finish_reason))
             history.append(generated.token_id)
-    return _finish_trace(model_key, settings, max_new_tokens, prompt_ids, steps, tokenizer, eos_token_ids,
-                         time.perf_counter() - started)
+            if generated.finish_reason is None:  # the last step is yielded once, finished, below
+                yield _finish_trace(model_key, settings, max_new_tokens, prompt_ids, steps, tokenizer, eos_token_ids,
+                                    time.perf_counter() - started, GENERATING)
+    yield _finish_trace(model_key, settings, max_new_tokens, prompt_ids, steps, tokenizer, eos_token_ids,
+                        time.perf_counter() - started)
+
+
+def trace_generation(
+    model: Any,
+    tokenizer: Any,
+    prompt_ids: torch.Tensor,
+    settings: SamplingSettings,
+    max_new_tokens: int,
+    eos_token_ids: tuple[int, ...] = (),
+    lock: Any = None,
+    model_key: str = "",
+    top_n: int = 10,
+    prefix: tuple[TraceStep, ...] = (),
+) -> GenerationTrace:
+    """The finished trace of `stream_trace` (same arguments)."""
+    trace = None
+    for trace in stream_trace(model, tokenizer, prompt_ids, settings, max_new_tokens, eos_token_ids, lock, model_key,
+                              top_n, prefix):
+        pass
+    assert trace is not None  # stream_trace always yields the finished trace last
+    return trace
 
 
 def _finish_trace(model_key: str, settings: SamplingSettings, max_new_tokens: int, prompt_ids: torch.Tensor,
                   steps: list[TraceStep], tokenizer: Any, eos_token_ids: tuple[int, ...],
-                  seconds: float) -> GenerationTrace:
+                  seconds: float, finish: str | None = None) -> GenerationTrace:
     ids = [step.token_id for step in steps]
     if ids and ids[-1] in set(eos_token_ids):
         ids = ids[:-1]  # the turn's end marker is not part of the text
-    finish = steps[-1].finish_reason if steps and steps[-1].finish_reason else "length"
+    finish = finish or (steps[-1].finish_reason if steps and steps[-1].finish_reason else "length")
     return GenerationTrace(model_key, settings, max_new_tokens, tuple(prompt_ids[0].tolist()), tuple(steps),
                            tokenizer.decode(ids, skip_special_tokens=False), finish, seconds)
 
@@ -255,6 +282,15 @@ def branch_trace(
 ) -> GenerationTrace:
     """Rewind `trace` to `position`, put `token_id` (one of that step's alternatives) there instead,
     and continue with the same settings and seed through the same generation loop."""
+    return trace_generation(model, tokenizer, torch.tensor([trace.prompt_ids]), trace.settings,
+                            trace.max_new_tokens, eos_token_ids, lock, trace.model_key, top_n,
+                            prefix=branch_prefix(trace, position, token_id, eos_token_ids))
+
+
+def branch_prefix(trace: GenerationTrace, position: int, token_id: int,
+                  eos_token_ids: tuple[int, ...] = ()) -> tuple[TraceStep, ...]:
+    """The steps a branch keeps: `trace`'s steps before `position`, then `token_id` (one of that step's
+    alternatives) forced there. Continue after them with `stream_trace(..., prefix=...)`."""
     if not 0 <= position < len(trace.steps):
         raise SamplingSettingsError(f"position must be in 0..{len(trace.steps) - 1} (a step of this trace), "
                                     f"got {position}")
@@ -268,6 +304,4 @@ def branch_trace(
     finish = ("eos" if token_id in set(eos_token_ids) else "length") if is_last else None
     forced = replace(step, token_id=token_id, text=alternative.text, prob=alternative.prob,
                      raw_prob=alternative.raw_prob, rank=alternative.rank, forced=True, finish_reason=finish)
-    return trace_generation(model, tokenizer, torch.tensor([trace.prompt_ids]), trace.settings,
-                            trace.max_new_tokens, eos_token_ids, lock, trace.model_key, top_n,
-                            prefix=trace.steps[:position] + (forced,))
+    return trace.steps[:position] + (forced,)

@@ -96,20 +96,22 @@ def _byte_level_words(text: str) -> list[str]:
     return [word for word, _ in pre_tokenizers.ByteLevel(add_prefix_space=False).pre_tokenize_str(text)]
 
 
-def train_bpe(corpus: str, text: str, merges: int) -> BpeTraining:
-    """Train a byte-level BPE with `merges` merges on `corpus` (tokenizers' BpeTrainer), replay the
-    training in Python to get each merge's count, and segment `text` after every merge."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+@dataclass(frozen=True)
+class _TrainedBpe:
+    """What training on one corpus gives, whatever text is segmented with it afterwards."""
 
-    if not 1 <= merges <= BPE_MAX_MERGES:
-        raise TokenizationError(f"Number of merges must be between 1 and {BPE_MAX_MERGES}, got {merges}.")
-    if not corpus:
-        raise TokenizationError("The training text is empty: type some text, or train on the example corpus.")
-    corpus_truncated = len(corpus) > BPE_CORPUS_CHAR_LIMIT
-    corpus = corpus[:BPE_CORPUS_CHAR_LIMIT]
-    text_truncated = len(text) > BPE_TEXT_CHAR_LIMIT
-    text = text[:BPE_TEXT_CHAR_LIMIT]
-    utf8_bytes(corpus + text)
+    tokenizer: Any  # tokenizers.Tokenizer with the learned merges
+    trainer_merges: tuple[tuple[str, str], ...]
+    replayed: tuple[BpeMerge, ...]
+    first_mismatch: int | None
+    alphabet_size: int
+
+
+@functools.lru_cache(maxsize=8)
+def _train(corpus: str, merges: int) -> _TrainedBpe:
+    """Train on `corpus` and replay the training (~0.3 s on the example corpus): cached, so a new text to segment
+    (every key typed in the tab) costs only the segmentation."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     tokenizer = Tokenizer(models.BPE())
@@ -126,14 +128,30 @@ def train_bpe(corpus: str, text: str, merges: int) -> BpeTraining:
     replayed = replay_bpe_training(corpus_words, alphabet, len(alphabet) + merges)
     mismatch = next((rank for rank, (merge, pair) in enumerate(zip(replayed, trainer_merges))
                      if (merge.left, merge.right) != pair), None)
+    return _TrainedBpe(tokenizer, trainer_merges, tuple(replayed), mismatch, len(alphabet))
 
+
+def train_bpe(corpus: str, text: str, merges: int) -> BpeTraining:
+    """Train a byte-level BPE with `merges` merges on `corpus` (tokenizers' BpeTrainer), replay the
+    training in Python to get each merge's count, and segment `text` after every merge."""
+    if not 1 <= merges <= BPE_MAX_MERGES:
+        raise TokenizationError(f"Number of merges must be between 1 and {BPE_MAX_MERGES}, got {merges}.")
+    if not corpus:
+        raise TokenizationError("The training text is empty: type some text, or train on the example corpus.")
+    corpus_truncated = len(corpus) > BPE_CORPUS_CHAR_LIMIT
+    corpus = corpus[:BPE_CORPUS_CHAR_LIMIT]
+    text_truncated = len(text) > BPE_TEXT_CHAR_LIMIT
+    text = text[:BPE_TEXT_CHAR_LIMIT]
+    utf8_bytes(corpus + text)
+
+    trained = _train(corpus, merges)
     words = tuple(_byte_level_words(text))
-    ranks = {pair: rank for rank, pair in enumerate(trainer_merges)}
+    ranks = {pair: rank for rank, pair in enumerate(trained.trainer_merges)}
     return BpeTraining(
-        merges=tuple(replayed), trainer_merges=trainer_merges, first_mismatch=mismatch,
+        merges=trained.replayed, trainer_merges=trained.trainer_merges, first_mismatch=trained.first_mismatch,
         corpus_chars=len(corpus), corpus_truncated=corpus_truncated, text=text, text_truncated=text_truncated,
-        words=words, tokens_per_step=_tokens_per_step(words, ranks, len(trainer_merges)),
-        alphabet_size=len(alphabet), final_tokens=tuple(tokenizer.encode(text).tokens) if text else (),
+        words=words, tokens_per_step=_tokens_per_step(words, ranks, len(trained.trainer_merges)),
+        alphabet_size=trained.alphabet_size, final_tokens=tuple(trained.tokenizer.encode(text).tokens) if text else (),
     )
 
 

@@ -61,7 +61,7 @@ def build_tab(demo: gr.Blocks, ctx: AppContext, info: TabInfo) -> TabLinks:
     links = tab_links(info.key, components, info.link_inputs, info.run)
     wire_link_row(row, links)
     if examples is not None:
-        wire_example_row(demo, examples, links)
+        wire_example_row(demo, examples, links, open_with_example=not info.opens_live)
     return links
 
 

@@ -55,6 +55,12 @@ def mask_markdown(view: att.MaskView, tokenizer_note: str) -> str:
                                                  if note)
 
 
+def model_controls(shape: att.AttentionShape) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The layer slider's and the head dropdown's updates for a model of this shape: only its own layers
+    (0..layers-1) and heads are offered, after a model switch as at build time."""
+    return gr.update(maximum=shape.num_layers - 1), gr.update(choices=_head_choices(shape))
+
+
 def _head_choices(shape: att.AttentionShape | None) -> list[tuple[str, str]]:
     heads = shape.num_heads if shape else 0
     return [("mean over heads", "mean")] + [(f"head {h}" + (f" (KV {shape.kv_head_of(h)})" if shape else ""), str(h))
@@ -189,7 +195,7 @@ class AttentionHandlers:
                 token_chips(row, run.tokens), gr.update(maximum=run.length - 1, value=run.length - 1),
                 figures.query_row_figure(row, view), figures.attention_grid_figure(grid), patterns_table(grid),
                 figures.score_story_figure(story), att.attention_json(run, view, grid, story),
-                gr.update(maximum=run.shape.num_layers - 1), gr.update(choices=_head_choices(run.shape)))
+                *model_controls(run.shape))
 
     @user_errors
     def show_row(self, text: str, layer_value: float, head_value: str | float, chat_value: bool,
@@ -220,13 +226,15 @@ class AttentionHandlers:
     # -- page load -------------------------------------------------------------------------------
 
     def on_page_load(self, *values: Any) -> tuple[Any, ...]:
-        """The mask at once; the KV cache when a model is already there (never waits for a load). `values`: the
-        mask explorer's five inputs, then the KV calculator's three."""
+        """The mask at once; the KV cache and the layer/head ranges of this visitor's model when one is already
+        there (never waits for a load). `values`: the mask explorer's five inputs, then the KV calculator's three."""
         mask_outputs = self.show_mask(*values[:5])
-        if self.ctx.models.active() is None:
+        loaded = self.ctx.models.active()
+        if loaded is None:
             return (*mask_outputs, "The KV-cache numbers appear once the model has loaded: press Compute.",
-                    empty_figure("Press Compute once the model has loaded."), None)
-        return (*mask_outputs, *self.show_kv_cache(*values[5:]))
+                    empty_figure("Press Compute once the model has loaded."), None, gr.skip(), gr.skip())
+        shape = att.AttentionShape.from_config(self.ctx.model().model.config)
+        return (*mask_outputs, *self.show_kv_cache(*values[5:]), *model_controls(shape))
 
 
 def create_attention_tab(ctx: AppContext) -> dict[str, Any]:
@@ -299,32 +307,37 @@ def create_attention_tab(ctx: AppContext) -> dict[str, Any]:
 
     mask_inputs = [mask_text, pattern, window, prefix, chunk]
     pattern.change(handlers.show_parameters, pattern, [window, prefix, chunk], queue=False, api_visibility="private")
-    gr.on([mask_button.click, pattern.change, window.release, prefix.release, chunk.release, mask_text.submit],
-          handlers.show_mask, mask_inputs, [mask_note, mask_plot, mask_json], api_name="attention_mask")
+    gr.on([mask_button.click, pattern.change, window.input, prefix.input, chunk.input, mask_text.change],
+          handlers.show_mask, mask_inputs, [mask_note, mask_plot, mask_json], api_name="attention_mask",
+          trigger_mode="always_last", show_progress="hidden")
 
     attention_inputs = [prompt, layer, head, grid_mode, chat]
-    gr.on([run_button.click, prompt.submit, layer.release, head.input, grid_mode.input, chat.input],
+    # `input` is the user's own change: mouse drags, arrow keys and typed numbers on a slider (`release` misses the
+    # last two), a dropdown pick; always_last drops the steps of a drag that a newer one overtook.
+    gr.on([run_button.click, prompt.submit, layer.input, head.input, grid_mode.input, chat.input],
           handlers.show_attention, attention_inputs,
           [status, heatmap, chips, query, row_plot, grid_plot, patterns, story_plot, attention_json, layer, head],
-          api_name="attention")
+          api_name="attention", trigger_mode="always_last")
     row_inputs = [prompt, layer, head, chat, query]
     # One bound method for both events: gradio groups concurrency by id(fn), and `handlers.show_row` makes a new
     # object at each access, so this keeps the two events in one concurrency group.
     show_row = handlers.show_row
-    query.release(show_row, row_inputs, [chips, row_plot], api_visibility="private")
+    query.input(show_row, row_inputs, [chips, row_plot], api_visibility="private", trigger_mode="always_last",
+                show_progress="hidden")
     chips.select(handlers.pick_token, None, query, queue=False, api_visibility="private").then(
         show_row, row_inputs, [chips, row_plot], api_visibility="private")
 
     kv_inputs = [context, kv_dtype, batch]
-    gr.on([kv_button.click, context.release, kv_dtype.input, batch.submit], handlers.show_kv_cache, kv_inputs,
-          [kv_note, kv_plot, kv_json], api_name="kv_cache")
+    gr.on([kv_button.click, context.input, kv_dtype.input, batch.input], handlers.show_kv_cache, kv_inputs,
+          [kv_note, kv_plot, kv_json], api_name="kv_cache", trigger_mode="always_last", show_progress="hidden")
 
     # From the components' initial values, with no inputs: gr.on(None, ...) with inputs would also fire on
     # every change of them, computing the mask and the KV cache twice per slider move. So this lambda stays
     # here, where the starting values are known.
     initial = [component.value for component in mask_inputs + kv_inputs]
     gr.on(None, lambda: handlers.on_page_load(*initial), None,
-          [mask_note, mask_plot, mask_json, kv_note, kv_plot, kv_json], queue=False, api_visibility="private")
+          [mask_note, mask_plot, mask_json, kv_note, kv_plot, kv_json, layer, head], queue=False,
+          api_visibility="private")
 
     return {"mask_text": mask_text, "pattern": pattern, "window": window, "prefix": prefix, "chunk": chunk,
             "mask_button": mask_button, "mask_note": mask_note, "mask_plot": mask_plot, "mask_json": mask_json,

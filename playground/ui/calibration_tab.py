@@ -6,6 +6,8 @@ over playground.calibration and playground.figures.calibration."""
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -17,6 +19,7 @@ from playground.engine.calibration import engine_scores
 from playground.figures import calibration as figures
 from playground.figures.style import empty_figure
 from playground.limits import shown, whole_number_in
+from playground.sessions import MAX_SESSIONS
 from playground.ui.common import explanation
 from playground.ui.context import AppContext
 from playground.ui.engine import engine_or_local
@@ -155,6 +158,42 @@ def self_consistency_subset(questions: tuple[cal.Question, ...], size: int) -> l
     return [test[min(i * step + i % 4, len(test) - 1)] for i in range(min(size, len(test)))]
 
 
+def stale_outputs(n_bins: float, binning: str) -> tuple[Any, ...]:
+    """The controls moved but nothing scored is at hand to redraw from: say so, leave the view as it is."""
+    message = (f"⚠ The view below is out of date: it was not drawn with {int(n_bins)} {binning} bins and these "
+               "settings. Press **Score & calibrate** to compute it.")
+    return (message, *(gr.skip() for _ in range(7)))
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One visitor's scored predictions, kept so bins, binning and the confidence mode redraw without scoring
+    again. `predictions` maps a confidence mode to its predictions (an upload has one, "uploaded")."""
+
+    source: str  # "built-in" | "csv"
+    predictions: dict[str, cal.Predictions]
+    calibration: np.ndarray  # [n] bool: the calibration half
+    source_line: str  # "... Confidence: {mode} letter probability." for built-in ones
+    notes: tuple[str, ...] = ()
+    model: tuple[str, str, str] | None = None  # (model key, quantization, device) that scored built-in ones
+    file: str | None = None  # the uploaded CSV's path
+
+    def for_mode(self, mode: str) -> cal.Predictions:
+        return self.predictions.get(mode) or next(iter(self.predictions.values()))
+
+
+def model_identity(loaded: Any) -> tuple[str, str, str]:
+    return loaded.spec.key, loaded.precision.quantization, loaded.device
+
+
+class NotScoredYet(LookupError):
+    """The built-in questions' scores are not in the cache (redrawing would mean a minute of scoring)."""
+
+
+def refuse_to_score() -> cal.QuestionScores:
+    raise NotScoredYet
+
+
 # ---------------------------------------------------------------------------------------------
 # The tab
 # ---------------------------------------------------------------------------------------------
@@ -162,84 +201,148 @@ def self_consistency_subset(questions: tuple[cal.Question, ...], size: int) -> l
 
 class CalibrationHandlers:
     """The tab's event handlers as plain methods (the tab wires them; tests call them): one per context, holding
-    each browser session's cancel event, which the Stop button sets."""
+    each browser session's cancel event, which the Stop button sets, and its last scored predictions, which the
+    bins, binning and confidence controls redraw from."""
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.cancel_events: dict[str, threading.Event] = {}  # per browser session ("api" for scripts)
+        # per browser session, the last run's predictions; bounded like the sessions themselves (~40 kB each)
+        self.scored: OrderedDict[str, Scored] = OrderedDict()
+
+    @staticmethod
+    def session_key(request: gr.Request | None) -> str:
+        return getattr(request, "session_hash", None) or "api"
 
     def fresh_cancel_event(self, request: gr.Request | None) -> threading.Event:
         event = threading.Event()
-        self.cancel_events[getattr(request, "session_hash", None) or "api"] = event
+        self.cancel_events[self.session_key(request)] = event
         return event
 
-    def built_in_predictions(self, mode: str, request: gr.Request | None,
-                             progress: gr.Progress) -> tuple[cal.Predictions, np.ndarray, str]:
-        """The built-in questions scored by the engine when one is set, else by the local model."""
-        return engine_or_local(self.ctx, lambda engine: self.engine_predictions(engine, mode, request, progress),
-                               lambda: self.local_predictions(mode, request, progress))
+    def built_in_scored(self, request: gr.Request | None, progress: gr.Progress | None) -> Scored:
+        """The built-in questions scored by the engine when one is set, else by this visitor's model: from the
+        cache, else scored now with progress (with `progress=None`, a cache miss raises NotScoredYet instead of
+        scoring)."""
+        return engine_or_local(self.ctx, lambda engine: self.engine_scored(engine, request, progress),
+                               lambda: self.local_scored(request, progress))
 
-    def engine_predictions(self, engine: EngineTokenSource, mode: str, request: gr.Request | None,
-                           progress: gr.Progress) -> tuple[cal.Predictions, np.ndarray, str]:
+    def engine_scored(self, engine: EngineTokenSource, request: gr.Request | None,
+                      progress: gr.Progress | None) -> Scored:
         questions = cal.load_questions()
         cancel = self.fresh_cancel_event(request)
 
         def score() -> cal.QuestionScores:
+            assert progress is not None
             return engine_scores(engine, questions, cancel=cancel,
                                  progress=lambda done, total: progress((done, total), desc="Scoring on the engine",
                                                                        unit="questions"))
 
         scores, from_cache = cal.cached_scores(self.ctx.settings.cache_dir, engine.key, "engine", "remote",
-                                               questions, score)
+                                               questions, score if progress is not None else refuse_to_score)
         origin = "from the cache" if from_cache else f"scored now in {scores.seconds:.1f} s"
         source_line = (f"**The engine** {engine.client.url} serving **{engine.client.model()}** on the built-in "
                        f"{len(questions)} questions (exact letter log-probabilities from echoed prompts), {origin}. "
-                       f"Confidence: {mode} letter probability.")
-        return cal.predictions_from_scores(scores, questions, mode), cal.calibration_split(questions), source_line
+                       "Confidence: {mode} letter probability.")
+        predictions = {mode: cal.predictions_from_scores(scores, questions, mode) for mode in cal.CONFIDENCE_MODES}
+        return Scored("built-in", predictions, cal.calibration_split(questions), source_line,
+                      model=(engine.key, "engine", "remote"))
 
-    def local_predictions(self, mode: str, request: gr.Request | None,
-                          progress: gr.Progress) -> tuple[cal.Predictions, np.ndarray, str]:
+    def local_scored(self, request: gr.Request | None, progress: gr.Progress | None) -> Scored:
         loaded = self.ctx.model()
         questions = cal.load_questions()
         cancel = self.fresh_cancel_event(request)
 
         def score() -> cal.QuestionScores:
+            assert progress is not None
             progress((0, len(questions)), desc="Scoring questions", unit="questions")
             return cal.score_questions(loaded.model, loaded.tokenizer, questions, lock=loaded.lock, cancel=cancel,
                                        progress=lambda done, total: progress((done, total), desc="Scoring questions",
                                                                              unit="questions"))
 
         scores, from_cache = cal.cached_scores(self.ctx.settings.cache_dir, loaded.spec.key,
-                                               loaded.precision.quantization, loaded.device, questions, score)
+                                               loaded.precision.quantization, loaded.device, questions,
+                                               score if progress is not None else refuse_to_score)
         origin = (f"from the cache (scored earlier in {scores.seconds:.0f} s)" if from_cache else
                   f"scored now in {scores.seconds:.1f} s ({len(questions) / scores.seconds:.1f} questions/s, "
                   f"batches of {scores.batch_size}, {scores.prefix_tokens} shared prompt tokens computed once)")
         source_line = (f"**{loaded.spec.label}** ({loaded.precision.label}, {loaded.device}) on the built-in "
-                       f"{len(questions)} questions, {origin}. Confidence: {mode} letter probability.")
-        return cal.predictions_from_scores(scores, questions, mode), cal.calibration_split(questions), source_line
+                       f"{len(questions)} questions, {origin}. Confidence: {{mode}} letter probability.")
+        predictions = {mode: cal.predictions_from_scores(scores, questions, mode) for mode in cal.CONFIDENCE_MODES}
+        return Scored("built-in", predictions, cal.calibration_split(questions), source_line,
+                      model=model_identity(loaded))
+
+    def render(self, scored: Scored, mode: str, n_bins: float, binning: str) -> tuple[Any, ...]:
+        """Bins, metrics and temperature scaling of stored predictions (~0.2 s for 512 items: no model call)."""
+        result = cal.calibrate(scored.for_mode(mode), scored.calibration, int(n_bins), binning, scored.notes)
+        built_in = scored.source == "built-in"
+        data = {"source": scored.source, "confidence": mode if built_in else "uploaded", **cal.result_json(result)}
+        return result_outputs(scored.source_line.format(mode=mode), result, data)
 
     @user_errors
     def calibrate(self, source: str, csv_file: str | None, mode: str, n_bins: float, binning: str,
                   request: gr.Request = None, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
-        notes: tuple[str, ...] = ()
         if source == "csv":
             if not csv_file:
                 raise cal.CalibrationInputError("Upload a predictions CSV first, or pick the built-in questions. "
                                                 + cal.CSV_HELP)
             uploaded = cal.predictions_from_csv(csv_file)
-            predictions, calibration, notes = uploaded.predictions, uploaded.calibration, uploaded.notes
-            source_line = f"**Uploaded predictions** ({len(predictions)} rows)."
+            scored = Scored("csv", {"uploaded": uploaded.predictions}, uploaded.calibration,
+                            f"**Uploaded predictions** ({len(uploaded.predictions)} rows).", uploaded.notes,
+                            file=csv_file)
         elif source == "built-in":
+            if mode not in cal.CONFIDENCE_MODES:
+                raise cal.CalibrationInputError(f"confidence mode must be one of {cal.CONFIDENCE_MODES}, "
+                                                f"got {shown(mode)}")
             try:
-                predictions, calibration, source_line = self.built_in_predictions(mode, request, progress)
+                scored = self.built_in_scored(request, progress)
             except cal.ScoringCancelled as cancelled:
                 return empty_outputs(f"⏹ {cancelled}")
         else:
             raise cal.CalibrationInputError(f"source must be 'built-in' or 'csv', got {shown(source)}")
-        result = cal.calibrate(predictions, calibration, int(n_bins), binning, notes)
-        data = {"source": source, "confidence": mode if source == "built-in" else "uploaded",
-                **cal.result_json(result)}
-        return result_outputs(source_line, result, data)
+        self.remember(request, scored)
+        return self.render(scored, mode, n_bins, binning)
+
+    def remember(self, request: gr.Request | None, scored: Scored) -> None:
+        key = self.session_key(request)
+        self.scored[key] = scored
+        self.scored.move_to_end(key)
+        while len(self.scored) > MAX_SESSIONS:
+            self.scored.popitem(last=False)
+
+    def stored(self, request: gr.Request | None, source: str, csv_file: str | None) -> Scored | None:
+        """This visitor's last predictions from `source`, if they still belong to the model it uses now (or to
+        the CSV it shows now)."""
+        scored = self.scored.get(self.session_key(request))
+        if scored is None or scored.source != source or (source == "csv" and scored.file != csv_file):
+            return None
+        if source == "built-in" and scored.model not in self.scorer_identities():
+            return None
+        return scored
+
+    def scorer_identities(self) -> list[tuple[str, str, str]]:
+        """Who may have scored the built-in questions now: the engine (when set) and this visitor's model."""
+        identities = [(self.ctx.engine.key, "engine", "remote")] if self.ctx.engine is not None else []
+        if self.ctx.models.active() is not None:
+            identities.append(model_identity(self.ctx.model()))
+        return identities
+
+    @user_errors
+    def redraw(self, source: str, csv_file: str | None, mode: str, n_bins: float, binning: str,
+               request: gr.Request = None) -> tuple[Any, ...]:
+        """Bins, binning or the confidence mode moved: redraw from this visitor's stored predictions, or from the
+        cached scores of the built-in questions; never score (a minute): without them, mark the view out of date."""
+        if source == "built-in" and not self.scorer_identities():
+            return stale_outputs(n_bins, binning)
+        scored = self.stored(request, source, csv_file)
+        if scored is None:
+            if source != "built-in":
+                return stale_outputs(n_bins, binning)
+            try:
+                scored = self.built_in_scored(request, None)
+            except NotScoredYet:
+                return stale_outputs(n_bins, binning)
+            self.remember(request, scored)
+        return self.render(scored, mode, n_bins, binning)
 
     def stop(self, request: gr.Request = None) -> str:
         event = self.cancel_events.get(getattr(request, "session_hash", None) or "api")
@@ -349,6 +452,9 @@ def create_calibration_tab(ctx: AppContext) -> dict[str, Any]:
     outputs = [status, reliability_plot, histogram_plot, metrics_table, scaling_plot, scaling_table, category_table,
                result_json]
     run.click(handlers.calibrate, [source, csv_file, mode, n_bins, binning], outputs, api_name="calibrate")
+    # the controls redraw from stored confidences at once (mouse, arrow keys, a typed number)
+    gr.on([mode.input, n_bins.input, binning.input], handlers.redraw, [source, csv_file, mode, n_bins, binning], outputs,
+          api_name="recalibrate", trigger_mode="always_last", show_progress="hidden")
     stop_button.click(handlers.stop, None, status, api_name="stop_calibration", queue=False)
     sc_run.click(handlers.run_self_consistency, [sc_size, sc_samples, sc_temperature],
                  [sc_status, sc_plot, sc_summary, sc_table, sc_json], api_name="self_consistency")

@@ -11,12 +11,17 @@ Regenerate after changing a tab or an example (a few minutes on 2 CPU cores):
     python -m playground.ui.refresh_examples sampling   # one tab
 
 An example without cached outputs (a tab with no main button, e.g. LoRA) only fills the inputs.
+
+A tab opens showing the cached result of its first example whose inputs equal the tab's starting values
+(`opening_example`), labelled with the date and machine it was computed on, so no tab opens empty.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import os
+import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -43,6 +48,7 @@ class ExampleFile:
     examples: tuple[Example, ...]
     model: str = ""  # the model the outputs were computed on
     generated: str = ""  # when (UTC)
+    machine: str = ""  # where: "2-core Intel Xeon, AVX-512" (timings in the outputs depend on it)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -57,7 +63,34 @@ def load_example_file(tab: str) -> ExampleFile:
     raw = json.loads(path.read_text(encoding="utf-8"))
     examples = tuple(Example(item["name"], item["title"], item.get("values", {}), item.get("outputs"))
                      for item in raw.get("examples", []))
-    return ExampleFile(tab, examples, raw.get("model", ""), raw.get("generated", ""))
+    return ExampleFile(tab, examples, raw.get("model", ""), raw.get("generated", ""), raw.get("machine", ""))
+
+
+def describe_machine() -> str:
+    """This machine in a few words, for the "computed on" line: cores, CPU model, widest vector unit."""
+    cpu, flags = platform.processor() or platform.machine(), ""
+    try:
+        info = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        info = ""
+    for line in info.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            cpu = " ".join(value.replace("(R)", "").split())
+        elif key.strip() == "flags":
+            flags = value
+    vector = next((name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2")) if flag in flags.split()), "")
+    return f"{os.cpu_count()}-core {cpu}" + (f", {vector}" if vector else "")
+
+
+def opening_example(data: ExampleFile, starting_values: Mapping[str, Any], outputs_count: int) -> Example | None:
+    """The example a tab opens with: the first whose inputs all equal the tab's starting values (so the
+    controls and the cached view agree) and whose cached outputs fit the main button (`outputs_count`)."""
+    for example in data.examples:
+        fits = example.outputs is not None and len(example.outputs) == outputs_count
+        if fits and all(starting_values.get(name) == value for name, value in example.values.items()):
+            return example
+    return None
 
 
 def example_values(tab: str, name: str) -> dict[str, Any]:
@@ -70,7 +103,7 @@ def example_values(tab: str, name: str) -> dict[str, Any]:
 
 def save_example_file(data: ExampleFile) -> Path:
     path = example_path(data.tab)
-    payload = {"tab": data.tab, "model": data.model, "generated": data.generated,
+    payload = {"tab": data.tab, "model": data.model, "generated": data.generated, "machine": data.machine,
                "regenerate": f"python -m playground.ui.refresh_examples {data.tab}",
                "examples": [{"name": ex.name, "title": ex.title, "values": ex.values, "outputs": ex.outputs}
                             for ex in data.examples]}

@@ -4,6 +4,7 @@ Handlers are thin adapters over playground.lora and playground.figures.lora."""
 
 from __future__ import annotations
 
+import html
 import tempfile
 import time
 from dataclasses import asdict
@@ -122,11 +123,24 @@ def ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
+def phase_html(phase: str) -> str:
+    """The progress box before a job exists: what is being prepared (no step count, no made-up percentage)."""
+    return (f'<div id="lora-progress-box" style="font-size:15px;line-height:1.6"><b>Preparing</b> — '
+            f'{html.escape(phase)}…</div>')
+
+
+def preparing(phase: str) -> tuple[Any, ...]:
+    """The train handler's outputs while it prepares a job: the phase in the box and the JSON, plots left."""
+    return phase_html(phase), gr.skip(), gr.skip(), gr.skip(), {"status": "preparing", "phase": phase}
+
+
 def progress_html(progress: lora.TrainingProgress) -> str:
     colors = {"completed": "#009E73", "cancelled": "#E69F00", "failed": "#D55E00"}
     color = colors.get(progress.status, "#0072B2")
     percent = 100 * progress.step / max(progress.total_steps, 1)
     message = f" — {progress.message}" if progress.message else ""
+    if progress.phase:
+        message = f" — {progress.phase}…"
     if progress.queue_position:
         message = (f" — waiting for a training slot: {ordinal(progress.queue_position)} in line (this server trains "
                    "a limited number of adapters at once)")
@@ -220,8 +234,13 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
                                  epochs, batch_size, grad_accumulation, max_length, seed, mask_prompt, eval_every)
         data = chosen_dataset(dataset, upload, settings.seed)
         session = current_session(ctx.sessions)
-        job = runner.start(trainable_base(ctx.models, ctx.model()), data, settings, ctx.limits.training_steps,
-                           owner=session.id)
+        # what happens before the first step, said as it happens (a run showed "Step 0 · ETA –" for 30 s)
+        yield preparing("loading the model in a trainable precision (fp32 on a CPU, NF4 on a GPU; cached after the "
+                        "first run)")
+        base = trainable_base(ctx.models, ctx.model())
+        yield preparing(f"tokenizing {len(data.train) + len(data.eval)} examples (max length {settings.max_length} "
+                        "tokens)")
+        job = runner.start(base, data, settings, ctx.limits.training_steps, owner=session.id)
         if not any(getattr(release, "frees_lora", False) for release in session.on_end):
             # the owner left (tab closed or idle): their running job is cancelled and their adapter freed
             release = lambda: runner.forget(session.id)  # noqa: E731

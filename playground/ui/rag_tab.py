@@ -4,13 +4,14 @@ and playground.figures.rag."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import gradio as gr
 
 from playground import rag
 from playground.engine import EngineTokenSource
 from playground.figures import rag as figures
+from playground.rag.chunking import chunk_count, suggested_chunking
 from playground.rag.corpus import ALLOWED_SUFFIXES, PYTHON_REFERENCE, PdfBudget, read_document
 from playground.rag.embedding import no_progress
 from playground.rag.evaluation import EVAL_KS, load_questions
@@ -87,6 +88,19 @@ def chunking_for(unit: str, size: float | None, overlap: float | None) -> rag.Ch
     return rag.ChunkingSettings(unit, int(size), int(overlap))
 
 
+def chunking_note(corpus: rag.Corpus, chosen: rag.ChunkingSettings) -> str:
+    """What the corpus switch chose, and why (in the stats box until the index is built)."""
+    lengths = [len(document.text) for document in corpus.documents]
+    count = sum(chunk_count(length, chosen.size, chosen.overlap) for length in lengths)
+    default = rag.ChunkingSettings()
+    default_count = sum(chunk_count(length, default.size, default.overlap) for length in lengths)
+    because = (f" ({default.size}-{default.unit[:-1]} chunks would give {default_count})"
+               if (chosen.size, chosen.overlap) != (default.size, default.overlap) else "")
+    return (f"Using **your text** ({len(lengths)} document{'s' if len(lengths) != 1 else ''}, {sum(lengths):,} "
+            f"characters): chunks of {chosen.describe()} → **{count} chunks**{because}. Change them above if you "
+            "like. A copied link cannot carry your text: it opens on the Python reference.")
+
+
 def reporter(progress: gr.Progress) -> ProgressFn:
     return lambda fraction, message: progress(fraction, desc=message)
 
@@ -142,8 +156,21 @@ def retrieval_markdown(retrieval: rag.Retrieval) -> str:
     return "\n\n".join(lines)
 
 
+PROBLEM_SENTENCES = {
+    "cites-nothing": "**Why no [n]:** the answer cites no passage. A 135M model often ignores the instruction to cite; "
+                     "check by hand whether its words come from a passage below, or try a larger model.",
+    "invalid-citations": "**Why the odd numbers:** it cites passages that do not exist, a sign it imitates the "
+                         "citation format without reading the passages.",
+    "repeats": "**Why it repeats itself:** greedy decoding of a small model can fall into a loop, and once a phrase "
+               "is repeated its next repetition becomes the most likely continuation; fewer new tokens or a "
+               "shorter context help.",
+}
+
+
 def answer_markdown(answer: rag.GroundedAnswer) -> str:
     quoted = "\n".join(f"> {line}" for line in (answer.answer or "(empty)").splitlines())
+    if answer.finish_reason == rag.answer.GENERATING:
+        return f"**Answer** (generating… {answer.new_tokens} tokens, {answer.seconds:.1f} s):\n\n{quoted}"
     lines = [f"**Answer** ({answer.new_tokens} tokens, {answer.seconds:.1f} s, finish: {answer.finish_reason}):",
              "", quoted, ""]
     for passage in answer.passages:
@@ -154,6 +181,7 @@ def answer_markdown(answer: rag.GroundedAnswer) -> str:
         lines.append(f"\n⚠️ Cites passages that do not exist: {list(answer.invalid_citations)}")
     if answer.says_unknown:
         lines.append("\nThe model said it does not know.")
+    lines += [f"\n{PROBLEM_SENTENCES[problem]}" for problem in rag.answer_problems(answer)]
     lines += [f"\nℹ️ {note}" for note in answer.notes]
     return "\n".join(lines)
 
@@ -232,29 +260,41 @@ class RagHandlers:
                 figures.score_bars_figure(retrieval), figures.score_distribution_figure(retrieval),
                 figures.embedding_map_figure(projector, index.chunks, retrieval), data)
 
-    def grounded(self, question: str, corpus_inputs: tuple, method: str, k: float, rerank_top: float, strict: bool,
-                 position: str, max_new_tokens: float, progress: ProgressFn) -> rag.GroundedAnswer:
+    def grounded_stream(self, question: str, corpus_inputs: tuple, method: str, k: float, rerank_top: float,
+                        strict: bool, position: str, max_new_tokens: float,
+                        progress: ProgressFn) -> Iterator[rag.GroundedAnswer]:
+        """Retrieve, then the answer token by token (rag.stream_answer); the last one is finished."""
         _, retrieval = self.ranked(question, corpus_inputs, method, k, rerank_top, progress)
         loaded = self.ctx.model()
-        progress(0.5, f"Generating the answer (best chunk {position})")
         new_tokens = whole_number_in("max_new_tokens", max_new_tokens, 1, self.ctx.limits.rag_new_tokens)
 
-        def answer(source: EngineTokenSource | None) -> rag.GroundedAnswer:
-            return rag.answer_question(loaded.model, loaded.tokenizer, retrieval.question,
-                                       [row.chunk for row in retrieval.rows], strict, position, new_tokens,
-                                       loaded.eos_token_ids, loaded.lock, source)
+        def stream(source: EngineTokenSource | None) -> Iterator[rag.GroundedAnswer]:
+            return rag.stream_answer(loaded.model, loaded.tokenizer, retrieval.question,
+                                     [row.chunk for row in retrieval.rows], strict, position, new_tokens,
+                                     loaded.eos_token_ids, loaded.lock, source)
 
-        return engine_or_local(self.ctx, answer, lambda: answer(None))  # retrieval stays local either way
+        # retrieval stays local either way; the engine answers in one request (materialized here, so that its
+        # failure falls back to the local stream inside engine_or_local)
+        yield from engine_or_local(self.ctx, lambda engine: list(stream(engine)), lambda: stream(None))
+
+    def grounded(self, question: str, corpus_inputs: tuple, method: str, k: float, rerank_top: float, strict: bool,
+                 position: str, max_new_tokens: float, progress: ProgressFn) -> rag.GroundedAnswer:
+        *_, answer = self.grounded_stream(question, corpus_inputs, method, k, rerank_top, strict, position,
+                                          max_new_tokens, progress)
+        return answer
 
     @user_errors
     def answer(self, question: str, source: str, files: list[str] | None, pasted: str | None, unit: str,
                size: float | None, overlap: float | None, method: str, k: float, rerank_top: float, strict: bool,
-               position: str, max_new_tokens: float, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+               position: str, max_new_tokens: float,
+               progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:
+        """Streams: the answer appears token by token (it sat behind a fixed "50%" bar for 12-24 s)."""
         if not (question or "").strip():
-            return "", EMPTY_ANSWER, {"empty": True, "message": EMPTY_ANSWER}
-        result = self.grounded(question, (source, files, pasted, unit, size, overlap), method, k, rerank_top, strict,
-                          position, max_new_tokens, reporter(progress))
-        return result.prompt_text, answer_markdown(result), result.as_dict()
+            yield "", EMPTY_ANSWER, {"empty": True, "message": EMPTY_ANSWER}
+            return
+        for result in self.grounded_stream(question, (source, files, pasted, unit, size, overlap), method, k,
+                                           rerank_top, strict, position, max_new_tokens, reporter(progress)):
+            yield result.prompt_text, answer_markdown(result), result.as_dict()
 
     @user_errors
     def compare_positions(self, question: str, source: str, files: list[str] | None, pasted: str | None, unit: str,
@@ -279,6 +319,26 @@ class RagHandlers:
                                     progress=reporter(progress))
         return evaluation_rows(report), figures.evaluation_figure(report), report.as_dict()
 
+    @user_errors
+    def choose_corpus(self, source: str, files: list[str] | None, pasted: str | None) -> tuple[Any, ...]:
+        """The corpus was picked: the Python reference with the default chunks, or the visitor's text with chunk
+        sizes that cut it into a useful number of chunks (rag.chunking.suggested_chunking), saying what was chosen.
+        Outputs: source, unit, size, overlap, the stats box."""
+        if source == CORPUS_CHOICES[0]:
+            default = rag.ChunkingSettings()
+            return (source, default.unit, default.size, default.overlap,
+                    f"Using the **{PYTHON_REFERENCE}** with chunks of {default.describe()}.")
+        if not ((pasted or "").strip() or files):
+            return (source, gr.skip(), gr.skip(), gr.skip(),
+                    "Paste some text or drop files above to use your own corpus.")
+        corpus = corpus_for(CORPUS_CHOICES[1], files, pasted, self.ctx.limits)
+        chosen = suggested_chunking([len(document.text) for document in corpus.documents])
+        return source, chosen.unit, chosen.size, chosen.overlap, chunking_note(corpus, chosen)
+
+    def use_own_corpus(self, files: list[str] | None, pasted: str | None) -> tuple[Any, ...]:
+        """Text pasted or files dropped: that is the corpus now (retrieval ran on the Python reference before)."""
+        return self.choose_corpus(CORPUS_CHOICES[1], files, pasted)
+
     def check_uploads(self, files: list[str] | None) -> list[str]:
         """Keep the files that read as a corpus; say why the others were dropped (the corpus in use is untouched)."""
         kept, budget = [], PdfBudget(self.ctx.limits)  # one PDF budget for the whole upload
@@ -301,7 +361,7 @@ def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
                             file_count="multiple", file_types=list(ALLOWED_SUFFIXES), type="filepath",
                             height=110, elem_id="rag-files")
             pasted = gr.Textbox(label="…or paste text", lines=3, max_lines=8,
-                                placeholder="Paste text here and pick 'Your files and pasted text'.")
+                                placeholder="Paste text here: the corpus switches to it, with chunk sizes that suit it.")
         with gr.Column(scale=2):
             unit = gr.Dropdown(list(rag.CHUNK_UNITS), value="characters", label="Chunk by")
             with gr.Row():
@@ -380,7 +440,17 @@ def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
                          [positions_table, positions_json], api_name="rag_positions")
     eval_button.click(handlers.evaluate, [unit, size, overlap, eval_rerank], [eval_table, eval_plot, eval_json],
                       api_name="rag_evaluate")
-    files.upload(handlers.check_uploads, files, files, api_name="rag_check_uploads", api_visibility="private")
+    corpus_outputs = [source, unit, size, overlap, stats]
+    source.input(handlers.choose_corpus, [source, files, pasted], corpus_outputs, api_name="rag_choose_corpus",
+                 show_progress="hidden")
+    # one bound method for both events (gradio groups concurrency by id(fn))
+    use_own_corpus = handlers.use_own_corpus
+    # `change`, not `input`: gradio's textbox fires no `input` on a paste (nothing else sets this box)
+    pasted.change(use_own_corpus, [files, pasted], corpus_outputs, api_visibility="private",
+                  trigger_mode="always_last", show_progress="hidden")
+    files.upload(handlers.check_uploads, files, files, api_name="rag_check_uploads", api_visibility="private").then(
+        use_own_corpus, [files, pasted], corpus_outputs, api_visibility="private", show_progress="hidden")
+    files.clear(use_own_corpus, [files, pasted], corpus_outputs, api_visibility="private", show_progress="hidden")
     return {"source": source, "files": files, "pasted": pasted, "unit": unit, "size": size, "overlap": overlap,
             "build": build_button, "stats": stats, "chunk_table": chunk_table, "length_plot": length_plot,
             "index_json": index_json, "question": question, "method": method, "k": k, "rerank_top": rerank_top,

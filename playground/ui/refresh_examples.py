@@ -16,7 +16,8 @@ from typing import Sequence
 from playground.config import load_settings
 from playground.runtime import ModelManager
 from playground.ui import build_app
-from playground.ui.examples import Example, ExampleFile, compute_example, load_example_file, save_example_file
+from playground.ui.examples import (Example, ExampleFile, compute_example, describe_machine, load_example_file,
+                                   save_example_file)
 
 
 def refresh(tabs: Sequence[str] | None = None) -> list[Path]:
@@ -39,7 +40,7 @@ def refresh(tabs: Sequence[str] | None = None) -> list[Path]:
             fresh.append(Example(example.name, example.title, example.values, outputs))
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         written.append(save_example_file(ExampleFile(links.key, tuple(fresh), loaded.spec.label + " · "
-                                                     + loaded.precision.label, stamp)))
+                                                     + loaded.precision.label, stamp, describe_machine())))
     return written
 
 

@@ -29,6 +29,7 @@ from playground.ui.common import LATEX_DELIMITERS, explanation
 from playground.ui.context import AppContext
 from playground.ui.engine import spec_decode_panel
 from playground.ui.errors import user_errors
+from playground.ui.examples import load_example_file
 
 EXPLANATION = r"""
 ### What you are seeing
@@ -152,9 +153,43 @@ def short_precision(precision: Any) -> str:
     return precision.label if precision.quantization == "none" else precision.quantization
 
 
+def cached_comparison(draft_kind: str) -> str:
+    """A pointer to the prepared example that shows speculation winning (the same draft kind if one does)."""
+    data = load_example_file("speculative")
+    winners = []
+    for example in data.examples:
+        speed = example.outputs[-1].get("speed") if example.outputs else None  # the speculate JSON's speed report
+        if speed and speed.get("measured_speedup", 0) > 1:
+            winners.append((example.values.get("draft") == draft_kind, speed["measured_speedup"], example, speed))
+    if not winners:
+        return ""
+    _, _, example, speed = max(winners, key=lambda item: item[:2])
+    return (f" The prepared example **{example.title}** (cached, {data.generated}, {data.machine}) measured "
+            f"{speed['measured_speedup']:.2f}× with α = {speed['alpha']:.2f} and c = {speed['cost_ratio']:.2f}.")
+
+
+def verdict_sentence(verdict: spec.SpeedVerdict | None, draft_kind: str) -> str:
+    """One plain sentence: why this run could not beat plain decoding of the same target (empty when it did)."""
+    if verdict is None:
+        return ""
+    formula = (f"(1 − α^(k+1)) / ((1 − α)(k·c + 1)) with α = {verdict.alpha:.2f} and k = {verdict.k} beats plain "
+               f"decoding only while c < {verdict.break_even_cost:.2f}")
+    if verdict.kind == "draft-too-slow":
+        best = (f"no k wins at this c (the best, k = {verdict.best_k}, predicts {verdict.best_predicted_speedup:.2f}×)"
+                if verdict.best_predicted_speedup <= 1 else
+                f"k = {verdict.best_k} would be predicted {verdict.best_predicted_speedup:.2f}×")
+        why = (f"**Why speculation cannot win here:** each draft token costs c = {verdict.cost_ratio:.2f} of a target "
+               f"step, and {formula}; {best}. On a busy or small CPU the draft is not much cheaper than the target.")
+    else:
+        why = (f"**Why it lost although the formula predicts a win:** {formula} (here c = {verdict.cost_ratio:.2f}), "
+               f"but checking k + 1 tokens cost v = {verdict.verify_cost_ratio:.2f} plain steps where the formula "
+               f"assumes 1, and timings on a busy machine are noisy (measured {verdict.measured_speedup:.2f}×).")
+    return why + cached_comparison(draft_kind)
+
+
 def summary_markdown(run: spec.SpeculativeRun, stats: spec.AcceptanceStats, speed: spec.SpeedReport,
                      plain: spec.PlainRun, target_label: str, notes: tuple[str, ...],
-                     fastest: spec.PlainRun | None = None, device: str = "cpu") -> str:
+                     fastest: spec.PlainRun | None = None, device: str = "cpu", draft_kind: str = "") -> str:
     same = ("✓ identical tokens, as greedy decoding must give" if speed.same_tokens else
             "✗ the tokens differ" + (" (sampling: the two runs draw different random numbers; the distribution is "
                                      "the same)" if run.steps and any(t.draw is not None for s in run.steps
@@ -188,6 +223,7 @@ def summary_markdown(run: spec.SpeculativeRun, stats: spec.AcceptanceStats, spee
         f"**Prediction fitted from this run** (this run's α, c, draft lengths and measured check cost v = "
         f"{speed.verify_cost_ratio:.2f} plain steps, so it shares its inputs with the measurement): "
         f"**{speed.predicted_speedup_measured_costs:.2f}×**",
+        *filter(None, [verdict_sentence(spec.speed_verdict(speed), draft_kind)]),
         f"**Acceptance:** {stats.accepted} of {stats.checked} checked drafts accepted · "
         f"{stats.tokens_per_target_forward:.2f} tokens per target forward over {stats.steps} steps · "
         f"speculative vs plain output: {same}",
@@ -253,7 +289,7 @@ def create_speculative_tab(ctx: AppContext) -> dict[str, Any]:
         data["target"] = target.status()
         rows, residual = step_rows(data["steps"][0])
         yield (summary_markdown(run, stats, speed, plain, f"{target.spec.label} ({target.precision.label})", notes,
-                                fastest, target.device),
+                                fastest, target.device, draft_choice),
                tokens_html(data["steps"], 0),
                gr.Slider(minimum=1, maximum=max(len(run.steps), 2), value=1, step=1, interactive=True),
                rows, residual, figures.acceptance_by_position_figure(stats), figures.accepted_length_figure(run, stats),

@@ -32,6 +32,7 @@ class TabInfo:
     link_inputs: tuple[str, ...] = ()  # component names a URL may fill (?tab=<key>&<name>=<value>)
     run: str | None = None  # the button a deep link presses after filling the inputs (None: none)
     advanced: tuple[str, ...] = ()  # components presenter mode folds away
+    opens_live: bool = False  # True: the tab computes its view on page load (else it opens on a cached example)
 
 
 def pending_tab(info: TabInfo) -> dict[str, Any]:
@@ -48,7 +49,8 @@ def all_tabs() -> list[TabInfo]:
     return [
         TabInfo("tokenization", "Tokenization", "How text becomes tokens: token chips, several tokenizers side by "
                 "side, the chat template's special tokens and a BPE merge replay.", 3, create_tokenization_tab,
-                link_inputs=("text", "names", "add_special"), run="run", advanced=("extra", "add_special")),
+                link_inputs=("text", "names", "add_special"), run="run", advanced=("extra", "add_special"),
+                opens_live=True),
         TabInfo("attention", "Attention", "Attention masks you can play with, and the loaded model's real "
                 "attention weights per layer and head.", 4, create_attention_tab,
                 link_inputs=("prompt", "chat", "layer", "head", "grid_mode", "mask_text", "pattern", "window",

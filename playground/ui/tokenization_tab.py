@@ -4,7 +4,6 @@ playground.figures.tokenization (views) and playground.runtime.tokenizers (loadi
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from pathlib import Path
@@ -47,7 +46,6 @@ text, code, numbers and rare words usually cost the most.
 
 
 # Every visitor's page trains the same default BPE: keep the last few results (they are immutable).
-_train_bpe = functools.lru_cache(maxsize=8)(tok.train_bpe)
 
 
 def load_examples() -> dict[str, str]:
@@ -143,6 +141,9 @@ def chat_view(ctx: AppContext, rows: list[list[Any]], add_generation_prompt: boo
     return summary, views.chat_html(view), view.prompt, view.payload()
 
 
+BPE_LIVE_CHARS = 2_000  # the BPE explorer follows typing up to here (a longer step view is too many chips to redraw)
+
+
 def step_slider(merges: int, value: int = 1) -> Any:
     """The merge-step slider's update. gradio refuses a slider whose minimum equals its maximum (1..1), so
     0 or 1 merges still get 1..2 (bpe_step_view clamps the step to the merges there are)."""
@@ -154,7 +155,7 @@ def bpe_view(text: str, source: str, merges: int) -> tuple[Any, ...]:
     if not text.strip():
         empty = "Type or pick some text above: the explorer shows how *that* text is split at every merge."
         return empty, step_slider(0), "", views.bpe_curve_figure(None, 0), [], {}, None
-    training = _train_bpe(text if source == "text" else tok.example_corpus(), text, int(merges))
+    training = tok.train_bpe(text if source == "text" else tok.example_corpus(), text, int(merges))
     agreement = (f"✓ Our Python replay of the training picks the same {len(training.merges):,} merges in the same "
                  "order as the `tokenizers` trainer." if training.matches_trainer else
                  f"✗ Our replay first differs from the trainer at merge {training.first_mismatch}.")
@@ -168,6 +169,16 @@ def bpe_view(text: str, source: str, merges: int) -> tuple[Any, ...]:
     step = training.first_visible_step()  # opening on a merge that changes nothing in the text teaches nothing
     return ("\n\n".join(notes), step_slider(len(training.merges), step),
             *bpe_step_view(training, step), views.merge_rows(training), training.payload(), training)
+
+
+def bpe_follow(text: str, source: str, merges: int) -> tuple[Any, ...]:
+    """The BPE explorer as the text is edited: re-segmented at once up to BPE_LIVE_CHARS characters; a longer text
+    (its step view is tens of thousands of chips) marks the view out of date until Train BPE is pressed."""
+    if len(text or "") > BPE_LIVE_CHARS:
+        return (f"⚠ The text above changed ({len(text):,} characters): the explorer below still shows the previous "
+                f"text. Press **Train BPE** to segment this one (it follows your typing up to {BPE_LIVE_CHARS:,} "
+                "characters).", *([gr.skip()] * 6))
+    return bpe_view(text, source, merges)
 
 
 def bpe_step_view(training: tok.BpeTraining | None, step: int) -> tuple[str, Any]:
@@ -283,20 +294,28 @@ def create_tokenization_tab(ctx: AppContext) -> dict[str, Any]:
         return tokenize_full(ctx, text, tokenizers, extra, add_special_tokens)
 
     on_bpe, on_step, on_cost = user_errors(bpe_view), user_errors(bpe_step_view), user_errors(cost_view)
+    on_bpe_follow = user_errors(bpe_follow)
 
     cost_inputs = [prices, input_tokens, output_tokens, requests]
     tokenize_inputs = [text, names, extra, add_special]
     tokenize_outputs = [counts, chips, alignment, tokens_json, input_tokens]
-    gr.on([run.click, names.input, add_special.input, extra.submit], on_tokenize, tokenize_inputs, tokenize_outputs,
-          api_name="tokenize", trigger_mode="always_last").then(
-        on_cost, cost_inputs, [costs, cost_json], api_visibility="private")
-    example.input(examples.get, example, text, queue=False, api_visibility="private").then(
-        on_tokenize, tokenize_inputs, tokenize_outputs, api_visibility="private").then(
-        on_cost, cost_inputs, [costs, cost_json], api_visibility="private")
+    bpe_inputs = [text, source, merge_count]
+    bpe_outputs = [bpe_summary, step, step_html, curve, merges_table, bpe_json, training]
+    # Every key typed, a paste or a picked example updates the tokens (like tiktokenizer): `change` (gradio's
+    # textbox `input` misses a paste); always_last keeps at most one update waiting behind the running one, so
+    # fast typing never queues a backlog.
+    gr.on([run.click, text.change, names.input, add_special.input, extra.submit], on_tokenize, tokenize_inputs,
+          tokenize_outputs, api_name="tokenize", trigger_mode="always_last", show_progress="hidden").then(
+        on_cost, cost_inputs, [costs, cost_json], api_visibility="private", show_progress="hidden")
+    example.input(examples.get, example, text, queue=False, api_visibility="private")  # text.change does the rest
     render.click(on_chat, [messages, generation_prompt], [chat_summary, chat_chips, prompt, chat_json],
                  api_name="chat_template")
-    train.click(on_bpe, [text, source, merge_count],
-                [bpe_summary, step, step_html, curve, merges_table, bpe_json, training], api_name="bpe_merges")
+    gr.on([train.click, source.input, merge_count.input], on_bpe, bpe_inputs, bpe_outputs, api_name="bpe_merges",
+          trigger_mode="always_last", show_progress="hidden")
+    # The BPE explorer segments the text above: it follows the text too (training on the example corpus is cached,
+    # so a new text costs only its segmentation; "train on the text above" retrains on the short text).
+    text.change(on_bpe_follow, bpe_inputs, bpe_outputs, api_visibility="private", trigger_mode="always_last",
+                show_progress="hidden")
     step.input(on_step, [training, step], [step_html, curve], trigger_mode="always_last",
                show_progress="hidden", api_visibility="private")
     estimate.click(on_cost, cost_inputs, [costs, cost_json], api_name="estimate_cost")
@@ -311,8 +330,7 @@ def create_tokenization_tab(ctx: AppContext) -> dict[str, Any]:
         on_cost, cost_inputs, [costs, cost_json], api_visibility="private").then(
         lambda: on_chat(DEFAULT_MESSAGES, True), None, [chat_summary, chat_chips, prompt, chat_json],
         api_visibility="private").then(
-        lambda: on_bpe(examples[first_example], "corpus", DEFAULT_MERGES), None,
-        [bpe_summary, step, step_html, curve, merges_table, bpe_json, training], api_visibility="private")
+        lambda: on_bpe(examples[first_example], "corpus", DEFAULT_MERGES), None, bpe_outputs, api_visibility="private")
     return {"example": example, "names": names, "text": text, "extra": extra, "add_special": add_special, "run": run,
             "counts": counts, "chips": chips, "alignment": alignment, "tokens_json": tokens_json,
             "messages": messages, "render": render, "chat_summary": chat_summary, "chat_chips": chat_chips,

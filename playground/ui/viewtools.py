@@ -16,7 +16,7 @@ import gradio as gr
 from playground.ui import export
 from playground.ui.deeplinks import DeepLink, LinkField, build_query, fields_for, link_warnings, resolve_query
 from playground.ui.errors import user_errors
-from playground.ui.examples import Example, ExampleFile, click_handler, load_example_file
+from playground.ui.examples import Example, ExampleFile, click_handler, load_example_file, opening_example
 
 # Runs in the browser after "copy link": make the URL absolute (keeping presenter mode and the theme),
 # try the clipboard, and always show the link in the textbox (the clipboard needs https or localhost).
@@ -155,17 +155,33 @@ def example_note(data: ExampleFile, example: Example, run_label: str | None, fre
         why = "" if example.outputs is None else " (its cached result no longer matches this tab: regenerate it)"
         action = f" Press **{run_label}** to compute it." if run_label else ""
         return f"Example **{example.title}**: inputs filled{why}.{action}"
-    return (f"Example **{example.title}**: cached result, computed on {data.model} ({data.generated}); "
+    where = ", ".join(part for part in (data.generated, data.machine) if part)
+    return (f"Example **{example.title}**: cached result from {where}, computed on {data.model}; "
             f"press **{run_label}** to compute it live.")
 
 
-def wire_example_row(demo: gr.Blocks, row: ExampleRow, links: TabLinks) -> None:
-    """Each example button fills the inputs and shows the cached outputs at once (no model call)."""
+def wire_example_row(demo: gr.Blocks, row: ExampleRow, links: TabLinks, open_with_example: bool = True) -> None:
+    """Each example button fills the inputs and shows the cached outputs at once (no model call). With
+    `open_with_example`, the page opens showing the cached result of the example whose inputs are the tab's
+    starting values (see examples.opening_example); the note says so until the main button runs live."""
     run_outputs = list(click_handler(demo, links.run_button).outputs) if links.run_button is not None else []
     run_ids = {component._id for component in run_outputs}
     inputs = [(spec, component) for spec, component in zip(links.fields, links.components)
               if component._id not in run_ids]
     run_label = links.run_button.value if links.run_button is not None else None
+    if links.run_button is not None:
+        # a live run replaces the cached view: the "cached result" note no longer describes it
+        links.run_button.click(lambda: gr.Markdown(visible=False), None, row.note, queue=False,
+                               api_visibility="private", show_progress="hidden")
+    starting = {spec.name: component.value for spec, component in zip(links.fields, links.components)}
+    first = opening_example(row.data, starting, len(run_outputs)) if open_with_example else None
+    if first is not None:
+        def show_first(example: Example = first) -> list[Any]:
+            note = gr.Markdown(example_note(row.data, example, run_label, True), visible=True)
+            return [*example.outputs, note]  # type: ignore[misc]  # opening_example checked they are there
+
+        demo.load(show_first, None, [*run_outputs, row.note], postprocess=False, queue=False,
+                  api_visibility="private", show_progress="hidden")
     for example, button in row.buttons:
         links.example_ids[example.name] = button.elem_id
 

@@ -87,3 +87,33 @@ def test_kv_handler_reads_the_model_config(handlers):
     gqa = next(v for v in data["variants"] if v["this_model"])
     assert gqa["bytes"] == 2 * 2 * 2 * 8 * 1000 * 4 * 2  # K,V x layers x KV heads x head dim x context x 4 B x batch
     assert "1,000 tokens" in note and "multi-head attention would need 2.0×" in note
+
+
+def test_layer_and_head_controls_offer_only_the_models_own_range():
+    from transformers import LlamaConfig
+
+    # SmolLM2-135M's shape: 30 layers, 9 query heads sharing 3 KV heads
+    config = LlamaConfig(num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3, hidden_size=576)
+    layer, head = attention_tab.model_controls(att.AttentionShape.from_config(config))
+    assert layer["maximum"] == 29 and "value" not in layer  # the visitor's chosen layer stays
+    assert [value for _, value in head["choices"]] == ["mean", *map(str, range(9))]
+    assert head["choices"][4] == ("head 3 (KV 1)", "3")
+
+
+def test_page_load_sets_the_ranges_of_the_model_that_is_there(handlers, stub_context):
+    mask_and_kv = [attention_tab.DEFAULT_MASK_TEXT, "causal", 3, 4, 4, 1024, attention_tab.KV_DTYPES[0], 1]
+    *_, layer, head = handlers.on_page_load(*mask_and_kv)
+    assert layer["maximum"] == 1 and len(head["choices"]) == 5  # the tiny model: 2 layers, 4 heads
+    *_, layer, head = attention_tab.AttentionHandlers(stub_context(None)).on_page_load(*mask_and_kv)
+    assert isinstance(layer, type(gr.skip())) and isinstance(head, type(gr.skip()))  # no model yet: left as built
+
+
+def test_every_view_control_listens_to_keyboard_and_typed_changes(demo):
+    """Sliders fire `input` on arrow keys and typed numbers (and on drags) but `release` only on the mouse:
+    each control of a view must re-render on `input` (or `change`), never only on `release`."""
+    blocks = {block._id: block for block in demo.blocks.values()}
+    listened = {(blocks[target].label, event) for fn in demo.fns.values() for target, event in fn.targets
+                if target in blocks}
+    for label in ("Layer", "Head", "Small multiples", "Query token position", "Window W (tokens each query sees)",
+                  "Context length (tokens)"):
+        assert (label, "input") in listened, label

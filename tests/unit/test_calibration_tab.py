@@ -37,7 +37,7 @@ def demo(tiny_context):
 
 def test_the_tab_has_its_api_endpoints(demo):
     names = {fn.api_name for fn in demo.fns.values() if fn.api_name}
-    assert {"calibrate", "self_consistency", "stop_calibration"} <= names
+    assert {"calibrate", "recalibrate", "self_consistency", "stop_calibration"} <= names
 
 
 def test_built_in_run_scores_every_question_then_reads_the_cache(handlers, cache_dir, tiny_loaded):
@@ -62,6 +62,40 @@ def test_built_in_run_scores_every_question_then_reads_the_cache(handlers, cache
     assert data["all"]["metrics"]["ece"]["value"] == pytest.approx(cal.calibration_metrics(direct).ece, abs=1e-9)
     again = handlers.calibrate("built-in", None, "raw", 5, "equal-mass")
     assert "from the cache" in again[0] and again[-1]["kind"] == "binary" and len(again[-1]["all"]["bins"]) == 5
+
+
+def test_moving_bins_binning_or_mode_redraws_from_stored_scores_without_scoring(stub_context, tiny_loaded, tmp_path,
+                                                                                monkeypatch):
+    handlers = calibration_tab.CalibrationHandlers(stub_context(tiny_loaded, tmp_path))
+    # nothing scored and nothing cached: the controls mark the view out of date instead of scoring for a minute
+    status, *rest = handlers.redraw("built-in", None, "normalised", 12, "equal-width")
+    assert "out of date" in status and "12 equal-width bins" in status and "Score & calibrate" in status
+    assert all(isinstance(value, type(gr.skip())) for value in rest)
+    handlers.calibrate("built-in", None, "normalised", 10, "equal-width")
+
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("a control change must not score the questions again")
+
+    monkeypatch.setattr(cal, "score_questions", no_scoring)
+    redrawn = handlers.redraw("built-in", None, "raw", 12, "equal-mass")[-1]
+    assert redrawn["n_bins"] == 12 and redrawn["binning"] == "equal-mass" and redrawn["confidence"] == "raw"
+    assert len(redrawn["all"]["bins"]) == 12
+    fresh = handlers.calibrate("built-in", None, "raw", 12, "equal-mass")[-1]  # a full run (scores from the cache)
+    assert redrawn == fresh
+    # a new visitor (nothing stored for them) redraws from the scores cached on disk, still without scoring
+    other = calibration_tab.CalibrationHandlers(handlers.ctx)
+    assert other.redraw("built-in", None, "raw", 12, "equal-mass")[-1] == fresh
+
+
+def test_redrawing_an_upload_needs_the_same_file(stub_context, tmp_path):
+    handlers = calibration_tab.CalibrationHandlers(stub_context(None, tmp_path))
+    path = tmp_path / "p.csv"
+    path.write_text("confidence,correct\n" + "".join(f"{0.5 + i / 200},{i % 3 > 0:d}\n" for i in range(90)))
+    handlers.calibrate("csv", str(path), "normalised", 10, "equal-width")
+    redrawn = handlers.redraw("csv", str(path), "normalised", 4, "equal-width")[-1]
+    assert redrawn == handlers.calibrate("csv", str(path), "normalised", 4, "equal-width")[-1]
+    assert "out of date" in handlers.redraw("csv", str(tmp_path / "other.csv"), "normalised", 4, "equal-width")[0]
+    assert "out of date" in handlers.redraw("built-in", None, "normalised", 4, "equal-width")[0]  # no model
 
 
 def test_csv_upload_needs_no_model(stub_context, tmp_path):

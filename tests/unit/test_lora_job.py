@@ -48,8 +48,14 @@ def test_a_job_writes_its_progress_as_jsonl_and_keeps_the_adapter(runner, base, 
     wait(job)
     events = log_events(job)
     kinds = [e["event"] for e in events]
-    assert kinds == ["queued", "start", "eval", "step", "step", "eval", "step", "step", "eval", "end"]
-    start, end = events[1], events[-1]
+    assert kinds == ["queued", "phase", "start", "phase", "eval", "step", "step", "eval", "step", "step", "eval", "end"]
+    # before step 1 the log says what the job is doing (a run showed "Step 0 · ETA –" for 30 s)
+    phases = [e["phase"] for e in events if e["event"] == "phase"]
+    assert phases == ["attaching rank-8 LoRA matrices to " + ", ".join(settings.target_modules),
+                      "measuring the loss on 4 held-out examples before step 1"]
+    assert lora.summarize_events(events[:4]).phase == phases[1]  # the latest phase, until the first step
+    assert lora.summarize_events(events[:6]).phase == ""
+    start, end = events[2], events[-1]
     assert start["trainable_parameters"] == lora.lora_budget(base.model, settings.target_modules, 8).lora_total
     assert start["trainable_percent"] == pytest.approx(100 * start["trainable_parameters"] / start["all_parameters"])
     assert start["settings"]["rank"] == 8 and start["train_examples"] == 16 and start["eval_examples"] == 4

@@ -51,3 +51,14 @@ def test_progress_html_shows_step_elapsed_eta_and_status():
     html = lora_tab.progress_html(lora.summarize_events(events, now=25.0))
     assert "Step 10 / 40" in html and "elapsed 0:25" in html and "ETA 1:00" in html and "running" in html
     assert 'width:25.0%' in html and "job job-1" in html
+
+
+def test_progress_html_says_what_happens_before_the_first_step():
+    events = [{"event": "queued", "job_id": "job-1", "total_steps": 40, "time": 0.0},
+              {"event": "phase", "phase": "measuring the loss on 4 held-out examples before step 1", "time": 1.0},
+              {"event": "start", "time": 2.0}]
+    html = lora_tab.progress_html(lora.summarize_events(events, now=3.0))
+    assert "Step 0 / 40" in html and "measuring the loss on 4 held-out examples before step 1…" in html
+    box, *_, data = lora_tab.preparing("tokenizing 20 examples")
+    assert "Preparing</b> — tokenizing 20 examples…" in box and data == {"status": "preparing",
+                                                                        "phase": "tokenizing 20 examples"}

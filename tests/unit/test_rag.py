@@ -429,3 +429,20 @@ def test_the_map_samples_large_corpora_but_keeps_the_retrieved_chunks(index, emb
     figure = figures.embedding_map_figure(index.projector(), index.chunks, result)
     assert len(figure.data[0].x) <= 5 + 3
     assert f"of {len(index.chunks)} chunks shown" in figure.layout.title.text
+
+
+@pytest.mark.parametrize("lengths", [[300], [2_000], [2_500, 700], [8_000], [120_000], [40, 40, 40]])
+def test_suggested_chunks_give_a_useful_number_of_chunks(lengths):
+    from playground.rag.chunking import SUGGESTED_SIZES, USEFUL_CHUNKS, chunk_count, chunk_text, suggested_chunking
+
+    chosen = suggested_chunking(lengths)
+    count = sum(chunk_count(n, chosen.size, chosen.overlap) for n in lengths)
+    if chosen.size != SUGGESTED_SIZES[-1]:
+        assert count >= USEFUL_CHUNKS
+    # the largest such size: one step larger would give fewer than USEFUL_CHUNKS chunks
+    larger = [size for size in SUGGESTED_SIZES if size > chosen.size]
+    if larger:
+        bigger = larger[-1]
+        assert sum(chunk_count(n, bigger, bigger // 8) for n in lengths) < USEFUL_CHUNKS
+    text = "x" * lengths[0]  # and the chunker really makes that many chunks
+    assert len(chunk_text(text, chosen)) == chunk_count(lengths[0], chosen.size, chosen.overlap)

@@ -68,7 +68,7 @@ def test_bad_corpus_settings_are_messages(tab, corpus, settings, message):
 
 
 def test_answer_shows_the_prompt_and_maps_citations(tab):
-    prompt, markdown, data = tab["handlers"].answer("capital of France?", *CORPUS, "dense", 2, 0, True,
+    *_, (prompt, markdown, data) = tab["handlers"].answer("capital of France?", *CORPUS, "dense", 2, 0, True,
                                                           "middle", 6)
     assert prompt == data["prompt_text"] and "[1] (source: pasted text)" in prompt
     assert data["position"] == "middle" and len(data["passages"]) == 2
@@ -88,3 +88,63 @@ def test_bad_uploads_are_dropped_with_a_warning_and_good_ones_kept(tab, tmp_path
     check = tab["handlers"].check_uploads
     with pytest.warns(UserWarning, match="bad.txt: this looks like a binary file"):
         assert check([str(good), str(bad)]) == [str(good)]
+
+
+def test_pasting_text_switches_the_corpus_and_picks_chunks_that_suit_it(tab):
+    """Pasted text used to leave retrieval on the Python reference, in 800-character chunks that made one chunk
+    of a pasted page (and a degenerate 2D map)."""
+    page = ("Retrieval finds passages. " * 12 + "\n\n") * 8  # ~2,500 characters
+    source, unit, size, overlap, note = tab["handlers"].use_own_corpus(None, page)
+    assert source == OWN and unit == "characters" and (size, overlap) == (200, 25)
+    stats, rows, figure, data = tab["handlers"].build(source, None, page, unit, size, overlap)
+    assert len(rows) == data["chunks"]["chunks"] >= rag_tab.rag.chunking.USEFUL_CHUNKS
+    assert f"**{len(rows)} chunks**" in note and "800-character chunks would give 4" in note
+    assert "cannot carry your text" in note  # a deep link has no room for the corpus
+    # back to the reference: its default chunks again; own text picked with nothing pasted: says what to do
+    assert tab["handlers"].choose_corpus(REFERENCE, None, page)[:4] == (REFERENCE, "characters", 800, 100)
+    assert "Paste some text" in tab["handlers"].choose_corpus(OWN, None, "  ")[-1]
+
+
+def test_pasting_and_dropping_files_are_wired_to_the_corpus_switch(tab):
+    demo, components = tab["demo"], tab["components"]
+    switching = {(target, event) for fn in demo.fns.values() if components["source"] in fn.outputs
+                 and components["size"] in fn.outputs for target, event in fn.targets}
+    # a paste fires the textbox's `change` but not its `input`
+    assert {(components["pasted"]._id, "change"), (components["source"]._id, "input"),
+            (components["files"]._id, "clear")} <= switching
+
+
+def test_the_answer_streams_token_by_token_and_ends_on_generate_texts_answer(tab):
+    """The answer sat behind a fixed "50%" bar for 12-24 s; now it grows token by token."""
+    from playground.generation import generate_text
+    from playground.rag import answer as rag_answer
+
+    views = list(tab["handlers"].answer("capital of France?", *CORPUS, "dense", 2, 0, True, "first", 8))
+    data = [view[2] for view in views]
+    assert [d["new_tokens"] for d in data] == list(range(1, len(data) + 1))
+    assert all(d["finish_reason"] == rag_answer.GENERATING for d in data[:-1]) and "generating…" in views[0][1]
+    assert data[-1]["finish_reason"] in ("eos", "stop_string", "length")
+    # the finished answer is the one generate_text gives for the same prompt
+    loaded = tab["handlers"].ctx.model()
+    ids = loaded.tokenizer(data[-1]["prompt_text"], add_special_tokens=False, return_tensors="pt")["input_ids"]
+    expected = generate_text(loaded.model, loaded.tokenizer, ids, max_new_tokens=8,
+                             eos_token_ids=loaded.eos_token_ids, stop_strings=rag_answer.STOP_STRINGS)
+    assert data[-1]["answer"] == expected.text.strip() and data[-1]["new_tokens"] == len(expected.token_ids)
+
+
+def test_answer_problems_name_what_the_tab_explains():
+    from dataclasses import replace
+
+    from playground.rag import answer as rag_answer
+
+    base = rag_answer.GroundedAnswer("q", True, "first", "", 0, (), "Paris [1].", (1,), (), False, True, "eos", 3,
+                                     0.1)
+    assert rag_answer.answer_problems(base) == ()
+    assert rag_answer.answer_problems(replace(base, answer="Paris.", citations=())) == ("cites-nothing",)
+    assert rag_answer.answer_problems(replace(base, answer=rag_answer.UNKNOWN_REPLY, citations=(),
+                                              says_unknown=True)) == ()
+    loop = "the finally clause runs the finally clause runs " * 3
+    assert "repeats" in rag_answer.answer_problems(replace(base, answer=loop + "[1]"))
+    assert rag_answer.answer_problems(replace(base, invalid_citations=(7,))) == ("invalid-citations",)
+    markdown = rag_tab.answer_markdown(replace(base, answer=loop, citations=()))
+    assert "Why no [n]" in markdown and "Why it repeats itself" in markdown

@@ -13,6 +13,12 @@ from playground.ui.sampling_tab import EMPTY_MESSAGE, SamplingHandlers, create_s
 SETTINGS = ("The capital of France is", False, 1.2, 0, 0.9, 0.0, 1.0, 0)  # prompt, chat, T, k, p, min-p, penalty, seed
 
 
+def final(outputs):
+    """A streaming handler's last yield: the finished view."""
+    *_, last = outputs
+    return last
+
+
 @pytest.fixture(scope="module")
 def tab(tiny_context, tiny_loaded):
     forwards = []
@@ -81,7 +87,7 @@ def test_draw_samples_counts_and_replays(tab):
 
 
 def test_generate_then_force_a_token(tab):
-    outputs = tab["handlers"].generate_trace(*SETTINGS, 10, True)
+    outputs = final(tab["handlers"].generate_trace(*SETTINGS, 10, True))
     sampled_text, greedy_text, _, position, _, alternative, data = outputs
     trace = data["trace"]
     assert len(trace["steps"]) == len(sampled_text) == 10 and len(greedy_text) == len(data["greedy"]["steps"])
@@ -89,7 +95,7 @@ def test_generate_then_force_a_token(tab):
     step = trace["steps"][4]
     assert {"token_id", "text", "prob", "raw_prob", "rank", "alternatives"} <= set(step)
     forced_id = next(alt["token_id"] for alt in step["alternatives"] if alt["token_id"] != step["token_id"])
-    branched = tab["handlers"].force_token(data, 4, forced_id)
+    branched = final(tab["handlers"].force_token(data, 4, forced_id))
     new = branched[6]["trace"]
     assert [s["token_id"] for s in new["steps"][:4]] == [s["token_id"] for s in trace["steps"][:4]]
     assert new["steps"][4]["token_id"] == forced_id and new["steps"][4]["forced"]
@@ -99,12 +105,12 @@ def test_generate_then_force_a_token(tab):
 def test_force_needs_a_trace_and_the_same_model(tab):
     force = tab["handlers"].force_token
     with pytest.raises(gr.Error, match="Generate a trace first"):
-        force(None, 0, 5)
-    data = tab["handlers"].generate_trace(*SETTINGS, 3, False)[6]
+        final(force(None, 0, 5))
+    data = final(tab["handlers"].generate_trace(*SETTINGS, 3, False))[6]
     assert data["greedy"] is None
     stale = {**data, "trace": {**data["trace"], "model_key": "another-model|fp32|cpu"}}
     with pytest.raises(gr.Error, match="model changed"):
-        force(stale, 0, data["trace"]["steps"][0]["alternatives"][1]["token_id"])
+        final(force(stale, 0, data["trace"]["steps"][0]["alternatives"][1]["token_id"]))
 
 
 def _tampered(data, **changes):
@@ -139,25 +145,52 @@ def _tampered(data, **changes):
 def test_force_token_refuses_tampered_trace_json_by_field(tab, changes, message):
     """Issue 24 #4: force_token trusted the trace a client sends back: 9,000 prompt ids ran 79 s past the
     context and the 512-token cut, an id of 10**9 gave "Something went wrong (IndexError)"."""
-    data = tab["handlers"].generate_trace(*SETTINGS, 3, False)[6]
+    data = final(tab["handlers"].generate_trace(*SETTINGS, 3, False))[6]
     forced = data["trace"]["steps"][0]["alternatives"][1]["token_id"]
     before = len(tab["forwards"])
     with pytest.raises(gr.Error, match=message):
-        tab["handlers"].force_token(_tampered(data, **changes), 0, forced)
+        final(tab["handlers"].force_token(_tampered(data, **changes), 0, forced))
     assert len(tab["forwards"]) == before  # refused before any forward
 
 
 def test_force_token_refuses_more_steps_than_the_trace_allows_and_a_tampered_greedy_trace(tab):
-    data = tab["handlers"].generate_trace(*SETTINGS, 3, False)[6]
+    data = final(tab["handlers"].generate_trace(*SETTINGS, 3, False))[6]
     forced = data["trace"]["steps"][0]["alternatives"][1]["token_id"]
     too_many = _tampered(data, steps=data["trace"]["steps"] * 2)
     with pytest.raises(gr.Error, match=r"steps has 6 items; .* at most 3 \(its max_new_tokens\)"):
-        tab["handlers"].force_token(too_many, 0, forced)
+        final(tab["handlers"].force_token(too_many, 0, forced))
     with pytest.raises(gr.Error, match=r"greedy.*prompt_ids\[0\] is 1000000000"):
-        tab["handlers"].force_token({**data, "greedy": {**data["trace"], "prompt_ids": [10**9]}}, 0, forced)
+        final(tab["handlers"].force_token({**data, "greedy": {**data["trace"], "prompt_ids": [10**9]}}, 0, forced))
     with pytest.raises(gr.Error, match=r"token id .* got 1e\+300|token 10{300}|whole number"):
-        tab["handlers"].force_token(data, 0, str(10**300))
+        final(tab["handlers"].force_token(data, 0, str(10**300)))
     with pytest.raises(gr.Error, match=r"Input 2 \(position\) must be a finite number"):
-        tab["handlers"].force_token(data, math.nan, forced)
+        final(tab["handlers"].force_token(data, math.nan, forced))
     with pytest.raises(gr.Error, match=r"prompt_ids\[0\]"):
         tab["handlers"].show_step(_tampered(data, prompt_ids=[10**9]), 0)
+
+
+def test_step_through_generation_streams_every_token_in_order_and_ends_on_the_plain_result(tab, tiny_context,
+                                                                                          tiny_loaded):
+    """The trace used to appear only after all tokens and the greedy run (50 s on the real model)."""
+    from playground import sampling as smp
+    from playground.ui.sampling_tab import model_key
+
+    views = list(tab["handlers"].generate_trace(*SETTINGS, 6, True))
+    traces = [view[6]["trace"] for view in views]
+    greedy = [view[6]["greedy"] for view in views]
+    sampled = [t for t, g in zip(traces, greedy) if g is None]  # the sampled run streams first, greedy after
+    assert [len(t["steps"]) for t in sampled] == list(range(1, len(sampled) + 1))  # one more token per yield
+    assert all(t["finish_reason"] == smp.traces.GENERATING for t in sampled[:-1])
+    assert sampled[-1]["finish_reason"] in ("length", "eos")
+    for earlier, later in zip(sampled, sampled[1:]):
+        assert later["steps"][:len(earlier["steps"])] == earlier["steps"]  # a prefix, never rewritten
+    assert [len(g["steps"]) for g in greedy if g is not None] == list(range(1, len(greedy) - len(sampled) + 1))
+    assert all(t == sampled[-1] for t in traces[len(sampled):])  # the sampled text stays while greedy streams
+    # the last view equals the non-streamed traces (timings aside)
+    settings = smp.SamplingSettings(temperature=1.2, top_p=0.9, seed=0)
+    _, cached = tab["handlers"].prompt_logits(SETTINGS[0], False)
+    plain = smp.trace_generation(tiny_loaded.model, tiny_loaded.tokenizer, cached.input_ids, settings, 6,
+                                 tiny_loaded.eos_token_ids, tiny_loaded.lock, model_key(tiny_loaded)).to_dict()
+    streamed = {**views[-1][6]["trace"], "seconds": plain["seconds"]}
+    assert streamed == plain
+    assert views[-1][0] == final(tab["handlers"].generate_trace(*SETTINGS, 6, True))[0]

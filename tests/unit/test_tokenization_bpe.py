@@ -102,3 +102,15 @@ def test_step_out_of_range():
 def test_long_text_is_capped_for_the_explorer():
     training = tok.train_bpe(CORPUS, "x" * (tok.BPE_TEXT_CHAR_LIMIT + 10), 5)
     assert training.text_truncated and len(training.text) == tok.BPE_TEXT_CHAR_LIMIT
+
+
+def test_a_new_text_reuses_the_training_and_segments_as_a_fresh_training_does():
+    """The tab re-segments at every key typed: the corpus training is cached, only the text's segmentation runs."""
+    first = check_training(CORPUS, "the cat", 40)
+    typed = "the cat sat on the mat, naïve 🤗"
+    reused = check_training(CORPUS, typed, 40)
+    assert reused.trainer_merges == first.trainer_merges and reused.text == typed
+    tok.bpe._train.cache_clear()
+    fresh = tok.train_bpe(CORPUS, typed, 40)
+    assert (reused.tokens_per_step, reused.final_tokens, reused.words) == (fresh.tokens_per_step, fresh.final_tokens,
+                                                                        fresh.words)

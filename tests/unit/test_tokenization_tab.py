@@ -53,3 +53,23 @@ def test_estimate_cost_caps_row_names(api):
     _, payload = api["estimate_cost"]([["n" * 500_000, 1, 2]], 10, 10, 1)
     name = payload["estimates"][0]["name"]
     assert len(name) <= LIMITS.name_chars + 1 and name.startswith("nnn")
+
+
+def test_every_key_typed_updates_the_tokens_and_the_bpe_explorer(tiny_context):
+    """The text box's `change` (each key, a paste, a picked example; gradio fires no `input` on a paste) drives both
+    views, newest edit wins (always_last); the BPE explorer shows the typed text's bytes, not the default example's,
+    and marks itself out of date for a text too long to redraw per key."""
+    from playground.ui import tokenization_tab
+
+    with gr.Blocks() as demo:
+        tab = create_tokenization_tab(tiny_context)
+    typed = [fn for fn in demo.fns.values() if (tab["text"]._id, "change") in [tuple(t) for t in fn.targets]]
+    assert {fn.api_name for fn in typed} == {"tokenize", "bpe_follow"}
+    assert all(fn.trigger_mode == "always_last" for fn in typed)
+    follow = next(fn for fn in typed if fn.api_name == "bpe_follow").fn
+    summary, *_ = follow("héllo", "corpus", 50)
+    assert "Your text: 6 bytes →" in summary  # "é" is two bytes
+    long_text = "x" * (tokenization_tab.BPE_LIVE_CHARS + 1)
+    summary, *rest = follow(long_text, "corpus", 50)
+    assert "still shows the previous text" in summary and "Train BPE" in summary
+    assert all(isinstance(value, type(gr.skip())) for value in rest)
