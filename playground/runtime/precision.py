@@ -5,7 +5,8 @@ int4, nf4) into one resolved `Precision`; its `method` says how the weights are 
 loader branches on that, never on the (choice, device) pair again:
 
     dtype          from_pretrained in `dtype` (fp32 / bf16 / fp16)
-    int4-cpu       loaded in fp32, then the decoder's Linear layers packed to 4 bits (runtime/int4.py)
+    int4-cpu       loaded in fp32, then the decoder's Linear layers packed to 4 bits (runtime/int4.py) and the
+                   output head to int8 rows (runtime/head.py)
     torchao-int8   loaded in fp32, then every Linear swapped for torch.ao's dynamic int8 Linear
     bnb-int8       from_pretrained quantizes with bitsandbytes LLM.int8
     bnb-nf4        from_pretrained quantizes with bitsandbytes NF4 (QLoRA's 4-bit base on a GPU)
@@ -28,6 +29,7 @@ import torch
 from playground.limits import shown
 from playground.config import PRECISION_CHOICES
 from playground.runtime.errors import ModelLoadError
+from playground.runtime.head import quantize_output_head
 from playground.runtime.int4 import int4_available, quantize_int4_weights
 
 WEIGHT_METHODS = ("dtype", "int4-cpu", "torchao-int8", "bnb-int8", "bnb-nf4")
@@ -35,7 +37,7 @@ WEIGHT_METHODS = ("dtype", "int4-cpu", "torchao-int8", "bnb-int8", "bnb-nf4")
 # The methods that convert a loaded fp32 model in memory, with the progress message the header shows.
 AFTER_LOAD_MESSAGES = {
     "torchao-int8": "Quantizing Linear layers to int8 (dynamic)",
-    "int4-cpu": "Packing the decoder's Linear layers into 4-bit groups",
+    "int4-cpu": "Packing the decoder's Linear layers into 4-bit groups and the output head into int8 rows",
 }
 
 
@@ -102,7 +104,7 @@ def int8_warning(model: str) -> str:
     return INT8_DYNAMIC_WARNING if model == MEASURED_MODEL else INT8_DYNAMIC_WARNING_GENERIC
 
 
-INT4_LABEL = "int4 weight-only (groups of 32, bf16 activations) + fp32 head"
+INT4_LABEL = "int4 weight-only (groups of 32, bf16 activations) + int8 head (per row)"
 
 
 def resolve_precision(requested: str, device: str, model: str = "") -> Precision:
@@ -215,5 +217,5 @@ def requantize(model: torch.nn.Module, precision: Precision) -> torch.nn.Module:
     if precision.method == "torchao-int8":
         return quantize_dynamic_int8(model)
     if precision.method == "int4-cpu":
-        return quantize_int4_weights(model)
+        return quantize_output_head(quantize_int4_weights(model))
     return model
