@@ -40,6 +40,21 @@ def _quality(reference: Any, candidate: Any) -> str:
     return f"KL {report.kl_mean:.4f}, top-1 {report.top1_agreement:.1%} over {report.tokens} tokens"
 
 
+def _with_fp32_head(loaded: Any) -> Any:
+    """A copy of `loaded` whose output head is the fp32 embedding matrix again (the model ties them), to measure
+    what the int8 head buys on its own."""
+    import copy
+    from types import SimpleNamespace
+
+    model = copy.deepcopy(loaded.model)
+    assert model.config.tie_word_embeddings, "the fp32-head comparison needs a model with tied embeddings"
+    embeddings = model.get_input_embeddings().weight  # [vocab, hidden]
+    head = torch.nn.Linear(embeddings.shape[1], embeddings.shape[0], bias=False)
+    head.weight = embeddings
+    model.set_output_embeddings(head)
+    return SimpleNamespace(model=model, tokenizer=loaded.tokenizer)
+
+
 def _decode_rows(tokens: int, repeats: int) -> list[dict[str, Any]]:
     """Decode and first-token speed of the default precision (auto: int4 on CPU) against `generate` on exact
     fp32 weights, with the default's output quality vs fp32 computed in the same run; then the loop alone
@@ -70,11 +85,20 @@ def _decode_rows(tokens: int, repeats: int) -> list[dict[str, Any]]:
         ours_s, base_s = interleaved(ours(candidate, 1), reference(baseline, 1), repeats)
         return row(label, median(ours_s), median(base_s), "s", conditions, False, "<= 1.0x")
 
+    def head_row() -> dict[str, Any]:
+        """What the int8 head buys on its own: our loop on the default vs the same model with the fp32 head."""
+        fp32_head = _with_fp32_head(default)
+        ours_s, base_s = interleaved(ours(default), ours(fp32_head), repeats)
+        return row("decode tok/s: default (int8 head) vs the same with an fp32 head", tokens / median(ours_s),
+                   tokens / median(base_s), "tok/s",
+                   conditions + f"; quality with the fp32 head: {_quality(fp32, fp32_head)}", True, "> 1.0x")
+
     default_name = f"{default.precision.quantization} ({default.precision.label})"
     default_notes = f"; default = {default_name}; quality vs fp32: {_quality(fp32, default)}"
     return _llama_cpp_rows(default, repeats) + [
         decode_row("decode tok/s: our loop, default precision vs generate fp32", default, fp32, default_notes,
                    ">= 1.5x"),
+        head_row(),
         decode_row("decode tok/s: our loop vs generate, both default precision", default, default,
                    f"; default = {default_name}", ">= 1.0x"),
         decode_row("decode tok/s: our loop vs generate, both fp32", fp32, fp32, "", ">= 1.0x"),
