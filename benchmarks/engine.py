@@ -1,12 +1,17 @@
-"""Decoding engine and start-up: our generation loop vs transformers' generate, time to first token,
-cold start of the app with cached weights, and the one-time GGUF conversion.
+"""Decoding engine and start-up: our generation loop vs transformers' generate and vs llama.cpp, time to first
+token, cold start of the app with cached weights, and the one-time GGUF conversion.
 
-`python -m benchmarks.engine [--tokens N] [--repeats N]` prints the table.
+`python -m benchmarks.engine [--tokens N] [--repeats N]` prints the table. The llama.cpp rows need the optional
+`pip install -r requirements-bench.txt` (llama-cpp-python built from source); without it they say
+"not measured" and why. llama.cpp runs in a child process (`--llama-cpp-worker`), so a crash in it (its AMX
+path faults on CPUs whose hypervisor does not grant AMX) is reported instead of ending the benchmark.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import socket
 import subprocess
 import sys
@@ -33,6 +38,21 @@ def _quality(reference: Any, candidate: Any) -> str:
         logits = [m.model(input_ids=ids).logits[0].float() for m in (reference, candidate)]
     report = quantization.quality_vs_reference(logits[0], logits[1], ids[0])
     return f"KL {report.kl_mean:.4f}, top-1 {report.top1_agreement:.1%} over {report.tokens} tokens"
+
+
+def _with_fp32_head(loaded: Any) -> Any:
+    """A copy of `loaded` whose output head is the fp32 embedding matrix again (the model ties them), to measure
+    what the int8 head buys on its own."""
+    import copy
+    from types import SimpleNamespace
+
+    model = copy.deepcopy(loaded.model)
+    assert model.config.tie_word_embeddings, "the fp32-head comparison needs a model with tied embeddings"
+    embeddings = model.get_input_embeddings().weight  # [vocab, hidden]
+    head = torch.nn.Linear(embeddings.shape[1], embeddings.shape[0], bias=False)
+    head.weight = embeddings
+    model.set_output_embeddings(head)
+    return SimpleNamespace(model=model, tokenizer=loaded.tokenizer)
 
 
 def _decode_rows(tokens: int, repeats: int) -> list[dict[str, Any]]:
@@ -65,11 +85,20 @@ def _decode_rows(tokens: int, repeats: int) -> list[dict[str, Any]]:
         ours_s, base_s = interleaved(ours(candidate, 1), reference(baseline, 1), repeats)
         return row(label, median(ours_s), median(base_s), "s", conditions, False, "<= 1.0x")
 
+    def head_row() -> dict[str, Any]:
+        """What the int8 head buys on its own: our loop on the default vs the same model with the fp32 head."""
+        fp32_head = _with_fp32_head(default)
+        ours_s, base_s = interleaved(ours(default), ours(fp32_head), repeats)
+        return row("decode tok/s: default (int8 head) vs the same with an fp32 head", tokens / median(ours_s),
+                   tokens / median(base_s), "tok/s",
+                   conditions + f"; quality with the fp32 head: {_quality(fp32, fp32_head)}", True, "> 1.0x")
+
     default_name = f"{default.precision.quantization} ({default.precision.label})"
     default_notes = f"; default = {default_name}; quality vs fp32: {_quality(fp32, default)}"
-    return [
+    return _llama_cpp_rows(default, repeats) + [
         decode_row("decode tok/s: our loop, default precision vs generate fp32", default, fp32, default_notes,
                    ">= 1.5x"),
+        head_row(),
         decode_row("decode tok/s: our loop vs generate, both default precision", default, default,
                    f"; default = {default_name}", ">= 1.0x"),
         decode_row("decode tok/s: our loop vs generate, both fp32", fp32, fp32, "", ">= 1.0x"),
@@ -78,6 +107,102 @@ def _decode_rows(tokens: int, repeats: int) -> list[dict[str, Any]]:
         first_token_row("time to first token: default precision vs generate fp32", default, fp32),
         first_token_row("time to first token: our loop vs generate (fp32)", fp32, fp32),
     ]
+
+
+LLAMA_CPP_TOKENS = 96  # new tokens per llama.cpp comparison run (the target says 96-128)
+LONG_PROMPT_TOKENS = 256  # the first-token comparison's prompt length
+
+
+def llama_cpp_worker(gguf: str, prompt_ids: list[int], new_tokens: int, threads: int) -> dict[str, float]:
+    """In a child process: llama.cpp (llama-cpp-python) on `gguf`, the same prompt ids and thread count as ours.
+    Greedy with EOS masked, so it decodes exactly `new_tokens`. Returns seconds for the prompt (prefill and the
+    first token's logits) and for the decode steps after it."""
+    import numpy as np
+    from llama_cpp import Llama
+
+    llm = Llama(gguf, n_threads=threads, n_threads_batch=threads, n_ctx=len(prompt_ids) + new_tokens + 8,
+                n_batch=512, verbose=False)
+    eos = llm.token_eos()
+    llm.reset()
+    started = time.perf_counter()
+    llm.eval(prompt_ids)
+    prefill = time.perf_counter() - started
+    started = time.perf_counter()
+    for _ in range(new_tokens):
+        logits = llm.scores[llm.n_tokens - 1].copy()  # [vocab]
+        logits[eos] = -np.inf
+        llm.eval([int(np.argmax(logits))])
+    return {"prefill_s": prefill, "decode_s": time.perf_counter() - started}
+
+
+def _llama_cpp_run(prompt_ids: list[int], new_tokens: int) -> dict[str, float]:
+    """One llama.cpp run in a child process; raises RuntimeError with the reason when it cannot run."""
+    from playground.runtime import embedded
+    from playground.runtime.registry import resolve_model
+
+    spec = resolve_model("smollm2-135m-instruct")
+    with tempfile.TemporaryDirectory() as scratch:
+        folder, filename = embedded.gguf_location(spec, Path(scratch))
+        request = json.dumps({"gguf": str(folder / filename), "prompt_ids": prompt_ids, "new_tokens": new_tokens,
+                              "threads": torch.get_num_threads()})
+        done = subprocess.run([sys.executable, "-m", "benchmarks.engine", "--llama-cpp-worker", request], cwd=ROOT,
+                              capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"llama.cpp exited with {done.returncode}: {done.stderr.strip()[-200:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _our_decode_seconds(loaded: Any, prompt: torch.Tensor, new_tokens: int) -> float:
+    """Seconds for `new_tokens` decode steps of our loop after the prompt's own step (greedy, no EOS ids, so it
+    never stops early): from the first yielded token to the (new_tokens + 1)-th, as llama.cpp is timed."""
+    from playground.generation import generate_tokens
+    from playground.sampling import SamplingSettings
+
+    started = 0.0
+    for step in generate_tokens(loaded.model, loaded.tokenizer, prompt, SamplingSettings(temperature=0.0),
+                                new_tokens + 1):
+        if step.index == 0:
+            started = time.perf_counter()
+    return time.perf_counter() - started
+
+
+def _llama_cpp_rows(default: Any, repeats: int) -> list[dict[str, Any]]:
+    """Our loop in the default precision vs llama.cpp on the embedded GGUF (the weights ours are converted from):
+    decode speed after the chat-templated prompt, and the first token of a 256-token prompt. Interleaved runs."""
+    from playground.generation import encode_prompt, generate_text
+
+    names = ("decode tok/s: our loop, default precision vs llama.cpp",
+             f"time to first token, {LONG_PROMPT_TOKENS}-token prompt: ours vs llama.cpp")
+    try:
+        import llama_cpp
+    except ImportError:
+        return [row(name, float("nan"), float("nan"), unit, "not measured: llama-cpp-python is not installed "
+                    "(pip install -r requirements-bench.txt)") for name, unit in zip(names, ("tok/s", "s"))]
+    prompt = encode_prompt(default.tokenizer, PROMPT)
+    long_prompt = encode_prompt(default.tokenizer, " ".join([PROMPT] * 40))[:, -LONG_PROMPT_TOKENS:]
+    ours_decode, theirs_decode, ours_first, theirs_first = [], [], [], []
+    try:
+        for attempt in range(repeats + 1):  # the first round warms both up and is not counted
+            decode_seconds = _our_decode_seconds(default, prompt, LLAMA_CPP_TOKENS)
+            first_step = generate_text(default.model, default.tokenizer, long_prompt, max_new_tokens=1)
+            theirs = _llama_cpp_run(prompt[0].tolist(), LLAMA_CPP_TOKENS)
+            theirs_long = _llama_cpp_run(long_prompt[0].tolist(), 0)
+            if attempt:
+                ours_decode.append(decode_seconds)
+                theirs_decode.append(theirs["decode_s"])
+                ours_first.append(first_step.seconds)
+                theirs_first.append(theirs_long["prefill_s"])
+    except (RuntimeError, subprocess.TimeoutExpired) as error:
+        return [row(name, float("nan"), float("nan"), unit, f"not measured: {error}")
+                for name, unit in zip(names, ("tok/s", "s"))]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    conditions = (f"SmolLM2-135M-Instruct, CPU, {torch.get_num_threads()} threads both, default = "
+                  f"{default.precision.label} vs llama.cpp (llama-cpp-python {llama_cpp.__version__}) on the "
+                  f"embedded Q4_1 GGUF; greedy, EOS suppressed, {LLAMA_CPP_TOKENS} new tokens after a "
+                  f"{prompt.shape[1]}-token chat prompt; median of {repeats} interleaved; load average {load:.1f}")
+    return [row(names[0], LLAMA_CPP_TOKENS / median(ours_decode), LLAMA_CPP_TOKENS / median(theirs_decode),
+                "tok/s", conditions, True, ">= 0.6x"),
+            row(names[1], median(ours_first), median(theirs_first), "s", conditions, False, "<= 1.5x")]
 
 
 def _free_port() -> int:
@@ -141,5 +266,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--llama-cpp-worker", help=argparse.SUPPRESS)  # JSON request; used by _llama_cpp_run
+    parser.add_argument("--decode-only", action="store_true", help="only the decode and first-token rows")
     arguments = parser.parse_args()
-    print_table(run(arguments.tokens, arguments.repeats))
+    if arguments.llama_cpp_worker:
+        print(json.dumps(llama_cpp_worker(**json.loads(arguments.llama_cpp_worker))))
+    elif arguments.decode_only:
+        print_table(_decode_rows(arguments.tokens, arguments.repeats))
+    else:
+        print_table(run(arguments.tokens, arguments.repeats))

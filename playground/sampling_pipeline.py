@@ -123,17 +123,73 @@ def apply_top_k(logits: torch.Tensor, top_k: int) -> torch.Tensor:
 def apply_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """Nucleus: keep the smallest set of most likely tokens whose probability sums to >= p.
 
-    Implemented like transformers: sort ascending and drop the low tail whose cumulative
-    probability is <= 1 - p; the most likely token always stays.
+    Same tokens as transformers' TopPLogitsWarper (`top_p_by_full_sort`). The nucleus is usually a
+    few dozen tokens of a 49,152-token vocabulary, so it is first looked for among the top k logits
+    (`top_p_keep_among_top_k`, k growing), which costs a partial selection instead of a full sort;
+    where that cannot decide exactly, the full sort does.
     """
     if top_p >= 1.0:
         return logits
+    keep = top_p_keep_among_top_k(logits, top_p)
+    if keep is None:
+        return top_p_by_full_sort(logits, top_p)
+    return logits.masked_fill(~keep, NEG_INF)
+
+
+def top_p_by_full_sort(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """top-p as transformers computes it: sort ascending and drop the low tail whose cumulative
+    probability is <= 1 - p; the most likely token always stays. logits: [..., vocab]."""
     sorted_logits, sorted_indices = torch.sort(logits, descending=False, dim=-1)
     cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
     sorted_remove = cumulative <= (1 - top_p)
     sorted_remove[..., -1:] = False
     remove = sorted_remove.scatter(-1, sorted_indices, sorted_remove)
     return logits.masked_fill(remove, NEG_INF)
+
+
+TOP_P_FIRST_K = 64  # candidates looked at first; each retry takes 4x more, up to vocab / 8
+TOP_P_MARGIN = 1e-5  # a cumulative probability this close to 1 - p is left to the full sort
+
+
+def top_p_keep_among_top_k(logits: torch.Tensor, top_p: float) -> torch.Tensor | None:
+    """Which tokens top-p keeps ([..., vocab] bool), decided from the k highest logits only; None when
+    that cannot be decided exactly (the caller then sorts everything).
+
+    The full sort keeps a token iff the probability of it and everything below it (its ascending
+    cumulative sum) is > 1 - p. That sum is total - (mass strictly above it), and the mass above a
+    token only involves higher tokens, so the top k suffice once the first removed token is among
+    them. Two cases are left to the full sort, so the kept set is always exactly the full sort's:
+    a sum within TOP_P_MARGIN of 1 - p (the sums here are taken in another order; float32 rounding
+    of a sum near 1 is ~6e-8), and the boundary inside a group of tied logits (which of the tied
+    tokens stay depends on the sort's order among equals).
+    """
+    vocab = logits.shape[-1]
+    rows = logits.reshape(-1, vocab)  # [rows, vocab]
+    probs = rows.softmax(dim=-1)
+    total = probs.double().sum(dim=-1, keepdim=True)  # [rows, 1]; ~1, as the full sort's last cumulative sum
+    threshold = 1.0 - top_p
+    k = TOP_P_FIRST_K
+    while k <= vocab // 8:
+        top_logits, top_ids = torch.topk(rows, k, dim=-1)  # [rows, k], descending
+        top_probs = probs.gather(-1, top_ids).double()
+        above = top_probs.cumsum(dim=-1) - top_probs  # mass strictly above each candidate
+        cumulative = total - above  # [rows, k]: each candidate's ascending cumulative sum
+        kept = cumulative > threshold
+        kept[:, 0] = True  # the most likely token always stays
+        if not bool((~kept[:, -1]).all()):  # some row keeps all k: its first removed token lies further down
+            k *= 4
+            continue
+        count = kept.sum(dim=-1, keepdim=True)  # [rows, 1]; 1 <= count < k
+        last_kept, first_removed = (count - 1), count
+        # The most likely token stays whatever its sum, so its sum is no edge when it stays alone.
+        last_kept_near = ((cumulative.gather(-1, last_kept) - threshold).abs() < TOP_P_MARGIN) & (count > 1)
+        first_removed_near = (cumulative.gather(-1, first_removed) - threshold).abs() < TOP_P_MARGIN
+        tie_at_edge = top_logits.gather(-1, last_kept) == top_logits.gather(-1, first_removed)
+        if bool((last_kept_near | first_removed_near | tie_at_edge).any()):
+            return None
+        keep = torch.zeros_like(rows, dtype=torch.bool).scatter_(-1, top_ids, kept)
+        return keep.reshape(logits.shape)
+    return None
 
 
 def apply_min_p(logits: torch.Tensor, min_p: float) -> torch.Tensor:
