@@ -5,8 +5,7 @@ Here each decoder matrix is stored as 4-bit codes in groups of 32 weights along 
 one scale and one offset per group (w ≈ q·scale + min, q ∈ 0..15; the same form as the GGUF's Q4_1 blocks
 the embedded model ships in, which is why it loses so little: measured KL 0.0003 and top-1 agreement 98%
 against fp32 -- an fp32 that is those Q4_1 weights dequantized, so int4 re-encodes weights that were already
-4-bit and the number flatters it). The embeddings stay fp32; the output head is not packed here: 4-bit groups
-there cost KL 0.06 (top-1 83%), so the int4 precision gives it int8 rows instead (runtime/head.py).
+4-bit and the number flatters it). The embeddings and the output head stay fp32: 4-bit there cost KL 0.06 (top-1 83%).
 
 Worked example for one group (4 weights instead of 32, for the arithmetic): w = [0.1, 0.4, -0.2, 0.7]
 -> min -0.2, scale (0.7 - -0.2)/15 = 0.06, q = round((w - min)/scale) = [5, 10, 0, 15],

@@ -5,8 +5,7 @@ int4, nf4) into one resolved `Precision`; its `method` says how the weights are 
 loader branches on that, never on the (choice, device) pair again:
 
     dtype          from_pretrained in `dtype` (fp32 / bf16 / fp16)
-    int4-cpu       loaded in fp32, then the decoder's Linear layers packed to 4 bits (runtime/int4.py) and the
-                   output head to int8 rows (runtime/head.py)
+    int4-cpu       loaded in fp32, then the decoder's Linear layers packed to 4 bits (runtime/int4.py)
     torchao-int8   loaded in fp32, then every Linear swapped for torch.ao's dynamic int8 Linear
     bnb-int8       from_pretrained quantizes with bitsandbytes LLM.int8
     bnb-nf4        from_pretrained quantizes with bitsandbytes NF4 (QLoRA's 4-bit base on a GPU)
@@ -29,7 +28,6 @@ import torch
 from playground.limits import shown
 from playground.config import PRECISION_CHOICES
 from playground.runtime.errors import ModelLoadError
-from playground.runtime.head import quantize_output_head
 from playground.runtime.int4 import int4_available, quantize_int4_weights
 
 WEIGHT_METHODS = ("dtype", "int4-cpu", "torchao-int8", "bnb-int8", "bnb-nf4")
@@ -37,7 +35,7 @@ WEIGHT_METHODS = ("dtype", "int4-cpu", "torchao-int8", "bnb-int8", "bnb-nf4")
 # The methods that convert a loaded fp32 model in memory, with the progress message the header shows.
 AFTER_LOAD_MESSAGES = {
     "torchao-int8": "Quantizing Linear layers to int8 (dynamic)",
-    "int4-cpu": "Packing the decoder's Linear layers into 4-bit groups and the output head into int8 rows",
+    "int4-cpu": "Packing the decoder's Linear layers into 4-bit groups",
 }
 
 
@@ -88,7 +86,7 @@ INT8_DYNAMIC_WARNING_GENERIC = ("dynamic int8 is faster on CPU but can cost a lo
                                 "quantization lab)")
 # The embedded model's "fp32" is its GGUF's Q4_1 weights dequantized: int4 re-encodes weights that were already
 # 4-bit, so its KL against that reference flatters it (against the published bf16 weights it would be larger).
-INT4_MEASURED = ("measured on SmolLM2-135M: ~2.3x faster decode than fp32, KL 0.0031 / top-1 agreement 97%; that "
+INT4_MEASURED = ("measured on SmolLM2-135M: ~2.3x faster decode than fp32, KL 0.0003 / top-1 agreement 98%; that "
                  "fp32 is the GGUF's Q4_1 weights dequantized, so int4 re-encodes weights that were already 4-bit "
                  "and the KL flatters it (Model tab)")
 INT4_GENERIC = ("reads an eighth of the decoder's bytes per token, so it decodes faster than fp32; measure this "
@@ -104,7 +102,7 @@ def int8_warning(model: str) -> str:
     return INT8_DYNAMIC_WARNING if model == MEASURED_MODEL else INT8_DYNAMIC_WARNING_GENERIC
 
 
-INT4_LABEL = "int4 weight-only (groups of 32, bf16 activations) + int8 head (per row)"
+INT4_LABEL = "int4 weight-only (groups of 32, bf16 activations) + fp32 head"
 
 
 def resolve_precision(requested: str, device: str, model: str = "") -> Precision:
@@ -112,9 +110,9 @@ def resolve_precision(requested: str, device: str, model: str = "") -> Precision
     `model` (a preset key) only picks the words: measured numbers are quoted for the model they were measured on.
 
     On CUDA, NF4 (bitsandbytes) fits 7B models in ~5 GB with small, measured quality loss. On CPU decoding
-    is bound by reading the weights, so auto takes int4 weight-only (runtime/int4.py, with an int8 head):
-    measured ~2.3x faster than fp32 (with an fp32 head); KL 0.0031 / top-1 97% with the int8 head on
-    SmolLM2-135M, against a reference that is its GGUF's Q4_1 weights dequantized (which flatters int4). Dynamic int8 is faster still but costs too much quality
+    is bound by reading the weights, so auto takes int4 weight-only (runtime/int4.py): measured ~2.3x
+    faster than fp32 at KL 0.0003 / top-1 98% on SmolLM2-135M, against a reference that is its GGUF's Q4_1
+    weights dequantized (which flatters int4). Dynamic int8 is faster still but costs too much quality
     (see INT8_DYNAMIC_WARNING), so it stays opt-in, as does exact fp32 ('none').
     """
     if requested == "auto":
@@ -217,5 +215,5 @@ def requantize(model: torch.nn.Module, precision: Precision) -> torch.nn.Module:
     if precision.method == "torchao-int8":
         return quantize_dynamic_int8(model)
     if precision.method == "int4-cpu":
-        return quantize_output_head(quantize_int4_weights(model))
+        return quantize_int4_weights(model)
     return model
