@@ -60,6 +60,10 @@ LIMIT_ROWS = {
     "Serving tab: KV-cache measurement": ("serving_kv_tokens",),
     "Serving tab: the prompt repeated": ("serving_prompt_tokens",),
     "Serving tab: simulated requests": ("serving_requests", "serving_request_tokens"),
+    "inside: logit lens / ablation prompt": ("inside_lens_tokens",),
+    "inside: head-importance / attribution prompt": ("inside_importance_tokens", "inside_attribution_tokens"),
+    "inside: parts switched off at once / greedy tokens / IG steps": ("inside_parts", "inside_new_tokens",
+                                                                      "inside_ig_steps"),
     "any uploaded file": ("upload_bytes",),
     "requests waiting in the queue": ("queue_size",),
 }

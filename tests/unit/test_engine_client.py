@@ -309,7 +309,7 @@ def test_an_engine_trace_shows_its_steps_and_refuses_a_forced_branch(fake, tmp_p
     settings = Settings(cache_dir=tmp_path, preload=False, engine_url=fake.url, engine_vocab_size=1000)
     ctx = AppContext(settings, StubModels(None))  # type: ignore[arg-type]  # no local model at all
     handlers = sampling_tab.SamplingHandlers(ctx)
-    outputs = handlers.generate_trace("Hello wide world", False, 0.0, 0, 1.0, 0.0, 1.0, 0, 4, False)
+    *_, outputs = handlers.generate_trace("Hello wide world", False, 0.0, 0, 1.0, 0.0, 1.0, 0, 4, False)  # streams
     data = outputs[-1]
     assert data["trace"]["model_key"] == f"engine:{fake.url}|fake-model"
     step = data["trace"]["steps"][0]
@@ -317,4 +317,4 @@ def test_an_engine_trace_shows_its_steps_and_refuses_a_forced_branch(fake, tmp_p
     plot, alternatives = handlers.show_step(data, 0)  # checked against the engine's vocabulary, no local model
     assert [choice[1] for choice in alternatives.choices][:3] == [0, 1, 2]
     with pytest.raises(Exception, match="this trace came from the engine"):
-        handlers.force_token(data, 0, 1)
+        list(handlers.force_token(data, 0, 1))

@@ -284,7 +284,8 @@ def test_tabs_open_on_the_cached_example_that_matches_their_starting_inputs(app)
         assert outputs == example.outputs and load.postprocess is False
         assert "cached result from" in note.value and data.generated in note.value and data.machine in note.value
         opened[tab.key] = example.name
-    assert set(opened) == {"attention", "sampling", "speculative", "rag", "calibration", "quantization"}
+    assert set(opened) == {"attention", "sampling", "speculative", "rag", "calibration", "quantization",
+                           "inside", "serving"}
 
 
 def test_the_opening_example_needs_equal_inputs_and_fitting_outputs():
