@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from playground.engine.client import EngineClient
+from playground.engine.metrics import total
 
 PREFIX = "vllm:spec_decode_"
 _POSITION = re.compile(r'position="(\d+)"')
@@ -43,11 +44,6 @@ class SpecDecodeCounters:
                 "mean_accepted_per_draft": self.mean_accepted_per_draft}
 
 
-def _total(metrics: dict[str, float], name: str) -> float:
-    """A counter summed over its label sets (one per engine core / model)."""
-    return sum(value for key, value in metrics.items() if key.split("{")[0] == name)
-
-
 def counters_from_metrics(metrics: dict[str, float]) -> SpecDecodeCounters | None:
     """The counters from parsed /metrics, or None when the engine does not run speculative decoding."""
     if not any(key.startswith(PREFIX) for key in metrics):
@@ -58,9 +54,9 @@ def counters_from_metrics(metrics: dict[str, float]) -> SpecDecodeCounters | Non
             match = _POSITION.search(key)
             if match:
                 positions[int(match.group(1))] = positions.get(int(match.group(1)), 0.0) + value
-    return SpecDecodeCounters(_total(metrics, PREFIX + "num_drafts_total"),
-                              _total(metrics, PREFIX + "num_draft_tokens_total"),
-                              _total(metrics, PREFIX + "num_accepted_tokens_total"),
+    return SpecDecodeCounters(total(metrics, PREFIX + "num_drafts_total"),
+                              total(metrics, PREFIX + "num_draft_tokens_total"),
+                              total(metrics, PREFIX + "num_accepted_tokens_total"),
                               tuple(positions[p] for p in sorted(positions)))
 
 

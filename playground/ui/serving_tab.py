@@ -6,6 +6,7 @@ playground.serving and playground.figures.serving."""
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, Callable
 
 import gradio as gr
@@ -14,6 +15,7 @@ from transformers import DynamicCache
 
 from playground import serving as srv
 from playground.attention.shape import AttentionShape
+from playground.engine.metrics import EngineLoad, engine_load
 from playground.figures import serving as figures
 from playground.figures.style import empty_figure
 from playground.generation import encode_prompt
@@ -59,10 +61,7 @@ SCHEDULE_HEADERS = ["policy", "total time (s)", "useful tok/s", "mean wait (s)",
                     "slot use"]
 EMPTY_MESSAGE = "Press “Measure & simulate” to time batched decode steps on the loaded model (seconds on a CPU)."
 
-# The hook for a connected inference engine (the `--engine URL` option, built separately): a function that
-# measures the batching curve on the engine instead of the in-process model. None: not connected here, and
-# the tab says so rather than showing anything it did not measure.
-EngineBatching = Callable[[list[int], int], srv.BatchingCurve]
+ENGINE_METRICS_SECONDS = 5.0  # how often an open page re-reads the engine's load (one read per interval per server)
 
 
 def batching_rows(curve: srv.BatchingCurve) -> list[list[Any]]:
@@ -90,10 +89,11 @@ def batching_summary(curve: srv.BatchingCurve, loaded: LoadedModel) -> str:
 class ServingHandlers:
     """The tab's event handlers as plain methods; one cancel event per browser session (the Stop button)."""
 
-    def __init__(self, ctx: AppContext, engine_batching: EngineBatching | None = None) -> None:
+    def __init__(self, ctx: AppContext, clock: Callable[[], float] = time.monotonic) -> None:
         self.ctx = ctx
-        self.engine_batching = engine_batching
         self.cancel_events: dict[str, threading.Event] = {}
+        self._clock = clock
+        self._engine_read: tuple[float, EngineLoad] | None = None  # (when, what): one /metrics read per interval
 
     def fresh_cancel_event(self, request: gr.Request | None) -> threading.Event:
         event = threading.Event()
@@ -101,12 +101,29 @@ class ServingHandlers:
         return event
 
     def engine_note(self) -> str:
-        """What the tab says when an engine is connected but nothing measures it here (never a made-up number)."""
-        url = getattr(self.ctx.settings, "engine", None)
-        if url and self.engine_batching is None:
-            return (f"\n\nℹ️ An engine is connected ({shown(url)}), but this tab measures the in-process model "
-                    "only; the engine's batching curve is not measured here.")
-        return ""
+        """What the tab says when an engine is connected: the curve is the in-process model's, never the engine's."""
+        if self.ctx.engine is None:
+            return ""
+        return (f"\n\nℹ️ An engine is connected ({shown(self.ctx.engine.client.url)}): this curve is the "
+                "in-process model's; the engine's batching curve is not measured here (its live load is under "
+                "**The engine, live**).")
+
+    @user_errors
+    def engine_metrics(self) -> tuple[str, dict[str, Any]]:
+        """The connected engine's live load from its /metrics (read at most once per ENGINE_METRICS_SECONDS for
+        the whole server, however many pages ask)."""
+        if self.ctx.engine is None:
+            raise srv.ServingInputError("No engine is connected: start the app with --engine URL.")
+        now = self._clock()
+        if self._engine_read is None or now - self._engine_read[0] >= ENGINE_METRICS_SECONDS:
+            self._engine_read = (now, engine_load(self.ctx.engine.client))
+        load = self._engine_read[1]
+        text = (f"**{shown(self.ctx.engine.client.url)}** now: **{load.running:.0f}** requests running, "
+                f"**{load.waiting:.0f}** waiting, KV cache **{load.kv_cache_usage:.1%}** full; since it started: "
+                f"**{load.generation_tokens:,.0f}** tokens generated, {load.prompt_tokens:,.0f} prompt tokens read, "
+                f"prefix cache hit **{load.prefix_cache_hit_rate:.1%}** of {load.prefix_cache_queries:,.0f} "
+                "looked-up tokens (their KV reused, not recomputed).")
+        return text, load.to_dict()
 
     def prompt_ids(self, loaded: LoadedModel, prompt: str) -> torch.Tensor:
         if not str(prompt).strip():
@@ -265,6 +282,12 @@ def create_serving_tab(ctx: AppContext) -> dict[str, Any]:
     paged_button = gr.Button("Show block table", scale=0, min_width=180)
     paged_plot = gr.Plot(label="Block table", elem_id="serving-paged")
 
+    with gr.Accordion("The engine, live", open=True, visible=ctx.engine is not None):
+        engine_text = gr.Markdown("Reading the engine's /metrics…", elem_id="serving-engine")
+        engine_refresh = gr.Button("Read the engine's metrics now", size="sm")
+        engine_json = gr.JSON(label="serving_engine_metrics")
+        engine_timer = gr.Timer(ENGINE_METRICS_SECONDS, active=ctx.engine is not None)
+
     with gr.Accordion("Raw numbers (JSON)", open=False):
         batching_json = gr.JSON(label="serving_batching")
         kv_json = gr.JSON(label="serving_kv_cache")
@@ -280,6 +303,11 @@ def create_serving_tab(ctx: AppContext) -> dict[str, Any]:
                    api_name="serving_schedule")
     paged_button.click(handlers.paged, [requests, block_size, reserve], [paged_plot, paged_json],
                        api_name="serving_paged")
+    # no model touched: off the queue, so a busy model never delays the engine's numbers
+    engine_refresh.click(handlers.engine_metrics, None, [engine_text, engine_json],
+                         api_name="serving_engine_metrics", queue=False)
+    engine_timer.tick(handlers.engine_metrics, None, [engine_text, engine_json], api_visibility="private",
+                      show_progress="hidden", queue=False)
     return {"prompt": prompt, "batch_sizes": batch_sizes, "decode_steps": decode_steps, "requests": requests,
             "slots": slots, "block_size": block_size, "reserve": reserve, "run": run, "stop": stop_button,
             "status": status, "batching_plot": batching_plot, "batching_table": batching_table, "kv_plot": kv_plot,

@@ -14,9 +14,11 @@ temperature shows up as differences of 1e-2 and more.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
+
 import pytest
 import torch
 
@@ -158,6 +160,26 @@ def test_the_sampling_views_take_the_engine_top_n(source, fp32):
     assert trace.model_key.startswith("engine:") and len(trace.steps) == 6
     assert all(step.prob == pytest.approx(1.0) for step in trace.steps)  # greedy: every pick had final p = 1
     assert engine_spec_decode(source.client) is None  # this engine runs no speculative decoding
+
+
+def test_the_engines_live_load_counts_what_it_served(source):
+    """The Serving tab's "engine, live" numbers from the real /metrics: a completion adds its tokens to the
+    generated total; an idle engine runs and waits for nothing; the KV cache's use is a fraction."""
+    from playground.engine.metrics import engine_load
+
+    before = engine_load(source.client)
+    ids = source.prompt_ids("Count to five:", chat=False)
+    completion = source.client.complete(ids, max_tokens=7, logprobs=0, extra={"ignore_eos": True})[0]
+    deadline = time.monotonic() + 10  # the server records a request's stats as its output is processed
+    while (after := engine_load(source.client)).generation_tokens < before.generation_tokens + 7:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert len(completion.tokens) == 7
+    assert after.generation_tokens - before.generation_tokens == 7
+    assert after.prompt_tokens - before.prompt_tokens == len(ids)
+    assert after.running == 0 and after.waiting == 0 and 0.0 <= after.kv_cache_usage <= 1.0
+    assert after.prefix_cache_queries >= before.prefix_cache_queries
 
 
 def test_faults_are_specific(vllm_server):

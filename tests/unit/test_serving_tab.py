@@ -114,9 +114,32 @@ def test_stop_cancels_the_callers_run(handlers, tiny_loaded):
     assert status.startswith("⏹ Stopped")
 
 
-def test_the_engine_hook_says_what_is_not_measured(stub_context, tiny_loaded):
+def test_with_an_engine_the_tab_says_its_curve_is_local_and_reads_the_engines_load(stub_context, tiny_loaded):
+    from types import SimpleNamespace
+
     ctx = stub_context(tiny_loaded)
     assert serving_tab.ServingHandlers(ctx).engine_note() == ""  # no engine: nothing to say
-    object.__setattr__(ctx.settings, "engine", "http://127.0.0.1:8000")
-    note = serving_tab.ServingHandlers(ctx).engine_note()
+    with pytest.raises(Exception, match="No engine is connected"):
+        serving_tab.ServingHandlers(ctx).engine_metrics()
+    reads = []
+
+    class Client:
+        url = "http://127.0.0.1:8000"
+
+        def metrics(self):
+            reads.append(1)
+            return {'vllm:num_requests_running{engine="0"}': 2.0, 'vllm:num_requests_waiting{engine="0"}': 5.0,
+                    'vllm:kv_cache_usage_perc{engine="0"}': 0.5, 'vllm:generation_tokens_total{engine="0"}': 99.0}
+
+    object.__setattr__(ctx, "engine", SimpleNamespace(client=Client()))
+    clock = [0.0]
+    handlers = serving_tab.ServingHandlers(ctx, clock=lambda: clock[0])
+    note = handlers.engine_note()
     assert "127.0.0.1:8000" in note and "not measured here" in note
+    text, data = handlers.engine_metrics()
+    assert (data["running"], data["waiting"], data["kv_cache_usage"]) == (2.0, 5.0, 0.5)
+    assert "**2** requests running" in text and "**5** waiting" in text and "50.0%" in text
+    handlers.engine_metrics()  # many pages within one interval: one read of /metrics
+    clock[0] += serving_tab.ENGINE_METRICS_SECONDS
+    handlers.engine_metrics()
+    assert len(reads) == 2
