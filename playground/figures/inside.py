@@ -44,7 +44,7 @@ def lens_heatmap(lens: LogitLens, colour: str = "top_prob") -> go.Figure:
     text = [[_cell_text(row[i][0]) for i in range(len(x))] for row in lens.top_labels]
     figure = go.Figure(go.Heatmap(
         z=z.astype(np.float32), x=x, y=y, colorscale=scale, zmin=zmin, zmax=zmax, text=text,
-        texttemplate="%{text}" if len(x) <= 40 else "", textfont={"size": 10}, customdata=hover,
+        texttemplate="%{text}" if len(x) <= 40 else "", textfont={"size": 12}, customdata=hover,
         hovertemplate="%{customdata}<extra></extra>",
         colorbar={"title": {"text": "log₁₀ rank" if colour == "final_rank" else "probability"}, "len": 0.7}))
     commit_y = [y[min(d, lens.depths - 1)] for d in lens.commit_depth]
@@ -62,7 +62,7 @@ def lens_heatmap(lens: LogitLens, colour: str = "top_prob") -> go.Figure:
     figure.update_xaxes(title_text="position (the token each column predicts after)", type="category",
                         tickangle=-60)
     figure.update_yaxes(title_text="depth (residual stream after)", type="category")
-    styled(figure, f"Logit lens · colour: {LENS_COLOURS[colour]}", height=max(480, 120 + 18 * lens.depths))
+    styled(figure, f"Logit lens · colour: {LENS_COLOURS[colour]}", height=max(480, 160 + 22 * lens.depths))
     return legend_below(figure, 150)
 
 

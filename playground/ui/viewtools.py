@@ -8,6 +8,8 @@ bottom, and finally `wire_deep_links` on page load.
 
 from __future__ import annotations
 
+import copy
+
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -178,7 +180,8 @@ def wire_example_row(demo: gr.Blocks, row: ExampleRow, links: TabLinks, open_wit
     if first is not None:
         def show_first(example: Example = first) -> list[Any]:
             note = gr.Markdown(example_note(row.data, example, run_label, True), visible=True)
-            return [*example.outputs, note]  # type: ignore[misc]  # opening_example checked they are there
+            # copies: gradio pops "value" out of an update dict it is given, and the next page gets these again
+            return [*copy.deepcopy(example.outputs), note]  # type: ignore[misc]  # opening_example checked them
 
         demo.load(show_first, None, [*run_outputs, row.note], postprocess=False, queue=False,
                   api_visibility="private", show_progress="hidden")
@@ -188,7 +191,7 @@ def wire_example_row(demo: gr.Blocks, row: ExampleRow, links: TabLinks, open_wit
         def show(example: Example = example) -> list[Any]:
             fresh = example.outputs is not None and len(example.outputs) == len(run_outputs)
             values = [example.values.get(spec.name, gr.skip()) for spec, _ in inputs]
-            outputs = list(example.outputs) if fresh else [gr.skip()] * len(run_outputs)
+            outputs = copy.deepcopy(example.outputs) if fresh else [gr.skip()] * len(run_outputs)
             note = gr.Markdown(example_note(row.data, example, run_label, fresh), visible=True)
             return [*values, *outputs, note]
 

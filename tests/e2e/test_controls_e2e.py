@@ -39,7 +39,8 @@ def test_attention_opens_on_a_cached_example_and_its_controls_follow_the_keyboar
     contains(page, "#attention-status", "layer 2")
     contains(page, "#pg-example-note-attention", "cached result from")
     assert page.get_by_label("range slider for Layer").get_attribute("max") == "29"  # 30 layers, not 0-63
-    assert page.get_by_label("number input for Query token position").input_value() == "18"  # the chart's token
+    page.wait_for_function("() => document.querySelector('[aria-label=\"number input for Query token position\"]')"
+                           "?.value === '18'", timeout=30_000)  # the chart's token (not 0)
     assert page.get_by_label("range slider for Query token position").get_attribute("max") == "18"
 
     press(page, "Layer", "ArrowRight")

@@ -160,22 +160,30 @@ def test_shared_results_keep_only_the_most_recent():
     assert calls == ["a"]
 
 
-def test_a_waiting_follower_gets_a_view_pushed_from_another_thread_during_its_wait():
+def run_coroutine(coroutine):
+    """asyncio.run in a thread of its own: an earlier test in the session (a sync Playwright page) may leave an
+    event loop running in this one."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def test_a_waiting_follower_gets_a_view_pushed_from_another_thread_during_its_wait():
     import threading
 
     room = Classroom("Long poll", "p", code="ABC234")
     room.push_view("sampling", "?tab=sampling")
     timer = threading.Timer(0.2, room.push_view, ("attention", "?tab=attention&layer=3"))
     timer.start()
-    view = asyncio.run(room.next_view(1, within=30.0))  # returns on the push, long before 30 s
+    view = run_coroutine(room.next_view(1, within=30.0))  # returns on the push, long before 30 s
     timer.join()
     assert view is not None and (view.tab, view.version) == ("attention", 2)
-    assert asyncio.run(room.next_view(2, within=0.05)) is None  # nothing newer: no view after the wait
+    assert run_coroutine(room.next_view(2, within=0.05)) is None  # nothing newer: no view after the wait
 
 
 def test_ending_the_class_releases_a_waiting_follower():
-    import asyncio
     import threading
 
     from playground.classroom import ClassHost
@@ -184,5 +192,5 @@ def test_ending_the_class_releases_a_waiting_follower():
     room = host.start("Ending", "p")
     timer = threading.Timer(0.2, host.end)
     timer.start()
-    assert asyncio.run(room.next_view(0, within=30.0)) is None and room.ended
+    assert run_coroutine(room.next_view(0, within=30.0)) is None and room.ended
     timer.join()

@@ -296,3 +296,24 @@ def test_the_opening_example_needs_equal_inputs_and_fitting_outputs():
     assert opening_example(data, {"x": 2}, 2).name == "b"
     assert opening_example(data, {"x": 2}, 1).name == "c"  # b's outputs no longer fit the button
     assert opening_example(data, {"x": 3}, 2) is None
+
+
+def test_a_cached_example_opens_the_same_for_every_page(app):
+    """gradio pops "value" out of an update dict it returns (postprocess_update_dict): a handler that returned the
+    stored outputs themselves showed the query slider's 18 to the first page only, and 0 to every page after."""
+    import copy
+
+    from gradio.blocks import postprocess_update_dict
+
+    for tab in app.playground_links:
+        if tab.run_button is None:
+            continue
+        run_outputs = click_handler(app, tab.run_button).outputs
+        loads = [fn for fn in app.fns.values() if any(event == "load" for _, event in fn.targets)
+                 and not fn.postprocess and list(fn.outputs[:len(run_outputs)]) == list(run_outputs)]
+        for load in loads:
+            first = copy.deepcopy(load.fn())
+            for block, value in zip(run_outputs, load.fn()):  # a page's load, as gradio handles its answer
+                if isinstance(value, dict) and value.get("__type__") == "update":
+                    postprocess_update_dict(block, value, postprocess=False)
+            assert load.fn()[:-1] == first[:-1], f"{tab.key}: the second page opens on different outputs"
