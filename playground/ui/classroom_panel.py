@@ -414,7 +414,10 @@ def wire_classroom(demo: gr.Blocks, panel: ClassroomPanel, ctx: AppContext, tabs
                      queue=False)
     gr.api(user_errors(handlers.class_state), api_name="class_state", queue=False)
     gr.api(user_errors(handlers.show_view), api_name="show_view")
-    gr.api(user_errors(handlers.class_view), api_name="class_view", queue=False)
+    # an API client's calls go through the queue whatever `queue` says: its long polls wait on the event loop (no
+    # thread), so none may wait for a worker behind the others (with the default limit, 50 followers' polls
+    # queued up to 15 s)
+    gr.api(user_errors(handlers.class_view), api_name="class_view", queue=False, concurrency_limit=None)
     panel.open_poll.click(user_errors(handlers.open_poll),
                           [panel.poll_kind, panel.poll_prompt, panel.poll_token, panel.poll_parameter], poll_outputs,
                           api_name="open_poll")
