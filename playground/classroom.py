@@ -149,6 +149,7 @@ class Classroom:
         self.polls: list[Poll] = []
         self.results = SharedResults()
         self.ended = False  # set by ClassHost.end: waiting followers stop waiting
+        self.exploring: set[str] = set()  # members who unticked "Follow the presenter"
 
     # -- members --------------------------------------------------------------------------------
     def join(self, code: str, session_id: str) -> None:
@@ -178,10 +179,16 @@ class Classroom:
             self.view = ClassView(tab, query, version)
             return self.view
 
-    async def next_view(self, after_version: int, within: float) -> ClassView | None:
+    def follow(self, session_id: str, on: bool) -> None:
+        """A member ticks or unticks "Follow the presenter": a wait already under way honours it."""
+        with self._lock:
+            (self.exploring.discard if on else self.exploring.add)(session_id)
+
+    async def next_view(self, after_version: int, within: float, session_id: str | None = None) -> ClassView | None:
         """The room's view once its version is not `after_version`, waiting at most `within` seconds: a long
         poll, so a follower learns of a push within VIEW_CHECK_SECONDS instead of at its page's next timer
-        tick. None when nothing changed (or the class ended). Waiting costs no thread: it runs on the
+        tick. None when nothing changed, the class ended or `session_id` stopped following meanwhile. Waiting
+        costs no thread: it runs on the
         server's event loop and reads one attribute per check.
 
         >>> room = Classroom("T", "p", code="ABC234")
@@ -192,7 +199,7 @@ class Classroom:
         1
         """
         deadline = time.monotonic() + within
-        while not self.ended:
+        while not self.ended and session_id not in self.exploring:
             view = self.view
             if view is not None and view.version != after_version:
                 return view

@@ -207,12 +207,18 @@ class ClassroomHandlers:
         if room is None or not room.is_member(session):
             return unchanged
         room.seen(session)
-        view = await room.next_view(seen_version, FOLLOW_WAIT_SECONDS) if follow else None
+        view = await room.next_view(seen_version, FOLLOW_WAIT_SECONDS, session) if follow else None
         if view is None:
             return unchanged
         link = resolve_query(view.query, self.fields)
         run_target = next((tab.run_elem_id or "" for tab in self.links if tab.key == link.tab), "")
         return [view.version, gr.Tabs(selected=link.tab), run_target, *link_updates(link, self.links)]
+
+    def set_follow(self, follow: bool) -> None:
+        """The page's Follow box changed: a long poll already waiting must not apply the next view."""
+        room = self.ctx.classroom.current
+        if room is not None:
+            room.follow(visitor_id(self.ctx.sessions), bool(follow))
 
     # -- polls ----------------------------------------------------------------------------------
     def open_poll(self, kind: str, prompt: str, token: str, parameter: float) -> tuple[Any, dict[str, Any], str]:
@@ -436,6 +442,7 @@ def wire_classroom(demo: gr.Blocks, panel: ClassroomPanel, ctx: AppContext, tabs
                             [panel.seen_version, tabs, panel.run_target, *link_components], trigger_mode="once",
                             **private).then(
         None, panel.run_target, panel.run_target, js=PRESS_RUN_JS, api_visibility="private", queue=False)
+    panel.follow.change(handlers.set_follow, panel.follow, None, **private)
     panel.snap.click(lambda: (True, 0), None, [panel.follow, panel.seen_version], **private)
     panel.card_timer.tick(handlers.refresh, None, [panel.card, *poll_outputs], **private)
 

@@ -194,3 +194,15 @@ def test_ending_the_class_releases_a_waiting_follower():
     timer.start()
     assert run_coroutine(room.next_view(0, within=30.0)) is None and room.ended
     timer.join()
+
+
+def test_a_member_who_stops_following_during_a_wait_does_not_get_the_next_view():
+    import threading
+
+    room = Classroom("Explore", "p", code="ABC234")
+    room.join("ABC234", "s1")
+    threading.Timer(0.1, room.follow, ("s1", False)).start()  # unticks Follow while the poll waits ...
+    threading.Timer(0.3, room.push_view, ("attention", "?tab=attention")).start()  # ... then the presenter moves
+    assert run_coroutine(room.next_view(0, within=1.0, session_id="s1")) is None
+    room.follow("s1", True)
+    assert run_coroutine(room.next_view(0, within=1.0, session_id="s1")).tab == "attention"
