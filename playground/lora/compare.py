@@ -10,7 +10,8 @@ import torch
 
 from playground.generation import encode_prompt, generate_text
 from playground.lora.errors import LoraError
-from playground.lora.job import TrainedAdapter
+from playground.lora.job import TrainedAdapter, TrainingProgress, summarize_events
+from playground.lora.settings import LoraSettings
 from playground.lora.training import model_device
 
 
@@ -102,3 +103,63 @@ def next_token_shift(adapter: TrainedAdapter, prompt: str, top_n: int = 8) -> Ne
     log_ratio = torch.log2(after.double().clamp_min(1e-30)) - torch.log2(before.double().clamp_min(1e-30))
     kl_bits = float((after.double() * log_ratio).sum())
     return NextTokenShift(prompt, tuple(tokens), kl_bits, text(int(before.argmax())), text(int(after.argmax())))
+
+
+# A run whose loss fell by less than this share of its starting value has barely trained (the demo's default
+# 40 steps at 2e-3 take the pirate set's eval loss down by about half).
+MEANINGFUL_LOSS_DROP = 0.10
+
+
+def run_losses(progress: TrainingProgress) -> tuple[str, float, float] | None:
+    """Which loss the run moved, and from where to where: the held-out (eval) loss when it was measured at least
+    twice (step 0 and later), else the smoothed train loss; None before any step.
+
+    >>> run_losses(summarize_events([{"event": "queued", "job_id": "j", "total_steps": 2, "time": 0.0}]))
+    """
+    if len(progress.eval_loss) >= 2:
+        return "eval loss", progress.eval_loss[0], progress.eval_loss[-1]
+    if progress.smoothed_loss:
+        return "train loss", progress.smoothed_loss[0], progress.smoothed_loss[-1]
+    return None
+
+
+def why_unchanged(identical_answers: bool, steps: int, learning_rate: float, loss: tuple[str, float, float] | None,
+                  default_steps: int = LoraSettings.steps, default_learning_rate: float = LoraSettings.learning_rate) -> str:
+    """One plain sentence when the run was too short to change the answers (or its loss barely moved): why, from
+    the run's own numbers, and what to try; "" when the answers changed and the loss moved.
+
+    >>> why_unchanged(True, 5, 2e-4, ("eval loss", 2.31, 2.29))  # doctest: +NORMALIZE_WHITESPACE
+    'The greedy answers did not change: this run trained only 5 steps at learning rate 0.0002, and its eval loss
+    moved only from 2.31 to 2.29 (-0.9%). Try at least 40 steps and a learning rate near 0.002, then compare again.'
+    >>> why_unchanged(False, 40, 2e-3, ("eval loss", 3.0, 1.4))
+    ''
+    """
+    name, start, end = loss if loss is not None else ("loss", float("nan"), float("nan"))
+    drop = (start - end) / start if start > 0 else 0.0
+    barely = loss is None or drop < MEANINGFUL_LOSS_DROP
+    if not (identical_answers or barely):
+        return ""
+    what = "The greedy answers did not change" if identical_answers else "The adapter has barely trained"
+    moved = (f"its {name} moved only from {start:.2f} to {end:.2f} ({-100 * drop:+.1f}%)" if barely and loss
+             else f"its {name} fell from {start:.2f} to {end:.2f} ({-100 * drop:+.1f}%)" if loss
+             else "no loss was recorded")
+    tries = []
+    if steps < default_steps:
+        tries.append(f"at least {default_steps} steps")
+    if learning_rate < default_learning_rate / 2:
+        tries.append(f"a learning rate near {default_learning_rate:g}")
+    if not tries:
+        tries.append(f"more steps (say {2 * steps}) or more new tokens per answer")
+    only = "only " if steps < default_steps else ""
+    if identical_answers and not barely:
+        # the loss fell, yet no greedy token flipped: the probabilities moved (the chart), the top choices did not
+        return (f"{what} although {moved}: the adapter moved the probabilities (the chart below) but not yet the "
+                f"most likely token at any step. Try {' and '.join(tries)}, then compare again.")
+    return (f"{what}: this run trained {only}{steps} step{'s' if steps != 1 else ''} at learning rate "
+            f"{learning_rate:g}, and {moved}. Try {' and '.join(tries)}, then compare again.")
+
+
+def answers_verdict(pairs: Sequence[AnswerPair], progress: TrainingProgress, learning_rate: float) -> str:
+    """`why_unchanged` for a comparison, from the run's own log: its steps, learning rate and loss."""
+    identical = bool(pairs) and all(pair.before == pair.after for pair in pairs)
+    return why_unchanged(identical, progress.step, learning_rate, run_losses(progress))

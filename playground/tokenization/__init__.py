@@ -48,6 +48,7 @@ from playground.tokenization.errors import TokenizationError
 from playground.tokenization.table import (
     BYTES_LABEL,
     BYTES_NAME,
+    SplitCharacter,
     TokenCounts,
     Tokenization,
     backend_for,
@@ -74,7 +75,7 @@ __all__ = [
     "EXAMPLE_PRICES", "CostEstimate", "Price", "costs_payload", "estimate_costs", "parse_prices",
     "VISIBLE", "readable_bytes", "visible", "visible_token",
     "TokenizationError",
-    "BYTES_LABEL", "BYTES_NAME", "TokenCounts", "Tokenization", "backend_for", "count_words", "make_counts",
+    "BYTES_LABEL", "BYTES_NAME", "SplitCharacter", "TokenCounts", "Tokenization", "backend_for", "count_words", "make_counts",
     "tokenize_bytes", "tokenize_text", "tokenizer_kind",
     "BYTE_LEVEL_DECODER", "byte_boundaries", "char_byte_starts", "spans_from_byte_boundaries", "utf8_bytes",
 ]

@@ -31,6 +31,7 @@ from playground.tokenization.errors import TokenizationError
 from playground.tokenization.text_bytes import (
     BYTE_LEVEL_DECODER,
     byte_boundaries,
+    char_byte_starts,
     spans_from_byte_boundaries,
     utf8_bytes,
 )
@@ -70,6 +71,17 @@ def make_counts(text: str, tokens: int, context_length: int | None, n_bytes: int
         context_length=context,
         context_percent=100.0 * tokens / context if context else None,
     )
+
+
+@dataclass(frozen=True)
+class SplitCharacter:
+    """A character whose UTF-8 bytes fall in several tokens (an emoji over 3 or 4 byte tokens): the chips draw it
+    once, as itself, beside tokens first_token..last_token (inclusive), which show only its bytes."""
+
+    char: str
+    position: int  # its index in the text
+    first_token: int  # the token holding its first byte (the character's span is on this one)
+    last_token: int  # the token holding its last byte
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,6 +128,25 @@ class Tokenization:
         if self.byte_bounds is not None:
             return readable_bytes(self.bytes_of(index))
         return visible(self.pieces[index])
+
+    def split_characters(self) -> tuple[SplitCharacter, ...]:
+        """The characters no single token holds, each with the run of tokens its bytes are in (lossless
+        tokenizers; a lossy one's offsets give whole characters).
+
+        >>> tokenize_bytes("a🤗").split_characters()
+        (SplitCharacter(char='🤗', position=1, first_token=1, last_token=4),)
+        """
+        if self.byte_bounds is None or len(self) < 2:
+            return ()
+        char_starts = char_byte_starts(self.text)  # [chars + 1]
+        inner = self.byte_bounds[1:-1]  # where one token ends and the next begins, in bytes
+        # a boundary splits a character when it is not where a character starts
+        position = np.searchsorted(char_starts, inner, side="right") - 1  # the character each boundary falls in
+        splits = np.unique(position[char_starts[position] != inner])
+        first = np.searchsorted(self.byte_bounds, char_starts[splits], side="right") - 1
+        last = np.searchsorted(self.byte_bounds, char_starts[splits + 1] - 1, side="right") - 1
+        return tuple(SplitCharacter(self.text[index], index, start, end)
+                     for index, start, end in zip(splits.tolist(), first.tolist(), last.tolist()))
 
     def tokens_starting_before(self, char_limit: int) -> int:
         """How many leading tokens start before `char_limit` (the chip view shows only those)."""

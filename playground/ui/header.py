@@ -9,7 +9,7 @@ import gradio as gr
 
 from playground.config import DEVICE_CHOICES, PRECISION_CHOICES
 from playground.network import offline_note
-from playground.runtime import causal_lm_presets
+from playground.runtime import ModelLoadError, causal_lm_presets
 from playground.sessions import AccessDenied, presenter_message
 from playground.ui.access import current_session, current_session_id
 from playground.ui.context import AppContext
@@ -99,6 +99,19 @@ def load_for_session(ctx: AppContext, name: str, precision: str, where: str, pro
     current_session(ctx.sessions).model_key = key
 
 
+def picker_in_use(ctx: AppContext) -> tuple[Any, Any, Any]:
+    """The picker set to the model the calling session's tabs actually use (after a failed load it kept showing
+    the model that failed); left alone while there is no model yet."""
+    try:
+        loaded = ctx.model()
+    except ModelLoadError:
+        return gr.skip(), gr.skip(), gr.skip()
+    precision, device = loaded.precision.quantization, loaded.device.split(":")[0]  # "cuda:0" -> "cuda"
+    return (gr.update(value=loaded.spec.key),
+            gr.update(value=precision) if precision in PRECISION_CHOICES else gr.skip(),
+            gr.update(value=device) if device in DEVICE_CHOICES else gr.skip())
+
+
 def create_header(ctx: AppContext) -> dict[str, Any]:
     settings = ctx.settings
     presets = [(spec.label, spec.key) for spec in causal_lm_presets()]
@@ -138,7 +151,9 @@ def create_header(ctx: AppContext) -> dict[str, Any]:
         return refresh()
 
     outputs = [status_html, status_json, timer]
-    load.click(load_model, [model, precision, device], outputs, api_name="load_model", concurrency_limit=1)
+    load.click(load_model, [model, precision, device], outputs, api_name="load_model", concurrency_limit=1).failure(
+        lambda: picker_in_use(ctx), None, [model, precision, device], api_visibility="private", queue=False,
+        show_progress="hidden")
     timer.tick(refresh, None, outputs, show_progress="hidden", queue=False, api_visibility="private")
     status_button.click(refresh, None, outputs, api_name="model_status", queue=False)
     gr.on(None, on_page_load, None, outputs, queue=False, api_visibility="private")  # triggers=None: on page load

@@ -16,6 +16,7 @@ import gradio as gr
 from playground import lora
 from playground.figures import lora as figures
 from playground.figures.style import empty_figure
+from playground.lora.compare import answers_verdict
 from playground.runtime import ModelLoadError
 from playground.runtime.variants import base_model_key, trainable_base
 from playground.limits import shown, whole_number_in
@@ -180,6 +181,33 @@ def stats_markdown(progress: lora.TrainingProgress) -> str:
     return "\n\n".join(lines)
 
 
+def run_progress(job: lora.TrainingJob) -> lora.TrainingProgress:
+    """A job's numbers so far, from its own JSONL log."""
+    events, _ = lora.read_events(job.log_path)
+    return lora.summarize_events(events)
+
+
+def adapter_note(runner: lora.LoraRunner, owner: str) -> str:
+    """What section 4 can do now: nothing before a run ("Train an adapter first"), wait while one trains, or use
+    the adapter the last run left (a message that stayed after training was no longer true)."""
+    job = runner.job(owner)
+    if job is None:
+        return NO_ADAPTER
+    if job.running:
+        return f"Your job {job.id} is still training: its adapter can be compared, downloaded or used once it ends."
+    if job.adapter is None:
+        return f"Your job {job.id} ended without an adapter ({job.status}). " + NO_ADAPTER
+    progress = run_progress(job)
+    return (f"Your adapter from job {job.id} is ready ({job.status} after {progress.step} of {progress.total_steps} "
+            f"steps on {job.adapter.dataset}): compare it in section 3, download it, or use it in your tabs.")
+
+
+def verdict_markdown(data: dict[str, Any] | None) -> str:
+    """The comparison's one sentence when the run was too short to change the answers ("" hides it)."""
+    verdict = (data or {}).get("why_unchanged") or ""
+    return f"⚠ {verdict}" if verdict else ""
+
+
 def compare_prompts(text: str) -> tuple[list[str], list[str]]:
     """Non-empty lines, capped (with a note)."""
     prompts = [line.strip() for line in (text or "").splitlines() if line.strip()]
@@ -311,8 +339,11 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
                                                                      ctx.limits.lora_compare_new_tokens))
         shift = lora.next_token_shift(adapter, prompts[0])
         rows = [[p.prompt, p.before, p.after] for p in pairs]
+        job = runner.job(owner())
+        # a run too short to change the answers says so, from its own steps, learning rate and loss
+        verdict = answers_verdict(pairs, run_progress(job), adapter.settings.learning_rate) if job else ""
         data = {"job_id": adapter.job_id, "answers": [asdict(p) for p in pairs], "next_token": shift.as_dict(),
-                "notes": notes}
+                "notes": notes, "why_unchanged": verdict}
         return rows, figures.token_shift_figure(shift), data
 
     @user_errors
@@ -433,6 +464,7 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
     answers = gr.Dataframe(headers=["prompt", "before (base)", "after (LoRA)"], datatype=["str", "str", "str"],
                            wrap=True, column_widths=["22%", "39%", "39%"], interactive=False, label="Answers",
                            elem_id="lora-answers")
+    compare_note = gr.Markdown(elem_id="lora-compare-note")
     shift_plot = gr.Plot(empty_figure(NO_COMPARISON), label="First answer token: probability before vs after",
                          elem_id="lora-shift-plot")
 
@@ -461,8 +493,10 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
     dataset_outputs = [dataset_report, dataset_json, prompts]
     # Streaming and polling handlers only read a log file: never queue them behind each other (the
     # runner itself allows one job and tells a second request so).
+    show_adapter = lambda: adapter_note(runner, owner())  # noqa: E731
     train.click(train_lora, [dataset, upload, *setting_inputs], monitor_outputs, api_name="train_lora",
-                concurrency_limit=None)
+                concurrency_limit=None).then(show_adapter, None, adapter_message, api_visibility="private",
+                                             queue=False)
     job_to_cancel = gr.Textbox(visible=False)  # empty: your own run (the API may name a job id)
     stop.click(cancel, job_to_cancel, training_json, api_name="cancel_lora", concurrency_limit=None)
     check.click(check_dataset, dataset_inputs, dataset_outputs, api_name="lora_dataset")
@@ -472,12 +506,15 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
                 show_progress="hidden")
     targets.change(why_lora, [rank, targets], budget_outputs, api_visibility="private", trigger_mode="always_last",
                    show_progress="hidden")
-    compare_button.click(compare, [prompts, max_new_tokens], [answers, shift_plot, compare_json], api_name="compare_lora")
+    compare_button.click(compare, [prompts, max_new_tokens], [answers, shift_plot, compare_json],
+                         api_name="compare_lora").success(verdict_markdown, compare_json, compare_note,
+                                                          api_visibility="private", queue=False)
     download_button.click(download, None, [adapter_file, adapter_json], api_name="download_adapter")
     use_button.click(use_mine, None, [adapter_message, adapter_json], api_name="use_lora")
     merge_button.click(merge, None, [adapter_message, adapter_json], api_name="merge_lora")
     unload_button.click(unload, None, [adapter_message, adapter_json], api_name="unload_lora")
-    on_page_load(reattach, ctx.visitor, monitor_outputs, api_visibility="private", concurrency_limit=None)
+    on_page_load(reattach, ctx.visitor, monitor_outputs, api_visibility="private", concurrency_limit=None).then(
+        show_adapter, None, adapter_message, api_visibility="private", queue=False)
     # Page load only (no inputs: gr.on(None, ...) with inputs would also fire on every rank or target change,
     # resetting the checkboxes and re-checking the dataset each time).
     initial_rank, initial_targets = rank.value, list(targets.value or [])
@@ -491,7 +528,8 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
             "eval_every": eval_every, "mask_prompt": mask_prompt, "budget_plot": budget_plot,
             "budget_table": budget_table, "train": train, "cancel": stop, "progress": progress_box, "stats": stats,
             "loss_plot": loss_plot, "dynamics_plot": dynamics_plot, "prompts": prompts,
-            "max_new_tokens": max_new_tokens, "compare": compare_button, "answers": answers, "shift_plot": shift_plot,
+            "max_new_tokens": max_new_tokens, "compare": compare_button, "answers": answers, "compare_note": compare_note,
+            "shift_plot": shift_plot,
             "download": download_button, "merge": merge_button, "unload": unload_button, "adapter_file": adapter_file,
             "adapter_message": adapter_message, "training_json": training_json, "dataset_json": dataset_json,
             "budget_json": budget_json, "compare_json": compare_json, "adapter_json": adapter_json}

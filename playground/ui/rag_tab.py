@@ -60,6 +60,10 @@ gain against the ideal order. Always on the Python reference corpus, with the ch
 CORPUS_CHOICES = [f"{PYTHON_REFERENCE} (79 topics, ships with Python)", "Your files and pasted text"]
 EMPTY_QUESTION = "Type a question above to see how every chunk scores."
 EMPTY_ANSWER = "Type a question above, then press Answer."
+# the same places once a question is in the box ("Type a question above" would no longer be true)
+READY_QUESTION = "Press **Retrieve** (or Enter in the question box) to see how every chunk scores for this question."
+READY_ANSWER = "Press **Answer** to have the model answer this question from the retrieved chunks."
+NO_INDEX = "Press **Build index** to chunk and embed the corpus (or just ask: it builds on demand)."
 TABLE_HEADERS = ["rank", "source", "dense", "BM25", "hybrid rank", "rerank P(Yes)", "rank change", "chunk"]
 TABLE_WIDTHS = ["6%", "12%", "8%", "8%", "8%", "9%", "8%", "41%"]
 CHUNK_HEADERS = ["#", "source", "tokens", "chars", "chunk"]
@@ -99,6 +103,17 @@ def chunking_note(corpus: rag.Corpus, chosen: rag.ChunkingSettings) -> str:
     return (f"Using **your text** ({len(lengths)} document{'s' if len(lengths) != 1 else ''}, {sum(lengths):,} "
             f"characters): chunks of {chosen.describe()} → **{count} chunks**{because}. Change them above if you "
             "like. A copied link cannot carry your text: it opens on the Python reference.")
+
+
+def question_messages(question: str | None) -> tuple[str, str]:
+    """The retrieval summary's and the answer's messages before a result: what to do next for this question.
+
+    >>> question_messages("  ") == (EMPTY_QUESTION, EMPTY_ANSWER)
+    True
+    >>> question_messages("Is a tuple mutable?") == (READY_QUESTION, READY_ANSWER)
+    True
+    """
+    return (READY_QUESTION, READY_ANSWER) if (question or "").strip() else (EMPTY_QUESTION, EMPTY_ANSWER)
 
 
 def reporter(progress: gr.Progress) -> ProgressFn:
@@ -246,6 +261,23 @@ class RagHandlers:
                 figures.chunk_length_figure(index.chunk_set, index.embedder_window), data)
 
     @user_errors
+    def index_stats(self, question: str, source: str, files: list[str] | None, pasted: str | None, unit: str,
+                    size: float | None, overlap: float | None) -> Any:
+        """The stats box after Retrieve / Answer built the index on demand ("Press Build index" was left there).
+        Runs after they succeed, so the index is in the store (a cache hit, no build); an empty question built
+        nothing, and nothing changes."""
+        if not (question or "").strip():
+            return gr.skip()
+        return stats_markdown(self.get_index(source, files, pasted, unit, size, overlap, no_progress))
+
+    def question_typed(self, question: str, summary: str, answer: str) -> tuple[Any, Any]:
+        """The question box changed: the "Type a question above" / "Press Retrieve" messages follow it; a real
+        retrieval or answer already shown is left alone."""
+        waiting = (EMPTY_QUESTION, READY_QUESTION, EMPTY_ANSWER, READY_ANSWER)
+        new_summary, new_answer = question_messages(question)
+        return (new_summary if summary in waiting else gr.skip(), new_answer if answer in waiting else gr.skip())
+
+    @user_errors
     def search(self, question: str, source: str, files: list[str] | None, pasted: str | None, unit: str,
                size: float | None, overlap: float | None, method: str, k: float, rerank_top: float, map_method: str,
                progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
@@ -368,8 +400,7 @@ def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
                 size = gr.Number(800, label="Chunk size (in units)", precision=0, minimum=1)
                 overlap = gr.Number(100, label="Overlap (in units)", precision=0, minimum=0)
             build_button = gr.Button("Build index", variant="secondary")
-    stats = gr.Markdown("Press **Build index** to chunk and embed the corpus (or just ask: it builds on demand).",
-                        elem_id="rag-stats")
+    stats = gr.Markdown(NO_INDEX, elem_id="rag-stats")
     with gr.Accordion("Chunks", open=False):
         with gr.Row():
             chunk_table = gr.Dataframe(interactive=False, headers=CHUNK_HEADERS, column_widths=CHUNK_WIDTHS, wrap=True, max_height=360,
@@ -389,7 +420,8 @@ def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
                                    label="Rerank the top N with the LLM (0 = off; at least k)")
             map_method = gr.Dropdown(list(rag.available_projections()), value="pca", label="2D map")
             search_button = gr.Button("Retrieve", variant="primary")
-    summary = gr.Markdown(EMPTY_QUESTION, elem_id="rag-summary")
+    first_summary, first_answer = question_messages(question.value)
+    summary = gr.Markdown(first_summary, elem_id="rag-summary")
     results = gr.Dataframe(interactive=False, headers=TABLE_HEADERS, column_widths=TABLE_WIDTHS, wrap=True, elem_id="rag-results")
     bars = gr.Plot(label="Scores of the retrieved chunks", elem_id="rag-bars")
     distribution = gr.Plot(label="Score distributions", elem_id="rag-distribution")
@@ -405,7 +437,7 @@ def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
     with gr.Row():
         answer_button = gr.Button("Answer", variant="primary")
         compare_button = gr.Button("Compare first / middle / last")
-    answer_text = gr.Markdown(EMPTY_ANSWER, elem_id="rag-answer")
+    answer_text = gr.Markdown(first_answer, elem_id="rag-answer")
     prompt_text = gr.Textbox(label="The prompt actually sent (chat template included)", lines=8, max_lines=24,
                              interactive=False, elem_id="rag-prompt")
     positions_table = gr.Dataframe(interactive=False, headers=POSITION_HEADERS, column_widths=POSITION_WIDTHS, wrap=True,
@@ -432,12 +464,21 @@ def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
     # One bound method for both events: gradio groups concurrency by id(fn), and `handlers.search` makes a new
     # object at each access, so this keeps the button and Enter in one concurrency group.
     search = handlers.search
-    search_button.click(search, retrieval_inputs + [map_method], search_outputs, api_name="retrieve")
-    question.submit(search, retrieval_inputs + [map_method], search_outputs, api_visibility="private")
-    answer_button.click(handlers.answer, retrieval_inputs + [strict, position, max_new_tokens],
-                        [prompt_text, answer_text, answer_json], api_name="rag_answer")
-    compare_button.click(handlers.compare_positions, retrieval_inputs + [strict, max_new_tokens],
-                         [positions_table, positions_json], api_name="rag_positions")
+    # Retrieve, Answer and Compare build the index on demand: then the stats box shows it (it said "Press Build
+    # index" after the index was built); one bound method for all (gradio groups concurrency by id(fn))
+    index_stats = handlers.index_stats
+
+    def show_index(event: Any) -> None:
+        event.success(index_stats, [question, *corpus_inputs], stats, api_visibility="private", show_progress="hidden")
+
+    show_index(search_button.click(search, retrieval_inputs + [map_method], search_outputs, api_name="retrieve"))
+    show_index(question.submit(search, retrieval_inputs + [map_method], search_outputs, api_visibility="private"))
+    show_index(answer_button.click(handlers.answer, retrieval_inputs + [strict, position, max_new_tokens],
+                                   [prompt_text, answer_text, answer_json], api_name="rag_answer"))
+    show_index(compare_button.click(handlers.compare_positions, retrieval_inputs + [strict, max_new_tokens],
+                                    [positions_table, positions_json], api_name="rag_positions"))
+    question.change(handlers.question_typed, [question, summary, answer_text], [summary, answer_text],
+                    api_visibility="private", queue=False, show_progress="hidden")
     eval_button.click(handlers.evaluate, [unit, size, overlap, eval_rerank], [eval_table, eval_plot, eval_json],
                       api_name="rag_evaluate")
     corpus_outputs = [source, unit, size, overlap, stats]

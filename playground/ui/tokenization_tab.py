@@ -30,6 +30,8 @@ DEFAULT_MESSAGES = [
     ["assistant", "A piece of text the model reads as one unit."],
 ]
 DEFAULT_MERGES = 300
+# the counts table's columns (views.COUNT_HEADERS): the tokenizer's name wraps in the first
+COUNT_WIDTHS = ["26%", "8%", "10%", "8%", "11%", "11%", "14%", "12%"]
 
 EXPLANATION = r"""
 ### What you are seeing
@@ -218,8 +220,9 @@ def create_tokenization_tab(ctx: AppContext) -> dict[str, Any]:
                            placeholder="Qwen/Qwen2.5-0.5B-Instruct, /path/to/tokenizer", scale=3)
         add_special = gr.Checkbox(label="Add each tokenizer's own special tokens (BOS, [CLS] … [SEP])", scale=2)
         run = gr.Button("Tokenize", variant="primary", scale=1, elem_id="tokenization-run")
+    # wrapped, the first column widest: unwrapped, the tokenizer names pushed the table past 1400 px
     counts = gr.Dataframe(headers=views.COUNT_HEADERS, label="Counts (the whole text, whatever its length)",
-                          interactive=False, elem_id="tokenization-counts")
+                          interactive=False, wrap=True, column_widths=COUNT_WIDTHS, elem_id="tokenization-counts")
     chips = gr.HTML(css_template=views.CHIP_CSS, js_on_load=views.CHIP_JS, elem_id="tokenization-chips")
     alignment = gr.Plot(label="Alignment", elem_id="tokenization-alignment")
     with gr.Accordion("Raw numbers: ids, tokens, offsets, counts (JSON, as the `tokenize` API returns them)",

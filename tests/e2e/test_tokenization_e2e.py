@@ -62,3 +62,27 @@ def test_tokenization_tab_end_to_end(page, open_tab):
     page.wait_for_function("!document.querySelector('#tokenization-chips').innerText.includes('100,000 characters')")
     page.locator("#tab-tokenization").screenshot(path=str(ARTIFACTS / "tokenization.png"))
     assert page.console_errors == []
+
+
+# The counts table's scrolling container, and every element of the table that is wider than its box (gradio's
+# hidden measuring row, aria-hidden and collapsed, left out): [tag, class, scrollWidth, clientWidth].
+CONTAINER = """() => { const box = document.querySelector('#tokenization-counts .virtual-table-viewport');
+    return box && [box.scrollWidth, box.clientWidth]; }"""
+OVERFLOWING = """() => [...document.querySelectorAll('#tokenization-counts, #tokenization-counts *')]
+    .filter((el) => !el.closest('[aria-hidden="true"]') && el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1)
+    .map((el) => [el.tagName, el.className.toString().slice(0, 40), el.scrollWidth, el.clientWidth])"""
+
+
+def test_the_counts_table_fits_at_1400_px_with_headers_in_words(page, app_url):
+    """Issue 23: the tokenizer comparison's counts table scrolled sideways at 1400 px (1270 px in a 1214 px box)."""
+    assert page.viewport_size == {"width": 1400, "height": 1000}
+    page.goto(app_url)  # Tokenization is the tab the app opens on (no click: a busy page can stall one)
+    page.wait_for_selector("#tab-tokenization", state="visible", timeout=300_000)
+    page.wait_for_selector("#tokenization-counts >> text=Loaded model", timeout=300_000)
+    page.wait_for_selector("#tokenization-counts >> text=UTF-8 bytes", timeout=300_000)
+    scroll_width, client_width = page.evaluate(CONTAINER)  # 1270 in 1214 px before
+    assert 0 < scroll_width <= client_width
+    assert page.evaluate(OVERFLOWING) == []
+    headers = [text.strip() for text in page.locator("#tokenization-counts thead th").all_inner_texts()]
+    assert "tokenizer" in headers and not any("_" in header for header in headers)
+    assert page.console_errors == []

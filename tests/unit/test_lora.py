@@ -432,3 +432,31 @@ def test_hostile_jsonl_lines_are_rejected_by_line_not_raised():
     assert len(examples) == 2
     reasons = {r.line: r.reason for r in rejected}
     assert "nested" in reasons[2] and "lone surrogate" in reasons[3] and len(reasons[4]) < 300
+
+
+# -- the comparison's "too short" sentence (compare.why_unchanged) ------------------------------------------------
+
+
+def test_a_run_that_changed_the_answers_and_the_loss_says_nothing():
+    from playground.lora.compare import why_unchanged
+
+    assert why_unchanged(False, 40, 2e-3, ("eval loss", 3.0, 1.5)) == ""
+
+
+def test_identical_answers_after_a_real_drop_in_loss_say_the_top_token_did_not_flip_yet():
+    from playground.lora.compare import why_unchanged
+
+    sentence = why_unchanged(True, 40, 2e-3, ("eval loss", 3.0, 1.5))
+    assert sentence.startswith("The greedy answers did not change although its eval loss fell from 3.00 to 1.50 "
+                               "(-50.0%)")
+    assert "Try more steps (say 80) or more new tokens per answer" in sentence
+
+
+def test_a_loss_that_barely_moved_is_explained_even_when_an_answer_changed():
+    from playground.lora.compare import why_unchanged
+
+    sentence = why_unchanged(False, 10, 1e-4, ("train loss", 2.0, 1.9))
+    assert sentence == ("The adapter has barely trained: this run trained only 10 steps at learning rate 0.0001, "
+                        "and its train loss moved only from 2.00 to 1.90 (-5.0%). Try at least 40 steps and a "
+                        "learning rate near 0.002, then compare again.")
+    assert "no loss was recorded" in why_unchanged(True, 0, 2e-3, None)

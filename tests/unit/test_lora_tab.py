@@ -62,3 +62,43 @@ def test_progress_html_says_what_happens_before_the_first_step():
     box, *_, data = lora_tab.preparing("tokenizing 20 examples")
     assert "Preparing</b> — tokenizing 20 examples…" in box and data == {"status": "preparing",
                                                                         "phase": "tokenizing 20 examples"}
+
+
+# -- a run too short to change the answers; the adapter message after a run -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tiny_model_dir, tmp_path_factory):
+    from playground.config import Settings
+    from playground.runtime import ModelManager
+
+    manager = ModelManager(Settings(model=str(tiny_model_dir), precision="none", device="cpu", offline=True,
+                                    cache_dir=tmp_path_factory.mktemp("cache")))
+    return manager.load()
+
+
+def test_a_run_too_short_to_change_the_answers_says_why_from_its_own_numbers(tiny_base, tmp_path):
+    runner = lora.LoraRunner(tmp_path / "lora")
+    assert lora_tab.adapter_note(runner, "me") == lora_tab.NO_ADAPTER  # nothing trained yet: true
+    pirate = lora.builtin_dataset("pirate")
+    settings = lora.LoraSettings(steps=2, eval_every=1, warmup_steps=0, learning_rate=1e-6)
+    job = runner.start(tiny_base, lora.Dataset("pirate-small", pirate.train[:8], pirate.eval[:2]), settings,
+                       owner="me")
+    job.thread.join(120)
+    assert not job.thread.is_alive()
+    # the adapter message no longer says "Train an adapter first": the run left one
+    note = lora_tab.adapter_note(runner, "me")
+    assert note != lora_tab.NO_ADAPTER and job.id in note and "2 of 2 steps" in note and "pirate-small" in note
+
+    adapter = runner.adapter("me")
+    pairs = lora.compare_answers(adapter, [pirate.eval[0].prompt], max_new_tokens=4)
+    assert pairs[0].before == pairs[0].after  # 2 steps at 1e-6 move nothing
+    progress = lora_tab.run_progress(job)
+    sentence = lora.compare.answers_verdict(pairs, progress, settings.learning_rate)
+    start, end = progress.eval_loss[0], progress.eval_loss[-1]  # the run's own log: step 0 and the last evaluation
+    assert sentence.startswith("The greedy answers did not change: this run trained only 2 steps at learning "
+                               "rate 1e-06")
+    assert f"eval loss moved only from {start:.2f} to {end:.2f}" in sentence
+    assert "Try at least 40 steps and a learning rate near 0.002" in sentence
+    assert lora_tab.verdict_markdown({"why_unchanged": sentence}) == f"⚠ {sentence}"
+    assert lora_tab.verdict_markdown({"why_unchanged": ""}) == ""

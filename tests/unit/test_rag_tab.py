@@ -148,3 +148,43 @@ def test_answer_problems_name_what_the_tab_explains():
     assert rag_answer.answer_problems(replace(base, invalid_citations=(7,))) == ("invalid-citations",)
     markdown = rag_tab.answer_markdown(replace(base, answer=loop, citations=()))
     assert "Why no [n]" in markdown and "Why it repeats itself" in markdown
+
+
+# -- messages that stop being true are replaced (issue 23: stale messages) ------------------------------------
+
+
+def test_the_opening_messages_are_true_for_the_question_already_in_the_box(tab):
+    components = tab["components"]
+    assert components["question"].value.strip()  # the tab opens with a question typed
+    for name in ("summary", "answer_text"):
+        assert "Type a question" not in components[name].value, name
+
+
+def test_typing_a_question_replaces_the_type_a_question_messages_and_clearing_it_brings_them_back(tab):
+    handlers = tab["handlers"]
+    summary, answer = handlers.question_typed("What is a tuple?", EMPTY_QUESTION, rag_tab.EMPTY_ANSWER)
+    assert "Type a question" not in summary and "Retrieve" in summary
+    assert "Type a question" not in answer and "Answer" in answer
+    assert handlers.question_typed("  ", summary, answer) == (EMPTY_QUESTION, rag_tab.EMPTY_ANSWER)
+    # a real result is never overwritten by typing
+    result = tab["handlers"].search("capital of Italy", *CORPUS, "hybrid", 2, 0, "pca")[0]
+    kept = handlers.question_typed("another question", result, "**Answer** (3 tokens …)")
+    assert kept == (gr.skip(), gr.skip())
+
+
+def test_after_a_question_built_the_index_the_stats_box_shows_it(tab):
+    """'Press Build index' stayed after Retrieve / Answer had built the index on demand."""
+    corpus = (OWN, None, PASTED + "\n\nA fresh paragraph, so this corpus has not been built yet.", "sentences", 1, 0)
+    handlers = tab["handlers"]
+    handlers.search("capital of Italy", *corpus, "hybrid", 2, 0, "pca")
+    stats = handlers.index_stats("capital of Italy", *corpus)
+    assert "Press **Build index**" not in stats and "4 chunks" in stats
+    assert handlers.index_stats(" ", *corpus) == gr.skip()  # an empty question built nothing: nothing to show
+
+    # wired: after each event that builds on demand succeeds, the stats box is redrawn from the index
+    config = tab["demo"].get_config_file()
+    stats_id = tab["components"]["stats"]._id
+    by_id = {d["id"]: d for d in config["dependencies"]}
+    redraws = {by_id[d["trigger_after"]]["api_name"] for d in config["dependencies"]
+               if d["outputs"] == [stats_id] and d["trigger_after"] is not None and d["trigger_only_on_success"]}
+    assert {"retrieve", "rag_answer", "rag_positions"} <= redraws

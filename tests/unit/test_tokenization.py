@@ -127,6 +127,42 @@ def test_split_character_belongs_to_its_first_token(tiny_tokenizer):
     assert result.shown_text(1).startswith("<")  # a lone continuation byte is shown as hex
 
 
+def split_by_the_tokenizer(tokenizer, text: str) -> dict[int, list[int]]:
+    """The tokenizer's own offsets: character position -> the tokens whose offset covers it, where several do."""
+    covering: dict[int, list[int]] = {}
+    for index, (start, end) in enumerate(hf_offsets(tokenizer, text)):
+        for position in range(start, end):
+            covering.setdefault(position, []).append(index)
+    return {position: tokens for position, tokens in covering.items() if len(tokens) > 1}
+
+
+@pytest.mark.parametrize("text", ["Paris 🤗 naïve 東京!", "🤗🤗", "a\u00e9\U0001F600b", "plain ascii"])
+def test_split_characters_are_the_ones_the_tokenizer_spreads_over_several_tokens(tiny_tokenizer, text):
+    """The chips show such a character as itself beside its byte tokens (an emoji is 3-4 tokens of bytes)."""
+    result = tok.tokenize_text(text, tiny_tokenizer, "tiny")
+    split = result.split_characters()
+    assert {c.position: list(range(c.first_token, c.last_token + 1)) for c in split} == \
+        split_by_the_tokenizer(tiny_tokenizer, text)
+    for character in split:
+        assert character.char == text[character.position]
+        # the tokenizer's own decoding of that run of tokens is exactly the character
+        assert tiny_tokenizer.decode(list(result.ids[character.first_token:character.last_token + 1])) == character.char
+        assert result.spans()[character.first_token][1] == character.position + 1  # its span is on the first token
+
+
+@FAST
+@given(text=unicode_text)
+def test_split_characters_property_random_unicode(tiny_tokenizer, text):
+    result = tok.tokenize_text(text, tiny_tokenizer, "tiny")
+    split = result.split_characters()
+    assert {c.position: list(range(c.first_token, c.last_token + 1)) for c in split} == \
+        split_by_the_tokenizer(tiny_tokenizer, text)
+    assert tok.tokenize_bytes(text).split_characters() == tuple(
+        tok.SplitCharacter(char, position, first, first + len(char.encode("utf-8")) - 1)
+        for position, char, first in zip(range(len(text)), text,
+                                         tok.char_byte_starts(text).tolist()) if len(char.encode("utf-8")) > 1)
+
+
 def test_special_tokens_typed_in_text_are_marked(tiny_tokenizer):
     text = "<|im_start|>user hi"
     result = tok.tokenize_text(text, tiny_tokenizer, "tiny")
