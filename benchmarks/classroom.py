@@ -3,8 +3,8 @@
 `python -m benchmarks.classroom --attendees 50` starts `python app.py --offline` with a presenter key in a
 process of its own, and plays a class: the presenter logs in and starts a class; every
 attendee joins with its code and, like the page's timer, asks `/class_view` every FOLLOW_SECONDS for a view
-newer than the one it has (a long poll: the server answers when the presenter pushes one, or after
-FOLLOW_WAIT_SECONDS); the
+newer than the one it has, skipping a tick while an ask is under way (a long poll: the server answers when the
+presenter pushes one, or after FOLLOW_WAIT_SECONDS); the
 presenter shows three views (sampling, attention, tokenization) VIEW_GAP_S apart; then puts a next-token
 poll to the room, every attendee answers once, the presenter checks that `/poll_results` counts every
 answer and reveals. Meanwhile half of the attendees make their own seeded `/next_token` and `/attention`
