@@ -36,6 +36,9 @@ POLL_KINDS = {
     "draft_accepted": "Will the draft token be accepted?",
 }
 YES_NO = ("yes", "no")
+# Long polls (next_view) waiting at once; one more answers at once instead. An API client's poll holds one of
+# the queue's job slots while it waits, so ui/queueing.py adds this many slots to those for work.
+MAX_WAITING_FOLLOWERS = 100
 
 
 class ClassError(ValueError):
@@ -193,6 +196,11 @@ class Classroom:
             self.ended = True
             self._wake_waiters()
 
+    @property
+    def waiting(self) -> int:
+        """Long polls waiting for the next view now."""
+        return len(self._waiters)
+
     def _wake_waiters(self) -> None:
         """Wake every waiting long poll (they re-check what changed). Called with the lock held, from any
         thread (the presenter's push runs in a worker thread): an asyncio.Event is set on its own loop only."""
@@ -222,7 +230,11 @@ class Classroom:
         waiter = (loop, changed)
         deadline = loop.time() + within
         with self._lock:  # registered before the first look: a push between the look and the wait still wakes it
-            self._waiters.add(waiter)
+            crowded = len(self._waiters) >= MAX_WAITING_FOLLOWERS
+            if crowded:
+                deadline = loop.time()  # look once, do not wait
+            else:
+                self._waiters.add(waiter)
             following = session_id not in self.exploring
         try:
             while not self.ended and (session_id not in self.exploring) == following:

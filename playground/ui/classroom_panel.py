@@ -159,6 +159,7 @@ class ClassroomHandlers:
             if presenter:
                 state["code"] = room.code
                 state["results"] = {"computed": room.results.computed, "shared": room.results.shared}
+                state["waiting"] = room.waiting  # followers' long polls waiting for the next view
         return state
 
     # -- following ----------------------------------------------------------------------------
