@@ -294,3 +294,21 @@ def test_ending_the_class_and_a_change_of_follow_wake_a_waiter_by_themselves():
                 explorer_woken and exploring.result() is None, end_woken and last.result() is None)
 
     assert on_frozen_clock(scenario) == (True, True, True, 1, True, True)
+
+
+def test_past_the_cap_a_long_poll_answers_at_once_instead_of_waiting(monkeypatch):
+    from playground import classroom
+
+    monkeypatch.setattr(classroom, "MAX_WAITING_FOLLOWERS", 2)
+    room = Classroom("Crowd", "p", code="ABC234")
+
+    async def scenario():
+        waiting = [asyncio.ensure_future(room.next_view(0, within=3600.0)) for _ in range(2)]
+        first_two_wait = not await settle(waiting[0]) and not waiting[1].done() and room.waiting == 2
+        third = asyncio.ensure_future(room.next_view(0, within=3600.0))
+        third_answers = await settle(third) and third.result() is None and room.waiting == 2
+        for task in waiting:
+            task.cancel()
+        return first_two_wait, third_answers
+
+    assert on_frozen_clock(scenario) == (True, True)
