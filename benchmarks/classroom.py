@@ -3,8 +3,8 @@
 `python -m benchmarks.classroom --attendees 50` starts `python app.py --offline` with a presenter key in a
 process of its own, and plays a class: the presenter logs in and starts a class; every
 attendee joins with its code and, like the page's timer, asks `/class_view` every FOLLOW_SECONDS for a view
-newer than the one it has (a long poll: the server answers when the presenter pushes one, or after
-FOLLOW_WAIT_SECONDS); the
+newer than the one it has, skipping a tick while an ask is under way (a long poll: the server answers when the
+presenter pushes one, or after FOLLOW_WAIT_SECONDS); the
 presenter shows three views (sampling, attention, tokenization) VIEW_GAP_S apart; then puts a next-token
 poll to the room, every attendee answers once, the presenter checks that `/poll_results` counts every
 answer and reveals. Meanwhile half of the attendees make their own seeded `/next_token` and `/attention`
@@ -15,8 +15,12 @@ attendee alone making the same calls). tests/load/test_classroom_load.py runs 6 
 
 The server runs in its own process (a first version ran the clients inside the server's process: 50 client
 threads then shared its interpreter lock, and a no-model call such as /class_view took 2.3 s at p50). The
-clients still share the machine's two cores with the server, so the numbers are an upper bound on what a
-room of separate machines would see.
+attendees run in PROCESSES (5) client processes of their own, 10 threads each for a class of 50
+(`--processes 1`: every attendee a thread of this process, as the benchmark did until 2026-12-02: 50 clients
+then share one interpreter lock); a room's 50 browsers are 50 machines. The follower delay
+compares times taken in different processes: time.perf_counter is CLOCK_MONOTONIC, one clock for the machine.
+The clients still share the machine's two cores with the server, so the numbers are an upper bound on what a
+room of separate machines would see. tests/load/test_classroom_load.py plays 6 attendees as threads.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import multiprocessing
 import os
+import queue
 import socket
 import subprocess
 import sys
@@ -36,11 +42,11 @@ from typing import Any
 
 from benchmarks.common import print_table, row
 from benchmarks.load import percentile
-from playground.classroom import VIEW_CHECK_SECONDS
 from playground.ui.classroom_panel import FOLLOW_SECONDS, FOLLOW_WAIT_SECONDS
 
 ROOT = Path(__file__).resolve().parents[1]
 
+PROCESSES = 5  # client processes the attendees are spread over (10 each for a class of 50)
 VIEW_GAP_S = 4.0  # seconds between the presenter's views (and after the last one)
 VIEWS = (  # the three views the presenter shows, in turn
     "?tab=sampling&prompt=The+capital+of+France+is&temperature=0.7",
@@ -55,9 +61,10 @@ CALL_TIMEOUT_S = 120  # one call
 PAGE_LOAD_TIMEOUT_S = 60  # an attendee's Client fetching the app's config (a browser loading the page)
 CONNECT_TIMEOUT_S = 300  # every attendee's Client created (or failed) by then
 RUN_TIMEOUT_S = 600  # the whole class
-# follower delay p50 / p95 of the long poll alone (upper bounds): a push during a wait arrives within one
-# check; one between two waits (the timer's gap) waits for the next tick
-TIMER_ALONE = (VIEW_CHECK_SECONDS, FOLLOW_SECONDS - FOLLOW_WAIT_SECONDS + VIEW_CHECK_SECONDS)
+# follower delay p50 / p95 of the long poll alone (upper bounds): a push during a wait wakes it at once; one
+# between two waits waits for the timer's next tick (a tick while a wait is under way is dropped)
+TIMER_GAP_S = FOLLOW_SECONDS - FOLLOW_WAIT_SECONDS if FOLLOW_SECONDS > FOLLOW_WAIT_SECONDS else FOLLOW_SECONDS
+TIMER_ALONE = (0.0, TIMER_GAP_S)
 
 
 def next_token_args(index: int) -> tuple[Any, ...]:
@@ -111,6 +118,16 @@ class ClassReport:
         return [f"attendee {index} never saw view {version}" for index, seen in sorted(self.seen.items())
                 for version in sorted(self.shown) if version not in seen]
 
+    def merge(self, part: ClassReport) -> None:
+        """Add a group of attendees' part (latencies, failures, views seen, answers sent)."""
+        for event, seconds in part.latencies.items():
+            self.latencies.setdefault(event, []).extend(seconds)
+        for event, count in part.failed.items():
+            self.failed[event] = self.failed.get(event, 0) + count
+        self.failures += part.failures
+        self.seen.update(part.seen)
+        self.answers_sent += part.answers_sent
+
     def percentile(self, event: str, q: float) -> float:
         return percentile(self.latencies.get(event, []), q)
 
@@ -131,43 +148,57 @@ class ClassReport:
         return "\n".join(lines)
 
 
-def run_class(url: str, presenter_key: str, attendees: int, view_gap_s: float = VIEW_GAP_S) -> ClassReport:
-    """One class on the app at `url` (launched with `presenter_key`): a presenter and `attendees` clients,
-    every call timed; nothing raises, every failure is counted and described in the report."""
+@dataclass
+class Signals:
+    """What the presenter shares with the attendees: threading's primitives when they are threads of this
+    process, multiprocessing's when they run in processes of their own."""
+
+    start: Any  # Barrier(attendees + 1): every attendee connected (or failed to) before the class starts
+    stop: Any  # Event: the class is over, followers stop asking
+    poll_open: Any  # Event
+    progress: Any  # Queue of (what, attendee, ok): "connect", "join", "answer", "done", one of each per attendee
+    deadline: float  # time.perf_counter() by which the class ends; CLOCK_MONOTONIC, one clock for every process
+
+
+def timed_call(report: ClassReport, guard: threading.Lock, client: Any, event: str, who: str, *args: Any,
+               api_name: str | None = None) -> tuple[bool, Any]:
+    """One API call, timed into `report`; a failure is counted and described, never raised."""
+    began = time.perf_counter()
+    try:
+        answer = client.submit(*args, api_name=api_name or f"/{event}").result(timeout=CALL_TIMEOUT_S)
+    except Exception as error:  # every failure is reported, none stops the class
+        with guard:
+            report.record(event, None, f"{who} {event}: {type(error).__name__}: {str(error)[:200]}")
+        return False, None
+    with guard:
+        report.record(event, time.perf_counter() - began)
+    return True, answer
+
+
+def attendee_group(url: str, code: str, indices: list[int], attendees: int, view_gap_s: float,
+                   signals: Signals) -> ClassReport:
+    """Attendees `indices` of a class of `attendees`, each a thread with a Client of its own: connect, join,
+    follow the presenter's views like the page's timer, half of them explore on their own, answer the poll.
+    Returns their part of the report once the presenter stops the class."""
     from gradio_client import Client
 
     report = ClassReport(attendees)
     guard = threading.Lock()
-    deadline = time.perf_counter() + RUN_TIMEOUT_S
-    start = threading.Barrier(attendees + 1)
-    stop = threading.Event()  # the class is over: followers stop reading
-    poll_open = threading.Event()
-    progress = threading.Condition(guard)  # notified when a join or an answer is done
-    done = {"join": 0, "answer": 0}
-    connected: dict[int, Any] = {}
+    clients: list[Any] = []
     followers: list[threading.Thread] = []  # one per joined attendee: its page's timer
 
     def left() -> float:
-        return max(0.0, deadline - time.perf_counter())
+        return max(0.0, signals.deadline - time.perf_counter())
 
     def call(client: Any, event: str, who: str, *args: Any, api_name: str | None = None) -> tuple[bool, Any]:
-        began = time.perf_counter()
-        try:
-            answer = client.submit(*args, api_name=api_name or f"/{event}").result(timeout=CALL_TIMEOUT_S)
-        except Exception as error:  # every failure is reported, none stops the class
-            with guard:
-                report.record(event, None, f"{who} {event}: {type(error).__name__}: {str(error)[:200]}")
-            return False, None
-        with guard:
-            report.record(event, time.perf_counter() - began)
-        return True, answer
+        return timed_call(report, guard, client, event, who, *args, api_name=api_name)
 
     def follow(index: int, client: Any) -> None:
         """The page's timer: every FOLLOW_SECONDS (ticks staggered across attendees) ask for a view newer than
         the last one read, as the page does; a tick that comes while the ask still waits is dropped."""
         seen, latest = report.seen[index], 0
         tick = time.perf_counter() + FOLLOW_SECONDS * index / max(1, attendees)
-        while not stop.wait(max(0.0, tick - time.perf_counter())) and left():
+        while not signals.stop.wait(max(0.0, tick - time.perf_counter())) and left():
             ok, view = call(client, "class_view", f"attendee {index}", latest)
             now = time.perf_counter()
             if ok and view and view["version"] not in seen:
@@ -179,12 +210,12 @@ def run_class(url: str, presenter_key: str, attendees: int, view_gap_s: float = 
 
     def own_requests(index: int, client: Any, spread_s: float) -> None:
         """An attendee exploring on its own, starting somewhere during the presenter's views."""
-        if stop.wait(spread_s * index / max(1, attendees)):
+        if signals.stop.wait(spread_s * index / max(1, attendees)):
             return
         call(client, "next_token", f"attendee {index}", *next_token_args(index))
         call(client, "attention", f"attendee {index}", *attention_args(index))
 
-    def attendee(index: int, code_box: list[str]) -> None:
+    def attendee(index: int) -> None:
         began = time.perf_counter()
         try:
             # a browser waits for a slow page far longer than httpx's default 5 s
@@ -197,90 +228,155 @@ def run_class(url: str, presenter_key: str, attendees: int, view_gap_s: float = 
         else:
             with guard:
                 report.record("connect", time.perf_counter() - began)
-                connected[index] = client
+                clients.append(client)
+        signals.progress.put(("connect", index, client is not None))
         try:  # reached even by an attendee that could not connect, else the class would never start
-            start.wait(timeout=CONNECT_TIMEOUT_S)
+            signals.start.wait(timeout=CONNECT_TIMEOUT_S)
         except threading.BrokenBarrierError:
             pass
-        if client is None or not code_box:
+        if client is None:
             return
-        joined, _ = call(client, "join", f"attendee {index}", code_box[0], api_name="/join_class")
-        with guard:
-            done["join"] += 1
-            if joined:
+        joined, _ = call(client, "join", f"attendee {index}", code, api_name="/join_class")
+        if joined:
+            with guard:
                 report.seen[index] = {}
-            progress.notify_all()
+            follower = threading.Thread(target=follow, args=(index, client), daemon=True)
+            with guard:
+                followers.append(follower)
+            follower.start()
+        signals.progress.put(("join", index, joined))
         if not joined:
             return
-        follower = threading.Thread(target=follow, args=(index, client), daemon=True)
-        with guard:
-            followers.append(follower)
-        follower.start()
         helpers = []
         if index % 2 == 0:  # half of the room explores on its own
             helpers.append(threading.Thread(target=own_requests, args=(index, client, view_gap_s * len(VIEWS)),
                                             daemon=True))
             helpers[-1].start()
-        if poll_open.wait(left()) and not stop.is_set():
-            ok, _ = call(client, "answer_poll", f"attendee {index}", GUESSES[index % len(GUESSES)])
+        answered = False
+        if signals.poll_open.wait(left()) and not signals.stop.is_set():
+            answered, _ = call(client, "answer_poll", f"attendee {index}", GUESSES[index % len(GUESSES)])
             with guard:
-                report.answers_sent += ok
-        with guard:
-            done["answer"] += 1
-            progress.notify_all()
+                report.answers_sent += answered
+        signals.progress.put(("answer", index, answered))
         for helper in helpers:
             helper.join(left())
+        signals.progress.put(("done", index, True))
 
-    def wait_for(what: str, count: int) -> None:
-        with guard:
-            progress.wait_for(lambda: done[what] >= count, timeout=left())
-
-    presenter = Client(url, verbose=False)
-    code_box: list[str] = []
-    ok, _ = call(presenter, "presenter_login", "presenter", presenter_key)
-    ok = ok and call(presenter, "start_class", "presenter", f"Classroom benchmark ({attendees} attendees)")[0]
-    if ok:
-        ok, state = call(presenter, "class_state", "presenter")
-        if ok:
-            code_box.append(state["code"])
-    threads = [threading.Thread(target=attendee, args=(index, code_box), daemon=True) for index in range(attendees)]
+    threads = [threading.Thread(target=attendee, args=(index,), daemon=True) for index in indices]
     for thread in threads:
         thread.start()
+    signals.stop.wait(left())  # the presenter says when the class is over
+    for thread in [*threads, *followers]:
+        thread.join(left())
+    if any(thread.is_alive() for thread in [*threads, *followers]):
+        report.failures.append(f"attendees {indices[0]}.. did not finish by the deadline (deadlock or overload)")
+    for client in clients:
+        client.close()
+    return report
+
+
+def _group_in_process(results: Any, *args: Any) -> None:
+    """A process of attendees: its part of the report goes back through `results`."""
+    results.put(attendee_group(*args))
+
+
+class Progress:
+    """The presenter's count of what the attendees report ("connect", "join", "answer", "done")."""
+
+    def __init__(self, messages: Any) -> None:
+        self.messages = messages
+        self.count: dict[str, int] = {}  # what -> attendees that reported it
+        self.ok: dict[str, int] = {}  # what -> attendees for which it succeeded
+
+    def wait_for(self, what: str, count: int, deadline: float) -> None:
+        """Read reports until `count` attendees reported `what` (or the deadline passes)."""
+        while self.count.get(what, 0) < count:
+            try:
+                kind, _, ok = self.messages.get(timeout=max(0.01, deadline - time.perf_counter()))
+            except queue.Empty:
+                return
+            self.count[kind] = self.count.get(kind, 0) + 1
+            self.ok[kind] = self.ok.get(kind, 0) + bool(ok)
+
+
+def run_class(url: str, presenter_key: str, attendees: int, view_gap_s: float = VIEW_GAP_S,
+              processes: int = 1) -> ClassReport:
+    """One class on the app at `url` (launched with `presenter_key`): a presenter and `attendees` clients,
+    every call timed; nothing raises, every failure is counted and described in the report. The attendees run
+    as threads of this process (`processes` 1) or in `processes` processes of their own, threads in each
+    (a room's browsers do not share one interpreter lock)."""
+    from gradio_client import Client
+
+    report, guard = ClassReport(attendees), threading.Lock()
+    presenter = Client(url, verbose=False, httpx_kwargs={"timeout": PAGE_LOAD_TIMEOUT_S})
+
+    def call(event: str, *args: Any) -> tuple[bool, Any]:
+        return timed_call(report, guard, presenter, event, "presenter", *args)
+
+    ok = call("presenter_login", presenter_key)[0]
+    ok = ok and call("start_class", f"Classroom benchmark ({attendees} attendees)")[0]
+    ok, state = call("class_state") if ok else (False, None)
+    if not ok:
+        presenter.close()
+        return report
+    deadline = time.perf_counter() + RUN_TIMEOUT_S
+    groups = [list(range(attendees))[first::processes] for first in range(processes)]  # even and odd in each
+    args = (url, state["code"], attendees, view_gap_s)
+    if processes == 1:
+        signals = Signals(threading.Barrier(attendees + 1), threading.Event(), threading.Event(), queue.Queue(),
+                          deadline)
+        parts: Any = queue.Queue()
+        workers: list[Any] = [threading.Thread(target=_group_in_process, args=(parts, *args[:2], group, *args[2:],
+                                                                               signals), daemon=True)
+                              for group in groups]
+    else:
+        context = multiprocessing.get_context("spawn")  # no fork of a process that already runs client threads
+        signals = Signals(context.Barrier(attendees + 1), context.Event(), context.Event(), context.Queue(),
+                          deadline)
+        parts = context.Queue()
+        workers = [context.Process(target=_group_in_process, args=(parts, *args[:2], group, *args[2:], signals),
+                                   daemon=True) for group in groups]
+    for worker in workers:
+        worker.start()
+    progress = Progress(signals.progress)
+
+    def left() -> float:
+        return max(0.0, deadline - time.perf_counter())
+
     try:
-        start.wait(timeout=CONNECT_TIMEOUT_S)
+        signals.start.wait(timeout=CONNECT_TIMEOUT_S)
     except threading.BrokenBarrierError:
         report.failures.append(f"not every attendee connected or failed within {CONNECT_TIMEOUT_S} s")
     began = time.perf_counter()
-    report.connected = len(connected)
-    wait_for("join", report.connected)
-    report.joined = len(report.seen)
-    if code_box:
-        for query in VIEWS:
-            ok, view = call(presenter, "show_view", "presenter", query)
-            if ok:
-                with guard:
-                    report.shown[view["version"]] = time.perf_counter()
-            stop.wait(min(view_gap_s, left()))
-        call(presenter, "open_poll", "presenter", "next_token", POLL_PROMPT, "", 0.9)
-        poll_open.set()
-        wait_for("answer", report.joined)
-        ok, results = call(presenter, "poll_results", "presenter")
+    progress.wait_for("connect", attendees, deadline)
+    report.connected = progress.ok.get("connect", 0)
+    progress.wait_for("join", report.connected, deadline)
+    report.joined = progress.ok.get("join", 0)
+    for query in VIEWS:
+        ok, view = call("show_view", query)
         if ok:
-            report.poll_answers = results["answers"]
-        call(presenter, "reveal_poll", "presenter")
-    poll_open.set()
-    for thread in threads:  # the attendees' answers and own requests; one deadline for all of them
-        thread.join(max(0.0, left() - 5 * FOLLOW_SECONDS))
-    stop.set()  # the followers have had every view for at least a view gap by now
-    for thread in [*threads, *followers]:
-        thread.join(left())
+            report.shown[view["version"]] = time.perf_counter()
+        signals.stop.wait(min(view_gap_s, left()))
+    call("open_poll", "next_token", POLL_PROMPT, "", 0.9)
+    signals.poll_open.set()
+    progress.wait_for("answer", report.joined, deadline)
+    ok, results = call("poll_results")
+    if ok:  # no "answers" when the poll never opened (open_poll failed: counted above)
+        report.poll_answers = results.get("answers")
+    call("reveal_poll")
+    # the attendees' own requests; the followers have had every view for at least a view gap by now
+    progress.wait_for("done", report.joined, deadline - 5 * FOLLOW_SECONDS)
+    signals.stop.set()
+    for _ in workers:
+        try:
+            report.merge(parts.get(timeout=max(0.01, left())))
+        except queue.Empty:
+            report.failures.append("a group of attendees sent no report by the deadline")
+    for worker in workers:
+        worker.join(max(0.01, left()))
     report.wall_seconds = time.perf_counter() - began
-    if any(thread.is_alive() for thread in [*threads, *followers]):
-        report.failures.append(f"some attendees did not finish within {RUN_TIMEOUT_S} s (deadlock or overload)")
-    if code_box:
-        call(presenter, "end_class", "presenter")
-    for client in [presenter, *connected.values()]:
-        client.close()
+    call("end_class")
+    presenter.close()
     return report
 
 
@@ -323,7 +419,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def launch_app(presenter_key: str, timeout_s: float = 300.0) -> tuple[subprocess.Popen, str, str]:
+def launch_app(presenter_key: str, timeout_s: float = 600.0) -> tuple[subprocess.Popen, str, str]:
     """`python app.py --offline` in a process of its own (a room's browsers are not in the server's process:
     clients in the same process would share its interpreter lock), on a free loopback port, with a presenter
     key; returns once the model is loaded. Returns (process, url, model description)."""
@@ -346,27 +442,29 @@ def launch_app(presenter_key: str, timeout_s: float = 300.0) -> tuple[subprocess
     raise RuntimeError(f"the app did not come up with its model within {timeout_s:.0f} s")
 
 
-def measure(attendees: int) -> tuple[ClassReport, dict[str, float], str]:
+def measure(attendees: int, processes: int = PROCESSES) -> tuple[ClassReport, dict[str, float], str]:
     """Launch the app, time one attendee alone, play the class, stop the app. Returns the report, the
     baseline and the model's description."""
     process, url, model = launch_app(DEFAULT_KEY)
     try:
         alone = single_attendee_seconds(url, DEFAULT_KEY)
-        return run_class(url, DEFAULT_KEY, attendees), alone, model
+        return run_class(url, DEFAULT_KEY, attendees, processes=processes), alone, model
     finally:
         process.terminate()
         process.wait(30)
 
 
-def rows(report: ClassReport, alone: dict[str, float], model: str) -> list[dict[str, Any]]:
+def rows(report: ClassReport, alone: dict[str, float], model: str, processes: int = PROCESSES) -> list[dict[str, Any]]:
     """benchmarks/run.py rows, one per measured quantity."""
     n, delays = report.attendees, report.delays()
+    clients = ("clients in threads of this one" if processes == 1 else
+               f"clients in {processes} processes of their own ({-(-n // processes)} attendees each, as threads)")
     conditions = (f"{n} attendees + 1 presenter, each its own gradio_client session on loopback "
                   f"({report.connected} connected, {report.joined} joined); {os.cpu_count()}-core CPU, the app "
-                  f"in its own process (python app.py --offline), clients in threads of this one; {model} "
+                  f"in its own process (python app.py --offline), {clients}; {model} "
                   f"(the default precision); {datetime.date.today().isoformat()}; "
-                  f"3 views {VIEW_GAP_S:g} s apart, class_view every {FOLLOW_SECONDS:g} s per attendee (a long "
-                  f"poll of up to {FOLLOW_WAIT_SECONDS:g} s), half the "
+                  f"3 views {VIEW_GAP_S:g} s apart, class_view like the page's timer (every {FOLLOW_SECONDS:g} s, "
+                  f"none while one is under way; a long poll of up to {FOLLOW_WAIT_SECONDS:g} s), half the "
                   f"attendees make one seeded next_token + attention each, one next_token poll; "
                   f"baseline: one attendee alone (follower delay: the long poll alone, an upper bound)")
     out = [row("classroom: attendees joined", float(report.joined), float(n), "attendees", conditions,
@@ -391,17 +489,20 @@ def rows(report: ClassReport, alone: dict[str, float], model: str) -> list[dict[
     return out
 
 
-def run(attendees: int = 50) -> list[dict[str, Any]]:
+def run(attendees: int = 50, processes: int = PROCESSES) -> list[dict[str, Any]]:
     """benchmarks/run.py entry: a class of 50."""
-    report, alone, model = measure(attendees)
+    report, alone, model = measure(attendees, processes)
     print(report.table())
-    return rows(report, alone, model)
+    return rows(report, alone, model, processes)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--attendees", type=int, default=50)
-    print_table(run(parser.parse_args().attendees))
+    parser.add_argument("--processes", type=int, default=PROCESSES,
+                        help="client processes the attendees are spread over (1: threads of this process)")
+    arguments = parser.parse_args()
+    print_table(run(arguments.attendees, arguments.processes))
 
 
 if __name__ == "__main__":

@@ -36,7 +36,9 @@ POLL_KINDS = {
     "draft_accepted": "Will the draft token be accepted?",
 }
 YES_NO = ("yes", "no")
-VIEW_CHECK_SECONDS = 0.05  # how often a waiting follower looks for a new view (in-process: a dict read)
+# Long polls (next_view) waiting at once; one more answers at once instead. An API client's poll holds one of
+# the queue's job slots while it waits, so ui/queueing.py adds this many slots to those for work.
+MAX_WAITING_FOLLOWERS = 100
 
 
 class ClassError(ValueError):
@@ -148,8 +150,10 @@ class Classroom:
         self.view: ClassView | None = None
         self.polls: list[Poll] = []
         self.results = SharedResults()
-        self.ended = False  # set by ClassHost.end: waiting followers stop waiting
+        self.ended = False  # set by end(): waiting followers stop waiting
         self.exploring: set[str] = set()  # members who unticked "Follow the presenter"
+        # the long polls waiting now: each its loop and the event that wakes it (see next_view)
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
     # -- members --------------------------------------------------------------------------------
     def join(self, code: str, session_id: str) -> None:
@@ -177,19 +181,42 @@ class Classroom:
         with self._lock:
             version = self.view.version + 1 if self.view else 1
             self.view = ClassView(tab, query, version)
+            self._wake_waiters()
             return self.view
 
     def follow(self, session_id: str, on: bool) -> None:
         """A member ticks or unticks "Follow the presenter": a wait already under way honours it."""
         with self._lock:
             (self.exploring.discard if on else self.exploring.add)(session_id)
+            self._wake_waiters()
+
+    def end(self) -> None:
+        """The class is over: every waiting follower stops waiting now."""
+        with self._lock:
+            self.ended = True
+            self._wake_waiters()
+
+    @property
+    def waiting(self) -> int:
+        """Long polls waiting for the next view now."""
+        return len(self._waiters)
+
+    def _wake_waiters(self) -> None:
+        """Wake every waiting long poll (they re-check what changed). Called with the lock held, from any
+        thread (the presenter's push runs in a worker thread): an asyncio.Event is set on its own loop only."""
+        for loop, changed in self._waiters:
+            try:
+                loop.call_soon_threadsafe(changed.set)
+            except RuntimeError:  # that loop has closed: its waiter is gone with it
+                pass
 
     async def next_view(self, after_version: int, within: float, session_id: str | None = None) -> ClassView | None:
         """The room's view once its version is not `after_version`, waiting at most `within` seconds: a long
-        poll, so a follower learns of a push within VIEW_CHECK_SECONDS instead of at its page's next timer
-        tick. None when nothing changed, the class ended or `session_id` stopped following meanwhile. Waiting
-        costs no thread: it runs on the
-        server's event loop and reads one attribute per check.
+        poll that a push wakes at once (an event, not a timer: the presenter's push sets it from whatever
+        thread it runs in). None when nothing changed, the class ended, or `session_id` ticked or unticked
+        Follow meanwhile (the page asks again with its new state). A member who does not follow waits too
+        (for a change of mind, the end or `within`), so an exploring page does not ask in a tight loop.
+        Waiting costs no thread: it runs on the server's event loop.
 
         >>> room = Classroom("T", "p", code="ABC234")
         >>> asyncio.run(room.next_view(0, within=0.1)) is None
@@ -198,15 +225,34 @@ class Classroom:
         >>> asyncio.run(room.next_view(0, within=5.0)).version
         1
         """
-        deadline = time.monotonic() + within
-        while not self.ended and session_id not in self.exploring:
-            view = self.view
-            if view is not None and view.version != after_version:
-                return view
-            if time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(VIEW_CHECK_SECONDS)
-        return None
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+        waiter = (loop, changed)
+        deadline = loop.time() + within
+        with self._lock:  # registered before the first look: a push between the look and the wait still wakes it
+            crowded = len(self._waiters) >= MAX_WAITING_FOLLOWERS
+            if crowded:
+                deadline = loop.time()  # look once, do not wait
+            else:
+                self._waiters.add(waiter)
+            following = session_id not in self.exploring
+        try:
+            while not self.ended and (session_id not in self.exploring) == following:
+                view = self.view
+                if following and view is not None and view.version != after_version:
+                    return view
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(changed.wait(), remaining)
+                except asyncio.TimeoutError:
+                    pass
+                changed.clear()  # cleared before the next look: a push after it sets it again
+            return None
+        finally:
+            with self._lock:
+                self._waiters.discard(waiter)
 
     # -- polls ----------------------------------------------------------------------------------
     @property
@@ -292,7 +338,7 @@ class ClassHost:
     def end(self) -> None:
         with self._lock:
             if self.current is not None:
-                self.current.ended = True
+                self.current.end()
             self.current = None
 
     def require(self) -> Classroom:

@@ -66,10 +66,10 @@ def build_tab(demo: gr.Blocks, ctx: AppContext, info: TabInfo) -> TabLinks:
 
 
 def launch_options(settings: Settings | None = None) -> dict[str, Any]:
-    """Theme, CSS and the presenter-mode script (gradio 6 takes them in launch()), and with `settings` the
-    upload cap."""
-    from playground.ui.queueing import upload_options
+    """Theme, CSS and the presenter-mode script (gradio 6 takes them in launch()), the queue's job slots, and
+    with `settings` the upload cap."""
+    from playground.ui.queueing import queue_launch_options, upload_options
 
     return {"theme": gr.themes.Soft(), "css_paths": [ASSETS / "style.css"],
-            "js": (ASSETS / "presenter.js").read_text(encoding="utf-8"),
+            "js": (ASSETS / "presenter.js").read_text(encoding="utf-8"), **queue_launch_options(),
             **(upload_options(settings) if settings is not None else {})}

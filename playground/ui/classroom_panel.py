@@ -9,6 +9,7 @@ Handlers are methods of `ClassroomHandlers` (plain functions over the AppContext
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import html
@@ -33,8 +34,12 @@ from playground.ui.errors import user_errors
 from playground.ui.export import rows_to_csv, write_export
 from playground.ui.viewtools import PRESS_RUN_JS, TabLinks, link_updates
 
-FOLLOW_SECONDS = 1.5  # how often a follower's page asks for the presenter's view ...
-FOLLOW_WAIT_SECONDS = 1.2  # ... and how long each ask waits for a new one (a long poll: a push arrives at once)
+# A follower's page asks for the presenter's view in a long poll of up to FOLLOW_WAIT_SECONDS, which a push
+# answers at once. Its timer ticks every FOLLOW_SECONDS and drops a tick while an ask is under way, so the next
+# ask follows an answer within FOLLOW_SECONDS: a push in that gap waits for it. The ask rate stays one per
+# wait (a page outside a class, or not following, waits as well instead of answering at once).
+FOLLOW_SECONDS = 0.25
+FOLLOW_WAIT_SECONDS = 1.2
 REPORT_SECONDS = 0.5  # how often the presenter's page reports its tab and inputs (one page: cheap)
 CARD_SECONDS = 3.0  # how often a page re-reads the class card and the poll
 POLL_KIND_CHOICES = [(label, kind) for kind, label in POLL_KINDS.items()]
@@ -154,6 +159,7 @@ class ClassroomHandlers:
             if presenter:
                 state["code"] = room.code
                 state["results"] = {"computed": room.results.computed, "shared": room.results.shared}
+                state["waiting"] = room.waiting  # followers' long polls waiting for the next view
         return state
 
     # -- following ----------------------------------------------------------------------------
@@ -205,10 +211,14 @@ class ClassroomHandlers:
         session = visitor_id(self.ctx.sessions)
         unchanged = [seen_version, gr.skip(), "", *[gr.skip()] * sum(len(tab.fields) for tab in self.links)]
         if room is None or not room.is_member(session):
+            # every page's timer ticks every FOLLOW_SECONDS: answering at once would make each page outside a
+            # class ask several times a second
+            await asyncio.sleep(FOLLOW_WAIT_SECONDS)
             return unchanged
         room.seen(session)
-        view = await room.next_view(seen_version, FOLLOW_WAIT_SECONDS, session) if follow else None
-        if view is None:
+        # a member who unticked Follow waits as well (next_view knows it from set_follow) until Follow is ticked again
+        view = await room.next_view(seen_version, FOLLOW_WAIT_SECONDS, session)
+        if view is None or not follow:
             return unchanged
         link = resolve_query(view.query, self.fields)
         run_target = next((tab.run_elem_id or "" for tab in self.links if tab.key == link.tab), "")

@@ -17,10 +17,17 @@ from typing import Any
 
 import gradio as gr
 
+from playground.classroom import MAX_WAITING_FOLLOWERS
 from playground.config import Settings
 from playground.runtime.gpu import gpu
 
 CHEAP_CONCURRENCY = 4
+# Every queued event holds one of gradio's job slots while it runs (launch's `max_threads`, 40 by default), and
+# an API client's /class_view long poll runs through the queue: fifty followers waiting took all 40, so every
+# other request (an answer, the presenter's next view) waited for a poll to end. Slots for work, plus one per
+# long poll the class lets wait at once.
+WORK_SLOTS = 40
+JOB_SLOTS = WORK_SLOTS + MAX_WAITING_FOLLOWERS
 LONG_JOB_CONCURRENCY = 2
 LONG_JOB_GROUP = "long-model-jobs"
 # api_name -> why it is a long job (seconds to minutes of forwards on a CPU)
@@ -113,6 +120,12 @@ def configure_queue(demo: gr.Blocks, settings: Settings) -> gr.Blocks:
     set_event_concurrency(demo)
     wrap_gpu_events(demo)
     return demo.queue(default_concurrency_limit=CHEAP_CONCURRENCY, max_size=settings.limits.queue_size)
+
+
+def queue_launch_options() -> dict[str, Any]:
+    """launch() keywords of the queue: its job slots (JOB_SLOTS; gradio also lets sync handlers use as many
+    threads, each still bounded by its event's concurrency limit)."""
+    return {"max_threads": JOB_SLOTS}
 
 
 def upload_options(settings: Settings) -> dict[str, Any]:

@@ -4,6 +4,7 @@ others see, per-session model choice, and a class with a poll answered by three 
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -149,3 +150,30 @@ def test_followers_share_one_computation_of_the_presenters_view(clients):
     assert presenter.predict(api_name="/class_state")["results"] == {"computed": 1, "shared": 2}
     assert answers[0] == answers[1] == answers[2]
     presenter.predict(api_name="/end_class")
+
+
+def test_more_waiting_followers_than_gradios_default_job_slots_still_get_the_next_view(clients, monkeypatch):
+    """A queued event holds one of the queue's job slots while it runs, and an API client's long poll goes
+    through the queue: with gradio's default 40 slots, 45 waiting polls left no slot for the presenter's
+    show_view (nor for class_state) until polls ran out of time and answered with the old view."""
+    from gradio_client import Client
+
+    from playground.ui import classroom_panel
+    from playground.ui.queueing import WORK_SLOTS
+
+    url = clients["presenter"].src
+    monkeypatch.setattr(classroom_panel, "FOLLOW_WAIT_SECONDS", 60.0)  # no poll here ends by running out of time
+    presenter, follower = clients["presenter"], Client(url, verbose=False, max_workers=WORK_SLOTS + 10)
+    presenter.predict(KEY, api_name="/presenter_login")
+    presenter.predict("Crowd", api_name="/start_class")
+    follower.predict(presenter.predict(api_name="/class_state")["code"], api_name="/join_class")
+    shown = presenter.predict("?tab=sampling", api_name="/show_view")
+    polls = [follower.submit(shown["version"], api_name="/class_view") for _ in range(WORK_SLOTS + 5)]
+    waiting, give_up = 0, time.monotonic() + 180  # a bound for a failing run, not a speed asserted
+    while waiting < len(polls) and time.monotonic() < give_up:
+        waiting = presenter.submit(api_name="/class_state").result(timeout=180)["waiting"]
+    assert waiting == len(polls), "some polls found no job slot to wait in"
+    pushed = presenter.predict("?tab=attention&layer=3", api_name="/show_view")
+    assert [poll.result(timeout=120) for poll in polls] == [pushed] * len(polls)
+    presenter.predict(api_name="/end_class")
+    follower.close()

@@ -122,10 +122,16 @@ def test_the_limits_table_check_catches_a_wrong_number(monkeypatch):
 
 def test_the_classroom_and_session_rows_state_their_constants():
     from playground import classroom, sessions
+    from playground.ui import queueing
+    from playground.ui.queueing import queue_launch_options
 
     rows = limits_table()
     answer = next(cells for label, cells in rows.items() if label.startswith("classroom: one answer per poll"))
     assert {classroom.ANSWER_MAX_CHARS, classroom.MAX_ANSWER_CHANGES} <= numbers_in(answer[0])
+    waiting = next(cells for label, cells in rows.items() if label.startswith("classroom: followers' long polls"))
+    assert {classroom.MAX_WAITING_FOLLOWERS, queueing.WORK_SLOTS} <= numbers_in(waiting[0])
+    assert queueing.JOB_SLOTS == queueing.WORK_SLOTS + classroom.MAX_WAITING_FOLLOWERS
+    assert queue_launch_options()["max_threads"] == queueing.JOB_SLOTS
     kept = next(cells for label, cells in rows.items() if label.startswith("sessions kept"))
     assert {sessions.MAX_SESSIONS, sessions.IDLE_TIMEOUT_SECONDS // 60, sessions.MAX_SESSIONS_PER_HOST} \
         <= numbers_in(kept[0])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import pytest
 
 from playground.classroom import ANSWER_MAX_CHARS, MAX_ANSWER_CHANGES, ClassError, Classroom, new_code
@@ -206,3 +209,106 @@ def test_a_member_who_stops_following_during_a_wait_does_not_get_the_next_view()
     assert run_coroutine(room.next_view(0, within=1.0, session_id="s1")) is None
     room.follow("s1", True)
     assert run_coroutine(room.next_view(0, within=1.0, session_id="s1")).tab == "attention"
+
+
+class FrozenClockLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock never moves: no timer ever comes due (asyncio.sleep, wait_for's timeout), while
+    callbacks from other threads (call_soon_threadsafe) still run. What finishes on it was woken by an event."""
+
+    def time(self) -> float:
+        return 0.0
+
+
+def on_frozen_clock(scenario):
+    """Run `scenario()` (a coroutine function) on a FrozenClockLoop in a thread of its own (see run_coroutine)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run():
+        loop = FrozenClockLoop()
+        try:
+            return loop.run_until_complete(scenario())
+        finally:
+            loop.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(run).result()
+
+
+async def settle(task, turns: int = 20) -> bool:
+    """Let the loop run a few turns (no timer can fire on a frozen clock); whether `task` finished."""
+    for _ in range(turns):
+        if task.done():
+            break
+        await asyncio.sleep(0)
+    return task.done()
+
+
+def from_another_thread(action, *args) -> None:
+    """The presenter's push runs in a worker thread of the server, not on the followers' event loop."""
+    thread = threading.Thread(target=action, args=args)
+    thread.start()
+    thread.join()
+
+
+def test_a_push_wakes_a_waiting_follower_by_itself_not_at_a_later_check():
+    room = Classroom("Event", "p", code="ABC234")
+    room.push_view("sampling", "?tab=sampling")
+
+    async def scenario():
+        waiter = asyncio.ensure_future(room.next_view(1, within=3600.0))
+        waiting = not await settle(waiter)  # nothing new: it waits (no timer can end the wait here)
+        from_another_thread(room.push_view, "attention", "?tab=attention&layer=3")
+        woken = await settle(waiter)  # a follower that looked again every few ms would still be asleep
+        waiter.cancel()
+        return waiting, woken, waiter.result() if woken else None
+
+    waiting, woken, view = on_frozen_clock(scenario)
+    assert waiting and woken and (view.tab, view.version) == ("attention", 2)
+
+
+def test_ending_the_class_and_a_change_of_follow_wake_a_waiter_by_themselves():
+    from playground.classroom import ClassHost
+
+    host = ClassHost()
+    room = host.start("Event", "p")
+    room.join(room.code, "s1")
+
+    async def scenario():
+        ended = asyncio.ensure_future(room.next_view(0, within=3600.0))
+        follower = asyncio.ensure_future(room.next_view(0, within=3600.0, session_id="s1"))
+        waiting = not await settle(ended) and not await settle(follower)
+        from_another_thread(room.follow, "s1", False)  # s1 unticks Follow: its page asks again with the new state
+        follower_woken = await settle(follower) and not ended.done()
+        exploring = asyncio.ensure_future(room.next_view(0, within=3600.0, session_id="s1"))
+        from_another_thread(room.push_view, "attention", "?tab=attention")
+        # an exploring member's poll waits (no tight loop) and does not get the pushed view ...
+        explorer_waits = not await settle(exploring) and await settle(ended)
+        from_another_thread(room.follow, "s1", True)  # ... until it ticks Follow again
+        explorer_woken = await settle(exploring)
+        last = asyncio.ensure_future(room.next_view(1, within=3600.0))
+        from_another_thread(host.end)
+        end_woken = await settle(last)
+        for task in (ended, follower, exploring, last):
+            task.cancel()
+        return (waiting, follower_woken and follower.result() is None, explorer_waits, ended.result().version if ended.done() else None,
+                explorer_woken and exploring.result() is None, end_woken and last.result() is None)
+
+    assert on_frozen_clock(scenario) == (True, True, True, 1, True, True)
+
+
+def test_past_the_cap_a_long_poll_answers_at_once_instead_of_waiting(monkeypatch):
+    from playground import classroom
+
+    monkeypatch.setattr(classroom, "MAX_WAITING_FOLLOWERS", 2)
+    room = Classroom("Crowd", "p", code="ABC234")
+
+    async def scenario():
+        waiting = [asyncio.ensure_future(room.next_view(0, within=3600.0)) for _ in range(2)]
+        first_two_wait = not await settle(waiting[0]) and not waiting[1].done() and room.waiting == 2
+        third = asyncio.ensure_future(room.next_view(0, within=3600.0))
+        third_answers = await settle(third) and third.result() is None and room.waiting == 2
+        for task in waiting:
+            task.cancel()
+        return first_two_wait, third_answers
+
+    assert on_frozen_clock(scenario) == (True, True)

@@ -55,6 +55,7 @@ DOCUMENTED: list[tuple[str, str, list[Callable[[Any], Any]]]] = [
     ("docs/workshop.md", r"reports its tab and its inputs every ([\d.]+) s",
      [c("playground.ui.classroom_panel", "REPORT_SECONDS")]),
     ("docs/workshop.md", r"or after ([\d.]+) s with nothing new", [c("playground.ui.classroom_panel", "FOLLOW_WAIT_SECONDS")]),
+    ("docs/workshop.md", r"the page asks again within ([\d.]+) s", [c("playground.ui.classroom_panel", "FOLLOW_SECONDS")]),
     ("docs/workshop.md", r"The card shows a (\w+)-letter code", [c("playground.classroom", "CODE_LENGTH")]),
     ("docs/workshop.md", r"wrong tries wait (\d+) s, (\d+) s, (\d+) s",
      [lambda _: 1 * _backoff(), lambda _: 2 * _backoff(), lambda _: 4 * _backoff()]),
