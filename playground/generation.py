@@ -17,7 +17,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from playground.sampling_pipeline import SamplingSettings, sample_next_token
+from playground.sampling_pipeline import SamplingSettings, draw_next_token
 
 FINISH_REASONS = ("eos", "stop_string", "length", "cancelled")
 
@@ -32,6 +32,8 @@ class GeneratedToken:
     text: str
     logits: torch.Tensor | None  # raw next-token logits that produced this token: [vocab] float32 cpu
     finish_reason: str | None  # set on the last token: eos | stop_string | length | cancelled
+    # The final distribution it was drawn from ([vocab] float32 cpu), kept with the logits; None when greedy.
+    probs: torch.Tensor | None = None
 
 
 @dataclass
@@ -115,7 +117,7 @@ def generate_tokens(
         past = output.past_key_values
         logits = output.logits[0, -1].float()  # [vocab]
         seen = history[:prompt_length + index] if history is not None else None
-        token_id = sample_next_token(logits, settings, generator, seen)
+        token_id, probs = draw_next_token(logits, settings, generator, seen)
         all_ids.append(token_id)
         if history is not None:
             history[prompt_length + index] = token_id
@@ -134,7 +136,8 @@ def generate_tokens(
             finish = "cancelled"
         elif index == max_new_tokens - 1:
             finish = "length"
-        yield GeneratedToken(index, token_id, piece, logits.cpu() if keep_logits else None, finish)
+        yield GeneratedToken(index, token_id, piece, logits.cpu() if keep_logits else None, finish,
+                             probs if keep_logits else None)
         if finish is not None:
             return
         next_input.fill_(token_id)

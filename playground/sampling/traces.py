@@ -208,11 +208,15 @@ def _raw_ranks(logits: torch.Tensor, token_ids: list[int]) -> list[int]:
 
 def analyse_step(logits: torch.Tensor, token_id: int, text: str, index: int, settings: SamplingSettings,
                  history: torch.Tensor, tokenizer: Any, top_n: int = 10,
-                 finish_reason: str | None = None, token_texts: dict[int, str] | None = None) -> TraceStep:
+                 finish_reason: str | None = None, token_texts: dict[int, str] | None = None,
+                 final: torch.Tensor | None = None) -> TraceStep:
     """One generated token against the distribution it was drawn from. logits: [vocab] raw;
     history: [n] prompt + tokens before this one (what the repetition penalty saw). `token_texts` (id -> text)
-    keeps the texts already decoded by earlier steps of a trace: consecutive steps list many of the same tokens."""
-    final = final_probabilities(logits, settings, history)  # [vocab]
+    keeps the texts already decoded by earlier steps of a trace: consecutive steps list many of the same tokens.
+    `final` is the final distribution [vocab] when the caller has it (the loop's, what the token was drawn from,
+    computed by the same pipeline from the same logits and history); otherwise it is computed here."""
+    if final is None:
+        final = final_probabilities(logits, settings, history)  # [vocab]
     raw = logits.float().softmax(dim=-1)
     shown, final_probs, raw_probs = _top_by_final_then_raw(final, raw, top_n)
     ranks = dict(zip(shown + [token_id], _raw_ranks(logits, shown + [token_id])))
@@ -269,7 +273,7 @@ def stream_trace(
                                          eos_token_ids, lock=lock, keep_logits=True):
             steps.append(analyse_step(generated.logits, generated.token_id, generated.text,
                                       len(prefix) + generated.index, settings, history[:length], tokenizer,
-                                      top_n, generated.finish_reason, token_texts))
+                                      top_n, generated.finish_reason, token_texts, generated.probs))
             history[length] = generated.token_id
             length += 1
             if generated.finish_reason is None:  # the last step is yielded once, finished, below
