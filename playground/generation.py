@@ -17,7 +17,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from playground.sampling_pipeline import SamplingSettings, sample_next_token
+from playground.sampling_pipeline import SamplingSettings, draw_next_token
 
 FINISH_REASONS = ("eos", "stop_string", "length", "cancelled")
 
@@ -32,6 +32,8 @@ class GeneratedToken:
     text: str
     logits: torch.Tensor | None  # raw next-token logits that produced this token: [vocab] float32 cpu
     finish_reason: str | None  # set on the last token: eos | stop_string | length | cancelled
+    # The final distribution it was drawn from ([vocab] float32 cpu), kept with the logits; None when greedy.
+    probs: torch.Tensor | None = None
 
 
 @dataclass
@@ -95,7 +97,15 @@ def generate_tokens(
     all_ids = input_ids[0].tolist()
     prompt_length = len(all_ids)
     emitted_text = ""
-    step_input = input_ids.to(device)  # [1, prompt_len] for prefill, then [1, 1]
+    # Buffers made once, filled in place at every step (no new tensor per token):
+    # history[:prompt_length + index] is prompt + tokens so far, what the repetition penalty sees
+    # [prompt_len + max_new_tokens]; next_input holds the token just chosen, the next step's input [1, 1].
+    history = None
+    if settings.repetition_penalty != 1.0:
+        history = torch.empty(prompt_length + max_new_tokens, dtype=torch.long, device=device)
+        history[:prompt_length] = input_ids[0]
+    next_input = torch.empty((1, 1), dtype=torch.long, device=device)
+    step_input = input_ids.to(device)  # [1, prompt_len] for prefill, then next_input
     past = None
     for index in range(max_new_tokens):
         if cancel is not None and cancel.is_set():
@@ -106,9 +116,11 @@ def generate_tokens(
             output = model(input_ids=step_input, past_key_values=past, use_cache=True, logits_to_keep=1)
         past = output.past_key_values
         logits = output.logits[0, -1].float()  # [vocab]
-        history = torch.tensor(all_ids, device=logits.device) if settings.repetition_penalty != 1.0 else None
-        token_id = sample_next_token(logits, settings, generator, history)
+        seen = history[:prompt_length + index] if history is not None else None
+        token_id, probs = draw_next_token(logits, settings, generator, seen)
         all_ids.append(token_id)
+        if history is not None:
+            history[prompt_length + index] = token_id
         # Decode the whole continuation, then diff, so multi-token characters come out whole.
         decoded = tokenizer.decode(all_ids[prompt_length:], skip_special_tokens=False)
         piece = ""
@@ -124,10 +136,12 @@ def generate_tokens(
             finish = "cancelled"
         elif index == max_new_tokens - 1:
             finish = "length"
-        yield GeneratedToken(index, token_id, piece, logits.cpu() if keep_logits else None, finish)
+        yield GeneratedToken(index, token_id, piece, logits.cpu() if keep_logits else None, finish,
+                             probs if keep_logits else None)
         if finish is not None:
             return
-        step_input = torch.tensor([[token_id]], device=device)
+        next_input.fill_(token_id)
+        step_input = next_input
 
 
 def generate_text(

@@ -251,9 +251,21 @@ def sample_next_token(
     previous_ids: torch.Tensor | None = None,
 ) -> int:
     """The next token id for one sequence. logits: [vocab]."""
+    return draw_next_token(logits, settings, generator, previous_ids)[0]
+
+
+def draw_next_token(
+    logits: torch.Tensor,
+    settings: SamplingSettings,
+    generator: torch.Generator | None = None,
+    previous_ids: torch.Tensor | None = None,
+) -> tuple[int, torch.Tensor | None]:
+    """(the next token id, the final distribution it was drawn from: [vocab] on the CPU, None when greedy).
+    logits: [vocab]. The generation loop hands the distribution to a trace, which would otherwise run the
+    pipeline a second time for the same step."""
     if settings.is_greedy:
         # Same result as drawing from the one-hot, without spending a random number.
-        return int(apply_repetition_penalty(logits.float(), previous_ids, settings.repetition_penalty).argmax())
+        return int(apply_repetition_penalty(logits.float(), previous_ids, settings.repetition_penalty).argmax()), None
     # Draw on the CPU with a CPU generator, so a seed replays the same tokens on any device.
     probs = final_probabilities(logits, settings, previous_ids).cpu()
-    return int(sample_from(probs, generator))
+    return int(sample_from(probs, generator)), probs

@@ -174,25 +174,63 @@ def trace_from_client(data: Any, vocab_size: int, max_prompt_tokens: int, max_ne
                            _number(_field(data, "seconds", name), f"{name}.seconds"))
 
 
-def _top_by_final_then_raw(final: torch.Tensor, raw: torch.Tensor, top_n: int) -> list[int]:
+def _top_by_final_then_raw(final: torch.Tensor, raw: torch.Tensor, top_n: int) -> tuple[list[int], list[float],
+                                                                                       list[float]]:
+    """The top_n token ids by (final probability, raw probability, id), with their final and raw probabilities.
+
+    final, raw: [vocab]. Candidates are the top_n of each; their values are read in one gather each (not one
+    tensor index per token), which returns the same float32 values as Python floats."""
     top_n = min(top_n, final.shape[-1])
-    ids = set(torch.topk(final, top_n).indices.tolist()) | set(torch.topk(raw, top_n).indices.tolist())
-    return sorted(ids, key=lambda i: (-float(final[i]), -float(raw[i]), i))[:top_n]
+    candidates = list(set(torch.topk(final, top_n).indices.tolist()) | set(torch.topk(raw, top_n).indices.tolist()))
+    index = torch.tensor(candidates, dtype=torch.long)  # [candidates]
+    final_of = dict(zip(candidates, final[index].tolist()))
+    raw_of = dict(zip(candidates, raw[index].tolist()))
+    shown = sorted(candidates, key=lambda i: (-final_of[i], -raw_of[i], i))[:top_n]
+    return shown, [final_of[i] for i in shown], [raw_of[i] for i in shown]
+
+
+RANK_WINDOW = 64  # raw ranks are counted among the top 64 logits when the token lies there (almost always)
+
+
+def _raw_ranks(logits: torch.Tensor, token_ids: list[int]) -> list[int]:
+    """1-based rank of each token in logits [vocab] (ties share the better rank), as `views.raw_ranks`.
+
+    A token whose logit is at least the 64th highest has only higher logits among those 64 (anything outside
+    them is <= the 64th), so its rank is counted there: a [tokens, 64] comparison instead of [tokens, vocab].
+    The others (a sampled token far down the list) are counted over the whole vocabulary."""
+    window = torch.topk(logits, min(RANK_WINDOW, logits.shape[-1])).values  # [64], descending
+    chosen = logits[torch.tensor(token_ids, dtype=torch.long)]  # [tokens]
+    inside = chosen >= window[-1]
+    if not bool(inside.all()):
+        return raw_ranks(logits, token_ids)
+    return ((window[None, :] > chosen[:, None]).sum(dim=-1) + 1).tolist()
 
 
 def analyse_step(logits: torch.Tensor, token_id: int, text: str, index: int, settings: SamplingSettings,
                  history: torch.Tensor, tokenizer: Any, top_n: int = 10,
-                 finish_reason: str | None = None) -> TraceStep:
+                 finish_reason: str | None = None, token_texts: dict[int, str] | None = None,
+                 final: torch.Tensor | None = None) -> TraceStep:
     """One generated token against the distribution it was drawn from. logits: [vocab] raw;
-    history: [n] prompt + tokens before this one (what the repetition penalty saw)."""
-    final = final_probabilities(logits, settings, history)  # [vocab]
+    history: [n] prompt + tokens before this one (what the repetition penalty saw). `token_texts` (id -> text)
+    keeps the texts already decoded by earlier steps of a trace: consecutive steps list many of the same tokens.
+    `final` is the final distribution [vocab] when the caller has it (the loop's, what the token was drawn from,
+    computed by the same pipeline from the same logits and history); otherwise it is computed here."""
+    if final is None:
+        final = final_probabilities(logits, settings, history)  # [vocab]
     raw = logits.float().softmax(dim=-1)
-    shown = _top_by_final_then_raw(final, raw, top_n)
-    ranks = dict(zip(shown + [token_id], raw_ranks(logits, shown + [token_id])))
-    alternatives = tuple(Alternative(i, token_text(tokenizer, i), float(final[i]), float(raw[i]), ranks[i])
-                         for i in shown)
-    return TraceStep(index, token_id, text, float(final[token_id]), float(raw[token_id]), ranks[token_id],
-                     entropy_bits(final), alternatives, finish_reason=finish_reason)
+    shown, final_probs, raw_probs = _top_by_final_then_raw(final, raw, top_n)
+    ranks = dict(zip(shown + [token_id], _raw_ranks(logits, shown + [token_id])))
+    texts = token_texts if token_texts is not None else {}
+    for i in shown:
+        if i not in texts:
+            texts[i] = token_text(tokenizer, i)
+    alternatives = tuple(Alternative(i, texts[i], final_prob, raw_prob, ranks[i])
+                         for i, final_prob, raw_prob in zip(shown, final_probs, raw_probs))
+    # A greedy step's final distribution is a one-hot, whose entropy is exactly 0.0 (what entropy_bits returns).
+    entropy = 0.0 if settings.is_greedy else entropy_bits(final)
+    chosen = torch.tensor([token_id], dtype=torch.long)
+    return TraceStep(index, token_id, text, final[chosen].item(), raw[chosen].item(), ranks[token_id],
+                     entropy, alternatives, finish_reason=finish_reason)
 
 
 def _check_trace_length(max_new_tokens: int) -> None:
@@ -221,20 +259,27 @@ def stream_trace(
     """
     _check_trace_length(max_new_tokens)
     started = time.perf_counter()
-    history = prompt_ids[0].tolist() + [step.token_id for step in prefix]
+    prompt = tuple(prompt_ids[0].tolist())
+    start = list(prompt) + [step.token_id for step in prefix]
     steps = list(prefix)
     remaining = max_new_tokens - len(prefix)
+    # history[:length] is prompt + tokens so far (what the repetition penalty sees): one buffer filled in place
+    # instead of a new tensor from a growing list at every step. [prompt + prefix + remaining]
+    history = torch.tensor(start + [0] * max(remaining, 0), dtype=torch.long)
+    length = len(start)
+    token_texts: dict[int, str] = {}  # id -> text, shared by the steps of this trace
     if remaining > 0 and (not prefix or prefix[-1].finish_reason is None):
-        for generated in generate_tokens(model, tokenizer, torch.tensor([history]), settings, remaining,
+        for generated in generate_tokens(model, tokenizer, torch.tensor([start]), settings, remaining,
                                          eos_token_ids, lock=lock, keep_logits=True):
             steps.append(analyse_step(generated.logits, generated.token_id, generated.text,
-                                      len(prefix) + generated.index, settings, torch.tensor(history), tokenizer,
-                                      top_n, generated.finish_reason))
-            history.append(generated.token_id)
+                                      len(prefix) + generated.index, settings, history[:length], tokenizer,
+                                      top_n, generated.finish_reason, token_texts, generated.probs))
+            history[length] = generated.token_id
+            length += 1
             if generated.finish_reason is None:  # the last step is yielded once, finished, below
-                yield _finish_trace(model_key, settings, max_new_tokens, prompt_ids, steps, tokenizer, eos_token_ids,
+                yield _finish_trace(model_key, settings, max_new_tokens, prompt, steps, tokenizer, eos_token_ids,
                                     time.perf_counter() - started, GENERATING)
-    yield _finish_trace(model_key, settings, max_new_tokens, prompt_ids, steps, tokenizer, eos_token_ids,
+    yield _finish_trace(model_key, settings, max_new_tokens, prompt, steps, tokenizer, eos_token_ids,
                         time.perf_counter() - started)
 
 
@@ -259,14 +304,14 @@ def trace_generation(
     return trace
 
 
-def _finish_trace(model_key: str, settings: SamplingSettings, max_new_tokens: int, prompt_ids: torch.Tensor,
+def _finish_trace(model_key: str, settings: SamplingSettings, max_new_tokens: int, prompt: tuple[int, ...],
                   steps: list[TraceStep], tokenizer: Any, eos_token_ids: tuple[int, ...],
                   seconds: float, finish: str | None = None) -> GenerationTrace:
     ids = [step.token_id for step in steps]
     if ids and ids[-1] in set(eos_token_ids):
         ids = ids[:-1]  # the turn's end marker is not part of the text
     finish = finish or (steps[-1].finish_reason if steps and steps[-1].finish_reason else "length")
-    return GenerationTrace(model_key, settings, max_new_tokens, tuple(prompt_ids[0].tolist()), tuple(steps),
+    return GenerationTrace(model_key, settings, max_new_tokens, prompt, tuple(steps),
                            tokenizer.decode(ids, skip_special_tokens=False), finish, seconds)
 
 

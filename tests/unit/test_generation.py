@@ -99,3 +99,27 @@ def test_chat_prompt_uses_the_template(tiny_tokenizer):
 def test_bad_shapes_are_refused(tiny_model, tiny_tokenizer):
     with pytest.raises(ValueError, match=r"\[1, n\]"):
         next(generate_tokens(tiny_model, tiny_tokenizer, torch.tensor([1, 2, 3]), GREEDY, 3))
+
+
+@pytest.mark.parametrize("settings", [GREEDY, SamplingSettings(temperature=0.9, repetition_penalty=1.3, seed=4)],
+                         ids=["greedy", "sampled-penalty"])
+def test_no_new_tensor_per_step(tiny_model, tiny_tokenizer, prompt_ids, monkeypatch, settings):
+    """The loop fills buffers made before the first step (the next input, the penalty's history) instead of
+    building tensors from Python lists at every step; the tokens stay the same."""
+    import sys
+
+    import playground.generation as generation
+
+    expected = generate_text(tiny_model, tiny_tokenizer, prompt_ids, settings, 12).token_ids
+    made = []
+    real_tensor = torch.tensor
+
+    def counting_tensor(*args, **kwargs):
+        if sys._getframe(1).f_code.co_filename == generation.__file__:  # the loop's own, not the model's
+            made.append(args)
+        return real_tensor(*args, **kwargs)
+
+    monkeypatch.setattr(generation.torch, "tensor", counting_tensor)
+    assert generate_text(tiny_model, tiny_tokenizer, prompt_ids, settings, 12).token_ids == expected
+    monkeypatch.undo()
+    assert made == []

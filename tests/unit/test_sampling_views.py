@@ -303,3 +303,51 @@ def test_traces_survive_a_json_round_trip(tiny_model, tiny_tokenizer, prompt_ids
     assert GenerationTrace.from_dict(json.loads(json.dumps(trace.to_dict()))) == trace
     with pytest.raises(SamplingSettingsError, match="not a generation trace"):
         GenerationTrace.from_dict({"steps": []})
+
+
+def _step_from_scratch(logits, token_id, text, index, settings, history, tokenizer, top_n=10, finish_reason=None):
+    """A trace step computed the plain way (a tensor index per token, ranks over the whole vocabulary, the
+    entropy of the final distribution summed): what every step of a trace must equal exactly."""
+    from playground.sampling import Alternative, TraceStep
+    from playground.sampling.views import entropy_bits, raw_ranks, token_text
+
+    final = final_probabilities(logits, settings, history)
+    raw = logits.float().softmax(dim=-1)
+    ids = set(torch.topk(final, top_n).indices.tolist()) | set(torch.topk(raw, top_n).indices.tolist())
+    shown = sorted(ids, key=lambda i: (-float(final[i]), -float(raw[i]), i))[:top_n]
+    ranks = dict(zip(shown + [token_id], raw_ranks(logits, shown + [token_id])))
+    alternatives = tuple(Alternative(i, token_text(tokenizer, i), float(final[i]), float(raw[i]), ranks[i])
+                         for i in shown)
+    return TraceStep(index, token_id, text, float(final[token_id]), float(raw[token_id]), ranks[token_id],
+                     entropy_bits(final), alternatives, finish_reason=finish_reason)
+
+
+@pytest.mark.parametrize("settings", [SamplingSettings(temperature=0.0), SamplingSettings(temperature=0.0,
+                                      repetition_penalty=2.0), SETTINGS,
+                                      SamplingSettings(temperature=2.5, repetition_penalty=4.0, seed=1)],
+                         ids=["greedy", "greedy-penalty", "every-filter", "hot-penalty"])
+def test_every_trace_step_equals_the_step_computed_from_scratch(tiny_model, tiny_tokenizer, prompt_ids, settings):
+    """The trace records only what it needs per step (values gathered at once, ranks among the top 64 logits,
+    token texts decoded once per trace); its steps must equal the plain computation exactly, and its tokens the
+    bare loop's."""
+    trace = trace_generation(tiny_model, tiny_tokenizer, prompt_ids, settings, 16)
+    steps = list(generate_tokens(tiny_model, tiny_tokenizer, prompt_ids, settings, 16, keep_logits=True))
+    assert trace.token_ids == [step.token_id for step in steps]
+    history = prompt_ids[0].tolist()
+    for step, generated in zip(trace.steps, steps):
+        assert step == _step_from_scratch(generated.logits, generated.token_id, generated.text, generated.index,
+                                          settings, torch.tensor(history), tiny_tokenizer,
+                                          finish_reason=generated.finish_reason)
+        history.append(generated.token_id)
+    # A sampled token far down the list (outside the top 64) takes the rank over the whole vocabulary.
+    assert any(step.rank > 64 for step in trace.steps) or settings.temperature < 2
+
+
+def test_raw_ranks_inside_and_outside_the_top_64_with_ties():
+    from playground.sampling.traces import _raw_ranks
+    from playground.sampling.views import raw_ranks
+
+    logits = torch.randn(5000, generator=torch.Generator().manual_seed(3)).round(decimals=1)  # many ties
+    order = torch.argsort(logits, descending=True).tolist()
+    for ids in ([order[0], order[5], order[63], order[64]], [order[1], order[62]], order[:11], [order[4000]]):
+        assert _raw_ranks(logits, ids) == raw_ranks(logits, ids)
