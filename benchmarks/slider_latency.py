@@ -223,6 +223,7 @@ def measure_all(moves: int, only: set[str] | None = None) -> dict[str, list[floa
                 "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])
             context = browser.new_context(viewport={"width": 1400, "height": 1000})
             page = context.new_page()
+            page.set_default_timeout(WAIT_MS)  # a shared, loaded machine: Playwright's 30 s is not enough
             opened = None
             for control in CONTROLS:
                 if only and control.name not in only:
@@ -230,7 +231,8 @@ def measure_all(moves: int, only: set[str] | None = None) -> dict[str, list[floa
                 if control.tab != opened:
                     open_tab(page, url, control.tab)
                     opened = control.tab
-                results[control.name] = measure(page, control, moves)
+                results[control.name] = times = measure(page, control, moves)
+                print(f"{control.name}: " + " ".join(f"{t:.0f}" for t in times) + " ms", flush=True)
             browser.close()
     finally:
         demo.close()
