@@ -4,7 +4,7 @@ over playground.attention and playground.figures.attention."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Collection
 
 import gradio as gr
 import pandas as pd
@@ -36,6 +36,8 @@ DEFAULT_PROMPT = "The capital of France is Paris. The capital of Italy is Rome. 
 EMPTY_PROMPT = "Type a prompt above and press “Show attention” to see the model's attention."
 PATTERN_PARAMETERS = {"sliding_window": "window", "prefix_lm": "prefix", "chunked": "chunk"}
 KV_DTYPES = ["auto (the model's compute dtype)", *att.KV_DTYPE_BYTES]
+# What the attention outputs are made of (AttentionHandlers.view_outputs builds only the parts it is asked for).
+VIEW_PARTS = ("status", "heatmap", "row", "grid", "story", "numbers", "controls")
 PATTERN_COLUMNS = ["first token (sink)", "previous token", "self", "punctuation (after token 0)", "entropy (bits)",
                    "looks like"]
 
@@ -180,6 +182,39 @@ class AttentionHandlers:
     @user_errors
     def show_attention(self, text: str, layer_value: float, head_value: str | float, mode: str,
                        chat_value: bool) -> tuple[Any, ...]:
+        """Every view of the prompt's forward (run once, then cached), and the layer/head ranges of its model."""
+        return self.view_outputs(text, layer_value, head_value, mode, chat_value, VIEW_PARTS)
+
+    # A layer or head move is two events: the heatmap and the status first (drawn before anything else arrives),
+    # then the rest that depends on the moved control. Each sends only what changed; the rest is gr.skip().
+
+    @user_errors
+    def move_layer_or_head(self, text: str, layer_value: float, head_value: str | float, mode: str,
+                           chat_value: bool) -> tuple[Any, ...]:
+        return self.view_outputs(text, layer_value, head_value, mode, chat_value, ("status", "heatmap"))
+
+    @user_errors
+    def after_layer_move(self, text: str, layer_value: float, head_value: str | float, mode: str,
+                         chat_value: bool) -> tuple[Any, ...]:
+        """The grid shows all heads of the layer ("heads"), or this head across layers ("layers": unchanged)."""
+        parts = ("row", "story", "numbers") + (("grid",) if mode == "heads" else ())
+        return self.view_outputs(text, layer_value, head_value, mode, chat_value, parts)
+
+    @user_errors
+    def after_head_move(self, text: str, layer_value: float, head_value: str | float, mode: str,
+                        chat_value: bool) -> tuple[Any, ...]:
+        parts = ("row", "story", "numbers") + (("grid",) if mode == "layers" else ())
+        return self.view_outputs(text, layer_value, head_value, mode, chat_value, parts)
+
+    @user_errors
+    def change_grid_mode(self, text: str, layer_value: float, head_value: str | float, mode: str,
+                         chat_value: bool) -> tuple[Any, ...]:
+        return self.view_outputs(text, layer_value, head_value, mode, chat_value, ("grid", "numbers"))
+
+    def view_outputs(self, text: str, layer_value: float, head_value: str | float, mode: str, chat_value: bool,
+                     parts: Collection[str]) -> tuple[Any, ...]:
+        """The attention outputs (status, heatmap, chips, query, row, grid, patterns, story, JSON, layer, head),
+        built and sent only for `parts` (VIEW_PARTS); the others are left as they are (gr.skip())."""
         if not text.strip():
             return empty_attention()
         run = self.attention_run(text, chat_value)
@@ -191,11 +226,18 @@ class AttentionHandlers:
             story = att.score_story(run, layer_index, story_head)
         story_note = "The story below needs a single head: it shows head 0." if head_index is None else ""
         row = att.query_row(view, run.length - 1)
-        return (status_markdown(run, view, story, story_note), figures.attention_heatmap(view),
-                token_chips(row, run.tokens), gr.update(maximum=run.length - 1, value=run.length - 1),
-                figures.query_row_figure(row, view), figures.attention_grid_figure(grid), patterns_table(grid),
-                figures.score_story_figure(story), att.attention_json(run, view, grid, story),
-                *model_controls(run.shape))
+        skip = gr.skip()
+        status = status_markdown(run, view, story, story_note) if "status" in parts else skip
+        heatmap = figures.attention_heatmap(view) if "heatmap" in parts else skip
+        last = run.length - 1
+        chips, query, row_plot = ((token_chips(row, run.tokens), gr.update(maximum=last, value=last),
+                                   figures.query_row_figure(row, view)) if "row" in parts else (skip,) * 3)
+        grid_plot, patterns = ((figures.attention_grid_figure(grid), patterns_table(grid)) if "grid" in parts
+                               else (skip,) * 2)
+        story_plot = figures.score_story_figure(story) if "story" in parts else skip
+        numbers = att.attention_json(run, view, grid, story) if "numbers" in parts else skip
+        controls = model_controls(run.shape) if "controls" in parts else (skip,) * 2
+        return (status, heatmap, chips, query, row_plot, grid_plot, patterns, story_plot, numbers, *controls)
 
     @user_errors
     def show_row(self, text: str, layer_value: float, head_value: str | float, chat_value: bool,
@@ -312,12 +354,20 @@ def create_attention_tab(ctx: AppContext) -> dict[str, Any]:
           trigger_mode="always_last", show_progress="hidden")
 
     attention_inputs = [prompt, layer, head, grid_mode, chat]
+    attention_outputs = [status, heatmap, chips, query, row_plot, grid_plot, patterns, story_plot, attention_json,
+                         layer, head]
     # `input` is the user's own change: mouse drags, arrow keys and typed numbers on a slider (`release` misses the
     # last two), a dropdown pick; always_last drops the steps of a drag that a newer one overtook.
-    gr.on([run_button.click, prompt.submit, layer.input, head.input, grid_mode.input, chat.input],
-          handlers.show_attention, attention_inputs,
-          [status, heatmap, chips, query, row_plot, grid_plot, patterns, story_plot, attention_json, layer, head],
+    gr.on([run_button.click, prompt.submit, chat.input], handlers.show_attention, attention_inputs, attention_outputs,
           api_name="attention", trigger_mode="always_last")
+    # Moving layer or head re-slices the cached forward: the heatmap first, then what else depends on the control.
+    view_move = {"api_visibility": "private", "show_progress": "hidden"}
+    layer.input(handlers.move_layer_or_head, attention_inputs, attention_outputs, trigger_mode="always_last",
+                **view_move).then(handlers.after_layer_move, attention_inputs, attention_outputs, **view_move)
+    head.input(handlers.move_layer_or_head, attention_inputs, attention_outputs, trigger_mode="always_last",
+               **view_move).then(handlers.after_head_move, attention_inputs, attention_outputs, **view_move)
+    grid_mode.input(handlers.change_grid_mode, attention_inputs, attention_outputs, trigger_mode="always_last",
+                    **view_move)
     row_inputs = [prompt, layer, head, chat, query]
     # One bound method for both events: gradio groups concurrency by id(fn), and `handlers.show_row` makes a new
     # object at each access, so this keeps the two events in one concurrency group.

@@ -4,7 +4,10 @@ Handlers are thin adapters over playground.sampling and playground.figures.sampl
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Hashable, Iterator, TypeVar
 
 import gradio as gr
 import torch
@@ -46,8 +49,10 @@ token there and continues with the same settings and seed.
 """
 
 DEFAULT_PROMPT = "The capital of France is"
+Result = TypeVar("Result")
 EMPTY_MESSAGE = "Type a prompt above to see the model's next-token distribution."
 EMPTY_TRACE_MESSAGE = "Press “Generate step by step” to see a generation trace."
+EMPTY_NUMBERS = {"empty": True, "message": EMPTY_MESSAGE}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,13 +122,68 @@ def trace_outputs(trace: smp.GenerationTrace, greedy: smp.GenerationTrace | None
 # ---------------------------------------------------------------------------------------------
 
 
+class RecentResults:
+    """The last few results computed from one prompt's logits, keyed by what they depend on: a slider move's
+    follow-up events (the raw numbers, the sweep) reuse what its first event computed, and a temperature move
+    reuses the sweep (which shows fixed temperatures). Keyed by the PromptLogits object itself: new logits for
+    a prompt (another model, an evicted cache entry) start afresh."""
+
+    def __init__(self, capacity: int = 16) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[tuple[int, Hashable], tuple[smp.PromptLogits, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, logits: smp.PromptLogits, key: Hashable, compute: Callable[[], Result]) -> Result:
+        entry_key = (id(logits), key)
+        with self._lock:
+            entry = self._entries.get(entry_key)
+            if entry is not None and entry[0] is logits:
+                self._entries.move_to_end(entry_key)
+                return entry[1]
+        value = compute()  # outside the lock: two visitors computing the same view both get the same numbers
+        with self._lock:
+            self._entries[entry_key] = (logits, value)
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+        return value
+
+
+@dataclass(frozen=True)
+class NextTokenParts:
+    """Everything the next-token views show for one set of inputs (the view, the sweep, the raw numbers)."""
+
+    loaded: Any  # what has the tokenizer: the model, or the engine
+    cached: smp.PromptLogits
+    settings: smp.SamplingSettings
+    view: smp.NextTokenView
+
+    @property
+    def prompt_tokens(self) -> int:
+        return int(self.cached.input_ids.shape[-1])
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return self.cached.notes + self.view.notes
+
+
+def sweep_key(settings: smp.SamplingSettings) -> smp.SamplingSettings:
+    """What the temperature sweep depends on: every setting but the temperature (it shows its own) and the seed
+    (it draws nothing)."""
+    return replace(settings, temperature=1.0, seed=None)
+
+
 class SamplingHandlers:
     """The tab's event handlers as plain methods (the tab wires them; tests call them): one per context, holding
-    the prompt-logits cache the sliders reuse."""
+    the prompt-logits cache the sliders reuse and the views computed from it.
+
+    A slider move is three small events, so the stage chart it changes is drawn first: `stage_view` (the stage
+    chart and its stats), then `raw_numbers` or, for the settings the sweep depends on, `sweep_view` (the
+    sweep chart and the JSON), then `draw_samples`. The button (`next_token`) returns them all at once."""
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.cache = smp.PromptLogitsCache()
+        self.recent = RecentResults()
 
     def prompt_logits(self, prompt: str, chat: bool) -> tuple[Any, smp.PromptLogits]:
         """(what has the tokenizer, the prompt's logits): the engine's top N when an engine is set, else the model's."""
@@ -134,23 +194,63 @@ class SamplingHandlers:
         loaded = self.ctx.model()
         return loaded, self.cache.get(model_key(loaded), loaded.model, loaded.tokenizer, prompt, chat, loaded.lock)
 
+    def parts(self, prompt: str, chat: bool, temperature: float, top_k: float | None, top_p: float, min_p: float,
+              repetition_penalty: float, seed: float | None, top_n: float) -> NextTokenParts | None:
+        """The next-token view for these inputs (None for an empty prompt), computed once per set of inputs."""
+        settings = sampling_settings(temperature, top_k, top_p, min_p, repetition_penalty, seed)
+        if not prompt.strip():
+            return None
+        loaded, cached = self.prompt_logits(prompt, chat)
+        shown_tokens = int(top_n)
+        view = self.recent.get(cached, ("view", settings, shown_tokens), lambda: smp.next_token_view(
+            cached.logits, settings, loaded.tokenizer, cached.input_ids[0], shown_tokens))
+        return NextTokenParts(loaded, cached, settings, view)
+
+    def sweep(self, parts: NextTokenParts) -> smp.TemperatureSweep:
+        cached = parts.cached
+        return self.recent.get(cached, ("sweep", sweep_key(parts.settings)), lambda: smp.temperature_sweep(
+            cached.logits, parts.settings, parts.loaded.tokenizer, cached.input_ids[0]))
+
+    def numbers(self, parts: NextTokenParts) -> dict[str, Any]:
+        """The next_token JSON: the view, the prompt's length, the notes and the sweep."""
+        return {**parts.view.to_dict(), "prompt_tokens": parts.prompt_tokens, "notes": list(parts.notes),
+                "temperature_sweep": self.sweep(parts).to_dict()}
+
     @user_errors
     def next_token(self, prompt: str, chat: bool, temperature: float, top_k: float | None, top_p: float,
                    min_p: float, repetition_penalty: float, seed: float | None,
                    top_n: float) -> tuple[Any, str, Any, dict[str, Any]]:
-        settings = sampling_settings(temperature, top_k, top_p, min_p, repetition_penalty, seed)
-        if not prompt.strip():
-            return empty_figure(EMPTY_MESSAGE), EMPTY_MESSAGE, empty_figure(EMPTY_MESSAGE), {"empty": True,
-                                                                                            "message": EMPTY_MESSAGE}
-        loaded, cached = self.prompt_logits(prompt, chat)
-        history = cached.input_ids[0]
-        view = smp.next_token_view(cached.logits, settings, loaded.tokenizer, history, int(top_n))
-        sweep = smp.temperature_sweep(cached.logits, settings, loaded.tokenizer, history)
-        notes = cached.notes + view.notes
-        data = {**view.to_dict(), "prompt_tokens": int(history.shape[0]), "notes": list(notes),
-                "temperature_sweep": sweep.to_dict()}
-        return (figures.stage_figure(view), stats_markdown(view, int(history.shape[0]), notes),
-                figures.sweep_figure(sweep), data)
+        parts = self.parts(prompt, chat, temperature, top_k, top_p, min_p, repetition_penalty, seed, top_n)
+        if parts is None:
+            return empty_figure(EMPTY_MESSAGE), EMPTY_MESSAGE, empty_figure(EMPTY_MESSAGE), EMPTY_NUMBERS.copy()
+        return (figures.stage_figure(parts.view), stats_markdown(parts.view, parts.prompt_tokens, parts.notes),
+                figures.sweep_figure(self.sweep(parts)), self.numbers(parts))
+
+    @user_errors
+    def stage_view(self, prompt: str, chat: bool, temperature: float, top_k: float | None, top_p: float,
+                   min_p: float, repetition_penalty: float, seed: float | None, top_n: float) -> tuple[Any, str]:
+        """A slider move's first event: the stage chart and its stats, nothing else."""
+        parts = self.parts(prompt, chat, temperature, top_k, top_p, min_p, repetition_penalty, seed, top_n)
+        if parts is None:
+            return empty_figure(EMPTY_MESSAGE), EMPTY_MESSAGE
+        return figures.stage_figure(parts.view), stats_markdown(parts.view, parts.prompt_tokens, parts.notes)
+
+    @user_errors
+    def raw_numbers(self, prompt: str, chat: bool, temperature: float, top_k: float | None, top_p: float,
+                    min_p: float, repetition_penalty: float, seed: float | None, top_n: float) -> dict[str, Any]:
+        """After a move of a setting the sweep does not depend on (temperature, seed, tokens to show): the JSON."""
+        parts = self.parts(prompt, chat, temperature, top_k, top_p, min_p, repetition_penalty, seed, top_n)
+        return EMPTY_NUMBERS.copy() if parts is None else self.numbers(parts)
+
+    @user_errors
+    def sweep_view(self, prompt: str, chat: bool, temperature: float, top_k: float | None, top_p: float,
+                   min_p: float, repetition_penalty: float, seed: float | None,
+                   top_n: float) -> tuple[Any, dict[str, Any]]:
+        """After a move of a setting the sweep depends on: the sweep chart and the JSON."""
+        parts = self.parts(prompt, chat, temperature, top_k, top_p, min_p, repetition_penalty, seed, top_n)
+        if parts is None:
+            return empty_figure(EMPTY_MESSAGE), EMPTY_NUMBERS.copy()
+        return figures.sweep_figure(self.sweep(parts)), self.numbers(parts)
 
     @user_errors
     def draw_samples(self, prompt: str, chat: bool, temperature: float, top_k: float | None, top_p: float,
@@ -158,7 +258,7 @@ class SamplingHandlers:
                      samples: float | None) -> tuple[Any, dict[str, Any]]:
         settings = sampling_settings(temperature, top_k, top_p, min_p, repetition_penalty, seed)
         if not prompt.strip():
-            return empty_figure(EMPTY_MESSAGE), {"empty": True, "message": EMPTY_MESSAGE}
+            return empty_figure(EMPTY_MESSAGE), EMPTY_NUMBERS.copy()
         loaded, cached = self.prompt_logits(prompt, chat)
         probs = smp.final_probabilities(cached.logits, settings, cached.input_ids[0])
         count = whole_number_in("number of samples", 0 if samples is None else samples, 1, self.ctx.limits.samples)
@@ -306,11 +406,21 @@ def create_sampling_tab(ctx: AppContext) -> dict[str, Any]:
                   concurrency_limit=None)
     draw.click(handlers.draw_samples, setting_inputs + [samples], [samples_plot, samples_json],
                api_name="draw_samples", concurrency_limit=None)
-    for control in (chat, temperature, top_k, top_p, min_p, repetition_penalty, seed, top_n):
-        control.change(handlers.next_token, setting_inputs + [top_n], view_outputs, api_visibility="private",
-                       trigger_mode="always_last", **fast).then(
-            handlers.draw_samples, setting_inputs + [samples], [samples_plot, samples_json], api_visibility="private",
-            **fast)
+    # A settings move redraws only what depends on it, the stage chart first (its own small event, so it is
+    # painted before anything else arrives), then the JSON (and the sweep, for the settings it depends on),
+    # then the draws (for the settings that change the final distribution or the seed).
+    view_inputs = setting_inputs + [top_n]
+    for triggers, follow_up, follow_up_outputs, redraws in (
+            ([temperature.change, seed.change], handlers.raw_numbers, [next_json], True),
+            ([top_n.change], handlers.raw_numbers, [next_json], False),
+            ([chat.change, top_k.change, top_p.change, min_p.change, repetition_penalty.change], handlers.sweep_view,
+             [sweep_plot, next_json], True)):
+        moved = gr.on(triggers, handlers.stage_view, view_inputs, [stage_plot, stats], api_visibility="private",
+                      trigger_mode="always_last", **fast).then(
+            follow_up, view_inputs, follow_up_outputs, api_visibility="private", **fast)
+        if redraws:
+            moved.then(handlers.draw_samples, setting_inputs + [samples], [samples_plot, samples_json],
+                       api_visibility="private", **fast)
     generate.click(handlers.generate_trace, setting_inputs + [max_new_tokens, compare_greedy], trace_outputs_list,
                    api_name="generate_trace")
     force.click(handlers.force_token, [trace_json, position, alternative], trace_outputs_list,

@@ -117,3 +117,56 @@ def test_every_view_control_listens_to_keyboard_and_typed_changes(demo):
     for label in ("Layer", "Head", "Small multiples", "Query token position", "Window W (tokens each query sees)",
                   "Context length (tokens)"):
         assert (label, "input") in listened, label
+
+
+def _skipped(value) -> bool:
+    return isinstance(value, dict) and value == gr.skip()  # gr.skip() is an update that changes nothing
+
+
+def _sent(outputs):
+    """The names of the attention outputs a handler sends (not gr.skip())."""
+    names = ("status", "heatmap", "chips", "query", "row", "grid", "patterns", "story", "json", "layer", "head")
+    return {name for name, value in zip(names, outputs) if not _skipped(value)}
+
+
+def _payload(value):
+    return value.to_json() if hasattr(value, "to_json") else value
+
+
+@pytest.mark.parametrize("mode", ["heads", "layers"])
+def test_a_layer_or_head_move_sends_the_heatmap_first_then_only_what_depends_on_it(handlers, mode):
+    """Moving the head re-slices the cached forward: the heatmap and status first, then the row, the story and the
+    numbers; the grid only when it shows this head (layers mode), the model's ranges never. Together they equal
+    the full answer of show_attention for the same inputs."""
+    text = "Tokens attend to earlier tokens."
+    full = handlers.show_attention(text, 1, "2", mode, False)
+    first = handlers.move_layer_or_head(text, 1, "2", mode, False)
+    assert _sent(first) == {"status", "heatmap"}
+    for follow_up, grid_follows in ((handlers.after_head_move, mode == "layers"),
+                                    (handlers.after_layer_move, mode == "heads")):
+        rest = follow_up(text, 1, "2", mode, False)
+        grid = {"grid", "patterns"} if grid_follows else set()
+        assert _sent(rest) == {"chips", "query", "row", "story", "json"} | grid
+        for index, value in enumerate(rest):
+            merged = first[index] if _skipped(value) else value
+            if not _skipped(merged):
+                if hasattr(merged, "equals"):  # the patterns table
+                    assert merged.equals(full[index])
+                else:
+                    assert _payload(merged) == _payload(full[index]), index
+    assert _sent(handlers.change_grid_mode(text, 1, "2", mode, False)) == {"grid", "patterns", "json"}
+
+
+def test_layer_head_and_grid_mode_moves_are_wired_to_their_own_small_events(demo):
+    blocks = {block._id: block for block in demo.blocks.values()}
+    by_trigger = {}
+    for fn in demo.fns.values():
+        for target, event in fn.targets:
+            if target in blocks:
+                by_trigger.setdefault(f"{blocks[target].label}.{event}", []).append(fn)
+    assert [fn.name for fn in by_trigger["Layer.input"]] == ["move_layer_or_head"]
+    assert [fn.name for fn in by_trigger["Head.input"]] == ["move_layer_or_head"]
+    assert [fn.name for fn in by_trigger["Small multiples.input"]] == ["change_grid_mode"]
+    assert {fn.name for fn in by_trigger["Prompt.submit"]} == {"show_attention"}
+    follow_ups = {fn.name for fn in demo.fns.values() if fn.trigger_after is not None}
+    assert {"after_layer_move", "after_head_move"} <= follow_ups

@@ -194,3 +194,74 @@ def test_step_through_generation_streams_every_token_in_order_and_ends_on_the_pl
     streamed = {**views[-1][6]["trace"], "seconds": plain["seconds"]}
     assert streamed == plain
     assert views[-1][0] == final(tab["handlers"].generate_trace(*SETTINGS, 6, True))[0]
+
+
+def _events(demo):
+    """(trigger labels, handler name, output labels) per event of the tab, and the chained event after each."""
+    blocks = {block._id: block for block in demo.blocks.values()}
+    events = {}
+    for fn in demo.fns.values():
+        triggers = tuple(sorted(f"{blocks[target].label}.{event}" for target, event in fn.targets if target in blocks))
+        events[fn._id] = (triggers, fn.name, tuple(getattr(block, "label", None) for block in fn.outputs),
+                          fn.trigger_after)
+    return events
+
+
+def _chain(demo, trigger: str) -> list[tuple[str, tuple]]:
+    """The handler names and output labels a control's move runs, in order (its event, then each `.then`)."""
+    events = _events(demo)
+    first = next(i for i, (triggers, *_) in events.items() if trigger in triggers)
+    chain = [first]
+    while follow := [i for i, (*_, after) in events.items() if after == chain[-1]]:
+        chain.append(follow[0])
+    return [(events[i][1], events[i][2]) for i in chain]
+
+
+def test_a_settings_move_redraws_the_stage_chart_first_and_then_only_what_depends_on_it(tab):
+    """The stage chart is its own first event (painted before the rest arrives); the sweep (fixed temperatures,
+    no draws) is not re-sent for a temperature or seed move; the draws follow every setting but the tokens shown."""
+    demo = tab["demo"]
+    stage = ("stage_view", ("Stage by stage", None))
+    numbers = ("raw_numbers", ("next_token",))
+    sweep = ("sweep_view", ("Temperature sweep", "next_token"))
+    draws = ("draw_samples", ("Samples vs the math", "draw_samples"))
+    for control in ("Temperature T (0 = greedy).change", "Seed (blank = random).change"):
+        assert _chain(demo, control) == [stage, numbers, draws], control
+    assert _chain(demo, "Tokens to show.change") == [stage, numbers]
+    for control in ("Top-k (0 = off)", "Top-p (1 = off)", "Min-p (0 = off)", "Repetition penalty (1 = off)",
+                    "Wrap in the chat template (as a user message)"):
+        assert _chain(demo, f"{control}.change") == [stage, sweep, draws], control
+
+
+def test_a_moves_events_together_equal_the_button_and_compute_the_sweep_once_per_setting(tab, monkeypatch):
+    from playground import sampling as smp
+
+    handlers = SamplingHandlers(tab["handlers"].ctx)
+    sweeps = []
+    real_sweep = smp.temperature_sweep
+    monkeypatch.setattr(smp, "temperature_sweep",
+                        lambda *args, **kwargs: sweeps.append(1) or real_sweep(*args, **kwargs))
+    settings = ("The capital of France is", False, 0.8, 0, 0.95, 0.0, 1.0, 0, 10)
+    stage_plot, stats, sweep_plot, data = handlers.next_token(*settings)
+    moved = ("The capital of France is", False, 1.35, 0, 0.95, 0.0, 1.0, 3, 10)  # temperature and seed moved
+    moved_stage, moved_stats = handlers.stage_view(*moved)
+    moved_data = handlers.raw_numbers(*moved)
+    assert len(sweeps) == 1  # the sweep shows fixed temperatures: a temperature or seed move reuses it
+    assert moved_data["temperature_sweep"] == data["temperature_sweep"]
+    fresh = SamplingHandlers(tab["handlers"].ctx).next_token(*moved)  # the button's answer, computed afresh
+    assert moved_stage.to_json() == fresh[0].to_json() and moved_stats == fresh[1] and moved_data == fresh[3]
+    assert moved_data["settings"]["temperature"] == 1.35 and moved_stats != stats
+
+    top_p_moved = ("The capital of France is", False, 1.35, 0, 0.5, 0.0, 1.0, 3, 10)
+    sweep_figure, sweep_data = handlers.sweep_view(*top_p_moved)
+    assert len(sweeps) == 3  # a new top-p: a new sweep (counted once in the handler, once in the fresh one)
+    assert sweep_data["temperature_sweep"] != data["temperature_sweep"]
+    assert sweep_figure.to_json() == SamplingHandlers(tab["handlers"].ctx).next_token(*top_p_moved)[2].to_json()
+
+
+def test_the_slider_events_have_an_empty_state_too(tab):
+    handlers = tab["handlers"]
+    stage_plot, stats = handlers.stage_view(" ", False, 1.0, 0, 1.0, 0.0, 1.0, 0, 10)
+    assert stats == EMPTY_MESSAGE and stage_plot.layout.annotations[0].text == EMPTY_MESSAGE
+    assert handlers.raw_numbers(" ", False, 1.0, 0, 1.0, 0.0, 1.0, 0, 10) == {"empty": True, "message": EMPTY_MESSAGE}
+    assert handlers.sweep_view(" ", False, 1.0, 0, 1.0, 0.0, 1.0, 0, 10)[1]["empty"]
