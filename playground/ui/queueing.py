@@ -84,6 +84,10 @@ GPU_EVENTS = {
     "model_card": 30, "weight_quantization": 30, "open_poll": 30,
     "logit_lens": 60, "show_position": 60,  # show_position: the lens curves (a cache miss runs the lens)
     "search": 60, "show_row": 60,  # private events: the RAG search behind retrieve, attention's row view
+    # private events of a slider move (the stage chart first, then the rest) and RAG's index stats
+    "stage_view": 30, "sweep_view": 30, "raw_numbers": 30,
+    "move_layer_or_head": 60, "after_layer_move": 60, "after_head_move": 60, "change_grid_mode": 60,
+    "index_stats": 60,
 }
 
 
