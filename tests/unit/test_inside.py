@@ -77,6 +77,24 @@ def test_logit_lens_equals_a_float64_recomputation(model, tiny_tokenizer, prompt
     assert np.all(lens.kl_to_final[-1] < 1e-6) and np.all(lens.final_ranks[-1] == 1)
 
 
+@pytest.mark.parametrize("head_rows", [1, 2 * 13, 10_000])  # one depth per product, two, every depth in one
+def test_the_head_block_size_changes_no_number(model, tiny_tokenizer, prompt, head_rows):
+    """The lens reads the head in blocks of whole depths; each depth read alone through lens_logits and
+    written out in float64 here must give the same cells whatever the block."""
+    lens = inside.logit_lens(model, tiny_tokenizer, prompt, SamplingSettings(), head_rows=head_rows)
+    with torch.no_grad():
+        out = model(prompt.ids, output_hidden_states=True, use_cache=False)
+        final = inside.lens_logits(model, out.hidden_states, len(out.hidden_states) - 1).double().log_softmax(-1)
+        for depth in range(len(out.hidden_states)):
+            logp = inside.lens_logits(model, out.hidden_states, depth).double().log_softmax(-1)
+            top = logp.topk(5, dim=-1)
+            np.testing.assert_array_equal(lens.top_ids[depth], top.indices.numpy())
+            np.testing.assert_allclose(lens.top_probs[depth], top.values.exp().numpy(), atol=1e-6)
+            np.testing.assert_allclose(lens.kl_to_final[depth], (final.exp() * (final - logp)).sum(-1).numpy(),
+                                       atol=1e-5)
+    assert prompt.length > 2  # so 1 and 26 rows really split the depths differently
+
+
 def test_the_last_depth_is_not_normed_twice(model, prompt):
     with torch.no_grad():
         out = model(prompt.ids, output_hidden_states=True, use_cache=False)
