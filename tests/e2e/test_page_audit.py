@@ -219,7 +219,7 @@ def walk(browser, app_url: str, mode: str, theme: str, width: int) -> dict[str, 
             page.get_by_role("tab", name=LABELS[key], exact=True).click()
             page.locator(f"#tab-{key}").wait_for(state="visible", timeout=WAIT)
             page.wait_for_function(SETTLED_JS, arg=[key, mode == "presenter"], timeout=30_000)
-            page.wait_for_timeout(300)  # presenter.js re-applies its scale 250 ms after the last change
+            page.wait_for_timeout(300)  # presenter.js re-applies its scale on the frame after a change
             results[key] = page.evaluate(MEASURE_JS, [key, FLOOR[mode], MAIN_VISUAL[key]])
             if shots is not None:
                 shots.mkdir(parents=True, exist_ok=True)
