@@ -4,7 +4,7 @@
   //    goes: fonts, margins and height x1.4 (the plot is zoomed as a whole, so rows keep room for their
   //    labels), and no text under FONT_FLOOR px (trace texts and annotations included). Gradio redraws a plot
   //    with its original layout whenever its value changes, so a MutationObserver re-applies the scale
-  //    (debounced); a plot already at its target font size is left alone, so the observer does not loop.
+  //    (once per frame); a plot already at its target font size is left alone, so the observer does not loop.
   // 2. Every plot's PNG button saves a file named after its view (tab and plot label), not "newplot.png".
   // 3. In presenter mode a tab's explanation is folded to its first line; a click (or Enter) unfolds it.
   // 4. Controls whose text is a symbol (the header's ↻) get a name for screen readers and keyboards, and a
@@ -124,7 +124,12 @@
     document.querySelectorAll(".js-plotly-plot").forEach((plot) => { nameImage(plot); rescale(plot, on); });
     foldExplanations(on);
   };
-  let timer = null;
-  new MutationObserver(() => { clearTimeout(timer); timer = setTimeout(applyAll, 250); })
-    .observe(document.body, {childList: true, subtree: true, attributes: true, attributeFilter: ["class"]});
+  // At most once per frame: a plot gradio redraws is back at its target size on the next frame (a 250 ms debounce
+  // left a redrawn plot at its original fonts, under the floor, for as long as its tab kept changing).
+  let queued = false;
+  new MutationObserver(() => {
+    if (queued) return;
+    queued = true;
+    requestAnimationFrame(() => { queued = false; applyAll(); });
+  }).observe(document.body, {childList: true, subtree: true, attributes: true, attributeFilter: ["class"]});
 }

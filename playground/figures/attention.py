@@ -22,7 +22,7 @@ from playground.attention import (
     ScoreStory,
     head_name,
 )
-from playground.figures.style import MUTED, PALETTE, styled
+from playground.figures.style import MUTED, PALETTE, colorbar, styled
 
 MASKED_COLOR = "#E5E7EB"
 ALLOWED_COLOR = PALETTE[0]
@@ -108,8 +108,7 @@ def mask_figure(view: MaskView) -> go.Figure:
         traces.append(go.Heatmap(
             z=sequence.allowed.numpy().astype(np.int8), x=labels, y=labels, zmin=0, zmax=1, colorscale=scale,
             xaxis=x_id, yaxis=x_id.replace("x", "y"), showscale=index == count, name=sequence.name,
-            colorbar={"tickvals": [0.25, 0.75], "ticktext": ["masked (−∞)", "allowed (0)"], "len": 0.5,
-                      "title": {"text": "mask"}},
+            colorbar=colorbar("mask", tickvals=[0.25, 0.75], ticktext=["masked (−∞)", "allowed (0)"], len=0.5),
             hovertemplate="query %{y}<br>key %{x}<br>%{z} (1 = allowed, 0 = masked)<extra></extra>",
             **_gaps(len(labels))))
         _merge_axes(layout, _token_axes(index))
@@ -134,7 +133,7 @@ def attention_heatmap(view: AttentionView) -> go.Figure:
     top = float(np.nanmax(weights[1:])) if len(labels) > 1 else 1.0
     figure = go.Figure(go.Heatmap(
         z=weights, x=labels, y=labels, colorscale=WEIGHT_SCALE, zmin=0, zmax=top, **_gaps(len(labels)),
-        colorbar={"title": {"text": "attention<br>weight"}, "len": 0.6},
+        colorbar=colorbar("attention weight", len=0.6),
         hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.6f}<extra></extra>",
     ), layout=_token_axes())
     where = head_name(view.head) + ("" if view.kv_head is None else f" (reads KV head {view.kv_head})")
@@ -190,7 +189,7 @@ def attention_grid_figure(grid: AttentionGrid) -> go.Figure:
         if grid.mode == "heads":  # one title colour per GQA group
             layout["annotations"][index]["font"]["color"] = PALETTE[view.kv_head % len(PALETTE)]
     layout["coloraxis"] = {"colorscale": WEIGHT_SCALE, "cmin": 0,
-                           "colorbar": {"title": {"text": "weight"}, "len": 0.6}}
+                           "colorbar": colorbar("weight", len=0.6)}
     figure = go.Figure(data=traces, layout=layout)
     block_note = f"block max over {grid.block}×{grid.block} tokens" if grid.block > 1 else "one cell per token pair"
     title = ("All heads of layer " + str(grid.views[0].layer) + ": one row per GQA group (heads sharing a KV head)"
@@ -233,9 +232,9 @@ def score_story_figure(story: ScoreStory) -> go.Figure:
     for name in ("yaxis2", "yaxis3"):  # one query axis, labelled once, for the three panels
         layout[name].update(matches="y", showticklabels=False)
     layout["coloraxis"] = {"colorscale": SCORE_SCALE, "cmin": -limit, "cmax": limit,
-                           "colorbar": {"title": {"text": "score"}, "x": 0.64, "len": 0.7, "thickness": 12}}
+                           "colorbar": colorbar("score", x=0.64, len=0.7, thickness=12)}
     layout["coloraxis2"] = {"colorscale": WEIGHT_SCALE, "cmin": 0,
-                            "colorbar": {"title": {"text": "weight"}, "x": 1.01, "len": 0.7, "thickness": 12}}
+                            "colorbar": colorbar("weight", x=1.01, len=0.7, thickness=12)}
     figure = go.Figure(data=traces, layout=layout)
     title = (f"Layer {story.layer}, head {story.head} (KV head {story.kv_head}): max |our softmax − the model's "
              f"weights| = {story.max_abs_diff_vs_model:.1e}")

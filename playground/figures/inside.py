@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from playground.figures.attention import axis_labels
-from playground.figures.style import MUTED, PALETTE, legend_below, styled
+from playground.figures.style import MUTED, PALETTE, colorbar, legend_below, styled
 from playground.inside import AblationResult, Attribution, HeadImportance, LogitLens
 
 # What the lens heatmap's colour shows (key -> legend title)
@@ -46,7 +46,7 @@ def lens_heatmap(lens: LogitLens, colour: str = "top_prob") -> go.Figure:
         z=z.astype(np.float32), x=x, y=y, colorscale=scale, zmin=zmin, zmax=zmax, text=text,
         texttemplate="%{text}" if len(x) <= 40 else "", textfont={"size": 12}, customdata=hover,
         hovertemplate="%{customdata}<extra></extra>",
-        colorbar={"title": {"text": "log₁₀ rank" if colour == "final_rank" else "probability"}, "len": 0.7}))
+        colorbar=colorbar("log₁₀ rank" if colour == "final_rank" else "probability", len=0.7)))
     commit_y = [y[min(d, lens.depths - 1)] for d in lens.commit_depth]
     figure.add_trace(go.Scatter(x=x, y=commit_y, mode="markers", name="final token stays top-1 from here",
                                 marker={"symbol": "diamond", "size": 9, "color": "white",
@@ -128,7 +128,7 @@ def importance_heatmap(result: HeadImportance) -> go.Figure:
               for h in range(shape.num_heads)] for layer in range(shape.num_layers)]
     figure = go.Figure(go.Heatmap(z=result.kl.astype(np.float32), x=x, y=y, colorscale="Magma_r", customdata=hover,
                                   hovertemplate="%{customdata}<extra></extra>",
-                                  colorbar={"title": {"text": "KL (nats)"}, "len": 0.7}))
+                                  colorbar=colorbar("KL (nats)", len=0.7)))
     changed_layer, changed_head = np.nonzero(result.top1_changed)
     if len(changed_layer):
         figure.add_trace(go.Scatter(x=[x[h] for h in changed_head], y=[y[layer] for layer in changed_layer],

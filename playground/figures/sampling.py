@@ -200,8 +200,8 @@ def sweep_figure(sweep: TemperatureSweep) -> go.Figure:
     for index in range(len(titles)):  # no tick at 100%: it would collide with the next panel's 0%
         layout[_axis_key("xaxis", index)]["tickvals"] = [0, 0.5]
     layout["yaxis"] = _categorical_y(labels, "token")
-    return _figure(data, layout, "Temperature sweep, other settings as chosen<br><span style='font-size:0.8em'>blue: "
-                   "the token's final probability · grey: all other tokens together</span>",
+    return _figure(data, layout, "Temperature sweep, other settings as chosen<br>blue: the token's final "
+                   "probability · grey: all other tokens together",  # one size: a smaller span fell under the floor
                    190 + ROW_HEIGHT * len(labels), margin={"t": 130})
 
 

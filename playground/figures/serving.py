@@ -8,7 +8,7 @@ import math
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from playground.figures.style import MUTED, PALETTE, legend_below, styled
+from playground.figures.style import MUTED, PALETTE, legend_below, log_axis, styled
 from playground.serving import BatchingCurve, BlockTable, KVMemoryReport, Schedule
 
 MB = 1e6
@@ -68,8 +68,8 @@ def kv_memory_figure(report: KVMemoryReport) -> go.Figure:
                                 name=f"free memory on {report.device}: {report.free_bytes / 1e9:.1f} GB "
                                      f"= {report.tokens_that_fit:,} more cached tokens",
                                 line={"color": PALETTE[3], "dash": "dot", "width": 2}, hoverinfo="name"))
-    figure.update_xaxes(title="cached tokens (batch x context)", type="log")
-    figure.update_yaxes(title="KV cache (MB, log)", type="log")
+    figure.update_xaxes(title="cached tokens (batch x context)", **log_axis())
+    figure.update_yaxes(title="KV cache (MB, log)", **log_axis("~g"))  # once per decade: no small '2 5' minor labels
     styled(figure, f"KV cache = 2 x {report.shape.num_layers} layers x {report.shape.num_kv_heads} KV heads x "
                    f"{report.shape.head_dim} dims x {report.bytes_per_value} bytes x tokens x batch", height=440)
     return legend_below(figure, 140)

@@ -45,6 +45,12 @@ def legend_below(figure: go.Figure, margin_bottom: int = 120) -> go.Figure:
     return figure
 
 
+def colorbar(title: str, **extra: Any) -> dict[str, Any]:
+    """A colour bar with its title along its right side: a title on top meets the top tick label (the '1' of a
+    weight scale) as soon as fonts grow (presenter mode) or the bar gets short."""
+    return {"title": {"text": title, "side": "right"}, **extra}
+
+
 def probability_axis(**extra: Any) -> dict[str, Any]:
     """An axis of probabilities (or shares, rates, scores in 0..1): 0% to exactly 100%, never beyond
     (a 105% tick reads as a bug). Pass `range` to zoom in on a small top value."""

@@ -141,3 +141,20 @@ def test_empty_figure_says_what_to_do():
 
     figure = empty_figure("Type a prompt")
     assert figure.layout.annotations[0].text == "Type a prompt" and not figure.data
+
+
+@pytest.mark.parametrize("mode", ["heads", "layers"])
+def test_colour_bar_titles_run_beside_the_bar_not_on_its_top_tick(run, mode):
+    """A title on top of a colour bar met its top tick label ('1' vs 'weight') in the page audit at presenter
+    sizes: every colour bar of the tab's figures titles its right side (style.colorbar)."""
+    mask = figures.mask_figure(att.explore_mask("a b c d", "causal"))
+    figures_ = [mask, figures.attention_heatmap(att.attention_view(run, 1, 0)),
+                figures.attention_grid_figure(att.attention_grid(run, 1, 0, mode)),
+                figures.score_story_figure(att.score_story(run, 1, 3))]
+    bars = [trace.colorbar for figure in figures_ for trace in heatmaps(figure) if trace.showscale is not False
+            and trace.coloraxis is None and trace.colorbar.title.text]
+    bars = [bar.to_plotly_json() for bar in bars]
+    bars += [value["colorbar"] for figure in figures_ for name, value in figure.layout.to_plotly_json().items()
+             if name.startswith("coloraxis") and "colorbar" in value]
+    assert len(bars) >= 5
+    assert all(bar["title"]["side"] == "right" for bar in bars), [bar["title"]["text"] for bar in bars]

@@ -33,6 +33,8 @@ def test_lens_heatmap_marks_commits_and_cuts(model, tiny_tokenizer, prompt):
     # top-k 1 keeps only the final token: every depth whose top token differs is cut, and gets a ✕
     assert np.array_equal(lens.cut, lens.top_ids[..., 0] != lens.final_ids[None, :])
     assert sum(len(trace.x) for trace in cuts) == int(lens.cut.sum())
+    assert heat.colorbar.title.side == "right"  # on top it met the '1' tick (page audit)
+    assert heat.textfont.size >= 12  # the normal-mode floor
     with pytest.raises(ValueError, match="colour must be one of"):
         figures.lens_heatmap(lens, "rainbow")
     assert "commits at" in figures.lens_curves(lens, 0).layout.title.text

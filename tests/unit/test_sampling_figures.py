@@ -130,3 +130,10 @@ def test_highlighted_tokens_bin_by_model_probability(trace):
     crafted = replace(crafted, steps=(*crafted.steps[:2], replace(trace.steps[2], text=" Paris")))
     # one clickable chip per step; a space shows (·), as in every other view of a token
     assert [text for text, _ in figures.highlighted_tokens(crafted)] == ["↵↵", "∅", "·Paris"]
+
+
+def test_the_sweep_title_is_drawn_at_one_size(tiny_tokenizer):
+    """A smaller span in the title fell under presenter mode's 18 px floor (the page audit): no size overrides."""
+    sweep = temperature_sweep(torch.linspace(-2, 2, len(tiny_tokenizer)), SamplingSettings(), tiny_tokenizer)
+    title = figures.sweep_figure(sweep).layout.title.text
+    assert "font-size" not in title and "<sup>" not in title and "<sub>" not in title

@@ -31,6 +31,9 @@ def test_kv_figure_puts_measured_points_on_the_formula_under_free_memory():
     assert list(measured.x) == [10, 40] and list(measured.y) == [p.measured_bytes / 1e6 for p in report.points]
     assert line.y[1] / line.x[1] == report.bytes_per_token / 1e6
     assert list(free.y) == [1000.0, 1000.0] and f"{report.tokens_that_fit:,}" in free.name
+    # one labelled tick per decade: plotly's own log ticks add '2' and '5' at 75% size, under the 12 px floor
+    layout = figures.kv_memory_figure(report).layout
+    assert (layout.xaxis.dtick, layout.yaxis.dtick) == (1, 1) and layout.yaxis.tickformat == "~g"
 
 
 def test_schedule_figure_has_a_waiting_and_a_generating_bar_per_policy():
