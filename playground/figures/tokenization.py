@@ -55,6 +55,8 @@ CHIP_CSS = """
 .pgt-diff { box-shadow: inset 3px 0 0 #dc2626; padding-left: 4px; }
 .pgt-new { outline: 2px solid #dc2626; }
 .pgt-gap { color: #9ca3af; white-space: pre; }
+.pgt-split { border-bottom: 2px solid #6b7280; padding-bottom: 1px; white-space: nowrap; }
+.pgt-char { font-family: system-ui, sans-serif; margin: 0 2px 0 1px; }
 .pgt-content { background: #bbf7d0; } .pgt-template { background: #fde68a; }
 .pgt-merge { font-size: 15px; margin: 4px 0 8px; }
 .pgt-merge code { background: #e5e7eb; color: #111827; padding: 1px 4px; border-radius: 3px; }
@@ -78,7 +80,9 @@ LEGEND = (
     '<span class="pgt-t pgt-s0 pgt-diff">red edge</span> = a token boundary some other tokenizer does not have '
     "(whitespace ignored); "
     '<span class="pgt-gap">grey</span> = text the tokenizer dropped; '
-    "<code>&lt;F0&gt;</code> = a byte that is only part of a character; · space, ↵ newline, → tab.</div>"
+    "<code>&lt;F0&gt;</code> = a byte that is only part of a character; "
+    '<span class="pgt-split"><span class="pgt-char">🤗</span></span> = a character split into byte tokens, drawn '
+    "as itself before them; · space, ↵ newline, → tab.</div>"
 )
 
 
@@ -116,15 +120,41 @@ def _chip(tokens: Tokenization, index: int, css_class: str, differs: bool = Fals
             f"{_escape(text)}</span>{line_break}")
 
 
+def _split_groups(tokens: Tokenization, shown: int) -> list[tuple[int, int, str]]:
+    """(first token, last token, characters) for each run of tokens holding a split character (an emoji in 3-4 byte
+    tokens); runs that share a token are one group."""
+    groups: list[tuple[int, int, str]] = []
+    for split in tokens.split_characters():
+        if split.first_token >= shown:
+            break
+        if groups and split.first_token <= groups[-1][1]:
+            first, last, characters = groups[-1]
+            groups[-1] = (first, max(last, split.last_token), characters + split.char)
+        else:
+            groups.append((split.first_token, split.last_token, split.char))
+    return groups
+
+
+def _split_title(characters: str) -> str:
+    return (f"{characters}: no single token holds {'this character' if len(characters) == 1 else 'these characters'}; "
+            f"the tokens after it are its UTF-8 bytes ({' '.join(f'{b:02X}' for b in characters.encode('utf-8'))})")
+
+
 def chips_html(tokens: Tokenization, differing: frozenset[int] = frozenset(), char_limit: int = CHIP_CHAR_LIMIT,
                role_classes: Sequence[str] | None = None) -> str:
     """The first `char_limit` characters' tokens as chips; text a lossy tokenizer dropped shown grey."""
     shown = tokens.tokens_starting_before(char_limit)
     starts, ends = tokens.starts[:shown].tolist(), tokens.ends[:shown].tolist()
     parts = ['<div class="pgt-chips">']
+    groups = {group[0]: group for group in _split_groups(tokens, shown)}  # first token -> (first, last, characters)
+    group_end = -1
     position = 0
     for index in range(shown):
         start = starts[index]
+        if index in groups:  # a character split into byte tokens: itself, then its bytes, underlined together
+            _, group_end, characters = groups[index]
+            parts.append(f'<span class="pgt-split" title="{_escape(_split_title(characters))}">'
+                         f'<span class="pgt-char">{_escape(characters)}</span>')
         if start > position:  # a gap: whitespace (or other text) the tokenizer dropped
             parts.append(f'<span class="pgt-gap">{_escape(visible(tokens.text[position:start]))}</span>')
         if role_classes is not None:
@@ -132,7 +162,11 @@ def chips_html(tokens: Tokenization, differing: frozenset[int] = frozenset(), ch
         else:
             css_class = "pgt-special" if index in tokens.special else f"pgt-s{index % len(SHADES)}"
         parts.append(_chip(tokens, index, css_class, index in differing))
+        if index == group_end:
+            parts.append("</span>")
         position = max(position, ends[index])
+    if group_end >= shown:  # the chip view was cut inside a split character
+        parts.append("</span>")
     if shown == len(tokens) and position < len(tokens.text):
         parts.append(f'<span class="pgt-gap">{_escape(visible(tokens.text[position:]))}</span>')
     parts.append("</div>")

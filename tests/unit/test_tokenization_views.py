@@ -129,3 +129,16 @@ def test_chat_html_marks_roles(tiny_tokenizer):
     html = views.chat_html(view)
     assert html.count("pgt-special") >= view.role_count("special")
     assert "pgt-content" in html and "pgt-template" in html
+
+
+def test_a_character_split_into_byte_tokens_is_drawn_as_itself_before_them(tiny_tokenizer):
+    text = "Paris 🤗 naïve!"
+    tiny = comparison_of(text, tiny_tokenizer).tokenizations[0]
+    html = views.chips_html(tiny)
+    groups = re.findall(r'<span class="pgt-split" title="[^"]*"><span class="pgt-char">([^<]*)</span>((?:<span class="pgt-t'
+                        r'[^>]*>[^<]*</span>)+)</span>', html)
+    assert [character for character, _ in groups] == [split.char for split in tiny.split_characters()] == ["🤗", "ï"]
+    emoji_chips = re.findall(r'<span class="pgt-t[^>]*>([^<]*)</span>', groups[0][1])
+    assert emoji_chips == ["&lt;F0&gt;", "&lt;9F&gt;", "&lt;A4&gt;", "&lt;97&gt;"]  # its four byte tokens follow it
+    assert html.count("<span") == html.count("</span>")
+    assert "pgt-split" not in views.chips_html(comparison_of("plain text", tiny_tokenizer).tokenizations[0])
