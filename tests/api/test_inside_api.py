@@ -19,7 +19,9 @@ def test_logit_lens_returns_raw_numbers(client, real_model):
     assert all(rank == 1 for rank in data["final_ranks"][-1])
     with torch.no_grad():
         logits = real_model.model(torch.tensor([data["token_ids"]])).logits[0, -1]
-    assert abs(data["top_probs"][-1][-1][0] - float(logits.softmax(-1).max())) < 1e-5
+    # 5e-5: float32 rounding only. The lens runs the head on blocks of ~256 normed rows (the forward: one row),
+    # and reads probabilities as e^d / S; seen up to 2.8e-5 apart on this model.
+    assert abs(data["top_probs"][-1][-1][0] - float(logits.softmax(-1).max())) < 5e-5
     assert data["kept_by_sampling"][-1] <= 5  # top-k 5
 
 
