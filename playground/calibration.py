@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import threading
 import time
@@ -258,7 +259,8 @@ def cached_scores(
     payload = {"model": model_key, "quantization": quantization, "device": device, "dataset_hash": digest,
                "ids": list(scores.ids), "letter_log_probs": scores.letter_log_probs.tolist(),
                "seconds": scores.seconds, "batch_size": scores.batch_size, "prefix_tokens": scores.prefix_tokens}
-    partial = path.with_suffix(".partial")
+    # A name of this writer's own: two visitors or processes scoring the same file at once never mix their writes.
+    partial = path.with_name(f"{path.name}.partial-{os.getpid()}-{threading.get_ident()}")
     partial.write_text(json.dumps(payload), encoding="utf-8")
     partial.replace(path)
     return scores, False
