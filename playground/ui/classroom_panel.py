@@ -307,11 +307,26 @@ class ClassroomHandlers:
         return gr.Plot(figure, visible=True), payload, note
 
     def refresh(self) -> tuple[str, Any, dict[str, Any], str]:
-        """What every page re-reads every few seconds: the class card and the current poll."""
+        """What a page in a class re-reads every few seconds: the class card and the current poll."""
         room = self.ctx.classroom.current
         session = visitor_id(self.ctx.sessions)
         card = class_card(room, self.ctx.sessions.is_presenter(session), bool(room and room.is_member(session)))
         return (card, *self.poll_view())
+
+    def timers(self) -> tuple[Any, Any, Any]:
+        """The page's three class timers (report, follow, card), each running only where it has work: the
+        presenter's page reports its view while its class runs, a member's page follows, both re-read the card.
+        Outside a class none runs: every tick costs the browser a pass over the app's hundreds of components
+        (an idle page with them on kept a CPU core busy, 2026-12-02) and the server a request."""
+        room = self.ctx.classroom.current
+        session = visitor_id(self.ctx.sessions)
+        presenting = room is not None and self.ctx.sessions.is_presenter(session)
+        member = room is not None and room.is_member(session)
+        return gr.Timer(active=presenting), gr.Timer(active=member), gr.Timer(active=presenting or member)
+
+    def card_tick(self) -> tuple[Any, ...]:
+        """The card timer's tick: the card and poll, and the timers (a class that ended turns them off)."""
+        return (*self.refresh(), *self.timers())
 
     def export_poll(self) -> str:
         require_presenter(self.ctx.sessions, "export the class's answers")
@@ -358,8 +373,8 @@ def create_classroom_panel(ctx: AppContext) -> ClassroomPanel:
     return ClassroomPanel(role, key, login, class_admin, poll_admin, title, start, end, card, code, join, follow, snap,
                           gr.State(0), gr.State(""), poll_kind, poll_prompt, poll_token, poll_parameter, open_poll,
                           reveal, export, export_file, answer, send, poll_note, poll_plot, poll_json,
-                          gr.Timer(REPORT_SECONDS, active=False), gr.Timer(FOLLOW_SECONDS, active=True),
-                          gr.Timer(CARD_SECONDS, active=True), gr.Textbox(visible=False))
+                          gr.Timer(REPORT_SECONDS, active=False), gr.Timer(FOLLOW_SECONDS, active=False),
+                          gr.Timer(CARD_SECONDS, active=False), gr.Textbox(visible=False))
 
 
 def _request_digest(args: Sequence[Any], kwargs: dict[str, Any]) -> str:
@@ -415,19 +430,23 @@ def wire_classroom(demo: gr.Blocks, panel: ClassroomPanel, ctx: AppContext, tabs
     # Class bookkeeping touches no model: it skips the queue, so a room's check-ins never wait behind model jobs.
     private = {"api_visibility": "private", "show_progress": "hidden", "queue": False}
 
-    def presenter_controls(presenter: bool) -> list[Any]:
-        """The presenter's page reports its view and shows the class and poll controls; a visitor's does not."""
-        return [gr.Timer(active=presenter), gr.Row(visible=presenter), gr.Row(visible=presenter)]
+    timer_outputs = [panel.presenter_timer, panel.follow_timer, panel.card_timer]
 
-    role_outputs = [panel.presenter_timer, panel.class_admin, panel.poll_admin]
+    def presenter_controls() -> list[Any]:
+        """The presenter's page shows the class and poll controls (and runs its timers in a class); a visitor's does not."""
+        presenter = ctx.sessions.is_presenter(current_session_id())
+        return [gr.Row(visible=presenter), gr.Row(visible=presenter), *handlers.timers()]
 
     panel.login.click(user_errors(handlers.presenter_login), panel.key, [panel.role, panel.key],
                       api_name="presenter_login", concurrency_limit=None).then(
-        lambda: presenter_controls(ctx.sessions.is_presenter(current_session_id())), None, role_outputs, **private)
-    panel.start.click(user_errors(handlers.start_class), panel.title, panel.card, api_name="start_class")
-    panel.end.click(user_errors(handlers.end_class), None, panel.card, api_name="end_class")
+        presenter_controls, None, [panel.class_admin, panel.poll_admin, *timer_outputs], **private)
+    # starting, ending or joining a class turns this page's timers on or off (whether the action worked or not)
+    panel.start.click(user_errors(handlers.start_class), panel.title, panel.card, api_name="start_class").then(
+        handlers.timers, None, timer_outputs, **private)
+    panel.end.click(user_errors(handlers.end_class), None, panel.card, api_name="end_class").then(
+        handlers.timers, None, timer_outputs, **private)
     panel.join.click(user_errors(handlers.join_class), panel.code, [panel.card, panel.follow], api_name="join_class",
-                     queue=False)
+                     queue=False).then(handlers.timers, None, timer_outputs, **private)
     gr.api(user_errors(handlers.class_state), api_name="class_state", queue=False)
     gr.api(user_errors(handlers.show_view), api_name="show_view")
     # an API client's calls go through the queue whatever `queue` says: its long polls wait on the event loop (no
@@ -454,10 +473,9 @@ def wire_classroom(demo: gr.Blocks, panel: ClassroomPanel, ctx: AppContext, tabs
         None, panel.run_target, panel.run_target, js=PRESS_RUN_JS, api_visibility="private", queue=False)
     panel.follow.change(handlers.set_follow, panel.follow, None, **private)
     panel.snap.click(lambda: (True, 0), None, [panel.follow, panel.seen_version], **private)
-    panel.card_timer.tick(handlers.refresh, None, [panel.card, *poll_outputs], **private)
+    panel.card_timer.tick(handlers.card_tick, None, [panel.card, *poll_outputs, *timer_outputs], **private)
 
     def on_page_load(code: str) -> list[Any]:
-        presenter = ctx.sessions.is_presenter(current_session_id())
         joined = gr.skip()
         if code:
             try:
@@ -465,7 +483,7 @@ def wire_classroom(demo: gr.Blocks, panel: ClassroomPanel, ctx: AppContext, tabs
                 joined = True
             except ClassError as error:
                 gr.Warning(str(error))
-        return [role_text(ctx), gr.Timer(active=presenter), joined, *handlers.refresh()]
+        return [role_text(ctx), joined, *handlers.refresh(), *handlers.timers()]
 
     def on_page_closed() -> None:
         # the page closed or reloaded: an API client's session ends now (freeing its private model, adapter
@@ -475,6 +493,6 @@ def wire_classroom(demo: gr.Blocks, panel: ClassroomPanel, ctx: AppContext, tabs
             ctx.sessions.release_page(session)
 
     demo.unload(on_page_closed)
-    demo.load(on_page_load, panel.code, [panel.role, panel.presenter_timer, panel.follow, panel.card, *poll_outputs],
+    demo.load(on_page_load, panel.code, [panel.role, panel.follow, panel.card, *poll_outputs, *timer_outputs],
               js=READ_CLASS_JS, **private)
     return handlers

@@ -16,10 +16,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 WAIT = 120_000
 TEMPERATURE = "number input for Temperature T (0 = greedy)"
+# Counts the page's interval callbacks (gradio's Timer components are its only setInterval users).
+COUNT_TICKS_JS = """(() => { window.pgTicks = 0; const every = window.setInterval;
+  window.setInterval = (callback, ms, ...rest) => every(() => { window.pgTicks++; callback(); }, ms, ...rest); })()"""
 
 
 def open_app(browser, url):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.add_init_script(COUNT_TICKS_JS)
     page = context.new_page()
     page.console_errors = []  # type: ignore[attr-defined]
     page.on("console", lambda message: page.console_errors.append(message.text) if message.type == "error" else None)
@@ -27,6 +31,12 @@ def open_app(browser, url):
     page.wait_for_selector("#pg-status >> text=MB in memory", timeout=WAIT)
     page.get_by_text("Presenter & classroom").click()
     return context, page
+
+
+def ticks_during(page, milliseconds: int = 3_500) -> int:
+    """How many timer ticks the page runs in `milliseconds` (the class timers: report 0.5 s, follow 0.25 s, card 3 s)."""
+    return page.evaluate("(ms) => new Promise((done) => { const start = window.pgTicks; "
+                         "setTimeout(() => done(window.pgTicks - start), ms); })", milliseconds)
 
 
 def selected_tab(page) -> str:
@@ -39,6 +49,9 @@ def test_an_attendee_follows_the_presenter_then_explores_then_snaps_back(browser
     presenter.locator("#pg-key input").fill(PRESENTER_KEY)
     presenter.get_by_role("button", name="I am the presenter").click()
     presenter.locator("#pg-role").get_by_text("You are the presenter").wait_for(timeout=WAIT)
+    visitor_context, visitor = open_app(browser, url)
+    # outside a class no page runs a class timer (each tick costs the browser a pass over every component)
+    assert ticks_during(presenter) == 0 and ticks_during(visitor) == 0
     presenter.locator("#pg-class-title input, #pg-class-title textarea").first.fill("Workshop")
     presenter.get_by_role("button", name="Start class").click()
     code = presenter.locator(".pg-class-code").inner_text(timeout=WAIT).strip()
@@ -47,6 +60,8 @@ def test_an_attendee_follows_the_presenter_then_explores_then_snaps_back(browser
     attendee_context, attendee = open_app(browser, f"{url}?class={code}")
     attendee.locator("#pg-class-card").get_by_text("You are in").wait_for(timeout=WAIT)
     assert not attendee.get_by_role("button", name="Start class").is_visible()  # the presenter's controls only
+    assert ticks_during(attendee) >= 5 and ticks_during(presenter) >= 5  # in the class: following, reporting
+    assert ticks_during(visitor) == 0  # a page that has not joined stays quiet
 
     # the presenter opens Sampling and moves the temperature: the attendee's page follows both
     presenter.get_by_role("tab", name="Sampling").click()
@@ -84,6 +99,9 @@ def test_an_attendee_follows_the_presenter_then_explores_then_snaps_back(browser
     presenter.locator("#pg-classroom").screenshot(path=str(folder / "workshop-presenter.png"))
     attendee.locator("#pg-classroom").screenshot(path=str(folder / "workshop-attendee.png"))
     presenter.get_by_role("button", name="End class").click()
-    assert presenter.console_errors == [] and attendee.console_errors == []
-    presenter_context.close()
-    attendee_context.close()
+    presenter.locator("#pg-class-card").get_by_text("No class running").wait_for(timeout=WAIT)
+    attendee.wait_for_timeout(4_000)  # the attendee's card timer (3 s) learns that the class ended
+    assert ticks_during(presenter) == 0 and ticks_during(attendee) == 0
+    assert presenter.console_errors == [] and attendee.console_errors == [] and visitor.console_errors == []
+    for context in (presenter_context, attendee_context, visitor_context):
+        context.close()
