@@ -19,8 +19,12 @@ PYTEST_ARGS ?=
 run: setup
 	$(PY) app.py $(ARGS)
 
+# Two workers (pytest-xdist), a test file at a time: the browser tests wait on Chromium and the API tests on the
+# app, so one process left a core idle. Each worker has its own app, model and browser (session fixtures).
+WORKERS ?= 2
+
 test: setup browser engine-env
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 setup: $(STAMP)
 

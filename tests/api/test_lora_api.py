@@ -94,7 +94,7 @@ def test_training_changes_nobody_elses_answers_until_merge(client, app_url):
         return comparable(visitor.predict(prompt, *NEXT_TOKEN.args[1:], api_name=NEXT_TOKEN.api_name))
 
     before = {prompt: next_token(prompt) for prompt in prompts}
-    run = client.submit(*train_args(steps=8, eval_every=8, learning_rate=1e-2), api_name="/train_lora")
+    run = client.submit(*train_args(steps=4, eval_every=4, learning_rate=1e-2), api_name="/train_lora")
     during = []
     while not run.done():
         prompt = next(turn)

@@ -1,21 +1,19 @@
 """Chromium on the real model: a deep link opens a tab, fills it and runs it; "copy link to this view"
-gives a link that restores the view; plotly's toolbar saves a PNG; presenter mode in the light and the
-dark theme on every tab, each showing its first prepared example (screenshots under
-artifacts/presenter/<theme>/<tab>.png).
+gives a link that restores the view; plotly's toolbar saves a PNG; the HTML export downloads. Presenter mode on
+every tab is tests/e2e/test_page_audit.py's.
 
-The same walk writes the README's screenshots: `make screenshots` runs it with
-PLAYGROUND_SCREENSHOTS=docs/screenshots (normal mode, light theme, one <tab>.png per tab).
+`make screenshots` writes the README's screenshots here (PLAYGROUND_SCREENSHOTS=docs/screenshots: normal mode,
+light theme, one <tab>.png per tab, each showing its first prepared example).
 """
 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import pytest
 
-from conftest import ARTIFACTS, ROOT
+from conftest import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -121,24 +119,8 @@ def test_export_panel_downloads_a_standalone_html(page, app_url):
     assert html.lower().startswith("<!doctype html>") and "Paris" in html
 
 
-@pytest.mark.parametrize("theme", ["light", "dark"])
-def test_presenter_mode_on_every_tab(page, app_url, theme):
-    for key in TAB_KEYS:
-        open_link(page, app_url, f"tab={key}&example={first_example(key)}&presenter=1&__theme={theme}", key)
-        classes = page.evaluate("document.body.className")
-        assert "pg-presenter" in classes and (("dark" in classes) == (theme == "dark"))
-        for plot in page.locator(f"#tab-{key} .js-plotly-plot").all():
-            if plot.is_visible():  # presenter.js scales every plot's fonts (house size 14 -> 20)
-                page.wait_for_function("(p) => p.layout.font.size >= 19", arg=plot.element_handle(), timeout=WAIT)
-        advanced = page.locator(f"#tab-{key} .pg-advanced")
-        assert all(not element.is_visible() for element in advanced.all())
-        shoot_tab(page, key, ARTIFACTS / "presenter" / theme / f"{key}.png")
-    assert page.locator("#pg-presenter input").is_checked()
-    assert [error for error in page.console_errors if not re.search(r"favicon", error)] == []
-
-
 @pytest.mark.skipif(not os.environ.get("PLAYGROUND_SCREENSHOTS"),
-                    reason="retakes the README's screenshots: `make screenshots` (the presenter test walks the same tabs)")
+                    reason="retakes the README's screenshots: `make screenshots` (the page audit walks every tab)")
 def test_readme_screenshots(page, app_url):
     """One screenshot per tab, normal mode, light theme, each tab showing its first prepared example."""
     folder = Path(os.environ["PLAYGROUND_SCREENSHOTS"])
