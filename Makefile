@@ -19,12 +19,13 @@ PYTEST_ARGS ?=
 run: setup
 	$(PY) app.py $(ARGS)
 
-# Two workers (pytest-xdist), a test file at a time: the browser tests wait on Chromium and the API tests on the
-# app, so one process left a core idle. Each worker has its own app, model and browser (session fixtures).
-WORKERS ?= 2
+# One process by default. WORKERS=2 runs two pytest-xdist workers, a test file at a time, each with its own app,
+# model and browser: on the 2-core machine it took 43 min against ~60 and some timing and shared-state tests
+# failed under it (2026-12-02), so CI stays on one.
+WORKERS ?= 1
 
 test: setup browser engine-env
-	$(PY) -m pytest -n $(WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter-out 1,$(WORKERS)),-n $(WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 setup: $(STAMP)
 
