@@ -433,7 +433,7 @@ def create_rag_tab(ctx: AppContext) -> dict[str, Any]:
     with gr.Row():
         strict = gr.Checkbox(True, label="Answer only from the context, else say \"I don't know\"")
         position = gr.Radio(list(rag.POSITIONS), value="first", label="Place the best chunk")
-        max_new_tokens = gr.Slider(1, rag.MAX_NEW_TOKENS, value=96, step=1, label="Max new tokens")
+        max_new_tokens = gr.Slider(1, ctx.limits.rag_new_tokens, value=96, step=1, label="Max new tokens")
     with gr.Row():
         answer_button = gr.Button("Answer", variant="primary")
         compare_button = gr.Button("Compare first / middle / last")

@@ -363,8 +363,8 @@ def create_sampling_tab(ctx: AppContext) -> dict[str, Any]:
     stage_plot = gr.Plot(label="Stage by stage", elem_id="sampling-stages")
     sweep_plot = gr.Plot(label="Temperature sweep", elem_id="sampling-sweep")
     with gr.Row(equal_height=True):
-        samples = gr.Number(1000, label=f"Draw N samples from the final distribution (1 to {smp.MAX_SAMPLES:,})",
-                            precision=0, minimum=1, maximum=smp.MAX_SAMPLES, scale=3)
+        samples = gr.Number(1000, label=f"Draw N samples from the final distribution (1 to {ctx.limits.samples:,})",
+                            precision=0, minimum=1, maximum=ctx.limits.samples, scale=3)
         draw = gr.Button("Draw", scale=1)
     samples_plot = gr.Plot(label="Samples vs the math", elem_id="sampling-samples")
     with gr.Accordion("next_token and draw_samples JSON (raw numbers)", open=False):

@@ -333,7 +333,7 @@ def create_speculative_tab(ctx: AppContext) -> dict[str, Any]:
     with gr.Row():
         k = gr.Slider(1, spec.MAX_K, value=4, step=1, label="k: draft tokens per step")
         temperature = gr.Slider(0, 2, value=0, step=0.05, label="Temperature T (0 = greedy)")
-        max_new_tokens = gr.Slider(1, spec.MAX_NEW_TOKENS, value=48, step=1, label="Max new tokens",
+        max_new_tokens = gr.Slider(1, ctx.limits.speculative_new_tokens, value=48, step=1, label="Max new tokens",
                                    elem_id="spec-max-tokens")
     with gr.Row():
         top_k = gr.Number(0, label="Top-k (0 = off)", precision=0, minimum=0)

@@ -331,6 +331,28 @@ def test_the_model_tabs_decode_slider_stays_within_the_servers_limit(stub_contex
     assert slider.maximum == most and 1 <= slider.value <= most
 
 
+@pytest.mark.parametrize("public", [False, True])
+@pytest.mark.parametrize("module, create, component, label, field", [
+    ("speculative_tab", "create_speculative_tab", gr.Slider, "Max new tokens", "speculative_new_tokens"),
+    ("rag_tab", "create_rag_tab", gr.Slider, "Max new tokens", "rag_new_tokens"),
+    ("sampling_tab", "create_sampling_tab", gr.Number, "Draw N samples from the final distribution", "samples"),
+])
+def test_a_tabs_control_offers_no_more_than_the_server_accepts(stub_context, public, module, create, component,
+                                                               label, field):
+    """docs/limits-and-safety.md: "sliders only mirror" the server's limits. On a public server these offered
+    the private limit (speculative 512 and RAG 256 tokens against 128, 100,000 samples against 20,000), so the
+    top of the range was refused on pressing the button. Failed before."""
+    import importlib
+
+    most = getattr(PUBLIC_LIMITS if public else LIMITS, field)
+    with gr.Blocks() as demo:
+        getattr(importlib.import_module(f"playground.ui.{module}"), create)(stub_context(None, public=public))
+    control = next(block for block in demo.blocks.values()
+                   if isinstance(block, component) and (block.label or "").startswith(label))
+    assert control.maximum == most and 1 <= control.value <= most
+    assert component is gr.Slider or f"{most:,}" in control.label  # the Number's label states its range
+
+
 # -- the header's Load for a visitor ------------------------------------------------------------------
 
 
