@@ -19,10 +19,10 @@ PYTEST_ARGS ?=
 run: setup
 	$(PY) app.py $(ARGS)
 
-# One process by default. WORKERS=2 runs two pytest-xdist workers, a test file at a time, each with its own app,
-# model and browser: on the 2-core machine it took 43 min against ~60 and some timing and shared-state tests
-# failed under it (2026-12-02), so CI stays on one.
-WORKERS ?= 1
+# Two pytest-xdist workers, a test file at a time (--dist loadfile: a module's fixtures are made once), each with
+# its own app, model and Chromium: a fresh clone's make test took 24 min so on the 2-core machine (2026-12-03), one
+# process about an hour. WORKERS=1 runs it in one process.
+WORKERS ?= 2
 
 test: setup browser engine-env
 	$(PY) -m pytest $(if $(filter-out 1,$(WORKERS)),-n $(WORKERS) --dist loadfile) $(PYTEST_ARGS)

@@ -27,5 +27,8 @@ def test_asking_for_cuda_without_a_gpu_is_explained(client):
 
 
 def test_reloading_the_active_model_is_instant_from_cache(client):
+    """Reloading what is active adds no resident (other test files on this server may have left some)."""
+    _, before, _ = client.predict("smollm2-135m-instruct", "auto", "auto", api_name="/load_model")
     _, status, _ = client.predict("smollm2-135m-instruct", "auto", "auto", api_name="/load_model")
-    assert status["model"]["model"] == "smollm2-135m-instruct" and len(status["cached"]) == 1
+    assert status["model"]["model"] == "smollm2-135m-instruct"
+    assert sorted(map(str, status["cached"])) == sorted(map(str, before["cached"]))

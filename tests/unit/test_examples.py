@@ -262,9 +262,10 @@ def test_the_calibration_example_matches_a_live_scoring(settings, model_manager,
 
     Exact (float noise): the metrics of the cached and of the live run each equal ECE/MCE/accuracy and the
     bin counts recomputed in numpy from their own items. Between the two runs: the default CPU int4 path
-    rounds activations to bf16, and its kernels differ between processors (the cache was made on an AVX2
-    machine), so most items agree to float noise (median |delta confidence| <= 1e-4: a changed prompt or
-    scoring would move them all) while a few move by up to ~0.01 and may flip a prediction."""
+    rounds activations to bf16, and its kernels differ between vector units. On the cache's own vector unit
+    most items agree to float noise (median |delta confidence| <= 1e-4: a changed prompt or scoring would move
+    them all) while a few move by up to ~0.01 and may flip a prediction; on another (AVX-512 against an AVX2
+    cache, or back) every item moves a little (median 0.005 measured 2026-12-02), so the bounds widen."""
     import dataclasses
 
     import numpy as np
@@ -284,8 +285,12 @@ def test_the_calibration_example_matches_a_live_scoring(settings, model_manager,
         assert [b["count"] for b in run["all"]["bins"]] == counts
     delta = np.abs(np.array(new["items"]["confidence"]) - np.array(old["items"]["confidence"]))
     flipped = int((np.array(new["items"]["correct"]) != np.array(old["items"]["correct"])).sum())
-    assert len(delta) == 512 and np.median(delta) <= 1e-4 and delta.max() <= 0.03 and flipped <= 5
-    for name, tolerance in (("accuracy", 5 / 512), ("ece", 0.01), ("mce", 0.05), ("brier", 2e-3), ("nll", 2e-3)):
+    same = tolerance_for(load_example_file("calibration").machine) is SAME_PROCESSOR
+    median, largest, flips = (1e-4, 0.03, 5) if same else (0.02, 0.1, 26)
+    assert len(delta) == 512 and np.median(delta) <= median and delta.max() <= largest and flipped <= flips
+    scale = 1 if same else 5  # systematic moves of ~0.005 add up in the aggregates
+    for name, tolerance in (("accuracy", flips / 512), ("ece", 0.01 * scale), ("mce", 0.05 * scale),
+                            ("brier", 2e-3 * scale), ("nll", 2e-3 * scale)):
         assert new["all"]["metrics"][name]["value"] == pytest.approx(old["all"]["metrics"][name]["value"],
                                                                      abs=tolerance), name
 
