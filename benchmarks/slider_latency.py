@@ -71,8 +71,11 @@ def settle(page: Any) -> None:
 
 
 def text_check(pattern: str) -> str:
-    """A JS check: the view's text (SVG included, no layout forced) matches the regex."""
-    return f"new RegExp({pattern!r}).test(root.textContent)"
+    """A JS check: one text node of the view (SVG included, no layout forced) matches the regex. Node by node:
+    the view's whole textContent runs neighbours together ("T=0.85" then a tick label "49" reads "T=0.8549")."""
+    return (f"(() => {{ const re = new RegExp({pattern!r}); "
+            "const walk = document.createTreeWalker(root, NodeFilter.SHOW_TEXT); "
+            "while (walk.nextNode()) { if (re.test(walk.currentNode.data)) return true; } return false; })()")
 
 
 def number(value: float) -> str:
@@ -97,7 +100,7 @@ class Control:
 CONTROLS = (
     Control("temperature", "sampling", "range slider for Temperature T (0 = greedy)", "#sampling-stages",
             lambda v: text_check(rf"T={re.escape(number(v))}(?![0-9])")),
-    Control("top-k", "sampling", "number input for Top-k (0 = off)", "#sampling-stages",
+    Control("top-k", "sampling", "Top-k (0 = off)", "#sampling-stages",
             lambda v: text_check(rf"k={int(v)}(?![0-9])"), start_moves=1, up="ArrowUp", down="ArrowDown"),
     Control("top-p", "sampling", "range slider for Top-p (1 = off)", "#sampling-stages",
             lambda v: text_check(rf"p={re.escape(number(v))}(?![0-9])")),
@@ -178,13 +181,19 @@ def pick_head(page: Any, control: Control, head: int) -> float:
     box = page.locator("#tab-attention").get_by_role("combobox", name="Head")
     box.focus()
     box.press("ArrowDown")  # opens the list on its first entry ("mean over heads")
+    options = page.get_by_role("option")
     page.get_by_role("option", name=re.compile(rf"^head {head} ")).wait_for()
-    while True:
-        active = page.evaluate("() => document.querySelector('ul.options li.active, ul.options li.selected')"
-                               "?.textContent || ''")
+    for _ in range(options.count() + 1):
+        # the keyboard's current option: the combobox's aria-activedescendant (gradio 6), else an `active` item
+        active = box.evaluate("(el) => { const id = el.getAttribute('aria-activedescendant');"
+                              " const item = (id && document.getElementById(id))"
+                              " || document.querySelector('[role=listbox] li.active');"
+                              " return item ? item.textContent : ''; }")
         if re.search(rf"head {head} ", active):
             break
         box.press("ArrowDown")
+    else:
+        raise RuntimeError(f"the Head list never reached head {head} by keyboard (last: {active!r})")
     return timed_key(page, control, control.check(head), lambda: box.press("Enter"))
 
 
