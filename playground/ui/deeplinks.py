@@ -208,6 +208,8 @@ def format_value(spec: LinkField, value: Any) -> str | None:
 
 
 MAX_LINK_WARNINGS = 5  # a link with 1,500 unknown keys gets five toasts and a count, not 1,500 toasts
+# A link's warnings arrive while the page is still loading, before anyone looks: they stay longer than gradio's 10 s.
+LINK_WARNING_SECONDS = 30
 
 
 def link_warnings(problems: Sequence[str]) -> list[str]:

@@ -16,7 +16,8 @@ from typing import Any, Callable, Mapping, Sequence
 import gradio as gr
 
 from playground.ui import export
-from playground.ui.deeplinks import DeepLink, LinkField, build_query, fields_for, link_warnings, resolve_query
+from playground.ui.deeplinks import (LINK_WARNING_SECONDS, DeepLink, LinkField, build_query, fields_for, link_warnings,
+                                     resolve_query)
 from playground.ui.errors import user_errors
 from playground.ui.examples import Example, ExampleFile, click_handler, load_example_file, opening_example
 
@@ -329,14 +330,15 @@ def wire_deep_links(demo: gr.Blocks, tabs: Any, all_links: Sequence[TabLinks], p
     def apply_link(query_string: str | None) -> list[Any]:
         link = resolve_query(query_string or "", fields)
         for warning in link_warnings(link.problems):
-            gr.Warning(warning)
+            gr.Warning(warning, duration=LINK_WARNING_SECONDS)
         selected = gr.Tabs(selected=link.tab) if link.tab else gr.skip()
         target = (run_ids.get(link.tab) or "") if link.run else ""
         if link.tab and link.example:
             target = example_ids[link.tab].get(link.example, target)
             if link.example not in example_ids[link.tab]:
                 gr.Warning(*link_warnings([f"the {link.tab} tab has no example {link.example!r} "
-                                           f"(examples: {', '.join(example_ids[link.tab]) or 'none'})"]))
+                                           f"(examples: {', '.join(example_ids[link.tab]) or 'none'})"]),
+                           duration=LINK_WARNING_SECONDS)
         presenter = True if link.presenter else gr.skip()
         return [selected, presenter, target, *link_updates(link, all_links)]
 

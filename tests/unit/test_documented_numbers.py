@@ -52,6 +52,7 @@ def d(module: str, function: str, name: str) -> Callable[[Any], Any]:
 # (page, sentence pattern with one group per number, the code's values in that order)
 DOCUMENTED: list[tuple[str, str, list[Callable[[Any], Any]]]] = [
     ("docs/presenting.md", r"texts cut at ([\d,]+) characters", [c("playground.ui.deeplinks", "MAX_TEXT_CHARS")]),
+    ("docs/presenting.md", r"shown as a warning \(for (\d+) s", [c("playground.ui.deeplinks", "LINK_WARNING_SECONDS")]),
     ("docs/workshop.md", r"reports its tab and its inputs every ([\d.]+) s",
      [c("playground.ui.classroom_panel", "REPORT_SECONDS")]),
     ("docs/workshop.md", r"or after ([\d.]+) s with nothing new", [c("playground.ui.classroom_panel", "FOLLOW_WAIT_SECONDS")]),
