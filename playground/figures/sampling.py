@@ -117,6 +117,19 @@ def _probability_top(longest: float) -> float:
     return min(1.0, longest * 1.4 + 1e-9)
 
 
+def _inner_ticks(top: float) -> list[float]:
+    """Round probability ticks on [0, top], none in the last 10% of the axis (where a label would meet the next
+    panel's first).
+
+    >>> _inner_ticks(1.0)
+    [0.0, 0.2, 0.4, 0.6, 0.8]
+    >>> _inner_ticks(0.3)
+    [0.0, 0.1, 0.2]
+    """
+    step = next(step for step in (0.01, 0.02, 0.05, 0.1, 0.2, 0.25) if top / step <= 5 + 1e-9)
+    return [round(index * step, 2) for index in range(int(top / step) + 1) if index * step < 0.9 * top]
+
+
 def _text_positions(values: Sequence[float], top: float) -> list[str]:
     """A bar's text outside it, unless the bar reaches near the axis' end: then inside (outside it would
     run into the next panel)."""
@@ -177,6 +190,9 @@ def stage_figure(view: NextTokenView) -> go.Figure:
                                  cliponaxis=False))
                 in_legend.add(name)
     layout = _panels(titles, "probability", ranges)
+    for index, (_, top) in enumerate(ranges[:-1]):  # a tick at a panel's end would run into the next one's 0%
+        if top >= 0.05:  # below, whole-percent labels are too coarse to choose from: plotly's own ticks
+            layout[_axis_key("xaxis", index)]["tickvals"] = _inner_ticks(top)
     layout["yaxis"] = _categorical_y(labels, "token (★ = drawn with this seed)")
     figure = _figure(data, layout, "Next-token distribution, stage by stage", 240 + ROW_HEIGHT * len(ids),
                      margin={"t": 130}, barmode="overlay")

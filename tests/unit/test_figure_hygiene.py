@@ -51,6 +51,9 @@ def test_the_stage_figure_never_draws_past_100_percent(tiny_tokenizer):
     top_bar = next(trace for trace in figure.data if trace.name.startswith("kept"))
     assert top_bar.textposition[0] == "inside"  # a full-width bar holds its text: outside, it would leave the panel
     assert figure.layout.legend.yref == "container" and figure.layout.legend.y == 0  # below, not on the titles
+    # side by side, a panel's 100% tick ran into the next panel's 0% ("100%0%"): only the last one shows it
+    assert all(1.0 not in (axis.get("tickvals") or []) and axis.get("tickvals") for axis in x_axes[:-1])
+    assert "tickvals" not in x_axes[-1]
 
 
 def test_the_trace_figure_has_a_probability_axis_and_whole_steps(tiny_model, tiny_tokenizer):
