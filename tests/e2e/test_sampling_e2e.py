@@ -43,7 +43,9 @@ def test_sampling_tab_end_to_end(page, open_tab):
     page.get_by_role("button", name="Generate step by step").click()
     tokens = page.locator("#sampling-trace-text .token")
     tokens.nth(7).wait_for(timeout=WAIT)
-    assert tokens.count() == 8 and page.locator("#sampling-greedy-text .token").count() == 8
+    greedy = page.locator("#sampling-greedy-text .token")
+    greedy.nth(7).wait_for(timeout=WAIT)  # the greedy run streams after the sampled one
+    assert tokens.count() == 8 and greedy.count() == 8
 
     # Clicking the third token selects step 2; forcing an alternative there rewrites the rest.
     tokens.nth(2).click()
