@@ -83,6 +83,10 @@ def _panels(titles: list[str], x_title: str, ranges: list[list[float]], spacing:
         left = index * (width + spacing)
         layout[_axis_key("xaxis", index)] = {"domain": [left, left + width], "anchor": "y", "range": value_range,
                                              "title": {"text": x_title}, "tickformat": tickformat}
+        # a tick at a panel's end would run into the next panel's 0% (below 5%, whole-percent labels are too
+        # coarse to choose from: plotly's own ticks)
+        if index < len(titles) - 1 and value_range[1] >= 0.05:
+            layout[_axis_key("xaxis", index)]["tickvals"] = _inner_ticks(value_range[1])
         layout["annotations"].append({"text": title, "x": left + width / 2, "y": 1.0, "xref": "paper",
                                       "yref": "paper", "yanchor": "bottom", "showarrow": False})
     return layout
@@ -190,9 +194,6 @@ def stage_figure(view: NextTokenView) -> go.Figure:
                                  cliponaxis=False))
                 in_legend.add(name)
     layout = _panels(titles, "probability", ranges)
-    for index, (_, top) in enumerate(ranges[:-1]):  # a tick at a panel's end would run into the next one's 0%
-        if top >= 0.05:  # below, whole-percent labels are too coarse to choose from: plotly's own ticks
-            layout[_axis_key("xaxis", index)]["tickvals"] = _inner_ticks(top)
     layout["yaxis"] = _categorical_y(labels, "token (★ = drawn with this seed)")
     figure = _figure(data, layout, "Next-token distribution, stage by stage", 240 + ROW_HEIGHT * len(ids),
                      margin={"t": 130}, barmode="overlay")
@@ -213,7 +214,7 @@ def sweep_figure(sweep: TemperatureSweep) -> go.Figure:
                          hovertext=[f"T={panel.temperature:g} · <b>{label}</b>: {value:.6g}<br>{panel.kept:,} "
                                     "tokens possible" for label, value in zip(labels, values)]))
     layout = _panels(titles, "probability", [[0, 1]] * len(titles), spacing=0.025)
-    for index in range(len(titles)):  # no tick at 100%: it would collide with the next panel's 0%
+    for index in range(len(titles)):  # seven narrow panels: two ticks each
         layout[_axis_key("xaxis", index)]["tickvals"] = [0, 0.5]
     layout["yaxis"] = _categorical_y(labels, "token")
     return _figure(data, layout, "Temperature sweep, other settings as chosen<br>blue: the token's final "
