@@ -33,6 +33,12 @@ def test_calibration_tab_end_to_end(page, open_tab):
     assert page.console_errors == []
 
 
+def uploaded(page, name: str) -> None:
+    """Wait until the File component previews `name` after its upload. The preview splits the name into
+    stem and extension (`bad` `.csv`), so a text match only catches the short-lived "uploading" line."""
+    page.locator(f"#calibration-csv td.filename[aria-label='{name}']").wait_for(timeout=30_000)
+
+
 def test_uploaded_csv_and_a_bad_one(page, open_tab, tmp_path):
     tab = open_tab("calibration")
     good = tmp_path / "good.csv"
@@ -43,14 +49,14 @@ def test_uploaded_csv_and_a_bad_one(page, open_tab, tmp_path):
     tab.get_by_label("Uploaded predictions CSV").check()
 
     page.locator("#calibration-csv input[type=file]").set_input_files(str(good))
-    page.wait_for_selector("#calibration-csv >> text=good.csv", timeout=30_000)
+    uploaded(page, "good.csv")
     tab.get_by_role("button", name="Score & calibrate").click()
     page.wait_for_selector("#calibration-status >> text=100 predictions", timeout=120_000)
     assert "Uploaded predictions" in page.inner_text("#calibration-status")
 
     page.locator("#calibration-csv button[aria-label='Clear']").first.click()
     page.locator("#calibration-csv input[type=file]").set_input_files(str(bad))
-    page.wait_for_selector("#calibration-csv >> text=bad.csv", timeout=30_000)
+    uploaded(page, "bad.csv")
     tab.get_by_role("button", name="Score & calibrate").click()
     page.wait_for_selector("text=Row 2: confidence = 1.7 is outside [0, 1]", timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "calibration-csv-error.png"), full_page=False)

@@ -85,6 +85,9 @@ def test_an_attendee_follows_the_presenter_then_explores_then_snaps_back(browser
         "document.querySelector('[role=tab][aria-selected=true]').innerText.includes('Attention')", timeout=WAIT)
     # a poll: the attendee guesses, the presenter reveals the model's answer beside the room's
     presenter.get_by_role("button", name="Put to the room").click()
+    # the attendee answers once the question reaches their page (its chart shows); before that, Send says
+    # "No poll is open" (the presenter's forward pass can take seconds on a busy machine)
+    attendee.locator("#pg-poll-plot").wait_for(state="visible", timeout=WAIT)
     attendee.locator("#pg-answer textarea, #pg-answer input").first.fill("Paris")
     attendee.get_by_role("button", name="Send", exact=True).click()
     attendee.locator("#pg-poll-note").get_by_text("is in").wait_for(timeout=WAIT)
