@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 import plotly.graph_objects as go
 
 from playground.figures.style import MUTED, PALETTE, empty_figure, legend_below, styled
-from playground.tokenization import visible_token
+from playground.tokenization import token_label
 
 
 def next_token_poll_figure(rows: Sequence[Mapping[str, Any]], model_top: Sequence[Mapping[str, Any]],
@@ -23,14 +23,14 @@ def next_token_poll_figure(rows: Sequence[Mapping[str, Any]], model_top: Sequenc
     model: dict[str, float] = {}
     hover: dict[str, str] = {}
     for row in rows:
-        label = visible_token(row["text"])
+        label = token_label(row["text"])
         labels.append(label)
         room[label] = room.get(label, 0.0) + row["share"]
         model[label] = row["prob"]
         hover[label] = f"rank {row['rank']:,} of the vocabulary"
     if revealed:
         for token in model_top:
-            label = visible_token(token["text"])
+            label = token_label(token["text"])
             if label not in model:
                 labels.append(label)
                 model[label] = token["prob"]

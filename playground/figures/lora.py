@@ -10,7 +10,7 @@ from plotly.subplots import make_subplots
 
 from playground.figures.style import MUTED, PALETTE, legend_below, log_axis, probability_axis, step_axis, styled
 from playground.lora import SMOOTHING, LoraBudget, NextTokenShift, TrainingProgress
-from playground.tokenization import visible_token
+from playground.tokenization import token_label
 
 MAX_POINTS = 500  # a longer curve is thinned to this many points (every n-th step; the note says so)
 BEFORE_COLOR = MUTED  # grey: the base model
@@ -102,7 +102,7 @@ def budget_figure(budget: LoraBudget) -> go.Figure:
 
 def token_shift_figure(shift: NextTokenShift) -> go.Figure:
     """The first answer token's probabilities before and after, for the tokens that gained or lost most."""
-    labels = [f"{visible_token(t.text)}  #{t.token_id}" for t in shift.tokens]
+    labels = [f"{token_label(t.text)}  #{t.token_id}" for t in shift.tokens]
     figure = go.Figure()
     for name, values, color in (("before (base model)", [t.before for t in shift.tokens], BEFORE_COLOR),
                                 ("after (with the LoRA adapter)", [t.after for t in shift.tokens], AFTER_COLOR)):
@@ -116,5 +116,5 @@ def token_shift_figure(shift: NextTokenShift) -> go.Figure:
     largest = max((max(t.before, t.after) for t in shift.tokens), default=1.0)
     figure.update_xaxes(title_text="probability of being the first answer token", **probability_axis(range=[0, min(1.0, 1.1 * largest)]))
     height = max(320, 80 + 34 * len(labels))
-    return styled(figure, f"Next token: '{visible_token(shift.top_before)}' → '{visible_token(shift.top_after)}' "
+    return styled(figure, f"Next token: '{token_label(shift.top_before)}' → '{token_label(shift.top_after)}' "
                           f"(KL after‖before = {shift.kl_bits:.2f} bits)", height=height)

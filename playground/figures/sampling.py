@@ -23,7 +23,7 @@ from playground.sampling import (
     TemperatureSweep,
     TraceStep,
 )
-from playground.tokenization import visible_token
+from playground.tokenization import token_label, visible_token
 
 KEPT_COLOR = PALETTE[0]  # blue: still in play
 CUT_HERE_COLOR = PALETTE[3]  # vermillion: removed by this stage
@@ -33,14 +33,6 @@ LABEL_CHARS = 14
 CHOSEN_MARK = "★ "
 ROW_HEIGHT = 26
 TEMPLATE = pio.templates["plotly_white"]  # the style's template, resolved once (see _figure)
-
-
-def token_label(text: str) -> str:
-    """visible_token, and a token that is only spaces says so ('· (space)'): in a bar chart's axis or a list of
-    choices a lone dot is easy to miss."""
-    if text and set(text) == {" "}:
-        return visible_token(text) + (" (space)" if len(text) == 1 else f" ({len(text)} spaces)")
-    return visible_token(text)
 
 
 def token_labels(texts: Sequence[str], ids: Sequence[int], chosen: int | None = None) -> list[str]:

@@ -43,7 +43,7 @@ from playground.tokenization.comparison import (
     tokenize_all,
 )
 from playground.tokenization.costs import EXAMPLE_PRICES, CostEstimate, Price, costs_payload, estimate_costs, parse_prices
-from playground.tokenization.display import VISIBLE, readable_bytes, visible, visible_token
+from playground.tokenization.display import VISIBLE, readable_bytes, token_label, visible, visible_token
 from playground.tokenization.errors import TokenizationError
 from playground.tokenization.table import (
     BYTES_LABEL,
@@ -73,7 +73,7 @@ __all__ = [
     "Comparison", "NamedTokenizer", "TokenizerComparison", "compare_tokenizations", "snapped_positions",
     "tokenize_all",
     "EXAMPLE_PRICES", "CostEstimate", "Price", "costs_payload", "estimate_costs", "parse_prices",
-    "VISIBLE", "readable_bytes", "visible", "visible_token",
+    "VISIBLE", "readable_bytes", "token_label", "visible", "visible_token",
     "TokenizationError",
     "BYTES_LABEL", "BYTES_NAME", "SplitCharacter", "TokenCounts", "Tokenization", "backend_for", "count_words", "make_counts",
     "tokenize_bytes", "tokenize_text", "tokenizer_kind",

@@ -1,5 +1,5 @@
 """Tokens drawn for display: whitespace and control characters made visible, bytes that are only part
-of a character shown as hex. `visible_token` is the one way every tab draws a token.
+of a character shown as hex. `visible_token` is the one way every tab draws a token (`token_label` on a chart's axis).
 
     >>> readable_bytes(b" \\xf0\\x9f")
     '·<F0><9F>'
@@ -25,6 +25,18 @@ def visible_token(text: str) -> str:
     ['·Paris', '↵', '→', '∅']
     """
     return visible(text) or "∅"
+
+
+def token_label(text: str) -> str:
+    """`visible_token` for a chart's axis or a list of choices, where a lone dot is easy to miss: a token
+    that is only spaces says so.
+
+    >>> [token_label(token) for token in (" ", "   ", " Paris")]
+    ['· (space)', '··· (3 spaces)', '·Paris']
+    """
+    if text and set(text) == {" "}:
+        return visible_token(text) + (" (space)" if len(text) == 1 else f" ({len(text)} spaces)")
+    return visible_token(text)
 
 
 def readable_bytes(data: bytes) -> str:

@@ -17,6 +17,7 @@ from playground.engine.sampling import engine_prompt_logits, engine_trace
 from playground.figures import sampling as figures
 from playground.figures.style import empty_figure
 from playground.limits import shown, whole_number_in
+from playground.tokenization import token_label
 from playground.ui.common import explanation
 from playground.ui.context import AppContext
 from playground.ui.engine import engine_or_local
@@ -85,7 +86,7 @@ def stats_markdown(view: smp.NextTokenView, prompt_tokens: int, notes: tuple[str
         f"**Entropy** {view.entropy_bits['raw']:.2f} bits → **{view.entropy_bits['min_p']:.2f} bits** "
         f"(raw → final) · **nucleus** after top-p: **{view.nucleus_size:,}** tokens · **mass kept** by the "
         f"filters: **{view.mass_kept:.1%}**",
-        f"**Drawn ({seed}):** `{figures.token_label(chosen.text)}` — model rank **{chosen.rank}**, final p = "
+        f"**Drawn ({seed}):** `{token_label(chosen.text)}` — model rank **{chosen.rank}**, final p = "
         f"{chosen.final_prob:.4f} (model p = {chosen.raw_prob:.4f})",
         f"Tokens left after each stage: {kept} (vocabulary {view.vocab_size:,}; prompt {prompt_tokens} tokens)",
     ]
@@ -94,7 +95,7 @@ def stats_markdown(view: smp.NextTokenView, prompt_tokens: int, notes: tuple[str
 
 
 def alternative_choices(step: smp.TraceStep) -> list[tuple[str, int]]:
-    return [(f"{figures.token_label(alt.text)} · p = {alt.prob:.3f} (model {alt.raw_prob:.3f})", alt.token_id)
+    return [(f"{token_label(alt.text)} · p = {alt.prob:.3f} (model {alt.raw_prob:.3f})", alt.token_id)
             for alt in step.alternatives]
 
 

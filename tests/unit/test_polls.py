@@ -76,3 +76,14 @@ def test_bad_poll_inputs_are_refused(tiny_tokenizer, logits):
         polls.top_p_truth(logits, tiny_tokenizer, "a", 1.5)
     with pytest.raises(polls.PollInputError, match="q must be"):
         polls.draft_truth(logits, tiny_tokenizer, "a", 0.0)
+
+
+def test_the_poll_chart_names_a_space_token_like_every_other_token_axis():
+    """A lone space token drew as a bare '·' on the classroom chart; every other axis says '· (space)'."""
+    from playground.figures.classroom import next_token_poll_figure
+
+    rows = [{"guess": " ", "count": 2, "share": 0.5, "text": " ", "prob": 0.1, "rank": 3},
+            {"guess": "Paris", "count": 2, "share": 0.5, "text": " Paris", "prob": 0.4, "rank": 1}]
+    top = [{"text": " Paris", "prob": 0.4, "rank": 1}, {"text": "\n", "prob": 0.2, "rank": 2}]
+    figure = next_token_poll_figure(rows, top, True, "What comes next?")
+    assert list(figure.data[0].y) == ["· (space)", "·Paris", "↵"] == list(figure.data[1].y)

@@ -403,4 +403,5 @@ def test_visible_token_is_the_one_way_a_token_is_drawn():
     # The attention labels and the sampling figures draw with it (the sampling axis only adds "(space)").
     assert labels.visible_token is display.visible_token is sampling_figures.visible_token
     assert labels.word_pieces("Hi, you\n") == ["Hi", ",", "·you", "↵"]
-    assert sampling_figures.token_label(" ") == "· (space)" and sampling_figures.token_label("") == "∅"
+    assert sampling_figures.token_label is display.token_label
+    assert display.token_label(" ") == "· (space)" and display.token_label("") == "∅"
