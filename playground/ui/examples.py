@@ -10,7 +10,8 @@ Regenerate after changing a tab or an example (a few minutes on 2 CPU cores):
     python -m playground.ui.refresh_examples            # every tab      (make examples)
     python -m playground.ui.refresh_examples sampling   # one tab
 
-An example without cached outputs (a tab with no main button, e.g. LoRA) only fills the inputs.
+An example without cached outputs (a tab with no main button) only fills the inputs. LoRA's main button is
+Train: its examples cache a whole training run (the stream's last update), so they regenerate in minutes.
 
 A tab opens showing the cached result of its first example whose inputs equal the tab's starting values
 (`opening_example`), labelled with the date and machine it was computed on, so no tab opens empty.

@@ -249,10 +249,6 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
                 return
             time.sleep(POLL_SECONDS)
 
-    def empty_outputs(message: str = NO_RUN) -> tuple[Any, ...]:
-        return (f"<div id='lora-progress-box'>{message}</div>", "", empty_figure(message, "Loss"),
-                empty_figure(message, "Training dynamics"), {"status": "none", "message": message})
-
     @user_errors
     def train_lora(dataset: str, upload: str | None, rank: float, alpha: float, dropout: float, targets: list[str],
                  learning_rate: float, schedule: str, warmup: float, train_by: str, steps: float, epochs: float,
@@ -279,11 +275,12 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
     @user_errors
     def reattach(visitor: str | None = None) -> Iterator[tuple[Any, ...]]:
         """On page load: follow this visitor's running job (or show their last one), found again after a
-        reload through the browser's visitor token; never another visitor's."""
+        reload through the browser's visitor token; never another visitor's. Without one the page keeps what it
+        opened on: the prepared example's cached run (examples.opening_example), else the empty view."""
         ctx.sessions.claim(current_session_id(), visitor)
         job = runner.job(owner())
         if job is None:
-            yield empty_outputs()
+            yield tuple(gr.skip() for _ in monitor_outputs)
             return
         yield from monitor(job)
 
@@ -451,8 +448,9 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
     progress_box = gr.HTML(f"<div id='lora-progress-box'>{NO_RUN}</div>", elem_id="lora-progress")
     stats = gr.Markdown(elem_id="lora-stats")
     with gr.Row():
-        loss_plot = gr.Plot(label="Loss", elem_id="lora-loss-plot")
-        dynamics_plot = gr.Plot(label="Learning rate, gradient norm, throughput", elem_id="lora-dynamics-plot")
+        loss_plot = gr.Plot(empty_figure(NO_RUN, "Loss"), label="Loss", elem_id="lora-loss-plot")
+        dynamics_plot = gr.Plot(empty_figure(NO_RUN, "Training dynamics"),
+                                label="Learning rate, gradient norm, throughput", elem_id="lora-dynamics-plot")
 
     gr.Markdown("#### 3 · Before and after — the same prompts, base model vs adapted model (greedy)")
     with gr.Row():

@@ -70,7 +70,7 @@ def all_tabs() -> list[TabInfo]:
                 advanced=("rerank_top", "map_method", "files", "pasted")),
         TabInfo("lora", "LoRA fine-tuning", "Fine-tune the loaded model live and compare before and after.", 8,
                 create_lora_tab, link_inputs=("dataset", "rank", "alpha", "learning_rate", "steps", "prompts",
-                                              "max_new_tokens"),
+                                              "max_new_tokens"), run="train",
                 advanced=("dropout", "warmup", "batch_size", "grad_accumulation", "max_length", "seed",
                           "eval_every")),
         TabInfo("calibration", "Calibration", "Is the model as sure as it sounds? Reliability diagrams, ECE and "

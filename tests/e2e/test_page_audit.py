@@ -47,10 +47,6 @@ MAIN_VISUAL = {
     "serving": "#serving-batching",
 }
 
-# Tabs whose main visual is empty on arrival (until a button or an example is pressed): every other tab opens on
-# its first prepared example's cached result; LoRA's examples cache no result (a run trains a model).
-EMPTY_ON_ARRIVAL = {"lora"}
-
 # Tabs whose main visual still starts below the first screen in presenter mode, and why (strict xfails). Empty since
 # presenter mode places each tab's main visual (or the row holding it) right after the examples, the one-line
 # cached-example note and the folded explanation (assets/style.css, CSS `order`).
@@ -252,10 +248,9 @@ def test_the_page_is_no_wider_than_the_screen(audit, condition):
     assert all(width <= audit[condition][TABS[0]]["screenWidth"] for width in widths.values()), widths
 
 
-@pytest.mark.parametrize("key", [pytest.param(key, marks=pytest.mark.xfail(
-    key in EMPTY_ON_ARRIVAL, strict=True, reason="the tab opens empty until its button or an example is pressed "
-    "(the cached example on arrival is another branch's work)")) for key in TABS])
+@pytest.mark.parametrize("key", TABS)
 def test_no_tab_is_empty_on_arrival(audit, key):
+    """Every tab opens on its first prepared example's cached result (LoRA: a cached training run)."""
     measured = audit[("normal", "light", 1400)][key]
     assert measured["mainDrawn"], f"{MAIN_VISUAL[key]} shows nothing until a button is pressed"
 

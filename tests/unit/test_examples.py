@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import pytest
 
 from playground.ui.deeplinks import build_query, resolve_query
-from playground.ui.examples import (click_handler, compute_example, describe_machine, load_example_file,
+from playground.ui.examples import (click_handler, compute_example, describe_machine, json_safe, load_example_file,
                                     output_payload, run_handler)
 
 TIMING = re.compile(r"second|time|elapsed|tok_s|per_s|speed|memory|load|_ms$|started|finished")
@@ -295,6 +295,40 @@ def test_the_calibration_example_matches_a_live_scoring(settings, model_manager,
                                                                      abs=tolerance), name
 
 
+@pytest.mark.slow
+def test_the_cached_lora_run_is_what_this_code_trains(model_manager, real_model, tmp_path):
+    """The LoRA tab opens on a cached training run (40 steps, minutes on a CPU). Retrain its first four steps with the
+    same settings on the same trainable base: the held-out loss before step 1 and the first train losses match."""
+    import time
+
+    from playground import lora
+
+    data = load_example_file("lora")
+    example = data.examples[0]
+    cached = example.outputs[-1]  # the training JSON: TrainingProgress.as_dict()
+    assert cached["status"] == "completed" and cached["step"] == example.values["steps"] == cached["total_steps"]
+    settings = lora.LoraSettings(rank=example.values["rank"], steps=example.values["steps"])
+    assert cached["start"]["settings"] == json_safe(settings.as_dict())  # the tab's defaults and the example's values
+    base = model_manager.load(precision="none", device="cpu", activate=False)  # what the tab trains on a CPU
+    runner = lora.LoraRunner(tmp_path)
+    job = runner.start(base, lora.builtin_dataset(example.values["dataset"]), settings)
+    events: list = []
+    offset, deadline = 0, time.monotonic() + 600
+    while sum(e["event"] == "step" for e in events) < 4 and job.thread.is_alive() and time.monotonic() < deadline:
+        new, offset = lora.read_events(job.log_path, offset)
+        events += new
+        time.sleep(0.2)
+    runner.cancel()
+    job.thread.join(120)
+    fresh = lora.summarize_events(events + lora.read_events(job.log_path, offset)[0])
+    tolerance = tolerance_for(data.machine)
+    assert fresh.eval_loss[0] == pytest.approx(cached["eval_loss"][0], rel=tolerance["rel_tol"])
+    assert len(fresh.train_loss) >= 4  # step 1 runs at warmup's learning rate 0: steps 3 and 4 show the updates
+    assert list(fresh.train_loss[:4]) == pytest.approx(cached["train_loss"][:4], rel=tolerance["rel_tol"])
+    # and the cached curve falls: the tab's claim that the demo run shows learning
+    assert cached["eval_loss"][-1] < 0.85 * cached["eval_loss"][0]
+
+
 def _markdown_texts(block) -> list[str]:
     texts = [block.value] if isinstance(block, gr.Markdown) and isinstance(block.value, str) else []
     for child in getattr(block, "children", []):
@@ -338,7 +372,7 @@ def test_tabs_open_on_the_cached_example_that_matches_their_starting_inputs(app)
         assert outputs == example.outputs and load.postprocess is False
         assert "cached result from" in note.value and data.generated in note.value and data.machine in note.value
         opened[tab.key] = example.name
-    assert set(opened) == {"attention", "sampling", "speculative", "rag", "calibration", "quantization",
+    assert set(opened) == {"attention", "sampling", "speculative", "rag", "lora", "calibration", "quantization",
                            "inside", "serving"}
 
 
