@@ -187,7 +187,7 @@ def launch_app() -> tuple[Any, str]:
     """The app as app.py serves it (queue, limits), on a free loopback port, with the model loaded."""
     from playground.config import load_settings
     from playground.runtime import ModelManager
-    from playground.ui import build_app, launch_options
+    from playground.ui import build_app, close_app, launch_options
     from playground.ui.queueing import configure_queue
 
     settings = load_settings(["--offline", "--no-preload"])
@@ -220,7 +220,7 @@ def measure(clients: int, calls_per_client: int) -> tuple[LoadReport, dict[str, 
         alone = single_client_seconds(url)
         return run_load(url, clients, calls_per_client, expected), alone
     finally:
-        demo.close()
+        close_app(demo)
 
 
 def rows(report: LoadReport, alone: dict[str, float]) -> list[dict[str, Any]]:

@@ -129,7 +129,7 @@ def start_app() -> tuple[str, Any]:
     import tempfile
 
     from benchmarks.common import model_manager
-    from playground.ui import build_app, launch_options
+    from playground.ui import build_app, close_app, launch_options
     from playground.ui.queueing import configure_queue
 
     os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="slider-latency-"))
@@ -244,7 +244,7 @@ def measure_all(moves: int, only: set[str] | None = None) -> dict[str, list[floa
                 print(f"{control.name}: " + " ".join(f"{t:.0f}" for t in times) + " ms", flush=True)
             browser.close()
     finally:
-        demo.close()
+        close_app(demo)
     return results
 
 

@@ -56,7 +56,7 @@ def _handler(ctx: Any, text: str, names: list[str]) -> Any:
 def _launch(ctx: Any) -> tuple[Any, Any]:
     from gradio_client import Client
 
-    from playground.ui import build_app, launch_options
+    from playground.ui import build_app, close_app, launch_options
 
     demo = build_app(ctx.settings, ctx.models)
     demo.queue(default_concurrency_limit=2)
@@ -104,7 +104,7 @@ def run(repeats: int = 5) -> list[dict[str, Any]]:
         rows.append(row("tokenize 100k chars over HTTP (gradio_client) vs tokenizer()", median(ours), median(base),
                         "s", conditions + "; includes gradio's queue and transport"))
     finally:
-        demo.close()
+        close_app(demo)
 
     corpus = tok.example_corpus()[:tok.BPE_CORPUS_CHAR_LIMIT]
     sample = text[:2000]

@@ -99,14 +99,14 @@ def real_model(model_manager):
 def app_url(settings, model_manager, real_model, tmp_path_factory):
     """The app launched on a free port with the real model already loaded; closed at the end."""
     os.environ["GRADIO_TEMP_DIR"] = str(tmp_path_factory.mktemp("gradio"))
-    from playground.ui import build_app, launch_options
+    from playground.ui import build_app, close_app, launch_options
     from playground.ui.queueing import configure_queue
 
     demo = configure_queue(build_app(settings, model_manager), settings)  # the queue app.py serves with
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True,
                             **launch_options(settings))
     yield url.rstrip("/") + "/"
-    demo.close()
+    close_app(demo)
 
 
 PRESENTER_KEY = "workshop-key-7f3a"
@@ -120,7 +120,7 @@ def classroom_app(settings, tmp_path_factory):
     import dataclasses
 
     from playground.runtime import ModelManager
-    from playground.ui import build_app, launch_options
+    from playground.ui import build_app, close_app, launch_options
     from playground.ui.queueing import configure_queue
 
     shared = dataclasses.replace(settings, presenter_key=PRESENTER_KEY)
@@ -130,7 +130,7 @@ def classroom_app(settings, tmp_path_factory):
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True,
                             **launch_options(shared))
     yield url.rstrip("/") + "/", manager
-    demo.close()
+    close_app(demo)
 
 
 @pytest.fixture(scope="session")

@@ -65,6 +65,17 @@ def build_tab(demo: gr.Blocks, ctx: AppContext, info: TabInfo) -> TabLinks:
     return links
 
 
+def close_app(demo: gr.Blocks) -> None:
+    """demo.close(), past a gradio race: close() sets the server loop's asyncio.Event from the calling thread, and
+    when the loop adds a waiter meanwhile (a heartbeat), set() raises "deque mutated during iteration" before
+    the server is closed (seen in a test's teardown, 2026-12-03). Then the server is closed here."""
+    try:
+        demo.close()
+    except RuntimeError:
+        if demo.server:
+            demo.server.close()
+
+
 def launch_options(settings: Settings | None = None) -> dict[str, Any]:
     """Theme, CSS and the presenter-mode script (gradio 6 takes them in launch()), the queue's job slots, and
     with `settings` the upload cap."""

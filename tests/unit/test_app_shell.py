@@ -130,3 +130,21 @@ def test_main_preloads_on_the_manager_it_passes_to_the_app(monkeypatch, tmp_path
     monkeypatch.setattr(ModelManager, "start_background_load", lambda self: preloaded.append(self))
     app.main(["--offline", "--preload", "--cache-dir", str(tmp_path)])
     assert len(passed) == 1 and isinstance(passed[0], ModelManager) and preloaded == passed
+
+
+def test_closing_the_app_closes_its_server_past_gradios_event_race():
+    """demo.close() can raise "deque mutated during iteration" (an asyncio.Event set from another thread) before
+    it closes the server; a test's teardown failed on it. close_app closes the server then."""
+    from types import SimpleNamespace
+
+    from playground.ui import close_app
+
+    closed = []
+
+    def racing_close():
+        raise RuntimeError("deque mutated during iteration")
+
+    close_app(SimpleNamespace(close=racing_close, server=SimpleNamespace(close=lambda: closed.append(True))))
+    assert closed == [True]
+    close_app(SimpleNamespace(close=lambda: closed.append("close"), server=None))
+    assert closed == [True, "close"]
