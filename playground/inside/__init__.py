@@ -12,9 +12,11 @@ from playground.inside.ablation import (MODES, AblationResult, HeadImportance, P
 from playground.inside.attribution import (Attribution, attribute, attribution_json, integrated_gradients,
                                            leave_one_out)
 from playground.inside.lens import LogitLens, lens_json, lens_logits, logit_lens
-from playground.inside.prompt import EncodedPrompt, InsideInputError, encode, model_shape, resolve_token
+from playground.inside.prompt import (EncodedPrompt, InsideCancelled, InsideInputError, encode, model_shape,
+                                     resolve_token)
 
-__all__ = ["MODES", "AblationResult", "Attribution", "EncodedPrompt", "HeadImportance", "InsideInputError",
+__all__ = ["MODES", "AblationResult", "Attribution", "EncodedPrompt", "HeadImportance", "InsideCancelled",
+           "InsideInputError",
            "LogitLens", "Part", "ablate", "ablation_json", "attribute", "attribution_json", "encode",
            "head_importance", "importance_json", "integrated_gradients", "kl_divergence", "leave_one_out",
            "lens_json", "lens_logits", "logit_lens", "model_shape", "parse_parts", "resolve_token", "switched_off"]

@@ -25,7 +25,7 @@ import torch
 
 from playground.attention import AttentionShape, token_labels
 from playground.generation import generate_text
-from playground.inside.prompt import EncodedPrompt, InsideInputError, decoder, model_shape
+from playground.inside.prompt import EncodedPrompt, InsideInputError, decoder, model_shape, stop_if_asked
 from playground.limits import shown
 
 MODES = {"zero": "set to zero", "mean": "replaced by its mean over the prompt"}
@@ -269,11 +269,12 @@ def scales_embeddings(model: Any) -> bool:
 
 
 def head_importance(model: Any, prompt: EncodedPrompt, mode: str, lock: Any = None,
-                    progress: Callable[[int, int], None] | None = None) -> HeadImportance:
+                    progress: Callable[[int, int], None] | None = None, cancel: Any = None) -> HeadImportance:
     """KL of the next token for every head switched off alone. For layer l, one batched forward of H copies of
     the prompt, copy h with head h off (a per-row mask on o_proj's input), started from the clean residual
     stream entering layer l: layers before l are untouched by the ablation, so they are not run again.
-    30 layers x 9 heads = 270 ablations in 30 forwards that cost 9·(30-l) layer passes each."""
+    30 layers x 9 heads = 270 ablations in 30 forwards that cost 9·(30-l) layer passes each. A set `cancel`
+    (threading.Event) ends it before the next layer (InsideCancelled)."""
     shape = model_shape(model)
     guard = lock if lock is not None else contextlib.nullcontext()
     with guard, torch.inference_mode():
@@ -284,6 +285,7 @@ def head_importance(model: Any, prompt: EncodedPrompt, mode: str, lock: Any = No
     changed = np.zeros((shape.num_layers, shape.num_heads), dtype=bool)
     eye = torch.eye(shape.num_heads, dtype=torch.bool)  # row h: head h off
     for layer in range(shape.num_layers):
+        stop_if_asked(cancel, layer, shape.num_layers, "layers")
         start = layer if restart else 0
         # the hooks index the (shortened) layer list, so layer l sits at l - start in it
         with guard, torch.inference_mode(), layers_from(model, start), \

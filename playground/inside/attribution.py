@@ -25,7 +25,7 @@ import torch
 from scipy.stats import spearmanr
 
 from playground.attention import token_labels
-from playground.inside.prompt import EncodedPrompt, InsideInputError
+from playground.inside.prompt import EncodedPrompt, InsideInputError, stop_if_asked
 
 STEP_BATCH = 16  # interpolation points per forward + backward
 
@@ -79,9 +79,10 @@ def baseline_token(tokenizer: Any) -> int:
 
 
 def integrated_gradients(model: Any, ids: torch.Tensor, target: int, contrast: int, steps: int, baseline_id: int,
-                         lock: Any = None, progress: Callable[[int, int], None] | None = None
+                         lock: Any = None, progress: Callable[[int, int], None] | None = None, cancel: Any = None
                          ) -> tuple[np.ndarray, float, float]:
-    """(IG per token [n], f(x), f(x⁰)) for ids [1, n]. The model's weights must be float (gradients)."""
+    """(IG per token [n], f(x), f(x⁰)) for ids [1, n]. The model's weights must be float (gradients). A set
+    `cancel` (threading.Event) ends it before the next batch of steps (InsideCancelled)."""
     guard = lock if lock is not None else contextlib.nullcontext()
     embeddings = model.get_input_embeddings()
     with torch.no_grad():
@@ -93,6 +94,7 @@ def integrated_gradients(model: Any, ids: torch.Tensor, target: int, contrast: i
     step_weights = torch.tensor(weights / 2, dtype=torch.float64)  # sum to 1
     gradient_integral = torch.zeros(x.shape, dtype=torch.float64)  # ∫ ∂f/∂x dα: [n, hidden]
     for first in range(0, steps, STEP_BATCH):
+        stop_if_asked(cancel, first, steps, "steps")
         alpha = alphas[first:first + STEP_BATCH]
         points = (x0[None] + alpha[:, None, None] * (x - x0)[None]).requires_grad_(True)  # [batch, n, hidden]
         with guard:
@@ -125,7 +127,8 @@ def leave_one_out(model: Any, ids: torch.Tensor, target: int, contrast: int, loc
 
 
 def attribute(model: Any, tokenizer: Any, prompt: EncodedPrompt, target: int | None, contrast: int | None,
-              steps: int, lock: Any = None, progress: Callable[[int, int], None] | None = None) -> Attribution:
+              steps: int, lock: Any = None, progress: Callable[[int, int], None] | None = None,
+              cancel: Any = None) -> Attribution:
     """Both attributions of the logit difference target − contrast (defaults: the top token and its runner-up)."""
     if target is None or contrast is None:
         top, runner_up = default_pair(model, prompt, lock)
@@ -134,7 +137,8 @@ def attribute(model: Any, tokenizer: Any, prompt: EncodedPrompt, target: int | N
     if target == contrast:
         raise InsideInputError("The token and the one it is compared with are the same token: pick two different ones.")
     baseline_id = baseline_token(tokenizer)
-    ig, f_x, f_base = integrated_gradients(model, prompt.ids, target, contrast, steps, baseline_id, lock, progress)
+    ig, f_x, f_base = integrated_gradients(model, prompt.ids, target, contrast, steps, baseline_id, lock, progress,
+                                           cancel)
     loo = leave_one_out(model, prompt.ids, target, contrast, lock)
     rho = spearmanr(ig, loo).statistic if np.ptp(ig) > 0 and np.ptp(loo) > 0 else None
     target_label, contrast_label = token_labels(tokenizer, [target, contrast])

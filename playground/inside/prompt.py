@@ -19,6 +19,21 @@ class InsideInputError(ValueError):
     """A prompt, token or part the Inside tab cannot use; the message says what to change."""
 
 
+class InsideCancelled(RuntimeError):
+    """The visitor pressed Stop: a long computation ends between two of its steps (layers, step batches)."""
+
+    def __init__(self, done: int, total: int, unit: str) -> None:
+        super().__init__(f"Stopped after {done} of {total} {unit}.")
+        self.done, self.total, self.unit = done, total, unit
+
+
+def stop_if_asked(cancel: Any, done: int, total: int, unit: str) -> None:
+    """Raise InsideCancelled when `cancel` (a threading.Event, or None) is set; called between steps, outside
+    the model's lock, so a stopped job frees the model for the next visitor at once."""
+    if cancel is not None and cancel.is_set():
+        raise InsideCancelled(done, total, unit)
+
+
 @dataclass(frozen=True)
 class EncodedPrompt:
     ids: torch.Tensor  # [1, n] long

@@ -5,7 +5,6 @@ over playground.calibration and playground.figures.calibration."""
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,7 @@ from playground.figures import calibration as figures
 from playground.figures.style import empty_figure
 from playground.limits import shown, whole_number_in
 from playground.sessions import MAX_SESSIONS
-from playground.ui.common import explanation
+from playground.ui.common import StopSwitches, explanation, page_key
 from playground.ui.context import AppContext
 from playground.ui.engine import engine_or_local
 from playground.ui.errors import user_errors
@@ -206,18 +205,9 @@ class CalibrationHandlers:
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        self.cancel_events: dict[str, threading.Event] = {}  # per browser session ("api" for scripts)
+        self.stops = StopSwitches()
         # per browser session, the last run's predictions; bounded like the sessions themselves (~40 kB each)
         self.scored: OrderedDict[str, Scored] = OrderedDict()
-
-    @staticmethod
-    def session_key(request: gr.Request | None) -> str:
-        return getattr(request, "session_hash", None) or "api"
-
-    def fresh_cancel_event(self, request: gr.Request | None) -> threading.Event:
-        event = threading.Event()
-        self.cancel_events[self.session_key(request)] = event
-        return event
 
     def built_in_scored(self, request: gr.Request | None, progress: gr.Progress | None) -> Scored:
         """The built-in questions scored by the engine when one is set, else by this visitor's model: from the
@@ -229,7 +219,7 @@ class CalibrationHandlers:
     def engine_scored(self, engine: EngineTokenSource, request: gr.Request | None,
                       progress: gr.Progress | None) -> Scored:
         questions = cal.load_questions()
-        cancel = self.fresh_cancel_event(request)
+        cancel = self.stops.fresh(request)
 
         def score() -> cal.QuestionScores:
             assert progress is not None
@@ -250,7 +240,7 @@ class CalibrationHandlers:
     def local_scored(self, request: gr.Request | None, progress: gr.Progress | None) -> Scored:
         loaded = self.ctx.model()
         questions = cal.load_questions()
-        cancel = self.fresh_cancel_event(request)
+        cancel = self.stops.fresh(request)
 
         def score() -> cal.QuestionScores:
             assert progress is not None
@@ -303,7 +293,7 @@ class CalibrationHandlers:
         return self.render(scored, mode, n_bins, binning)
 
     def remember(self, request: gr.Request | None, scored: Scored) -> None:
-        key = self.session_key(request)
+        key = page_key(request)
         self.scored[key] = scored
         self.scored.move_to_end(key)
         while len(self.scored) > MAX_SESSIONS:
@@ -312,7 +302,7 @@ class CalibrationHandlers:
     def stored(self, request: gr.Request | None, source: str, csv_file: str | None) -> Scored | None:
         """This visitor's last predictions from `source`, if they still belong to the model it uses now (or to
         the CSV it shows now)."""
-        scored = self.scored.get(self.session_key(request))
+        scored = self.scored.get(page_key(request))
         if scored is None or scored.source != source or (source == "csv" and scored.file != csv_file):
             return None
         if source == "built-in" and scored.model not in self.scorer_identities():
@@ -345,11 +335,7 @@ class CalibrationHandlers:
         return self.render(scored, mode, n_bins, binning)
 
     def stop(self, request: gr.Request = None) -> str:
-        event = self.cancel_events.get(getattr(request, "session_hash", None) or "api")
-        if event is None:
-            return "Nothing is running."
-        event.set()
-        return "⏹ Stopping after the current batch…"
+        return "⏹ Stopping after the current batch…" if self.stops.stop(request) else "Nothing is running."
 
     @user_errors
     def run_self_consistency(self, size: float, samples: float, temperature: float,
@@ -358,7 +344,7 @@ class CalibrationHandlers:
         size = whole_number_in("questions", size, 4, self.ctx.limits.self_consistency_questions)
         loaded = self.ctx.model()
         subset = self_consistency_subset(cal.load_questions(), int(size))
-        cancel = self.fresh_cancel_event(request)
+        cancel = self.stops.fresh(request)
         letter = cal.predictions_from_scores(cal.score_questions(loaded.model, loaded.tokenizer, subset,
                                                                  lock=loaded.lock), subset)
         progress((0, len(subset)), desc="Sampling answers", unit="questions")

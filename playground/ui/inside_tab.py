@@ -16,7 +16,7 @@ from playground.limits import whole_number_in
 from playground.runtime import LoadedModel
 from playground.runtime.variants import trainable_base
 from playground.sampling_pipeline import SamplingSettings
-from playground.ui.common import explanation
+from playground.ui.common import StopSwitches, explanation
 from playground.ui.context import AppContext
 from playground.ui.errors import user_errors
 
@@ -103,6 +103,12 @@ def attribution_markdown(result: inside.Attribution, note: str) -> str:
             f"{note}")
 
 
+def stopped_outputs(stopped: inside.InsideCancelled, button: str) -> tuple[str, Any, dict[str, Any]]:
+    """A stopped job's status, chart and JSON: how far it got, and how to run it again."""
+    message = f"⏹ {stopped} Press **{button}** to run it again."
+    return message, empty_figure(f"⏹ {stopped}"), {"stopped": True, "done": stopped.done, "total": stopped.total}
+
+
 class InsideHandlers:
     """The tab's handlers as plain methods (tests call them). Holds the last few lenses, so moving the position
     slider or switching the colour does not run the model again."""
@@ -112,6 +118,8 @@ class InsideHandlers:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self.lenses: OrderedDict[tuple[Any, ...], inside.LogitLens] = OrderedDict()
+        # the Stop button's reach: the caller's running importance map and attribution
+        self.importance_stops, self.attribution_stops = StopSwitches(), StopSwitches()
 
     def sampling(self, temperature: float, top_k: float, top_p: float, min_p: float) -> SamplingSettings:
         return SamplingSettings(temperature=float(temperature), top_k=whole_number_in("top-k", top_k, 0, 10**6),
@@ -161,13 +169,29 @@ class InsideHandlers:
         return ablation_markdown(result), figures.ablation_bars(result), inside.ablation_json(result)
 
     @user_errors
-    def head_importance(self, text: str, mode: str, progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
+    def head_importance(self, text: str, mode: str, request: gr.Request = None,
+                        progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
         loaded = self.ctx.model()
         prompt = inside.encode(loaded.tokenizer, text, self.ctx.limits.inside_importance_tokens)
-        result = inside.head_importance(loaded.model, prompt, mode, loaded.lock,
-                                        lambda done, total: progress((done, total), desc="Layers", unit="layers"))
+        try:
+            with self.importance_stops.running(request) as cancel:
+                result = inside.head_importance(
+                    loaded.model, prompt, mode, loaded.lock,
+                    lambda done, total: progress((done, total), desc="Layers", unit="layers"), cancel)
+        except inside.InsideCancelled as stopped:
+            return stopped_outputs(stopped, "Map every head's importance")
         data = inside.importance_json(result)
         return importance_markdown(result, loaded.tokenizer), figures.importance_heatmap(result), data
+
+    def stop(self, request: gr.Request = None) -> tuple[Any, Any]:
+        """Stop: the caller's running importance map ends before its next layer, their attribution before its next
+        batch of steps (the model's lock is free at once for the next visitor); each status says so."""
+        said = tuple(f"⏹ Stopping after the current {unit}…" if switches.stop(request) else gr.skip()
+                     for switches, unit in ((self.importance_stops, "layer"),
+                                            (self.attribution_stops, "batch of steps")))
+        if said == (gr.skip(), gr.skip()):
+            gr.Info("Nothing of yours is running here.")
+        return said  # type: ignore[return-value]  # two entries, one per status
 
     def gradient_model(self, loaded: LoadedModel) -> tuple[LoadedModel, str]:
         """The model gradients can flow through, and the sentence that says which and why."""
@@ -181,7 +205,7 @@ class InsideHandlers:
                       "copy, so they compare like for like).")
 
     @user_errors
-    def attribute(self, text: str, target: str, contrast: str, steps: float,
+    def attribute(self, text: str, target: str, contrast: str, steps: float, request: gr.Request = None,
                   progress: gr.Progress = gr.Progress()) -> tuple[Any, ...]:
         limits = self.ctx.limits
         count = whole_number_in("integrated-gradients steps", steps, 1, limits.inside_ig_steps)
@@ -191,8 +215,13 @@ class InsideHandlers:
         target_id, target_note = inside.resolve_token(tokenizer, target) if (target or "").strip() else (None, "")
         contrast_id, contrast_note = (inside.resolve_token(tokenizer, contrast) if (contrast or "").strip()
                                       else (None, ""))
-        result = inside.attribute(model.model, tokenizer, prompt, target_id, contrast_id, count, model.lock,
-                                  lambda done, total: progress((done, total), desc="IG steps", unit="steps"))
+        try:
+            with self.attribution_stops.running(request) as cancel:
+                result = inside.attribute(
+                    model.model, tokenizer, prompt, target_id, contrast_id, count, model.lock,
+                    lambda done, total: progress((done, total), desc="IG steps", unit="steps"), cancel)
+        except inside.InsideCancelled as stopped:
+            return stopped_outputs(stopped, "Explain this token")
         notes = " ".join(f"Token {n}." for n in (target_note, contrast_note) if n)
         if prompt.note:
             notes = f"⚠ {prompt.note} {notes}"
@@ -283,7 +312,9 @@ def create_inside_tab(ctx: AppContext) -> dict[str, Any]:
                                          api_name="head_importance")
     explain = attribute_button.click(handlers.attribute, [prompt, target, contrast, steps],
                                      [attribution_status, attribution_plot, attribution_json], api_name="attribute")
-    stop_button.click(None, None, None, cancels=[importance, explain], api_visibility="private", queue=False)
+    # not `cancels=`: that frees the page but leaves the server computing; the job ends itself and says how far it got
+    stop_button.click(handlers.stop, None, [importance_status, attribution_status], api_name="stop_inside",
+                      queue=False)
 
     return {"prompt": prompt, "colour": colour, "temperature": temperature, "top_k": top_k, "top_p": top_p,
             "min_p": min_p, "lens_button": lens_button, "lens_status": lens_status, "lens_plot": lens_plot,

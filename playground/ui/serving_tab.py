@@ -5,7 +5,6 @@ playground.serving and playground.figures.serving."""
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any, Callable
 
@@ -22,7 +21,7 @@ from playground.generation import encode_prompt
 from playground.limits import shown, whole_number_in
 from playground.runtime import LoadedModel
 from playground.serving.batching import model_device
-from playground.ui.common import explanation
+from playground.ui.common import StopSwitches, explanation
 from playground.ui.context import AppContext
 from playground.ui.errors import user_errors
 
@@ -91,14 +90,9 @@ class ServingHandlers:
 
     def __init__(self, ctx: AppContext, clock: Callable[[], float] = time.monotonic) -> None:
         self.ctx = ctx
-        self.cancel_events: dict[str, threading.Event] = {}
+        self.stops = StopSwitches()
         self._clock = clock
         self._engine_read: tuple[float, EngineLoad] | None = None  # (when, what): one /metrics read per interval
-
-    def fresh_cancel_event(self, request: gr.Request | None) -> threading.Event:
-        event = threading.Event()
-        self.cancel_events[getattr(request, "session_hash", None) or "api"] = event
-        return event
 
     def engine_note(self) -> str:
         """What the tab says when an engine is connected: the curve is the in-process model's, never the engine's."""
@@ -140,7 +134,7 @@ class ServingHandlers:
         sizes = srv.check_batch_sizes(batch_sizes or [], self.ctx.limits.serving_batch)
         loaded = self.ctx.model()
         ids = self.prompt_ids(loaded, prompt)
-        cancel = self.fresh_cancel_event(request)
+        cancel = self.stops.fresh(request)
         progress((0, len(sizes) * steps), desc="Timing decode steps", unit="steps")
         curve = srv.measure_batching(loaded.model, ids, sizes, steps, lock=loaded.lock, cancel=cancel,
                                      progress=lambda done, total: progress((done, total), desc="Timing decode steps",
@@ -170,11 +164,7 @@ class ServingHandlers:
                 paged_json)
 
     def stop(self, request: gr.Request = None) -> str:
-        event = self.cancel_events.get(getattr(request, "session_hash", None) or "api")
-        if event is None:
-            return "Nothing is running."
-        event.set()
-        return "⏹ Stopping after the current batch size…"
+        return "⏹ Stopping after the current batch size…" if self.stops.stop(request) else "Nothing is running."
 
     # -- KV cache ----------------------------------------------------------------------------------
 

@@ -243,6 +243,28 @@ def test_gauss_legendre_needs_few_steps(model, tiny_tokenizer, prompt):
     assert fine.completeness_error < coarse.completeness_error
 
 
+def test_stop_ends_the_long_computations_between_their_steps(model, tiny_tokenizer, prompt):
+    """Issue 19: Stop freed the page but the server kept computing every layer (and held the model's lock)."""
+    import threading
+
+    runs = {"layers": lambda cancel, progress: inside.head_importance(model, prompt, "zero", None, progress, cancel),
+            "steps": lambda cancel, progress: inside.attribute(model, tiny_tokenizer, prompt, None, None, 64, None,
+                                                              progress, cancel)}
+    for unit, stopped_after in (("layers", "1 of 2 layers"), ("steps", "16 of 64 steps")):
+        cancel, calls = threading.Event(), []
+
+        def progress(done, total):
+            calls.append((done, total))
+            cancel.set()  # Stop pressed while the first layer / step batch ran
+
+        with pytest.raises(inside.InsideCancelled, match=f"Stopped after {stopped_after}"):
+            runs[unit](cancel, progress)
+        assert len(calls) == 1, unit  # nothing ran after the first layer / step batch
+        with pytest.raises(inside.InsideCancelled) as stopped:
+            runs[unit](cancel, None)  # an event set before the start stops before any work
+        assert (stopped.value.done, stopped.value.total, stopped.value.unit) == (0, calls[0][1], unit)
+
+
 def test_bad_parts_get_clear_messages(model):
     shape = inside.model_shape(model)
     with pytest.raises(inside.InsideInputError, match=r"Head 7 of layer 1 is out of range: .* 4 query heads"):

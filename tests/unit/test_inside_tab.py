@@ -50,6 +50,27 @@ def test_attribution_says_which_precision_gave_the_gradients(handlers):
     assert len(data["integrated_gradients"]) == len(data["leave_one_out"]) == len(data["tokens"])
 
 
+def test_stop_reaches_the_callers_running_job_only(handlers):
+    """Stop tells the caller's running importance map or attribution to end after its current step; the page
+    learns so, and a Stop with nothing running changes nothing."""
+    assert handlers.stop() == (gr.skip(), gr.skip())
+
+    class StopAtOnce(gr.Progress):
+        def __call__(self, value, desc=None, unit=None, **_):
+            if value[0]:  # the first layer / step batch is done: the visitor presses Stop
+                assert handlers.stop()[0 if unit == "layers" else 1].startswith("⏹ Stopping")
+
+    stop_at_once = StopAtOnce()
+
+    status, figure, data = handlers.head_importance(PROMPT, "mean", progress=stop_at_once)
+    assert status.startswith("⏹ Stopped after 1 of 2 layers") and data == {"stopped": True, "done": 1, "total": 2}
+    status, figure, data = handlers.attribute(PROMPT, "", "", 64, progress=stop_at_once)
+    assert status.startswith("⏹ Stopped after 16 of 64 steps") and data["stopped"] is True
+    assert handlers.stop() == (gr.skip(), gr.skip())  # both ended: nothing left to stop
+    status, _, data = handlers.head_importance(PROMPT, "mean")  # the next run is not stopped by the last Stop
+    assert len(data["kl"]) == 2
+
+
 @pytest.mark.parametrize("call,message", [
     (lambda h: h.ablate(PROMPT, "1.9", [], [], "zero", 4), r"Head 9 of layer 1 is out of range"),
     (lambda h: h.ablate(PROMPT, ",".join(["0.0"] * 10_000), [], [], "zero", 4), r"at most 300 at once"),

@@ -99,18 +99,18 @@ def test_public_limits_are_tighter(stub_context, tiny_loaded):
 
 def test_stop_cancels_the_callers_run(handlers, tiny_loaded):
     assert handlers.stop() in ("Nothing is running.", "⏹ Stopping after the current batch size…")
-    original = handlers.fresh_cancel_event
+    original = handlers.stops.fresh
 
     def cancelled(request):
         event = original(request)
         event.set()
         return event
 
-    handlers.fresh_cancel_event = cancelled
+    handlers.stops.fresh = cancelled
     try:
         status, *_ = handlers.measure("hi", [1, 2], 2, "3", 2, 4, 12)
     finally:
-        handlers.fresh_cancel_event = original
+        handlers.stops.fresh = original
     assert status.startswith("⏹ Stopped")
 
 
