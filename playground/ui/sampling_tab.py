@@ -20,6 +20,7 @@ from playground.limits import shown, whole_number_in
 from playground.tokenization import token_label
 from playground.ui.common import explanation
 from playground.ui.context import AppContext
+from playground.ui.deeplinks import link_into
 from playground.ui.engine import engine_or_local
 from playground.ui.errors import user_errors
 
@@ -106,6 +107,20 @@ def step_outputs(trace: smp.GenerationTrace, position: int) -> tuple[Any, gr.Dro
     others = [alt.token_id for alt in step.alternatives if alt.token_id != step.token_id]
     return figures.step_figure(step), gr.Dropdown(choices=alternative_choices(step),
                                                   value=others[0] if others else None)
+
+
+def lens_link_markdown(trace: smp.GenerationTrace, position: int, tokenizer: Any, max_tokens: int) -> str:
+    """A link that opens the logit lens (Inside the model, in a new browser tab) on the text the model read before
+    step `position`: the prompt and the tokens chosen before it (the last `max_tokens`, the lens's limit), with the
+    trace's sampling settings, so its last column is this step's distribution forming layer by layer."""
+    position = min(max(int(position), 0), len(trace.steps) - 1)
+    context = [*trace.prompt_ids, *trace.token_ids[:position]][-max_tokens:]
+    settings = trace.settings
+    query = link_into("inside", {"prompt": tokenizer.decode(context), "temperature": float(settings.temperature),
+                                 "top_k": int(settings.top_k), "top_p": float(settings.top_p),
+                                 "min_p": float(settings.min_p)})
+    return (f"[Open the logit lens at step {position}]({query}): where the model's choice of "
+            f"`{token_label(trace.steps[position].text)}` forms, layer by layer (Inside the model, a new tab).")
 
 
 def trace_outputs(trace: smp.GenerationTrace, greedy: smp.GenerationTrace | None, position: int = 0) -> tuple[Any, ...]:
@@ -329,6 +344,15 @@ class SamplingHandlers:
                                      name)
 
     @user_errors
+    def lens_link(self, data: dict[str, Any] | None, position: float | None) -> str:
+        """The step's link to the logit lens ("" until a trace exists)."""
+        if not data or not isinstance(data.get("trace"), dict) or not data["trace"].get("steps"):
+            return ""
+        loaded = self.ctx.engine if self.from_engine(data["trace"]) else self.ctx.model()
+        return lens_link_markdown(self.client_trace(data["trace"], loaded), 0 if position is None else position,
+                                  loaded.tokenizer, self.ctx.limits.inside_lens_tokens)
+
+    @user_errors
     def show_step(self, data: dict[str, Any] | None, position: float) -> tuple[Any, gr.Dropdown]:
         if not data or not data.get("trace") or not (isinstance(data["trace"], dict) and data["trace"].get("steps")):
             return empty_figure(EMPTY_TRACE_MESSAGE), gr.Dropdown(choices=[], value=None)
@@ -393,6 +417,7 @@ def create_sampling_tab(ctx: AppContext) -> dict[str, Any]:
                                   allow_custom_value=True)
         force = gr.Button("Force this token and continue", scale=0, min_width=220)
     step_plot = gr.Plot(label="Alternatives at this step", elem_id="sampling-step-plot")
+    lens_link = gr.Markdown(elem_id="sampling-lens-link")
     with gr.Accordion("generate_trace JSON (every step)", open=False):
         trace_json = gr.JSON(label="generate_trace")
 
@@ -429,6 +454,8 @@ def create_sampling_tab(ctx: AppContext) -> dict[str, Any]:
     sampled_text.select(handlers.select_step, None, position, api_visibility="private", queue=False)
     position.change(handlers.show_step, [trace_json, position], [step_plot, alternative], api_visibility="private",
                     **fast)
+    gr.on([position.change, trace_json.change], handlers.lens_link, [trace_json, position], lens_link,
+          api_visibility="private", trigger_mode="always_last", **fast)
     return {"prompt": prompt, "chat": chat, "temperature": temperature, "top_k": top_k, "top_p": top_p,
             "min_p": min_p, "repetition_penalty": repetition_penalty, "seed": seed, "top_n": top_n, "show": show,
             "stats": stats, "stage_plot": stage_plot, "samples": samples, "draw": draw, "samples_plot": samples_plot,
@@ -436,4 +463,4 @@ def create_sampling_tab(ctx: AppContext) -> dict[str, Any]:
             "max_new_tokens": max_new_tokens, "compare_greedy": compare_greedy, "generate": generate,
             "sampled_text": sampled_text, "greedy_text": greedy_text, "trace_plot": trace_plot,
             "position": position, "alternative": alternative, "force": force, "step_plot": step_plot,
-            "trace_json": trace_json}
+            "lens_link": lens_link, "trace_json": trace_json}

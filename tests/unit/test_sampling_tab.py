@@ -265,3 +265,36 @@ def test_the_slider_events_have_an_empty_state_too(tab):
     assert stats == EMPTY_MESSAGE and stage_plot.layout.annotations[0].text == EMPTY_MESSAGE
     assert handlers.raw_numbers(" ", False, 1.0, 0, 1.0, 0.0, 1.0, 0, 10) == {"empty": True, "message": EMPTY_MESSAGE}
     assert handlers.sweep_view(" ", False, 1.0, 0, 1.0, 0.0, 1.0, 0, 10)[1]["empty"]
+
+
+def test_a_step_of_the_trace_links_to_the_logit_lens_on_the_text_before_it(tab, tiny_context):
+    """Issue 19: one click from a token of the step-through opens the lens at that step. The link fills the Inside
+    tab (its deep-link fields) with the prompt plus the tokens before the step and the same sampling settings; the
+    lens's last layer then gives the step's token the probability the trace recorded."""
+    import re
+    from urllib.parse import unquote_plus
+
+    from playground.ui.deeplinks import fields_for, resolve_query
+    from playground.ui.inside_tab import InsideHandlers, create_inside_tab
+    from playground.ui.tabs import all_tabs
+
+    data = final(tab["handlers"].generate_trace(*SETTINGS, 6, False))[6]
+    assert tab["handlers"].lens_link({}, 0) == ""  # no trace yet: no link
+    text = tab["handlers"].lens_link(data, 3)
+    (query,) = re.findall(r"\]\((\?[^)]+)\)", text)
+    with gr.Blocks():
+        inside = create_inside_tab(tiny_context)
+    names = next(info.link_inputs for info in all_tabs() if info.key == "inside")
+    link = resolve_query(query, {"inside": fields_for(inside, names)})
+    assert link.tab == "inside" and link.run and not link.problems
+    steps = data["trace"]["steps"]
+    tokenizer = tiny_context.model().tokenizer
+    context = tokenizer.decode([*data["trace"]["prompt_ids"], *(s["token_id"] for s in steps[:3])])
+    assert link.values["prompt"] == context and unquote_plus(query).count(context) == 1
+    assert {name: link.values[name] for name in ("temperature", "top_k", "top_p", "min_p")} == \
+        {"temperature": 1.2, "top_k": 0, "top_p": 0.9, "min_p": 0.0}
+    *_, lens, _ = InsideHandlers(tiny_context).show_lens(link.values["prompt"], "top_prob", 1.2, 0, 0.9, 0.0)
+    assert lens["token_ids"] == [*data["trace"]["prompt_ids"], *(s["token_id"] for s in steps[:3])]  # the same context
+    raw = {alt["token_id"]: alt["raw_prob"] for alt in steps[3]["alternatives"]}  # the model's own probabilities
+    top = lens["final_ids"][-1]  # the last layer's top token at the last position
+    assert top == max(raw, key=raw.get) and abs(lens["final_probs"][-1][-1] - raw[top]) < 1e-4
