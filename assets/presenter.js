@@ -1,5 +1,5 @@
 () => {
-  // Runs once per page (gradio's launch `js`). Four jobs:
+  // Runs once per page (gradio's launch `js`). Five jobs:
   // 1. Presenter mode scales every plotly plot while body has .pg-presenter, and undoes it when the class
   //    goes: fonts, margins and height x1.4 (the plot is zoomed as a whole, so rows keep room for their
   //    labels), and no text under FONT_FLOOR px (trace texts and annotations included). Gradio redraws a plot
@@ -9,6 +9,8 @@
   // 3. In presenter mode a tab's explanation is folded to its first line; a click (or Enter) unfolds it.
   // 4. Controls whose text is a symbol (the header's ↻) get a name for screen readers and keyboards, and a
   //    "skip to the tabs" link is the first Tab stop.
+  // 5. A click on a cell of the Inside tab's head-importance map adds that head ("layer.head") to the heads to
+  //    switch off (gradio's Plot has no click event; the heatmap's point index is [layer, head]).
   const SCALE = 1.4, FONT_FLOOR = 18, MARGINS = ["t", "l", "b", "r"];
   const scaledFont = (size, factor) => factor === 1 ? size : Math.max(FONT_FLOOR, Math.round(size * factor));
 
@@ -118,9 +120,27 @@
   });
   document.body.prepend(skip);
 
+  const addHead = (event) => {
+    const point = event.points && event.points.find((p) => Array.isArray(p.pointIndex));
+    const box = document.querySelector("#inside-heads textarea, #inside-heads input");
+    if (!point || !box) return;
+    const [layer, head] = point.pointIndex;
+    const heads = box.value.split(",").map((part) => part.trim()).filter(Boolean);
+    if (heads.includes(`${layer}.${head}`)) return;
+    box.value = [...heads, `${layer}.${head}`].join(", ");
+    box.dispatchEvent(new Event("input", {bubbles: true}));  // gradio reads the textbox's value on input
+  };
+  const wireImportance = () => {
+    const plot = document.querySelector("#inside-importance .js-plotly-plot");
+    // plotly makes a new event emitter (gd._ev) when it redraws from scratch: listen again on each new one
+    const emitter = plot && (plot._ev || plot);
+    if (plot && plot.on && plot._pgClicks !== emitter) { plot._pgClicks = emitter; plot.on("plotly_click", addHead); }
+  };
+
   const applyAll = () => {
     const on = document.body.classList.contains("pg-presenter");
     nameControls();
+    wireImportance();
     document.querySelectorAll(".js-plotly-plot").forEach((plot) => { nameImage(plot); rescale(plot, on); });
     foldExplanations(on);
   };

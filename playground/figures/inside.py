@@ -125,6 +125,7 @@ def importance_heatmap(result: HeadImportance) -> go.Figure:
     y = [f"layer {layer}" for layer in range(shape.num_layers)]
     hover = [[f"layer {layer}, head {h} (KV head {shape.kv_head_of(h)})<br>KL {result.kl[layer, h]:.5f} nats"
               + ("<br>the top token changes" if result.top1_changed[layer, h] else "")
+              + f"<br>click: add {layer}.{h} to the heads to switch off"
               for h in range(shape.num_heads)] for layer in range(shape.num_layers)]
     figure = go.Figure(go.Heatmap(z=result.kl.astype(np.float32), x=x, y=y, colorscale="Magma_r", customdata=hover,
                                   hovertemplate="%{customdata}<extra></extra>",

@@ -262,7 +262,9 @@ def create_inside_tab(ctx: AppContext) -> dict[str, Any]:
     gr.Markdown("## 2. Switch parts off\nHeads as `layer.head` (e.g. `3.4, 10.*`; the map below shows the GQA "
                 "groups), or whole attention / MLP layers.")
     with gr.Row():
-        heads = gr.Textbox("", label="Heads to switch off (layer.head, * = all heads of a layer)", scale=3)
+        # a click on the head-importance map adds its head here (assets/presenter.js)
+        heads = gr.Textbox("", label="Heads to switch off (layer.head, * = all heads of a layer)", scale=3,
+                           elem_id="inside-heads")
         attention_layers = gr.Dropdown(list(range(layers)), multiselect=True, value=[], label="Attention of layers",
                                        scale=2)
         mlp_layers = gr.Dropdown(list(range(layers)), multiselect=True, value=[], label="MLP of layers", scale=2)

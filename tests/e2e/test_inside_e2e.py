@@ -14,6 +14,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "screenshots" / "inside.png"
 
 
+def click_cell(page, plot: str, layer: int, head: int) -> None:
+    """Click the centre of a heatmap cell: category index -> pixel through plotly's own axes."""
+    x, y = page.evaluate("""([selector, layer, head]) => {
+        const gd = document.querySelector(selector + ' .js-plotly-plot');
+        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
+        return [box.left + xa._offset + xa.c2p(head), box.top + ya._offset + ya.c2p(layer)];
+    }""", [plot, layer, head])
+    page.mouse.click(x, y)
+
+
 def test_inside_tab_end_to_end(page, open_tab):
     tab = open_tab("inside")
     page.get_by_role("button", name="Show the logit lens").click()
@@ -29,6 +39,17 @@ def test_inside_tab_end_to_end(page, open_tab):
     kl = float(status.split("KL(before ‖ after) = ")[1].split()[0])
     assert kl > 0.01, status
     page.wait_for_selector("#inside-ablation .js-plotly-plot", timeout=30_000)
+
+    # a click on the head-importance map adds that head to the heads to switch off (issue 19)
+    tab.get_by_label("Heads to switch off (layer.head, * = all heads of a layer)").fill("0.1")
+    page.get_by_role("button", name="Map every head's importance").click()
+    page.wait_for_selector("#inside-importance-status >> text=batched forwards", timeout=240_000)
+    for _ in range(2):  # a second click on the same cell adds nothing
+        click_cell(page, "#inside-importance", layer=3, head=2)
+    page.wait_for_function("document.querySelector('#inside-heads textarea, #inside-heads input').value === "
+                           "'0.1, 3.2'", timeout=10_000)
+    page.get_by_role("button", name="Switch off and compare").click()
+    page.wait_for_selector("#inside-ablation-status >> text=L3H2", timeout=120_000)
 
     page.get_by_role("button", name="Explain this token").click()
     page.wait_for_selector("#inside-attribution-status >> text=Completeness", timeout=240_000)
