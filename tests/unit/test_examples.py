@@ -4,10 +4,13 @@ the cached outputs still equal what the code computes on the embedded model."""
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 import re
 
 import gradio as gr
+import numpy as np
 import plotly.graph_objects as go
 import pytest
 
@@ -15,6 +18,7 @@ from playground.ui.deeplinks import build_query, resolve_query
 from playground.ui.examples import (click_handler, compute_example, describe_machine, json_safe, load_example_file,
                                     output_payload, run_handler)
 
+NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?")  # a number inside a text: "KL 65.7596 nats", "rank 1,748"
 TIMING = re.compile(r"second|time|elapsed|tok_s|per_s|speed|memory|load|_ms$|started|finished")
 # How a recomputed cache may differ from the stored one. On a processor with the same widest vector unit: float noise
 # only, nothing else. Across vector units the default CPU int4 path differs (it rounds activations to bf16, and its AVX2
@@ -136,6 +140,13 @@ def differences(fresh, cached, rel_tol: float, abs_tol: float, path: str = "") -
             return [f"{path}: length"], 1
         parts = [differences(new, old, rel_tol, abs_tol, f"{path}.{index}")
                  for index, (new, old) in enumerate(zip(fresh, cached))]
+    elif isinstance(cached, str) and isinstance(fresh, str) and NUMBER.search(cached):
+        # a text with numbers in it (a hover label, a title): the words exactly, the numbers within the tolerances
+        if NUMBER.sub("#", fresh) != NUMBER.sub("#", cached):
+            return [f"{path}: {fresh!r} now, {cached!r} cached"], 1
+        numbers = [(float(new.replace(",", "")), float(old.replace(",", "")))
+                   for new, old in zip(NUMBER.findall(fresh), NUMBER.findall(cached))]
+        return differences([new for new, _ in numbers], [old for _, old in numbers], rel_tol, abs_tol, path)
     elif isinstance(cached, float) and isinstance(fresh, (int, float)) and not isinstance(fresh, bool):
         same = (math.isnan(cached) and math.isnan(fresh)) or math.isclose(fresh, cached, rel_tol=rel_tol,
                                                                             abs_tol=abs_tol)
@@ -143,6 +154,28 @@ def differences(fresh, cached, rel_tol: float, abs_tol: float, path: str = "") -
     else:
         return ([] if fresh == cached else [f"{path}: {fresh!r} now, {cached!r} cached"]), 1
     return [found for part in parts for found in part[0]], sum(part[1] for part in parts)
+
+
+def plotly_values(value):
+    """A figure's JSON with plotly's typed arrays ({"dtype", "bdata"[, "shape"]}) decoded to lists, so that their
+    numbers compare as numbers."""
+    if isinstance(value, dict):
+        if "bdata" in value and "dtype" in value:
+            array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+            if "shape" in value:
+                array = array.reshape([int(n) for n in str(value["shape"]).split(",")])
+            return array.astype(float).tolist()
+        return {key: plotly_values(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plotly_values(item) for item in value]
+    return value
+
+
+def figure_of(payload):
+    """The plotly figure (data, layout) in a gr.Plot payload as the page receives it (or in an update)."""
+    if isinstance(payload, dict) and payload.get("__type__") == "update":
+        payload = payload.get("value")
+    return plotly_values(json.loads(payload["plot"])) if payload else None
 
 
 def assert_close(fresh, cached, path: str = "", tolerance: dict[str, float] = SAME_PROCESSOR) -> None:
@@ -174,7 +207,9 @@ def test_a_cache_from_another_vector_unit_is_compared_loosely_but_not_blindly():
 @pytest.mark.slow
 @pytest.mark.parametrize("key", ["tokenization", "attention", "sampling", "rag", "quantization", "inside"])
 def test_cached_outputs_match_the_code_on_the_real_model(key, settings, model_manager, real_model):
-    """The first example of each deterministic tab, recomputed: its raw-numbers JSON equals the cache."""
+    """The first example of each deterministic tab, recomputed: its raw-numbers JSON and its figures equal the
+    cache. A figure's numbers within the tolerance, its layout with no value off (a stale cache drew the old
+    layout: a tab opens on it)."""
     from playground.ui import build_app
 
     demo = build_app(settings, model_manager)
@@ -185,10 +220,17 @@ def test_cached_outputs_match_the_code_on_the_real_model(key, settings, model_ma
     outputs = click_handler(demo, tab.run_button).outputs
     checked = 0
     for component, new, old in zip(outputs, fresh, example.outputs):
+        tolerance = tolerance_for(data.machine)
         if isinstance(component, gr.JSON):
-            assert_close(new, old, f"{key}/{example.name}", tolerance_for(data.machine))
+            assert_close(new, old, f"{key}/{example.name}", tolerance)
             checked += 1
-    assert checked >= 1
+        elif isinstance(component, gr.Plot) and old is not None:
+            new, old = figure_of(new), figure_of(old)
+            where = f"{key}/{example.name}/{component.elem_id or component.label}"
+            assert_close(new["data"], old["data"], f"{where}.data", tolerance)
+            assert_close(new["layout"], old["layout"], f"{where}.layout", {**tolerance, "share": 0.0})
+            checked += 1
+    assert checked >= 2
 
 
 def _live_first_example(key, settings, model_manager):
