@@ -186,12 +186,9 @@ class InsideHandlers:
     def stop(self, request: gr.Request = None) -> tuple[Any, Any]:
         """Stop: the caller's running importance map ends before its next layer, their attribution before its next
         batch of steps (the model's lock is free at once for the next visitor); each status says so."""
-        said = tuple(f"⏹ Stopping after the current {unit}…" if switches.stop(request) else gr.skip()
-                     for switches, unit in ((self.importance_stops, "layer"),
-                                            (self.attribution_stops, "batch of steps")))
-        if said == (gr.skip(), gr.skip()):
-            gr.Info("Nothing of yours is running here.")
-        return said  # type: ignore[return-value]  # two entries, one per status
+        return tuple(f"⏹ Stopping: the server ends it after the current {unit}." if switches.stop(request)
+                     else gr.skip() for switches, unit in ((self.importance_stops, "layer"),
+                                                           (self.attribution_stops, "batch of steps")))  # type: ignore[return-value]
 
     def gradient_model(self, loaded: LoadedModel) -> tuple[LoadedModel, str]:
         """The model gradients can flow through, and the sentence that says which and why."""
@@ -314,9 +311,10 @@ def create_inside_tab(ctx: AppContext) -> dict[str, Any]:
                                          api_name="head_importance")
     explain = attribute_button.click(handlers.attribute, [prompt, target, contrast, steps],
                                      [attribution_status, attribution_plot, attribution_json], api_name="attribute")
-    # not `cancels=`: that frees the page but leaves the server computing; the job ends itself and says how far it got
+    # both: `cancels=` frees the page and drops a job still waiting in the queue, but cannot end a thread that runs;
+    # handlers.stop tells that thread to end before its next layer / step batch (the model's lock is freed)
     stop_button.click(handlers.stop, None, [importance_status, attribution_status], api_name="stop_inside",
-                      queue=False)
+                      cancels=[importance, explain], queue=False)
 
     return {"prompt": prompt, "colour": colour, "temperature": temperature, "top_k": top_k, "top_p": top_p,
             "min_p": min_p, "lens_button": lens_button, "lens_status": lens_status, "lens_plot": lens_plot,
