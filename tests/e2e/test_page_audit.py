@@ -138,8 +138,23 @@ MEASURE_JS = """([key, floor, mainSelector]) => {
   const mainDrawn = !!main && (mainPlot ? hasData(mainPlot) :
     !main.querySelector('[data-testid="block-label"]') && main.innerText.trim().length > 200);
   const advancedShown = [...tab.querySelectorAll('.pg-advanced')].filter(shown).length;
+  // A word split over lines in a table cell (a number squeezed to one digit per line on a phone): a text node
+  // without spaces whose range has more than one line box.
+  const broken = [];
+  tab.querySelectorAll('table td, table th').forEach((cell) => {
+    if (!shown(cell)) return;
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      const word = node.textContent.trim();
+      if (!word || /\s/.test(word) || word.length > 24) continue;
+      const range = document.createRange();
+      range.selectNodeContents(node);
+      const lines = new Set([...range.getClientRects()].filter((r) => r.width > 0).map((r) => Math.round(r.top)));
+      if (lines.size > 1) broken.push({word, lines: lines.size, where: describe(cell.closest('[id]') || cell)});
+    }
+  });
   return {
-    small, overlaps, mainDrawn, advancedShown,
+    small, overlaps, mainDrawn, advancedShown, broken,
     mainTop: mainBox ? mainBox.top + window.scrollY : null,
     screenHeight: window.innerHeight,
     pageWidth: document.documentElement.scrollWidth, screenWidth: window.innerWidth,
@@ -240,6 +255,12 @@ def test_no_text_under_the_size_floor(audit, condition, key):
 def test_no_overlapping_text_in_a_figure(audit, condition, key):
     overlaps = audit[condition][key]["overlaps"]
     assert overlaps == [], f"{len(overlaps)} overlapping text pairs, e.g. {overlaps[:6]}"
+
+
+@pytest.mark.parametrize("condition", CONDITIONS, ids=_id)
+def test_no_word_in_a_table_is_broken_over_lines(audit, condition):
+    broken = {key: audit[condition][key]["broken"] for key in TABS if audit[condition][key]["broken"]}
+    assert broken == {}, broken
 
 
 @pytest.mark.parametrize("condition", CONDITIONS, ids=_id)
