@@ -219,13 +219,13 @@ class CalibrationHandlers:
     def engine_scored(self, engine: EngineTokenSource, request: gr.Request | None,
                       progress: gr.Progress | None) -> Scored:
         questions = cal.load_questions()
-        cancel = self.stops.fresh(request)
 
         def score() -> cal.QuestionScores:
             assert progress is not None
-            return engine_scores(engine, questions, cancel=cancel,
-                                 progress=lambda done, total: progress((done, total), desc="Scoring on the engine",
-                                                                       unit="questions"))
+            with self.stops.running(request) as cancel:
+                return engine_scores(engine, questions, cancel=cancel,
+                                     progress=lambda done, total: progress((done, total), unit="questions",
+                                                                           desc="Scoring on the engine"))
 
         scores, from_cache = cal.cached_scores(self.ctx.settings.cache_dir, engine.key, "engine", "remote",
                                                questions, score if progress is not None else refuse_to_score)
@@ -240,14 +240,14 @@ class CalibrationHandlers:
     def local_scored(self, request: gr.Request | None, progress: gr.Progress | None) -> Scored:
         loaded = self.ctx.model()
         questions = cal.load_questions()
-        cancel = self.stops.fresh(request)
 
         def score() -> cal.QuestionScores:
             assert progress is not None
             progress((0, len(questions)), desc="Scoring questions", unit="questions")
-            return cal.score_questions(loaded.model, loaded.tokenizer, questions, lock=loaded.lock, cancel=cancel,
-                                       progress=lambda done, total: progress((done, total), desc="Scoring questions",
-                                                                             unit="questions"))
+            with self.stops.running(request) as cancel:
+                return cal.score_questions(loaded.model, loaded.tokenizer, questions, lock=loaded.lock, cancel=cancel,
+                                           progress=lambda done, total: progress((done, total), unit="questions",
+                                                                                 desc="Scoring questions"))
 
         scores, from_cache = cal.cached_scores(self.ctx.settings.cache_dir, loaded.spec.key,
                                                loaded.precision.quantization, loaded.device, questions,
@@ -344,15 +344,15 @@ class CalibrationHandlers:
         size = whole_number_in("questions", size, 4, self.ctx.limits.self_consistency_questions)
         loaded = self.ctx.model()
         subset = self_consistency_subset(cal.load_questions(), int(size))
-        cancel = self.stops.fresh(request)
         letter = cal.predictions_from_scores(cal.score_questions(loaded.model, loaded.tokenizer, subset,
                                                                  lock=loaded.lock), subset)
         progress((0, len(subset)), desc="Sampling answers", unit="questions")
         try:
-            consistency = cal.self_consistency(
-                loaded.model, loaded.tokenizer, subset, int(samples), float(temperature),
-                eos_token_ids=loaded.eos_token_ids, lock=loaded.lock, cancel=cancel,
-                progress=lambda done, total: progress((done, total), desc="Sampling answers", unit="questions"))
+            with self.stops.running(request) as cancel:
+                consistency = cal.self_consistency(
+                    loaded.model, loaded.tokenizer, subset, int(samples), float(temperature),
+                    eos_token_ids=loaded.eos_token_ids, lock=loaded.lock, cancel=cancel,
+                    progress=lambda done, total: progress((done, total), desc="Sampling answers", unit="questions"))
         except cal.ScoringCancelled as cancelled:
             blank = empty_figure(f"⏹ {cancelled}")
             return f"⏹ {cancelled}", blank, [], [], {"empty": True, "message": str(cancelled)}

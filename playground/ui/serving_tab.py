@@ -134,11 +134,11 @@ class ServingHandlers:
         sizes = srv.check_batch_sizes(batch_sizes or [], self.ctx.limits.serving_batch)
         loaded = self.ctx.model()
         ids = self.prompt_ids(loaded, prompt)
-        cancel = self.stops.fresh(request)
         progress((0, len(sizes) * steps), desc="Timing decode steps", unit="steps")
-        curve = srv.measure_batching(loaded.model, ids, sizes, steps, lock=loaded.lock, cancel=cancel,
-                                     progress=lambda done, total: progress((done, total), desc="Timing decode steps",
-                                                                           unit="steps"))
+        with self.stops.running(request) as cancel:
+            curve = srv.measure_batching(loaded.model, ids, sizes, steps, lock=loaded.lock, cancel=cancel,
+                                         progress=lambda done, total: progress((done, total), unit="steps",
+                                                                               desc="Timing decode steps"))
         return curve, loaded
 
     @user_errors

@@ -152,6 +152,13 @@ def test_stop_cancels_a_running_scoring(stub_context, tiny_loaded, tmp_path, mon
     assert not (tmp_path / "calibration").exists()
 
 
+def test_a_stop_after_the_run_ended_says_nothing_is_running(handlers):
+    handlers.calibrate("built-in", None, "normalised", 10, "equal-width")
+    assert handlers.stop() == "Nothing is running."
+    handlers.run_self_consistency(4, 2, 1.0)
+    assert handlers.stop() == "Nothing is running."
+
+
 def test_self_consistency_compares_two_confidences_on_the_same_questions(handlers):
     summary, figure, rows, table, data = handlers.run_self_consistency(4, 2, 1.0)
     assert len(data["questions"]) == 4 and all(len(a) == 2 for a in data["answers"])

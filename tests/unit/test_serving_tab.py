@@ -114,6 +114,11 @@ def test_stop_cancels_the_callers_run(handlers, tiny_loaded):
     assert status.startswith("⏹ Stopped")
 
 
+def test_a_stop_after_the_run_ended_says_nothing_is_running(handlers, tiny_loaded):
+    handlers.measure("hi", [1], 1, "3", 2, 4, 12)
+    assert handlers.stop() == "Nothing is running."
+
+
 def test_with_an_engine_the_tab_says_its_curve_is_local_and_reads_the_engines_load(stub_context, tiny_loaded):
     from types import SimpleNamespace
 
