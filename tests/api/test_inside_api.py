@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
@@ -49,3 +51,28 @@ def test_attribute_reports_completeness_and_the_precision(client):
 def test_bad_input_is_a_clear_error(client, args, api, message):
     with pytest.raises(Exception, match=message):
         client.predict(*args, api_name=api)
+
+
+def test_stop_ends_the_callers_importance_map_and_not_another_visitors(app_url):
+    """Two visitors map head importance at once; one presses Stop. Theirs ends (gradio drops it, and the server's
+    thread ends before its next layer, freeing the model's lock); the other visitor's map runs to its end."""
+    from gradio_client import Client
+    from gradio_client.utils import Status
+
+    alice, bob = Client(app_url, verbose=False), Client(app_url, verbose=False)
+    long_prompt = " ".join([PROMPT] * 3)  # 27 tokens: each map takes seconds, so both are still running at Stop
+    alices = alice.submit(long_prompt, "zero", api_name="/head_importance")
+    bobs = bob.submit(long_prompt, "zero", api_name="/head_importance")
+    deadline = time.monotonic() + 120
+    # both maps are being computed (two long jobs run at once; their layers take the model's lock in turn)
+    while not (alices.status().progress_data and bobs.status().progress_data):
+        assert time.monotonic() < deadline and not alices.done(), (alices.status(), bobs.status())
+        time.sleep(0.05)
+    importance_status, _attribution_status = alice.predict(api_name="/stop_inside")
+    assert importance_status.startswith("⏹ Stopping")
+    _status, _plot, data = bobs.result(timeout=300)
+    assert "stopped" not in data and len(data["kl"]) == 30, data
+    deadline = time.monotonic() + 60
+    while alices.status().code not in (Status.FINISHED, Status.CANCELLED):
+        assert time.monotonic() < deadline, alices.status()
+        time.sleep(0.05)
