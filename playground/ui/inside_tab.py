@@ -300,10 +300,13 @@ def create_inside_tab(ctx: AppContext) -> dict[str, Any]:
     sampling = [temperature, top_k, top_p, min_p]
     gr.on([lens_button.click, prompt.submit, colour.input], handlers.show_lens, [prompt, colour, *sampling],
           [lens_status, lens_plot, curves_plot, lens_json, position], api_name="logit_lens")
-    gr.on([temperature.release, top_k.release, top_p.release, min_p.release], handlers.show_lens,
-          [prompt, colour, *sampling], [lens_status, lens_plot, curves_plot, lens_json, position],
-          api_visibility="private")
-    position.release(handlers.show_position, [prompt, *sampling, position], curves_plot, api_visibility="private")
+    # `input`, not `release`: arrow keys on a slider fire no release, and the view stayed on the old value. A
+    # sampling move keeps the chosen position.
+    gr.on([temperature.input, top_k.input, top_p.input, min_p.input], handlers.show_lens,
+          [prompt, colour, *sampling, position], [lens_status, lens_plot, curves_plot, lens_json, position],
+          api_visibility="private", trigger_mode="always_last")
+    position.input(handlers.show_position, [prompt, *sampling, position], curves_plot, api_visibility="private",
+                   trigger_mode="always_last")
     ablate_button.click(handlers.ablate, [prompt, heads, attention_layers, mlp_layers, mode, new_tokens],
                         [ablation_status, ablation_plot, ablation_json], api_name="ablate")
     importance = importance_button.click(handlers.head_importance, [prompt, mode],

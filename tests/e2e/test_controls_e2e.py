@@ -120,3 +120,16 @@ def test_rag_pasted_text_becomes_the_corpus_with_chunks_that_suit_it(page, open_
     assert "cannot carry your text" in page.inner_text("#rag-stats")
     shot(page, "rag")
     assert page.console_errors == []
+
+
+def test_inside_lens_position_and_sampling_follow_the_arrow_keys(page, open_tab):
+    open_tab("inside")
+    contains(page, "#pg-example-note-inside", "cached result from")
+    contains(page, "#inside-curves", "After token 8 ")
+    press(page, "Position for the curves (the last one after each run)", "ArrowLeft")
+    contains(page, "#inside-curves", "After token 7 ")
+    press(page, "temperature (0 = greedy)", "ArrowLeft")  # 1.0 -> 0.95: the lens's sampling marks are redrawn
+    contains(page, "#inside-lens-status", "T=0.95")
+    assert "After token 7 " in page.inner_text("#inside-curves")  # the chosen position is kept
+    shot(page, "inside")
+    assert page.console_errors == []

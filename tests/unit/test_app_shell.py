@@ -116,6 +116,22 @@ def test_page_load_events_fire_only_on_page_load(tmp_path):
     assert not extra, f"page-load handlers that also fire on: {sorted(extra, key=str)}"
 
 
+def test_no_view_waits_for_a_sliders_release(tmp_path):
+    """A slider fires `release` for the mouse only: arrow keys and typed numbers fire `input`. A view that
+    re-rendered on `release` stayed on the old value for a keyboard user (the Inside tab's lens position and
+    sampling sliders did)."""
+    from playground.config import Settings
+    from playground.runtime import ModelManager
+    from playground.ui import build_app
+
+    settings = Settings(cache_dir=tmp_path, preload=False)
+    config = build_app(settings, ModelManager(settings)).get_config_file()
+    labels = {c["id"]: c.get("props", {}).get("label") for c in config["components"]}
+    on_release = [(labels.get(target), d.get("api_name")) for d in config["dependencies"]
+                  for target, event in d["targets"] if event == "release"]
+    assert on_release == []
+
+
 def test_main_preloads_on_the_manager_it_passes_to_the_app(monkeypatch, tmp_path):
     import app
     from playground.runtime import ModelManager
