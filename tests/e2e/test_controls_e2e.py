@@ -69,17 +69,27 @@ def test_attention_opens_on_a_cached_example_and_its_controls_follow_the_keyboar
     assert page.console_errors == []
 
 
-def test_calibration_bins_follow_the_arrow_keys(page, open_tab):
+def test_calibration_bins_and_binning_follow_the_arrow_keys(page, open_tab):
     open_tab("calibration")
     contains(page, "#pg-example-note-calibration", "cached result from")
     contains(page, "#calibration-reliability", "10 bins")
+
+    def redrawn_or_marked(binning: str, bins: int) -> None:
+        """Redrawn from the scores cached on disk, or (never scored on this machine) marked out of date: never
+        stale."""
+        page.wait_for_function("([drawn, marked]) => "
+                               "document.querySelector('#calibration-reliability').innerText.includes(drawn) || "
+                               "document.querySelector('#calibration-status').innerText.includes(marked)",
+                               arg=[f"({binning}, {bins} bins)", f"{bins} {binning} bins"], timeout=WAIT)
+
     press(page, "Bins", "ArrowRight")
-    # redrawn from the scores cached on disk, or (never scored on this machine) marked out of date: never stale
-    page.wait_for_function("document.querySelector('#calibration-reliability').innerText.includes('11 bins') || "
-                           "document.querySelector('#calibration-status').innerText.includes('out of date')",
-                           timeout=WAIT)
-    if "out of date" in page.inner_text("#calibration-status"):
-        assert "11 equal-width bins" in page.inner_text("#calibration-status")
+    redrawn_or_marked("equal-width", 11)
+    # gradio 6 names each radio input on its own, so arrow keys do not move within the group: a keyboard user
+    # tabs to the next choice and presses Space
+    page.locator("#tab-calibration").get_by_label("equal-width", exact=True).focus()
+    page.keyboard.press("Tab")
+    page.keyboard.press("Space")
+    redrawn_or_marked("equal-mass", 11)
     shot(page, "calibration")
     assert page.console_errors == []
 
@@ -96,12 +106,29 @@ def test_tokenization_follows_typing_in_the_tokens_and_the_bpe_explorer(page, op
     assert page.console_errors == []
 
 
-def test_sampling_temperature_follows_the_arrow_keys(page, open_tab):
+def test_sampling_settings_follow_the_arrow_keys(page, open_tab):
     open_tab("sampling")
     contains(page, "#pg-example-note-sampling", "cached result from")
     contains(page, "#sampling-stages", "T=0.8")
     press(page, "Temperature T (0 = greedy)", "ArrowRight")
     contains(page, "#sampling-stages", "T=0.85")
+    for label, key, shown in (("Top-p (1 = off)", "ArrowLeft", "p={}"), ("Min-p (0 = off)", "ArrowRight", "min-p {}")):
+        press(page, label, key)
+        value = float(page.get_by_label(f"range slider for {label}").input_value())
+        contains(page, "#sampling-stages", shown.format(f"{value:g}"))
+    top_k = page.get_by_label("Top-k (0 = off)")  # a number box: arrow up
+    top_k.focus()
+    top_k.press("ArrowUp")
+    contains(page, "#sampling-stages", f"k={top_k.input_value()}")
+    assert page.console_errors == []
+
+
+def test_speculative_step_follows_the_arrow_keys(page, open_tab):
+    open_tab("speculative")
+    contains(page, "#pg-example-note-speculative", "cached result from")
+    page.wait_for_selector("#spec-text .spec-step[data-step='1'][style*=outline]", timeout=WAIT)
+    press(page, "Step to inspect (or hover the tokens above)", "ArrowRight")
+    page.wait_for_selector("#spec-text .spec-step[data-step='2'][style*=outline]", timeout=WAIT)
     assert page.console_errors == []
 
 
