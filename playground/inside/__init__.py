@@ -11,7 +11,7 @@ from playground.inside.ablation import (MODES, AblationResult, HeadImportance, P
                                         head_importance, importance_json, kl_divergence, parse_parts, switched_off)
 from playground.inside.attribution import (Attribution, attribute, attribution_json, integrated_gradients,
                                            leave_one_out)
-from playground.inside.lens import LogitLens, lens_json, lens_logits, logit_lens
+from playground.inside.lens import LogitLens, lens_json, lens_logits, logit_lens, with_sampling
 from playground.inside.prompt import (EncodedPrompt, InsideCancelled, InsideInputError, encode, model_shape,
                                      resolve_token)
 
@@ -19,4 +19,5 @@ __all__ = ["MODES", "AblationResult", "Attribution", "EncodedPrompt", "HeadImpor
            "InsideInputError",
            "LogitLens", "Part", "ablate", "ablation_json", "attribute", "attribution_json", "encode",
            "head_importance", "importance_json", "integrated_gradients", "kl_divergence", "leave_one_out",
-           "lens_json", "lens_logits", "logit_lens", "model_shape", "parse_parts", "resolve_token", "switched_off"]
+           "lens_json", "lens_logits", "logit_lens", "model_shape", "parse_parts", "resolve_token", "switched_off",
+           "with_sampling"]

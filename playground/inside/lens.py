@@ -7,12 +7,14 @@ transformers' `hidden_states` hold h_0 .. h_{L-1} before the final norm, but its
 norm (the model applies it before returning): the last row is therefore the model's own logits, not the
 norm applied twice. Every row is compared with that final distribution: entropy, KL(p_final || p_d), the
 rank and probability of the token the model finally puts on top, and the sampling filters' verdict on each
-depth's top token (the one sampling pipeline, playground.sampling_pipeline).
+depth's top token (the one sampling pipeline, playground.sampling_pipeline; `with_sampling` re-reads it for
+other settings without a forward).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +47,7 @@ class LogitLens:
     kept: np.ndarray  # [pos]: how many tokens the settings keep at each position
     settings: SamplingSettings
     top_labels: tuple[tuple[tuple[str, ...], ...], ...]  # [depth][pos][TOP] the tokens drawn
+    final_logits: torch.Tensor  # [pos, vocab] float32: the model's own logits, which `with_sampling` filters
 
     @property
     def depths(self) -> int:
@@ -83,10 +86,8 @@ def logit_lens(model: Any, tokenizer: Any, prompt: EncodedPrompt, settings: Samp
         n = prompt.length
         final_logits = output.logits[0].float()  # [n, vocab]
         final_ids = final_logits.argmax(-1)  # [n]
-        # What sampling with these settings could ever draw at each position (greedy: the argmax only).
-        drawable = final_probabilities(final_logits, settings) > 0  # [n, vocab]
         final_p = final_logits.softmax(-1)  # [n, vocab]
-        last = _depth_stats(final_logits, final_p, torch.zeros(n), final_ids, drawable)
+        last = _depth_stats(final_logits, final_p, torch.zeros(n), final_ids)
         last["kl"][:] = 0.0  # the final distribution against itself
         final_neg_entropy = -torch.from_numpy(last["entropy_bits"]) * math.log(2)  # Σ p log p, nats: [n]
         # depths 0 .. L-1 normed and stacked depth-major: row d·n + i is depth d, position i
@@ -97,20 +98,32 @@ def logit_lens(model: Any, tokenizer: Any, prompt: EncodedPrompt, settings: Samp
         for first in range(0, len(hidden_states) - 1, per_block):
             block = head(normed[first * n:(first + per_block) * n]).float()  # [depths in block · n, vocab]
             for logits in block.split(n):  # one depth each: [n, vocab], a contiguous view
-                rows.append(_depth_stats(logits, final_p, final_neg_entropy, final_ids, drawable))
+                rows.append(_depth_stats(logits, final_p, final_neg_entropy, final_ids))
         rows.append(last)
     stacked = {key: np.stack([row[key] for row in rows]) for key in rows[0]}
     labels = _labels(tokenizer, stacked["top_ids"])
     commit = _commit_depth(stacked["top_ids"][..., 0], final_ids.numpy())
-    return LogitLens(prompt, stacked["top_ids"], stacked["top_probs"], final_ids.numpy(), stacked["final_probs"],
-                     stacked["final_ranks"], stacked["entropy_bits"], stacked["kl"], commit, stacked["cut"],
-                     drawable.sum(-1).numpy(), settings, labels)
+    unfiltered = LogitLens(prompt, stacked["top_ids"], stacked["top_probs"], final_ids.numpy(),
+                           stacked["final_probs"], stacked["final_ranks"], stacked["entropy_bits"], stacked["kl"],
+                           commit, np.zeros(stacked["top_ids"].shape[:2], dtype=bool),
+                           np.full(n, final_logits.shape[-1]), SamplingSettings(), labels, final_logits)
+    return with_sampling(unfiltered, settings)
+
+
+def with_sampling(lens: LogitLens, settings: SamplingSettings) -> LogitLens:
+    """The same lens with other sampling settings: only the ✕ marks and kept counts depend on them (read from
+    the final logits, no forward), so a sampling move never runs the model again."""
+    # What sampling with these settings could ever draw at each position (greedy: the argmax only).
+    drawable = final_probabilities(lens.final_logits, settings) > 0  # [pos, vocab]
+    top1 = torch.from_numpy(lens.top_ids[..., 0])  # [depth, pos]
+    cut = ~drawable[torch.arange(top1.shape[1])[None, :], top1]  # [depth, pos]
+    return dataclasses.replace(lens, cut=cut.numpy(), kept=drawable.sum(-1).numpy(), settings=settings)
 
 
 def _depth_stats(logits: torch.Tensor, final_p: torch.Tensor, final_neg_entropy: torch.Tensor,
-                 final_ids: torch.Tensor, drawable: torch.Tensor) -> dict[str, np.ndarray]:
-    """Per-position numbers of one depth, in a few passes over logits z [n, vocab] (final_p, drawable:
-    [n, vocab]; final_neg_entropy Σ p_final log p_final, final_ids: [n]). With m = max z, d = z − m, S = Σ e^d:
+                 final_ids: torch.Tensor) -> dict[str, np.ndarray]:
+    """Per-position numbers of one depth, in a few passes over logits z [n, vocab] (final_p: [n, vocab];
+    final_neg_entropy Σ p_final log p_final, final_ids: [n]). With m = max z, d = z − m, S = Σ e^d:
         log p = d − log S,  entropy = log S − Σ e^d·d / S,
         KL(final || p) = Σ p_final log p_final − Σ p_final·d + log S   (Σ p_final = 1),
     all from d, whose entries are ≤ 0, so no large logits cancel in float32 and no log-probability of
@@ -129,7 +142,6 @@ def _depth_stats(logits: torch.Tensor, final_p: torch.Tensor, final_neg_entropy:
         "final_ranks": ((shifted > final_shifted[:, None]).sum(-1) + 1).numpy(),
         "entropy_bits": (entropy / math.log(2)).numpy(),
         "kl": kl.clamp(min=0).numpy(),
-        "cut": (~drawable.gather(-1, top.indices[:, :1]))[:, 0].numpy(),
     }
 
 

@@ -111,7 +111,7 @@ def stopped_outputs(stopped: inside.InsideCancelled, button: str) -> tuple[str, 
 
 class InsideHandlers:
     """The tab's handlers as plain methods (tests call them). Holds the last few lenses, so moving the position
-    slider or switching the colour does not run the model again."""
+    slider, the sampling settings or switching the colour does not run the model again."""
 
     CACHE_SIZE = 4
 
@@ -126,15 +126,17 @@ class InsideHandlers:
                                 top_p=float(top_p), min_p=float(min_p))
 
     def lens(self, text: str, settings: SamplingSettings) -> tuple[inside.LogitLens, LoadedModel]:
+        """The lens of `text` under `settings`: run once per prompt and model; other settings re-read it."""
         loaded = self.ctx.model()
-        key = (id(loaded.model), text, settings)
+        key = (id(loaded.model), text)
         if key not in self.lenses:
             prompt = inside.encode(loaded.tokenizer, text, self.ctx.limits.inside_lens_tokens)
             self.lenses[key] = inside.logit_lens(loaded.model, loaded.tokenizer, prompt, settings, loaded.lock)
             while len(self.lenses) > self.CACHE_SIZE:
                 self.lenses.popitem(last=False)
         self.lenses.move_to_end(key)
-        return self.lenses[key], loaded
+        lens = self.lenses[key]
+        return (lens if lens.settings == settings else inside.with_sampling(lens, settings)), loaded
 
     @user_errors
     def show_lens(self, text: str, colour: str, temperature: float, top_k: float, top_p: float, min_p: float,

@@ -31,6 +31,27 @@ def test_lens_returns_figures_json_and_the_commit(handlers):
     assert len(handlers.lenses) == runs
 
 
+def test_a_sampling_move_reuses_the_lens_and_marks_what_those_settings_cut(handlers, tiny_context):
+    """Sampling settings change only the ✕ marks and the kept counts: moving them does not run the model again,
+    and the marks equal a lens computed from scratch with those settings."""
+    from playground import inside
+    from playground.sampling_pipeline import SamplingSettings
+
+    loaded = tiny_context.model()
+    handlers.show_lens(PROMPT, "top_prob", 1.0, 0, 1.0, 0.0)
+    forwards = []
+    hook = loaded.model.register_forward_hook(lambda *_: forwards.append(1))
+    try:
+        *_, data, _position = handlers.show_lens(PROMPT, "top_prob", 0.7, 1, 0.9, 0.05)
+    finally:
+        hook.remove()
+    assert forwards == []
+    prompt = inside.encode(loaded.tokenizer, PROMPT, tiny_context.limits.inside_lens_tokens)
+    fresh = inside.lens_json(inside.logit_lens(loaded.model, loaded.tokenizer, prompt,
+                                               SamplingSettings(temperature=0.7, top_k=1, top_p=0.9, min_p=0.05)))
+    assert data == fresh and max(data["kept_by_sampling"]) == 1  # top-k 1: the settings were applied
+
+
 def test_empty_prompt_is_an_empty_state_not_an_error(handlers):
     status, *_ , data, _position = handlers.show_lens("  ", "top_prob", 1, 0, 1, 0)
     assert data["empty"] is True and "Type a prompt" in status
