@@ -129,7 +129,7 @@ def start_app() -> tuple[str, Any]:
     import tempfile
 
     from benchmarks.common import model_manager
-    from playground.ui import build_app, close_app, launch_options
+    from playground.ui import build_app, launch_options
     from playground.ui.queueing import configure_queue
 
     os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="slider-latency-"))
@@ -223,6 +223,8 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def measure_all(moves: int, only: set[str] | None = None) -> dict[str, list[float]]:
     from playwright.sync_api import sync_playwright
+
+    from playground.ui import close_app
 
     url, demo = start_app()
     results: dict[str, list[float]] = {}
