@@ -20,6 +20,11 @@ def _spaces_module() -> Any:
     return spaces
 
 
+def on_zerogpu() -> bool:
+    """Whether handlers run under ZeroGPU (a Space with the `spaces` package)."""
+    return _spaces_module() is not None
+
+
 def gpu(duration: int = 60) -> Callable[[F], F]:
     """Decorate a GPU-bound handler; `duration` is the ZeroGPU time slot in seconds."""
     spaces = _spaces_module()

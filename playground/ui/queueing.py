@@ -19,7 +19,7 @@ import gradio as gr
 
 from playground.classroom import MAX_WAITING_FOLLOWERS
 from playground.config import Settings
-from playground.runtime.gpu import gpu
+from playground.runtime.gpu import gpu, on_zerogpu
 
 CHEAP_CONCURRENCY = 4
 # Every queued event holds one of gradio's job slots while it runs (launch's `max_threads`, 40 by default), and
@@ -89,6 +89,16 @@ GPU_EVENTS = {
     "move_layer_or_head": 60, "after_layer_move": 60, "after_head_move": 60, "change_grid_mode": 60,
     "index_stats": 60,
 }
+
+
+def skip_the_queue() -> dict[str, Any]:
+    """Event options for the first view of a slider move (sampling's stage chart, attention's heatmap and query
+    row, the speculative step). It re-reads a cached result in milliseconds: queued, the page's join and event
+    stream around it cost more than the work (a temperature move painted in ~910 ms queued, ~690 ms not,
+    benchmarks.slider_latency on 2026-12-03). A cache miss (settings moved on a prompt never run) does one forward
+    outside the queue, still serialized by the model's lock. Under ZeroGPU every GPU handler stays queued: its
+    GPU is borrowed for a queued event."""
+    return {} if on_zerogpu() else {"queue": False}
 
 
 def wrap_gpu_events(demo: gr.Blocks) -> list[str]:

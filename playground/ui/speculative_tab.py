@@ -30,6 +30,7 @@ from playground.ui.context import AppContext
 from playground.ui.engine import spec_decode_panel
 from playground.ui.errors import user_errors
 from playground.ui.examples import load_example_file
+from playground.ui.queueing import skip_the_queue
 
 EXPLANATION = r"""
 ### What you are seeing
@@ -368,7 +369,7 @@ def create_speculative_tab(ctx: AppContext) -> dict[str, Any]:
     running = run_button.click(speculate, inputs, outputs, api_name="speculate", concurrency_limit=1)
     stop_button.click(None, None, None, cancels=[running], api_visibility="private")
     step.change(show_step, [data, step], [text, step_table, residual_table], api_visibility="private",
-                show_progress="hidden")
+                show_progress="hidden", **skip_the_queue())
     draft_choice.change(toggle_options, draft_choice, [skip_layers, draft_model], api_visibility="private",
                         queue=False)
     return {"prompt": prompt, "draft": draft_choice, "k": k, "temperature": temperature, "top_k": top_k,

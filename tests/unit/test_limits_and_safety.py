@@ -351,6 +351,27 @@ def test_queue_settings_name_real_events_and_are_applied(tmp_path):
     assert demo._queue.max_size == PUBLIC_LIMITS.queue_size
 
 
+@pytest.mark.parametrize("zerogpu", [False, True])
+def test_the_first_view_of_a_slider_move_skips_the_queue_except_under_zerogpu(tmp_path, monkeypatch, zerogpu):
+    """playground/ui/queueing.py skip_the_queue: the stage chart, the attention heatmap and query row, and the
+    speculative step re-read a cached result, so they skip the queue; the rest of a move and model work queue.
+    Under ZeroGPU (a GPU is borrowed for a queued event) they queue too."""
+    from playground.runtime import gpu
+    from playground.ui import build_app, queueing
+    from playground.ui.queueing import configure_queue
+
+    monkeypatch.setattr(gpu, "_spaces_module", lambda: object() if zerogpu else None)
+    monkeypatch.setattr(queueing, "gpu", lambda duration=60: lambda function: function)  # no real `spaces` here
+    settings = Settings(cache_dir=tmp_path, preload=False)
+    demo = configure_queue(build_app(settings, ModelManager(settings)), settings)
+    view_moves = {"stage_view", "move_layer_or_head", "show_row", "show_step"}
+    triggered = [fn for fn in demo.fns.values() if fn.targets and fn.name in view_moves]  # not a .then follow-up
+    assert {fn.name for fn in triggered} == view_moves
+    assert {fn.name for fn in triggered if fn.queue is False} == (set() if zerogpu else view_moves)
+    queued = {fn.name for fn in demo.fns.values() if fn.queue is not False}
+    assert {"raw_numbers", "sweep_view", "after_layer_move", "after_head_move", "next_token", "show_attention"} <= queued
+
+
 def test_limits_module_documents_itself():
     import doctest
 
