@@ -20,6 +20,7 @@ LENS_COLOURS = {
     "final_rank": "rank of the token the model finally chose (log scale, 1 = top)",
 }
 CELL_CHARS = 7  # token text drawn in a heatmap cell (hover has it whole)
+COMMIT_OFFSET = 0.38  # ◆ at a cell's left edge, ✕ at its right (a cell spans ±0.5), clear of the centred token
 
 
 def _cell_text(label: str) -> str:
@@ -31,7 +32,9 @@ def lens_heatmap(lens: LogitLens, colour: str = "top_prob") -> go.Figure:
     from which the final token stays on top ("commits"); ✕ marks a top token the sampling settings cut."""
     if colour not in LENS_COLOURS:
         raise ValueError(f"colour must be one of {', '.join(LENS_COLOURS)}, got {colour!r}")
-    x = axis_labels(lens.prompt.tokens)
+    labels = axis_labels(lens.prompt.tokens)
+    # columns at 0..n-1 (named by tick labels), so a marker can sit at a cell's edge: x = i - COMMIT_OFFSET
+    x = list(range(len(labels)))
     y = [lens.depth_name(d) for d in range(lens.depths)]
     if colour == "top_prob":
         z, scale, zmin, zmax = lens.top_probs[..., 0], "Viridis", 0.0, 1.0
@@ -48,19 +51,23 @@ def lens_heatmap(lens: LogitLens, colour: str = "top_prob") -> go.Figure:
         hovertemplate="%{customdata}<extra></extra>",
         colorbar=colorbar("log₁₀ rank" if colour == "final_rank" else "probability", len=0.7)))
     commit_y = [y[min(d, lens.depths - 1)] for d in lens.commit_depth]
-    figure.add_trace(go.Scatter(x=x, y=commit_y, mode="markers", name="final token stays top-1 from here",
+    # at the cell's left edge: on its centre the ◆ hid the commit cell's own token ('·P◆ris')
+    figure.add_trace(go.Scatter(x=[i - COMMIT_OFFSET for i in x], y=commit_y, mode="markers",
+                                name="final token stays top-1 from here", customdata=labels,
                                 marker={"symbol": "diamond", "size": 9, "color": "white",
                                         "line": {"color": "black", "width": 1.5}},
-                                hovertemplate="%{x}: commits at %{y}<extra></extra>"))
+                                hovertemplate="%{customdata}: commits at %{y}<extra></extra>"))
     cut_depth, cut_position = np.nonzero(lens.cut)
     if len(cut_depth):
-        figure.add_trace(go.Scatter(x=[x[i] for i in cut_position], y=[y[d] for d in cut_depth], mode="markers",
-                                    name="top token here would be cut by the sampling settings",
+        figure.add_trace(go.Scatter(x=[i + COMMIT_OFFSET for i in cut_position], y=[y[d] for d in cut_depth],
+                                    mode="markers", name="top token here would be cut by the sampling settings",
+                                    customdata=[labels[i] for i in cut_position],
                                     marker={"symbol": "x-thin", "size": 10, "color": PALETTE[3],
                                             "line": {"color": PALETTE[3], "width": 2}},
-                                    hovertemplate="%{x} at %{y}: this token is cut by the filters<extra></extra>"))
-    figure.update_xaxes(title_text="position (the token each column predicts after)", type="category",
-                        tickangle=-60)
+                                    hovertemplate="%{customdata} at %{y}: this token is cut by the filters"
+                                                  "<extra></extra>"))
+    figure.update_xaxes(title_text="position (the token each column predicts after)", tickmode="array",
+                        tickvals=x, ticktext=labels, range=[-0.5, len(x) - 0.5], tickangle=-60)
     figure.update_yaxes(title_text="depth (residual stream after)", type="category")
     styled(figure, f"Logit lens · colour: {LENS_COLOURS[colour]}", height=max(480, 160 + 22 * lens.depths))
     return legend_below(figure, 150)

@@ -9,6 +9,7 @@ import pytest
 
 from playground import inside
 from playground.figures import inside as figures
+from playground.figures.attention import axis_labels
 from playground.sampling_pipeline import SamplingSettings
 
 PROMPT = "The capital of France is Paris. The capital of Italy is"
@@ -30,6 +31,11 @@ def test_lens_heatmap_marks_commits_and_cuts(model, tiny_tokenizer, prompt):
     heat, commits, *cuts = figure.data
     assert np.allclose(np.asarray(heat.z, dtype=float), np.log10(lens.final_ranks), atol=1e-6)
     assert list(commits.y) == [lens.depth_name(int(d)) for d in lens.commit_depth]
+    # columns at 0..n-1, named by tick labels; the ◆ sits at its cell's left edge, clear of the token's name in the
+    # middle of the cell (on the centre it hid the commit cell's own token: '·P◆ris')
+    assert list(heat.x) == list(range(prompt.length))
+    assert list(figure.layout.xaxis.ticktext) == axis_labels(prompt.tokens)
+    assert all(-0.5 < x - i <= -0.3 for i, x in enumerate(commits.x))
     # top-k 1 keeps only the final token: every depth whose top token differs is cut, and gets a ✕
     assert np.array_equal(lens.cut, lens.top_ids[..., 0] != lens.final_ids[None, :])
     assert sum(len(trace.x) for trace in cuts) == int(lens.cut.sum())
