@@ -103,21 +103,28 @@ def logit_lens(model: Any, tokenizer: Any, prompt: EncodedPrompt, settings: Samp
     stacked = {key: np.stack([row[key] for row in rows]) for key in rows[0]}
     labels = _labels(tokenizer, stacked["top_ids"])
     commit = _commit_depth(stacked["top_ids"][..., 0], final_ids.numpy())
-    unfiltered = LogitLens(prompt, stacked["top_ids"], stacked["top_probs"], final_ids.numpy(),
-                           stacked["final_probs"], stacked["final_ranks"], stacked["entropy_bits"], stacked["kl"],
-                           commit, np.zeros(stacked["top_ids"].shape[:2], dtype=bool),
-                           np.full(n, final_logits.shape[-1]), SamplingSettings(), labels, final_logits)
-    return with_sampling(unfiltered, settings)
+    cut, kept = _sampling_marks(final_logits, stacked["top_ids"], settings)
+    return LogitLens(prompt, stacked["top_ids"], stacked["top_probs"], final_ids.numpy(), stacked["final_probs"],
+                     stacked["final_ranks"], stacked["entropy_bits"], stacked["kl"], commit, cut, kept, settings,
+                     labels, final_logits)
 
 
 def with_sampling(lens: LogitLens, settings: SamplingSettings) -> LogitLens:
     """The same lens with other sampling settings: only the ✕ marks and kept counts depend on them (read from
     the final logits, no forward), so a sampling move never runs the model again."""
+    cut, kept = _sampling_marks(lens.final_logits, lens.top_ids, settings)
+    return dataclasses.replace(lens, cut=cut, kept=kept, settings=settings)
+
+
+def _sampling_marks(final_logits: torch.Tensor, top_ids: np.ndarray,
+                    settings: SamplingSettings) -> tuple[np.ndarray, np.ndarray]:
+    """final_logits [pos, vocab], top_ids [depth, pos, TOP] -> (cut [depth, pos]: the settings never draw that
+    depth's top token; kept [pos]: how many tokens they keep)."""
     # What sampling with these settings could ever draw at each position (greedy: the argmax only).
-    drawable = final_probabilities(lens.final_logits, settings) > 0  # [pos, vocab]
-    top1 = torch.from_numpy(lens.top_ids[..., 0])  # [depth, pos]
+    drawable = final_probabilities(final_logits, settings) > 0  # [pos, vocab]
+    top1 = torch.from_numpy(top_ids[..., 0])  # [depth, pos]
     cut = ~drawable[torch.arange(top1.shape[1])[None, :], top1]  # [depth, pos]
-    return dataclasses.replace(lens, cut=cut.numpy(), kept=drawable.sum(-1).numpy(), settings=settings)
+    return cut.numpy(), drawable.sum(-1).numpy()
 
 
 def _depth_stats(logits: torch.Tensor, final_p: torch.Tensor, final_neg_entropy: torch.Tensor,

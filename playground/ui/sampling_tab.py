@@ -443,7 +443,7 @@ def create_sampling_tab(ctx: AppContext) -> dict[str, Any]:
             ([chat.change, top_k.change, top_p.change, min_p.change, repetition_penalty.change], handlers.sweep_view,
              [sweep_plot, next_json], True)):
         moved = gr.on(triggers, handlers.stage_view, view_inputs, [stage_plot, stats], api_visibility="private",
-                      trigger_mode="always_last", show_progress="hidden", **skip_the_queue()).then(
+                      trigger_mode="always_last", **fast, **skip_the_queue()).then(
             follow_up, view_inputs, follow_up_outputs, api_visibility="private", **fast)
         if redraws:
             moved.then(handlers.draw_samples, setting_inputs + [samples], [samples_plot, samples_json],

@@ -28,6 +28,12 @@ def press(page, label: str, key: str, times: int = 1) -> None:
         slider.press(key)
 
 
+def open_on_its_example(page, open_tab, key: str) -> None:
+    """Open a tab and wait for its first prepared example's cached result (what every visitor sees first)."""
+    open_tab(key)
+    contains(page, f"#pg-example-note-{key}", "cached result from")
+
+
 def shot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"controls-{name}.png"), full_page=False)
@@ -70,8 +76,7 @@ def test_attention_opens_on_a_cached_example_and_its_controls_follow_the_keyboar
 
 
 def test_calibration_bins_and_binning_follow_the_arrow_keys(page, open_tab):
-    open_tab("calibration")
-    contains(page, "#pg-example-note-calibration", "cached result from")
+    open_on_its_example(page, open_tab, "calibration")
     contains(page, "#calibration-reliability", "10 bins")
 
     def redrawn_or_marked(binning: str, bins: int) -> None:
@@ -107,8 +112,7 @@ def test_tokenization_follows_typing_in_the_tokens_and_the_bpe_explorer(page, op
 
 
 def test_sampling_settings_follow_the_arrow_keys(page, open_tab):
-    open_tab("sampling")
-    contains(page, "#pg-example-note-sampling", "cached result from")
+    open_on_its_example(page, open_tab, "sampling")
     contains(page, "#sampling-stages", "T=0.8")
     press(page, "Temperature T (0 = greedy)", "ArrowRight")
     contains(page, "#sampling-stages", "T=0.85")
@@ -124,8 +128,7 @@ def test_sampling_settings_follow_the_arrow_keys(page, open_tab):
 
 
 def test_speculative_step_follows_the_arrow_keys(page, open_tab):
-    open_tab("speculative")
-    contains(page, "#pg-example-note-speculative", "cached result from")
+    open_on_its_example(page, open_tab, "speculative")
     page.wait_for_selector("#spec-text .spec-step[data-step='1'][style*=outline]", timeout=WAIT)
     press(page, "Step to inspect (or hover the tokens above)", "ArrowRight")
     page.wait_for_selector("#spec-text .spec-step[data-step='2'][style*=outline]", timeout=WAIT)
@@ -133,8 +136,7 @@ def test_speculative_step_follows_the_arrow_keys(page, open_tab):
 
 
 def test_rag_pasted_text_becomes_the_corpus_with_chunks_that_suit_it(page, open_tab):
-    open_tab("rag")
-    contains(page, "#pg-example-note-rag", "cached result from")
+    open_on_its_example(page, open_tab, "rag")
     pasted = page.locator("#tab-rag").get_by_label("…or paste text")
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     page.evaluate("(text) => navigator.clipboard.writeText(text)",
@@ -150,8 +152,7 @@ def test_rag_pasted_text_becomes_the_corpus_with_chunks_that_suit_it(page, open_
 
 
 def test_inside_lens_position_and_sampling_follow_the_arrow_keys(page, open_tab):
-    open_tab("inside")
-    contains(page, "#pg-example-note-inside", "cached result from")
+    open_on_its_example(page, open_tab, "inside")
     contains(page, "#inside-curves", "After token 8 ")
     press(page, "Position for the curves (the last one after each run)", "ArrowLeft")
     contains(page, "#inside-curves", "After token 7 ")
