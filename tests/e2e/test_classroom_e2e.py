@@ -39,6 +39,23 @@ def ticks_during(page, milliseconds: int = 3_500) -> int:
                          "setTimeout(() => done(window.pgTicks - start), ms); })", milliseconds)
 
 
+def ticks_arrive(page, count: int = 5, within_ms: int = 30_000) -> bool:
+    """Whether the page runs `count` timer ticks within `within_ms`. A busy machine (CI runs two test workers)
+    can starve the browser for seconds, so a fixed window undercounts; waiting for the ticks does not."""
+    return page.evaluate("([count, ms]) => new Promise((done) => { const start = window.pgTicks; "
+                         "const poll = window.setTimeout; const stop = Date.now() + ms; "
+                         "const check = () => window.pgTicks - start >= count ? done(true) "
+                         ": Date.now() > stop ? done(false) : poll(check, 100); check(); })", [count, within_ms])
+
+
+def goes_quiet(page, within_ms: int = 30_000) -> bool:
+    """Whether the page's timers stop within `within_ms`: a 3.5 s window without a tick."""
+    for _ in range(max(1, within_ms // 3_500)):
+        if ticks_during(page) == 0:
+            return True
+    return False
+
+
 def selected_tab(page) -> str:
     return page.locator("[role=tab][aria-selected=true]").first.inner_text()
 
@@ -60,7 +77,7 @@ def test_an_attendee_follows_the_presenter_then_explores_then_snaps_back(browser
     attendee_context, attendee = open_app(browser, f"{url}?class={code}")
     attendee.locator("#pg-class-card").get_by_text("You are in").wait_for(timeout=WAIT)
     assert not attendee.get_by_role("button", name="Start class").is_visible()  # the presenter's controls only
-    assert ticks_during(attendee) >= 5 and ticks_during(presenter) >= 5  # in the class: following, reporting
+    assert ticks_arrive(attendee) and ticks_arrive(presenter)  # in the class: following, reporting
     assert ticks_during(visitor) == 0  # a page that has not joined stays quiet
 
     # the presenter opens Sampling and moves the temperature: the attendee's page follows both
@@ -103,8 +120,8 @@ def test_an_attendee_follows_the_presenter_then_explores_then_snaps_back(browser
     attendee.locator("#pg-classroom").screenshot(path=str(folder / "workshop-attendee.png"))
     presenter.get_by_role("button", name="End class").click()
     presenter.locator("#pg-class-card").get_by_text("No class running").wait_for(timeout=WAIT)
-    attendee.wait_for_timeout(4_000)  # the attendee's card timer (3 s) learns that the class ended
-    assert ticks_during(presenter) == 0 and ticks_during(attendee) == 0
+    # the attendee's card timer (3 s) learns that the class ended, then every class timer stops
+    assert goes_quiet(presenter) and goes_quiet(attendee)
     assert presenter.console_errors == [] and attendee.console_errors == [] and visitor.console_errors == []
     for context in (presenter_context, attendee_context, visitor_context):
         context.close()
