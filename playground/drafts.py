@@ -32,6 +32,7 @@ import torch
 
 from playground.limits import shown
 from playground.runtime import LoadedModel
+from playground.runtime.head import decoding
 from playground.runtime.variants import QUANTIZED_SELF_DRAFTS
 from playground.sampling_pipeline import SamplingSettings, final_probabilities, sample_from
 
@@ -103,7 +104,8 @@ class CachedModel:
             raise SpeculativeError(f"Token id {max(tokens)} is outside this model's vocabulary "
                                    f"({self.embedding_rows} ids): the draft and the target must share token ids.")
         input_ids = torch.tensor([list(tokens)], device=self.device)  # [1, n]
-        with self.lock, torch.inference_mode(), skipping_layers(self.model, self.skip_layers):
+        # a decoding step of the race (a draft's token or the target's check of k + 1 rows): runtime/head.py
+        with self.lock, torch.inference_mode(), skipping_layers(self.model, self.skip_layers), decoding():
             output = self.model(input_ids=input_ids, past_key_values=self.cache, use_cache=True, logits_to_keep=keep)
         self.ids.extend(int(t) for t in tokens)
         self.forwards += 1

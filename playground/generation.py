@@ -17,6 +17,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
+from playground.runtime.head import decoding
 from playground.sampling_pipeline import SamplingSettings, draw_next_token
 
 FINISH_REASONS = ("eos", "stop_string", "length", "cancelled")
@@ -110,9 +111,10 @@ def generate_tokens(
     for index in range(max_new_tokens):
         if cancel is not None and cancel.is_set():
             return
-        with guard, torch.inference_mode():
+        with guard, torch.inference_mode(), decoding():
             # logits_to_keep=1: only the last position's logits are needed; for a prefill of n tokens
-            # this skips n-1 rows of the [hidden x vocab] output projection (49152 wide here).
+            # this skips n-1 rows of the [hidden x vocab] output projection (49152 wide here). A decoding
+            # step: the default's head finds the top candidates in int8 and recomputes them (runtime/head.py).
             output = model(input_ids=step_input, past_key_values=past, use_cache=True, logits_to_keep=1)
         past = output.past_key_values
         logits = output.logits[0, -1].float()  # [vocab]

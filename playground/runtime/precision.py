@@ -28,6 +28,7 @@ import torch
 from playground.limits import shown
 from playground.config import PRECISION_CHOICES
 from playground.runtime.errors import ModelLoadError
+from playground.runtime.head import quantize_output_head
 from playground.runtime.int4 import int4_available, quantize_int4_weights
 
 WEIGHT_METHODS = ("dtype", "int4-cpu", "torchao-int8", "bnb-int8", "bnb-nf4")
@@ -102,7 +103,7 @@ def int8_warning(model: str) -> str:
     return INT8_DYNAMIC_WARNING if model == MEASURED_MODEL else INT8_DYNAMIC_WARNING_GENERIC
 
 
-INT4_LABEL = "int4 weight-only (groups of 32, bf16 activations) + fp32 head"
+INT4_LABEL = "int4 weight-only (groups of 32, bf16 activations) + int8 head, top 64 logits in fp32"
 
 
 def resolve_precision(requested: str, device: str, model: str = "") -> Precision:
@@ -110,9 +111,10 @@ def resolve_precision(requested: str, device: str, model: str = "") -> Precision
     `model` (a preset key) only picks the words: measured numbers are quoted for the model they were measured on.
 
     On CUDA, NF4 (bitsandbytes) fits 7B models in ~5 GB with small, measured quality loss. On CPU decoding
-    is bound by reading the weights, so auto takes int4 weight-only (runtime/int4.py): measured ~2.3x
-    faster than fp32 at KL 0.0003 / top-1 98% on SmolLM2-135M, against a reference that is its GGUF's Q4_1
-    weights dequantized (which flatters int4). Dynamic int8 is faster still but costs too much quality
+    is bound by reading the weights, so auto takes int4 weight-only (runtime/int4.py) with the decode head
+    (runtime/head.py): measured ~2.3x faster than fp32 at KL 0.0003 / top-1 98% on SmolLM2-135M (0.0007 / 98%
+    in decoding steps, with the head's int8 tail), against a reference that is its GGUF's Q4_1 weights
+    dequantized (which flatters int4). Dynamic int8 is faster still but costs too much quality
     (see INT8_DYNAMIC_WARNING), so it stays opt-in, as does exact fp32 ('none').
     """
     if requested == "auto":
@@ -209,11 +211,11 @@ def quantize_dynamic_int8(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def requantize(model: torch.nn.Module, precision: Precision) -> torch.nn.Module:
-    """Convert an fp32 model in memory to `precision` when its method converts after loading (int4-cpu,
-    torchao-int8); any other model is returned as it is. Used by the loader and by the LoRA merge, so a
+    """Convert an fp32 model in memory to `precision` when its method converts after loading (int4-cpu: int4
+    decoder matrices and the decode head; torchao-int8); any other model is returned as it is. Used by the loader and by the LoRA merge, so a
     merged model gets the same weights a fresh load in that precision would."""
     if precision.method == "torchao-int8":
         return quantize_dynamic_int8(model)
     if precision.method == "int4-cpu":
-        return quantize_int4_weights(model)
+        return quantize_output_head(quantize_int4_weights(model))
     return model

@@ -13,7 +13,7 @@ from playground.generation import encode_prompt, generate_text
 from playground.runtime.int4 import (GROUP_SIZE, Int4Linear, dequantize_groups, int4_available, quantize_groups,
                                      quantize_int4_weights)
 from playground.runtime.loading import ModelLoadError
-from playground.runtime.precision import resolve_precision
+from playground.runtime.precision import requantize, resolve_precision
 
 pytestmark = pytest.mark.skipif(not int4_available(), reason="this torch build has no CPU int4 kernel")
 
@@ -50,8 +50,11 @@ def test_decoder_matrices_are_swapped_and_head_and_embeddings_kept(tiny_model):
     assert isinstance(model.lm_head, torch.nn.Linear) and isinstance(model.model.embed_tokens, torch.nn.Embedding)
 
 
-def test_greedy_loop_equals_generate_on_the_int4_model(tiny_model, tiny_tokenizer):
-    model = quantize_int4_weights(copy.deepcopy(tiny_model))
+@pytest.mark.parametrize("convert", [quantize_int4_weights,
+                                     lambda model: requantize(model, resolve_precision("int4", "cpu"))],
+                         ids=["int4 matrices", "the int4 default with its decode head"])
+def test_greedy_loop_equals_generate_on_the_int4_model(tiny_model, tiny_tokenizer, convert):
+    model = convert(copy.deepcopy(tiny_model))
     ids = encode_prompt(tiny_tokenizer, "The capital of France is")
     ours = generate_text(model, tiny_tokenizer, ids, max_new_tokens=12).token_ids
     reference = model.generate(ids, do_sample=False, max_new_tokens=12, min_new_tokens=12)[0, ids.shape[1]:]
