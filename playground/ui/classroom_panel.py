@@ -23,7 +23,7 @@ import segno
 from gradio.context import LocalContext
 
 from playground import polls
-from playground.classroom import POLL_KINDS, ClassError, Classroom
+from playground.classroom import POLL_KINDS, Answer, ClassError, Classroom
 from playground.figures.classroom import next_token_poll_figure, yes_no_poll_figure
 from playground.figures.style import empty_figure
 from playground.sampling import compute_prompt_logits
@@ -260,8 +260,7 @@ class ClassroomHandlers:
         session = current_session(self.ctx.sessions)
         if not room.is_member(session.id) and not self.ctx.sessions.is_presenter(session.id):
             raise ClassError("Join the class first (its code is on the presenter's screen).")
-        answer = room.answer(session.id, session.label, text or "")
-        return f"Your answer “{html.escape(answer.text)}” is in. You can change it until the poll closes."
+        return answer_note(room.answer(session.id, session.label, text or ""))
 
     def reveal_poll(self) -> tuple[Any, dict[str, Any], str]:
         require_presenter(self.ctx.sessions, "reveal the model's answer")
@@ -304,6 +303,9 @@ class ClassroomHandlers:
                     (f", acceptance min(1, p/q) = {shown_truth['acceptance']:.1%}." if "acceptance" in shown_truth
                      else f"; the tokens ranked above it hold {shown_truth['mass_before']:.1%}.")
                     if shown_truth else "")
+        own = poll.answers.get(visitor_id(self.ctx.sessions))
+        if own is not None and not poll.revealed:
+            note = answer_note(own)  # a member's page re-reads this every few seconds: keep their confirmation
         return gr.Plot(figure, visible=True), payload, note
 
     def refresh(self) -> tuple[str, Any, dict[str, Any], str]:
@@ -332,6 +334,11 @@ class ClassroomHandlers:
         require_presenter(self.ctx.sessions, "export the class's answers")
         header, rows = self.ctx.classroom.require().export_rows()
         return write_export(rows_to_csv(header, rows), "classroom-answers", "csv")
+
+
+def answer_note(answer: Answer) -> str:
+    """What a member sees under the poll once their answer counts."""
+    return f"Your answer “{html.escape(answer.text)}” is in. You can change it until the poll closes."
 
 
 def create_classroom_panel(ctx: AppContext) -> ClassroomPanel:

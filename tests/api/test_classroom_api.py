@@ -95,6 +95,10 @@ def test_a_poll_counts_three_clients_exactly(clients):
     results = clients["a"].predict(api_name="/poll_results")
     assert results["answers"] == 3 and results["tally"] == [{"answer": "Paris", "count": 2},
                                                             {"answer": "London", "count": 1}]
+    # the page's card timer re-reads the poll every 3 s: its note keeps each member's own confirmation (it was
+    # blanked, so "your answer is in" vanished from an attendee's screen within 3 s)
+    assert "“Paris” is in" in results["note"] and "“London” is in" in clients["c"].predict(api_name="/poll_results")["note"]
+    assert "is in" not in presenter.predict(api_name="/poll_results")["note"]
     assert "model_top" not in results  # not revealed yet
     with pytest.raises(AppError, match="Only the presenter can reveal"):
         clients["b"].predict(api_name="/reveal_poll")

@@ -108,6 +108,8 @@ def test_an_attendee_follows_the_presenter_then_explores_then_snaps_back(browser
     attendee.locator("#pg-answer textarea, #pg-answer input").first.fill("Paris")
     attendee.get_by_role("button", name="Send", exact=True).click()
     attendee.locator("#pg-poll-note").get_by_text("is in").wait_for(timeout=WAIT)
+    attendee.wait_for_timeout(4_000)  # the card timer (3 s) re-reads the poll: the confirmation stays
+    assert "is in" in attendee.locator("#pg-poll-note").inner_text()
     presenter.get_by_role("button", name="Close & reveal").click()
     presenter.locator("#pg-poll-note").get_by_text("The model's top token").wait_for(timeout=WAIT)
     attendee.locator("#pg-poll-note").get_by_text("The model's top token").wait_for(timeout=WAIT)
