@@ -87,7 +87,8 @@ INT8_DYNAMIC_WARNING_GENERIC = ("dynamic int8 is faster on CPU but can cost a lo
                                 "quantization lab)")
 # The embedded model's "fp32" is its GGUF's Q4_1 weights dequantized: int4 re-encodes weights that were already
 # 4-bit, so its KL against that reference flatters it (against the published bf16 weights it would be larger).
-INT4_MEASURED = ("measured on SmolLM2-135M: ~2.3x faster decode than fp32, KL 0.0003 / top-1 agreement 98%; that "
+INT4_MEASURED = ("measured on SmolLM2-135M (2-core CPUs, 2026-12-03): 1.6-1.9x faster decoding than fp32 with the "
+                 "decode head, KL 0.0007 / top-1 agreement 98% in decoding steps; that "
                  "fp32 is the GGUF's Q4_1 weights dequantized, so int4 re-encodes weights that were already 4-bit "
                  "and the KL flatters it (Model tab)")
 INT4_GENERIC = ("reads an eighth of the decoder's bytes per token, so it decodes faster than fp32; measure this "
@@ -112,8 +113,8 @@ def resolve_precision(requested: str, device: str, model: str = "") -> Precision
 
     On CUDA, NF4 (bitsandbytes) fits 7B models in ~5 GB with small, measured quality loss. On CPU decoding
     is bound by reading the weights, so auto takes int4 weight-only (runtime/int4.py) with the decode head
-    (runtime/head.py): measured ~2.3x faster than fp32 at KL 0.0003 / top-1 98% on SmolLM2-135M (0.0007 / 98%
-    in decoding steps, with the head's int8 tail), against a reference that is its GGUF's Q4_1 weights
+    (runtime/head.py): measured 1.6-1.9x faster than fp32 at KL 0.0007 / top-1 98% in decoding steps on
+    SmolLM2-135M (0.0003 in a full forward, which keeps the fp32 head), against a reference that is its GGUF's Q4_1 weights
     dequantized (which flatters int4). Dynamic int8 is faster still but costs too much quality
     (see INT8_DYNAMIC_WARNING), so it stays opt-in, as does exact fp32 ('none').
     """

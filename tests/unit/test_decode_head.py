@@ -102,3 +102,28 @@ def test_the_generation_loop_and_the_speculative_race_decode_with_the_int8_pass_
     with torch.inference_mode():
         model(ids, logits_to_keep=1)  # one row, but not a decoding step
     assert passes == [] and not head_module._DECODING.get()
+
+
+def test_one_visitors_decoding_never_changes_another_visitors_analysis():
+    """Gradio runs each visitor's event in its own worker thread: while one is inside a decoding step, a forward
+    in another thread still gets the exact fp32 head (`decoding` is per thread, not a flag on the shared model)."""
+    import threading
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(96, 500, bias=False)
+    head, x = DecodeHead(linear), torch.randn(1, 96)
+    inside, done = threading.Event(), threading.Event()
+
+    def decoding_visitor() -> None:
+        with decoding():
+            inside.set()
+            done.wait(10)
+
+    visitor = threading.Thread(target=decoding_visitor)
+    visitor.start()
+    assert inside.wait(10)
+    try:
+        assert torch.equal(head(x), linear(x))  # this thread's analysis, while the other one decodes
+    finally:
+        done.set()
+        visitor.join()
