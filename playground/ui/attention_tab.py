@@ -192,19 +192,21 @@ class AttentionHandlers:
     @user_errors
     def move_layer_or_head(self, text: str, layer_value: float, head_value: str | float, mode: str,
                            chat_value: bool) -> tuple[Any, ...]:
-        return self.view_outputs(text, layer_value, head_value, mode, chat_value, ("status", "heatmap"))
+        # the query slider's reset and its row come with the heatmap: sent by the queued follow-up, they would
+        # overwrite a query position picked in the meantime
+        return self.view_outputs(text, layer_value, head_value, mode, chat_value, ("status", "heatmap", "row"))
 
     @user_errors
     def after_layer_move(self, text: str, layer_value: float, head_value: str | float, mode: str,
                          chat_value: bool) -> tuple[Any, ...]:
         """The grid shows all heads of the layer ("heads"), or this head across layers ("layers": unchanged)."""
-        parts = ("row", "story", "numbers") + (("grid",) if mode == "heads" else ())
+        parts = ("story", "numbers") + (("grid",) if mode == "heads" else ())
         return self.view_outputs(text, layer_value, head_value, mode, chat_value, parts)
 
     @user_errors
     def after_head_move(self, text: str, layer_value: float, head_value: str | float, mode: str,
                         chat_value: bool) -> tuple[Any, ...]:
-        parts = ("row", "story", "numbers") + (("grid",) if mode == "layers" else ())
+        parts = ("story", "numbers") + (("grid",) if mode == "layers" else ())
         return self.view_outputs(text, layer_value, head_value, mode, chat_value, parts)
 
     @user_errors
