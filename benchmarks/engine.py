@@ -54,11 +54,14 @@ def _decode_step_logits(model: Any, ids: torch.Tensor) -> torch.Tensor:
 
 def _with_fp32_head(loaded: Any) -> Any:
     """A copy of `loaded` whose output head is the plain fp32 product (the default's DecodeHead replaced), to
-    measure what the decode head buys on its own."""
+    measure what the decode head buys on its own. The copy's decoder is stacked again (runtime/decode.py keeps
+    that per model object), so both sides take the same lean decoding step."""
     import copy
     from types import SimpleNamespace
 
-    model = copy.deepcopy(loaded.model)
+    from playground.runtime.decode import fuse_decoder
+
+    model = fuse_decoder(copy.deepcopy(loaded.model))
     head = model.get_output_embeddings()
     plain = torch.nn.Linear(head.in_features, head.out_features, bias=False)
     plain.weight = head.weight

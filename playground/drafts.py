@@ -32,7 +32,7 @@ import torch
 
 from playground.limits import shown
 from playground.runtime import LoadedModel
-from playground.runtime.head import decoding
+from playground.runtime.decode import decode_forward
 from playground.runtime.variants import QUANTIZED_SELF_DRAFTS
 from playground.sampling_pipeline import SamplingSettings, final_probabilities, sample_from
 
@@ -104,12 +104,12 @@ class CachedModel:
             raise SpeculativeError(f"Token id {max(tokens)} is outside this model's vocabulary "
                                    f"({self.embedding_rows} ids): the draft and the target must share token ids.")
         input_ids = torch.tensor([list(tokens)], device=self.device)  # [1, n]
-        # a decoding step of the race (a draft's token or the target's check of k + 1 rows): runtime/head.py
-        with self.lock, torch.inference_mode(), skipping_layers(self.model, self.skip_layers), decoding():
-            output = self.model(input_ids=input_ids, past_key_values=self.cache, use_cache=True, logits_to_keep=keep)
+        # a decoding step of the race (a draft's token or the target's check of k + 1 rows): runtime/decode.py
+        with self.lock, torch.inference_mode(), skipping_layers(self.model, self.skip_layers):
+            logits, _ = decode_forward(self.model, input_ids, self.cache, keep)
         self.ids.extend(int(t) for t in tokens)
         self.forwards += 1
-        return output.logits[0].float().cpu()  # [keep, vocab]
+        return logits[0].float().cpu()  # [keep, vocab]
 
     def crop(self, length: int) -> None:
         """Forget every cached token from position `length` on (DynamicCache.crop takes how many to remove)."""

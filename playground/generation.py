@@ -17,7 +17,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from playground.runtime.head import decoding
+from playground.runtime.decode import decode_forward
 from playground.sampling_pipeline import SamplingSettings, draw_next_token
 
 FINISH_REASONS = ("eos", "stop_string", "length", "cancelled")
@@ -111,13 +111,12 @@ def generate_tokens(
     for index in range(max_new_tokens):
         if cancel is not None and cancel.is_set():
             return
-        with guard, torch.inference_mode(), decoding():
-            # logits_to_keep=1: only the last position's logits are needed; for a prefill of n tokens
-            # this skips n-1 rows of the [hidden x vocab] output projection (49152 wide here). A decoding
-            # step: the default's head finds the top candidates in int8 and recomputes them (runtime/head.py).
-            output = model(input_ids=step_input, past_key_values=past, use_cache=True, logits_to_keep=1)
-        past = output.past_key_values
-        logits = output.logits[0, -1].float()  # [vocab]
+        with guard, torch.inference_mode():
+            # keep=1: only the last position's logits are needed; for a prefill of n tokens this skips n-1 rows
+            # of the [hidden x vocab] output projection (49152 wide here). A decoding step (runtime/decode.py):
+            # the default's lean int4 pass, and its head finds the top candidates in int8 (runtime/head.py).
+            step_logits, past = decode_forward(model, step_input, past, keep=1)
+        logits = step_logits[0, -1].float()  # [vocab]
         seen = history[:prompt_length + index] if history is not None else None
         token_id, probs = draw_next_token(logits, settings, generator, seen)
         all_ids.append(token_id)

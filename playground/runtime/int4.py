@@ -42,17 +42,25 @@ def dequantize_groups(codes: torch.Tensor, scale: torch.Tensor, minimum: torch.T
 
 
 class Int4Linear(torch.nn.Module):
-    """y = x Wᵀ + b with W held as 4-bit codes; x is rounded to bf16 for the kernel, y returned in x's dtype."""
+    """y = x Wᵀ + b with W held as 4-bit codes; x is rounded to bf16 for the kernel, y returned in x's dtype.
 
-    def __init__(self, linear: torch.nn.Linear) -> None:
+    Built from a Linear (`from_linear`) or from the kernel's own buffers (`stacked`)."""
+
+    def __init__(self, packed: torch.Tensor, scale_and_zero: torch.Tensor, bias: torch.Tensor | None,
+                 in_features: int) -> None:
         super().__init__()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.in_features, self.out_features = in_features, scale_and_zero.shape[1]
+        self.register_buffer("packed", packed)  # the kernel's packing of the codes
+        self.register_buffer("scale_and_zero", scale_and_zero)  # [in/G, out, 2] bf16
+        self.register_buffer("bias", bias)
+
+    @classmethod
+    def from_linear(cls, linear: torch.nn.Linear) -> "Int4Linear":
         codes, scale, minimum = quantize_groups(linear.weight)
         # The kernel's form is (q - 8)·scale + zero, so zero = minimum + 8·scale; layout [in/G, out, 2], bf16.
         scale_and_zero = torch.stack([scale, minimum + 8 * scale], dim=-1).transpose(0, 1).contiguous()
-        self.register_buffer("packed", torch._convert_weight_to_int4pack_for_cpu(codes, 1))
-        self.register_buffer("scale_and_zero", scale_and_zero.to(torch.bfloat16))
-        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone())
+        bias = None if linear.bias is None else linear.bias.detach().clone()
+        return cls(_pack(codes), scale_and_zero.to(torch.bfloat16), bias, linear.in_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).to(torch.bfloat16)  # [tokens, in]
@@ -60,8 +68,47 @@ class Int4Linear(torch.nn.Module):
         y = y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
         return y if self.bias is None else y + self.bias
 
+    def codes(self) -> torch.Tensor:
+        """The 4-bit codes [out, in] (int32, 0..15), read back through the kernel itself: with every scale 1 and
+        zero 8 the weight it computes with is the code, so an identity input returns them (small integers, exact
+        in bf16). The packing is the kernel's own and differs between CPUs, so it is never unpicked by hand."""
+        unit = torch.empty_like(self.scale_and_zero)
+        unit[..., 0], unit[..., 1] = 1, 8
+        identity = torch.eye(self.in_features, dtype=torch.bfloat16)
+        return torch._weight_int4pack_mm_for_cpu(identity, self.packed, GROUP_SIZE, unit).T.to(torch.int32)
+
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, group_size={GROUP_SIZE}"
+
+
+def _pack(codes: torch.Tensor) -> torch.Tensor:
+    return torch._convert_weight_to_int4pack_for_cpu(codes, 1)
+
+
+def stacked(parts: list[Int4Linear]) -> Int4Linear:
+    """One Int4Linear that computes the parts (same input) side by side: its output is theirs concatenated, in one
+    kernel call instead of len(parts). Where the packing lays each part's rows out whole (rows in the kernel's
+    blocks: SmolLM2's 576, 192 and 1536 rows), each part's codes become a view into the stacked ones, so the
+    weights are held once; otherwise (a tiny test model) each part keeps its own.
+
+    >>> torch.manual_seed(0) and None
+    >>> q, k = (Int4Linear.from_linear(torch.nn.Linear(64, rows)) for rows in (64, 32))
+    >>> x = torch.randn(2, 64)
+    >>> torch.equal(stacked([q, k])(x), torch.cat([q(x), k(x)], dim=-1))
+    True
+    """
+    whole = _pack(torch.cat([part.codes() for part in parts]))
+    scale_and_zero = torch.cat([part.scale_and_zero for part in parts], dim=1).contiguous()
+    biases = [part.bias for part in parts]
+    bias = None if all(b is None for b in biases) else torch.cat(
+        [torch.zeros(part.out_features) if b is None else b for part, b in zip(parts, biases)])
+    start = 0
+    for part in parts:
+        rows = whole[start:start + part.out_features]
+        if rows.shape == part.packed.shape and torch.equal(rows, part.packed):
+            part.packed = rows
+        start += part.out_features
+    return Int4Linear(whole, scale_and_zero, bias, parts[0].in_features)
 
 
 def quantize_int4_weights(model: torch.nn.Module) -> torch.nn.Module:
@@ -73,5 +120,5 @@ def quantize_int4_weights(model: torch.nn.Module) -> torch.nn.Module:
         for parent in list(block.modules()):
             for name, child in list(parent.named_children()):
                 if isinstance(child, torch.nn.Linear) and child.in_features % GROUP_SIZE == 0:
-                    setattr(parent, name, Int4Linear(child))
+                    setattr(parent, name, Int4Linear.from_linear(child))
     return model

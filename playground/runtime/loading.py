@@ -23,6 +23,7 @@ from playground.limits import shown
 from playground.runtime import embedded
 from playground.runtime.cache import atomic_folder
 from playground.runtime.errors import DeviceUnavailableError, ModelLoadError
+from playground.runtime.decode import fused_tensors
 from playground.runtime.locks import ModelLock
 from playground.runtime.precision import (
     AFTER_LOAD_MESSAGES,
@@ -218,17 +219,18 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 
 def memory_footprint_bytes(model: torch.nn.Module) -> int:
-    """Bytes held by weights and buffers, including torch.ao dynamic-quantized packed weights.
+    """Bytes held by weights and buffers, including torch.ao dynamic-quantized packed weights and the int4
+    decoder's stacked matrices (runtime/decode.py; not submodules), each storage counted once (the separate int4
+    matrices' codes are views into the stacked ones).
 
     `model.parameters()` does not see packed int8 weights (they live in `_packed_params`), and
     bitsandbytes stores 4-bit weights packed two per uint8, which element_size already accounts for.
     """
-    seen: set[int] = set()
-    total = 0
-    for tensor in itertools.chain(model.parameters(), model.buffers()):
-        if id(tensor) not in seen:
-            seen.add(id(tensor))
-            total += tensor.numel() * tensor.element_size()
+    storages: dict[int, int] = {}
+    for tensor in itertools.chain(model.parameters(), model.buffers(), fused_tensors(model)):
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr() or id(tensor)] = storage.nbytes()  # 0: no data (meta, empty)
+    total = sum(storages.values())
     for module in model.modules():
         packed = getattr(module, "_packed_params", None)
         if packed is not None and hasattr(packed, "_weight_bias"):

@@ -28,6 +28,7 @@ import torch
 from playground.limits import shown
 from playground.config import PRECISION_CHOICES
 from playground.runtime.errors import ModelLoadError
+from playground.runtime.decode import fuse_decoder
 from playground.runtime.head import quantize_output_head
 from playground.runtime.int4 import int4_available, quantize_int4_weights
 
@@ -87,8 +88,8 @@ INT8_DYNAMIC_WARNING_GENERIC = ("dynamic int8 is faster on CPU but can cost a lo
                                 "quantization lab)")
 # The embedded model's "fp32" is its GGUF's Q4_1 weights dequantized: int4 re-encodes weights that were already
 # 4-bit, so its KL against that reference flatters it (against the published bf16 weights it would be larger).
-INT4_MEASURED = ("measured on SmolLM2-135M (2-core CPUs, 2026-12-03): 1.6-1.9x faster decoding than fp32 with the "
-                 "decode head, KL 0.0007 / top-1 agreement 98% in decoding steps; that "
+INT4_MEASURED = ("measured on SmolLM2-135M (2-core Xeon, 2026-12-03): 2.0-2.1x faster decoding than fp32 with the "
+                 "decode head and the lean decoding step, KL 0.0007 / top-1 agreement 98% in decoding steps; that "
                  "fp32 is the GGUF's Q4_1 weights dequantized, so int4 re-encodes weights that were already 4-bit "
                  "and the KL flatters it (Model tab)")
 INT4_GENERIC = ("reads an eighth of the decoder's bytes per token, so it decodes faster than fp32; measure this "
@@ -113,7 +114,7 @@ def resolve_precision(requested: str, device: str, model: str = "") -> Precision
 
     On CUDA, NF4 (bitsandbytes) fits 7B models in ~5 GB with small, measured quality loss. On CPU decoding
     is bound by reading the weights, so auto takes int4 weight-only (runtime/int4.py) with the decode head
-    (runtime/head.py): measured 1.6-1.9x faster than fp32 at KL 0.0007 / top-1 98% in decoding steps on
+    (runtime/head.py) and the lean decoding step (runtime/decode.py): measured 2.0-2.1x faster than fp32 at KL 0.0007 / top-1 98% in decoding steps on
     SmolLM2-135M (0.0003 in a full forward, which keeps the fp32 head), against a reference that is its GGUF's Q4_1 weights
     dequantized (which flatters int4). Dynamic int8 is faster still but costs too much quality
     (see INT8_DYNAMIC_WARNING), so it stays opt-in, as does exact fp32 ('none').
@@ -213,10 +214,10 @@ def quantize_dynamic_int8(model: torch.nn.Module) -> torch.nn.Module:
 
 def requantize(model: torch.nn.Module, precision: Precision) -> torch.nn.Module:
     """Convert an fp32 model in memory to `precision` when its method converts after loading (int4-cpu: int4
-    decoder matrices and the decode head; torchao-int8); any other model is returned as it is. Used by the loader and by the LoRA merge, so a
+    decoder matrices, q/k/v and gate/up fused for the lean decoding step, and the decode head; torchao-int8); any other model is returned as it is. Used by the loader and by the LoRA merge, so a
     merged model gets the same weights a fresh load in that precision would."""
     if precision.method == "torchao-int8":
         return quantize_dynamic_int8(model)
     if precision.method == "int4-cpu":
-        return quantize_output_head(quantize_int4_weights(model))
+        return quantize_output_head(fuse_decoder(quantize_int4_weights(model)))
     return model

@@ -18,9 +18,10 @@ def test_default_model_loads_with_an_honest_status(real_model):
     assert "auto" in status["precision_reason"] and "int4" in status["precision_reason"]
     assert 130e6 < status["parameters"] < 140e6  # 134.5 M
     # fp32 embeddings (tied with the head): 28.3 M x 4 B = 113 MB; the decoder's 106 M weights at 4 bits = 53 MB,
-    # plus a bf16 scale and offset per 32 weights = 13 MB, plus the decode head's int8 rows, 28 MB. fp32
-    # everywhere would be 538 MB.
-    assert 185 < status["memory_mb"] < 215
+    # plus a bf16 scale and offset per 32 weights = 13 MB, plus the decode head's int8 rows, 28 MB, plus the
+    # stacked q/k/v and gate/up matrices' own scales and offsets, 9 MB (their codes are the separate matrices',
+    # shared: a second copy would add 40 MB). fp32 everywhere would be 538 MB.
+    assert 195 < status["memory_mb"] < 215
     config = real_model.model.config
     assert (config.num_hidden_layers, config.num_attention_heads, config.num_key_value_heads, config.vocab_size) == (
         30, 9, 3, 49152)
@@ -64,6 +65,30 @@ def test_the_decode_heads_token_is_the_fp32_heads_at_every_position_of_the_evalu
     top = exact.topk(RESCORED // 2, dim=-1).indices
     torch.testing.assert_close(decoded.gather(1, top), exact.gather(1, top), rtol=1e-5, atol=1e-4)
     assert not torch.equal(decoded, exact)  # the tail is the int8 pass's
+
+
+def test_the_lean_decoding_step_is_the_models_own_forward_bit_for_bit_and_holds_the_weights_once(real_model):
+    from transformers import DynamicCache
+
+    from playground.runtime import decode
+    from playground.runtime.head import decoding
+
+    model = real_model.model
+    fused = decode._lean_layers(model)
+    assert fused is not None  # the default decodes through the lean pass
+    for layer in model.model.layers:  # the separate matrices' codes are views into the stacked ones
+        stacks = fused[layer]
+        for part, stack in ((layer.self_attn.q_proj, stacks.qkv), (layer.self_attn.v_proj, stacks.qkv),
+                            (layer.mlp.up_proj, stacks.gate_up)):
+            assert part.packed.untyped_storage().data_ptr() == stack.packed.untyped_storage().data_ptr()
+    ids = encode_prompt(real_model.tokenizer, "Write one sentence about the sea.")
+    ours, theirs = DynamicCache(config=model.config), DynamicCache(config=model.config)
+    with torch.inference_mode():
+        for step, keep in ((ids, 1), (torch.tensor([[1070]]), 1), (torch.tensor([[314, 2662, 30]]), 3)):
+            got, _ = decode.decode_forward(model, step, ours, keep)
+            with decoding():
+                expected = model(input_ids=step, past_key_values=theirs, use_cache=True, logits_to_keep=keep).logits
+            assert torch.equal(got, expected)
 
 
 def test_eager_attention_weights_are_causal_distributions(real_model):

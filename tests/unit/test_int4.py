@@ -28,7 +28,7 @@ def test_the_docstring_example_group_round_trips():
 def test_layer_equals_a_float64_product_with_the_dequantized_weights():
     torch.manual_seed(0)
     linear = torch.nn.Linear(128, 48, bias=True)
-    layer = Int4Linear(linear)
+    layer = Int4Linear.from_linear(linear)
     codes, scale, minimum = quantize_groups(linear.weight)
     # What the kernel should compute: bf16 inputs, bf16 scales/offsets, the 4-bit codes; in float64.
     scale_b = scale.bfloat16().double()
