@@ -32,7 +32,7 @@ import torch
 
 from playground.limits import shown
 from playground.runtime import LoadedModel
-from playground.runtime.decode import decode_forward
+from playground.runtime.decode import decode_forward, new_cache
 from playground.runtime.variants import QUANTIZED_SELF_DRAFTS
 from playground.sampling_pipeline import SamplingSettings, final_probabilities, sample_from
 
@@ -71,19 +71,18 @@ def skipping_layers(model: Any, skip: frozenset[int]) -> Iterator[None]:
 
 
 class CachedModel:
-    """A causal LM and its own DynamicCache. `ids` are the tokens whose keys/values are cached.
+    """A causal LM and its own KV cache (runtime/decode.py's `new_cache`). `ids` are the tokens whose keys/values
+    are cached.
 
     `feed(tokens)` runs only the new tokens (the cache holds the rest) and returns their logits;
     `crop(n)` rolls the cache back to its first n tokens, which is how rejected drafts are undone.
     """
 
     def __init__(self, model: Any, lock: Any = None, skip_layers: Sequence[int] = ()) -> None:
-        from transformers import DynamicCache
-
         self.model = model
         self.lock = lock if lock is not None else contextlib.nullcontext()
         self.skip_layers = frozenset(int(i) for i in skip_layers)
-        self.cache = DynamicCache(config=model.config)
+        self.cache = new_cache(model)
         self.ids: list[int] = []
         self.forwards = 0
         self.device = next(model.parameters()).device

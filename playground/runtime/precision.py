@@ -88,7 +88,7 @@ INT8_DYNAMIC_WARNING_GENERIC = ("dynamic int8 is faster on CPU but can cost a lo
                                 "quantization lab)")
 # The embedded model's "fp32" is its GGUF's Q4_1 weights dequantized: int4 re-encodes weights that were already
 # 4-bit, so its KL against that reference flatters it (against the published bf16 weights it would be larger).
-INT4_MEASURED = ("measured on SmolLM2-135M (2-core Xeon, 2026-12-03): 2.0-2.1x faster decoding than fp32 with the "
+INT4_MEASURED = ("measured on SmolLM2-135M (2-core Xeon, 2026-12-03): 1.9-2.2x faster decoding than fp32 with the "
                  "decode head and the lean decoding step, KL 0.0007 / top-1 agreement 98% in decoding steps; that "
                  "fp32 is the GGUF's Q4_1 weights dequantized, so int4 re-encodes weights that were already 4-bit "
                  "and the KL flatters it (Model tab)")
@@ -114,7 +114,7 @@ def resolve_precision(requested: str, device: str, model: str = "") -> Precision
 
     On CUDA, NF4 (bitsandbytes) fits 7B models in ~5 GB with small, measured quality loss. On CPU decoding
     is bound by reading the weights, so auto takes int4 weight-only (runtime/int4.py) with the decode head
-    (runtime/head.py) and the lean decoding step (runtime/decode.py): measured 2.0-2.1x faster than fp32 at KL 0.0007 / top-1 98% in decoding steps on
+    (runtime/head.py) and the lean decoding step (runtime/decode.py): measured 1.9-2.2x faster than fp32 at KL 0.0007 / top-1 98% in decoding steps on
     SmolLM2-135M (0.0003 in a full forward, which keeps the fp32 head), against a reference that is its GGUF's Q4_1 weights
     dequantized (which flatters int4). Dynamic int8 is faster still but costs too much quality
     (see INT8_DYNAMIC_WARNING), so it stays opt-in, as does exact fp32 ('none').

@@ -149,3 +149,63 @@ def test_the_memory_footprint_counts_the_stacked_matrices_once(tiny_model):
     replaced = sum(p.packed.nbytes for p in parts if p.packed.untyped_storage().data_ptr() in stacks)
     assert sum(stacks.values()) > 0
     assert memory_footprint_bytes(fused) == memory_footprint_bytes(unfused) + sum(stacks.values()) - replaced
+
+
+def feed_steps(model, cache, steps, crop_after: int | None = None) -> list[torch.Tensor]:
+    """Logits of each step through decode_forward; after step `crop_after`, the cache drops its last 2 tokens
+    (a speculative rollback)."""
+    out = []
+    with torch.inference_mode():
+        for index, ids in enumerate(steps):
+            logits, cache = decode_forward(model, torch.tensor([ids]), cache, keep=len(ids))
+            out.append(logits)
+            if index == crop_after:
+                cache.crop(-2)
+    return out
+
+
+@pytest.mark.parametrize("lean_pass", [True, False], ids=["the lean pass", "the model's own forward"])
+def test_the_growing_cache_gives_the_same_bits_as_transformers_dynamic_cache(int4_model, tiny_model, lean_pass,
+                                                                               monkeypatch):
+    monkeypatch.setattr(decode.GrowingLayer, "INITIAL_ROOM", 4)  # so the steps below outgrow the buffer twice
+    model = int4_model if lean_pass else tiny_model
+    steps = [PROMPT, [7], [3, 12, 30], [9], [1, 2], [4]]
+    growing, plain = decode.new_cache(model), DynamicCache(config=model.config)
+    assert all(isinstance(layer, decode.GrowingLayer) for layer in growing.layers)
+    for got, expected in zip(feed_steps(model, growing, steps, crop_after=2), feed_steps(model, plain, steps, 2),
+                             strict=True):
+        assert torch.equal(got, expected)
+    assert caches_equal(growing, plain) and growing.get_seq_length() == sum(map(len, steps)) - 2
+
+
+def test_a_step_writes_into_the_buffer_instead_of_copying_the_cache():
+    layer = decode.GrowingLayer()
+    rows = torch.randn(1, 2, 5, 4)
+    layer.update(rows, rows)
+    buffer = layer.buffer_keys
+    for step in range(3):
+        new = torch.randn(1, 2, 1, 4)
+        keys, values = layer.update(new, new)
+        assert layer.buffer_keys is buffer and keys.data_ptr() == buffer.data_ptr()  # no new tensor per step
+        assert torch.equal(keys[..., -1:, :], new) and keys.shape[-2] == 6 + step
+
+
+def test_a_cache_whose_tensors_were_replaced_is_copied_into_a_fresh_buffer():
+    layer = decode.GrowingLayer()
+    rows = torch.arange(24.0).reshape(2, 1, 3, 4)
+    layer.update(rows, rows)
+    layer.batch_select_indices(torch.tensor([1]))  # a new tensor, not a view of the buffer
+    new = torch.full((1, 1, 1, 4), -1.0)
+    keys, _ = layer.update(new, new)
+    assert torch.equal(keys, torch.cat([rows[1:], new], dim=-2))
+
+
+def test_a_sliding_window_layer_is_kept():
+    from transformers import MistralConfig
+
+    config = MistralConfig(num_hidden_layers=2, sliding_window=4, hidden_size=32, num_attention_heads=4,
+                           num_key_value_heads=2, intermediate_size=64, vocab_size=100)
+    model = type("Model", (), {"config": config})
+    assert [type(layer) for layer in decode.new_cache(model).layers] == [
+        type(layer) for layer in DynamicCache(config=config).layers]
+    assert not any(isinstance(layer, decode.GrowingLayer) for layer in decode.new_cache(model).layers)

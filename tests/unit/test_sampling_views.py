@@ -177,6 +177,7 @@ def test_prompt_logits_are_cached_per_model_prompt_and_chat_flag(tiny_model, tin
         def __init__(self):
             super().__init__()
             self.inner = tiny_model
+            self.config = tiny_model.config  # a causal LM's config: the decoding step sizes its KV cache from it
 
         def forward(self, **kwargs):
             calls.append(kwargs["input_ids"].shape)
