@@ -102,9 +102,20 @@ class _FusedLayer:
     modules: tuple[torch.nn.Module, ...]  # `_members(layer)` as fused
 
     def intact(self, layer: torch.nn.Module) -> bool:
-        """The layer still holds the modules it was fused from, and none has a forward hook."""
-        return all(now is then and not (now._forward_hooks or now._forward_pre_hooks)
-                   for now, then in zip(_members(layer), self.modules))
+        """The layer still holds the modules it was fused from, and none has a forward hook of ours."""
+        return all(now is then and not _hooked(now) for now, then in zip(_members(layer), self.modules))
+
+
+# transformers installs its output recorders as permanent forward hooks on every layer the first time a forward asks
+# for hidden states (the logit lens does); they record only inside such a forward, which a decoding step never is
+_TRANSFORMERS_RECORDERS = "transformers.utils.output_capturing"
+
+
+def _hooked(module: torch.nn.Module) -> bool:
+    """Whether a hook would change or read this module's forward (an ablation, a capture): any pre-hook, or a
+    forward hook other than transformers' idle output recorders."""
+    return bool(module._forward_pre_hooks) or any(
+        getattr(hook, "__module__", None) != _TRANSFORMERS_RECORDERS for hook in module._forward_hooks.values())
 
 
 def _members(layer: torch.nn.Module) -> tuple[torch.nn.Module, ...]:
@@ -154,8 +165,7 @@ def _lean_layers(model: Any) -> dict[torch.nn.Module, _FusedLayer] | None:
     if fused is None or model.training or model.config._attn_implementation != "sdpa":
         return None
     inner = model.model
-    if any(m._forward_hooks or m._forward_pre_hooks for m in (model, inner, inner.embed_tokens, inner.norm,
-                                                              inner.rotary_emb, model.lm_head)):
+    if any(_hooked(m) for m in (model, inner, inner.embed_tokens, inner.norm, inner.rotary_emb, model.lm_head)):
         return None
     if all(layer in fused and fused[layer].intact(layer) for layer in inner.layers):
         return fused  # inner.layers may be a subset (a layer-skipping draft): each layer keeps its cache slot

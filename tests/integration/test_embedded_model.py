@@ -74,16 +74,18 @@ def test_the_lean_decoding_step_is_the_models_own_forward_bit_for_bit_and_holds_
     from playground.runtime.head import decoding
 
     model = real_model.model
-    fused = decode._lean_layers(model)
-    assert fused is not None  # the default decodes through the lean pass
-    for layer in model.model.layers:  # the separate matrices' codes are views into the stacked ones
-        stacks = fused[layer]
-        for part, stack in ((layer.self_attn.q_proj, stacks.qkv), (layer.self_attn.v_proj, stacks.qkv),
-                            (layer.mlp.up_proj, stacks.gate_up)):
-            assert part.packed.untyped_storage().data_ptr() == stack.packed.untyped_storage().data_ptr()
     ids = encode_prompt(real_model.tokenizer, "Write one sentence about the sea.")
     ours, theirs = DynamicCache(config=model.config), DynamicCache(config=model.config)
-    with torch.inference_mode():
+    # Under the model's lock, as the app decodes: the session's model is shared with the API tests' app, whose
+    # analyses (an ablation still finishing its layer) hook it while they hold the lock.
+    with real_model.lock, torch.inference_mode():
+        fused = decode._lean_layers(model)
+        assert fused is not None  # the default decodes through the lean pass
+        for layer in model.model.layers:  # the separate matrices' codes are views into the stacked ones
+            stacks = fused[layer]
+            for part, stack in ((layer.self_attn.q_proj, stacks.qkv), (layer.self_attn.v_proj, stacks.qkv),
+                                (layer.mlp.up_proj, stacks.gate_up)):
+                assert part.packed.untyped_storage().data_ptr() == stack.packed.untyped_storage().data_ptr()
         for step, keep in ((ids, 1), (torch.tensor([[1070]]), 1), (torch.tensor([[314, 2662, 30]]), 3)):
             got, _ = decode.decode_forward(model, step, ours, keep)
             with decoding():

@@ -209,3 +209,14 @@ def test_a_sliding_window_layer_is_kept():
     assert [type(layer) for layer in decode.new_cache(model).layers] == [
         type(layer) for layer in DynamicCache(config=config).layers]
     assert not any(isinstance(layer, decode.GrowingLayer) for layer in decode.new_cache(model).layers)
+
+
+def test_transformers_own_output_recorders_do_not_turn_the_lean_pass_off(int4_model):
+    """The first forward that asks for hidden states (the logit lens) leaves transformers' output-capturing hooks on
+    every layer for good; they record only inside such a forward, so decoding keeps the lean pass."""
+    with torch.inference_mode():
+        int4_model(input_ids=torch.tensor([PROMPT]), output_hidden_states=True)
+    assert any(layer._forward_hooks for layer in int4_model.model.layers)  # installed, and they stay
+    assert decode._lean_layers(int4_model) is not None
+    cache = DynamicCache(config=int4_model.config)
+    assert torch.equal(lean(int4_model, PROMPT, None, 1), own_forward(int4_model, PROMPT, cache, 1))
