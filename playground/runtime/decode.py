@@ -10,7 +10,7 @@ separate q_proj, k_proj, v_proj, gate_proj and up_proj modules stay, their codes
 the LoRA targets, the quantization tab's matrix picker and every analysis see the model as before), the rotary embedding
 is applied to queries and keys in one go, and transformers' per-call bookkeeping (output recorders, mask
 building, kwargs plumbing) is skipped. Every operation that changes a number is the one transformers runs, in the
-same order (its RMSNorm written out, its rotary, SDPA), so the logits are equal, not close: tests check them
+same order (the model's own norm modules, transformers' rotate_half, SDPA), so the logits are equal, not close: tests check them
 bit for bit against the model's own forward, and greedy output against `generate`.
 
 The KV cache a decoding step grows (`new_cache`) writes each step's keys and values into a buffer with room to
@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
+from transformers.models.llama.modeling_llama import rotate_half
 
 from playground.runtime.head import decoding
 from playground.runtime.int4 import Int4Linear, stacked
@@ -172,18 +173,6 @@ def _lean_layers(model: Any) -> dict[torch.nn.Module, _FusedLayer] | None:
     return None
 
 
-def _rms_norm(x: torch.Tensor, norm: torch.nn.Module) -> torch.Tensor:
-    """LlamaRMSNorm's forward, op for op (a fused rms_norm rounds differently and measured no faster)."""
-    x32 = x.to(torch.float32)
-    variance = x32.pow(2).mean(-1, keepdim=True)
-    return norm.weight * (x32 * torch.rsqrt(variance + norm.variance_epsilon)).to(x.dtype)
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
 def _lean_forward(model: Any, fused: dict[torch.nn.Module, _FusedLayer], input_ids: torch.Tensor, cache: Any,
                   keep: int) -> torch.Tensor:
     """input_ids [1, n] after the cache's tokens -> logits of the last `keep` [1, keep, vocab]; the cache grows."""
@@ -199,19 +188,19 @@ def _lean_forward(model: Any, fused: dict[torch.nn.Module, _FusedLayer], input_i
     mask = None if n == 1 or past == 0 else torch.ones(n, past + n, dtype=torch.bool, device=input_ids.device).tril(past)
     for layer in inner.layers:
         attention, mlp, weights = layer.self_attn, layer.mlp, fused[layer]
-        x = _rms_norm(hidden, layer.input_layernorm).view(n, -1)  # [n, hidden]
+        x = layer.input_layernorm(hidden).view(n, -1)  # [n, hidden]
         qkv = weights.qkv(x).view(1, n, heads + 2 * kv_heads, head_dim).transpose(1, 2)
         rotated = qkv[:, :heads + kv_heads]  # queries and keys [1, heads + kv_heads, n, head_dim]: one rotation
-        rotated = rotated * cos + _rotate_half(rotated) * sin
+        rotated = rotated * cos + rotate_half(rotated) * sin
         keys, values = cache.update(rotated[:, heads:], qkv[:, heads + kv_heads:], attention.layer_idx)
         out = F.scaled_dot_product_attention(rotated[:, :heads], keys, values, attn_mask=mask,
                                              is_causal=mask is None and n > 1, scale=attention.scaling,
                                              enable_gqa=True)  # [1, heads, n, head_dim]
         hidden = hidden + attention.o_proj(out.transpose(1, 2).reshape(1, n, -1))
-        x = _rms_norm(hidden, layer.post_attention_layernorm).view(n, -1)
+        x = layer.post_attention_layernorm(hidden).view(n, -1)
         gate, up = weights.gate_up(x).split(config.intermediate_size, dim=-1)
         hidden = hidden + mlp.down_proj(mlp.act_fn(gate) * up).view(1, n, -1)
-    return model.lm_head(_rms_norm(hidden[:, -keep:], inner.norm))
+    return model.lm_head(inner.norm(hidden[:, -keep:]))
 
 
 def decode_forward(model: Any, input_ids: torch.Tensor, cache: Any = None, keep: int = 1) -> tuple[torch.Tensor, Any]:

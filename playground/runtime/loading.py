@@ -22,8 +22,8 @@ import torch
 from playground.limits import shown
 from playground.runtime import embedded
 from playground.runtime.cache import atomic_folder
-from playground.runtime.errors import DeviceUnavailableError, ModelLoadError
 from playground.runtime.decode import fused_tensors
+from playground.runtime.errors import DeviceUnavailableError, ModelLoadError
 from playground.runtime.locks import ModelLock
 from playground.runtime.precision import (
     AFTER_LOAD_MESSAGES,
