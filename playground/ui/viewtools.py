@@ -19,7 +19,8 @@ from playground.ui import export
 from playground.ui.deeplinks import (LINK_WARNING_SECONDS, DeepLink, LinkField, build_query, fields_for, link_warnings,
                                      resolve_query)
 from playground.ui.errors import user_errors
-from playground.ui.examples import Example, ExampleFile, click_handler, load_example_file, opening_example
+from playground.ui.examples import (Example, ExampleFile, click_handler, load_example_file, opening_example,
+                                   output_payload)
 
 # Runs in the browser after "copy link": make the URL absolute (keeping presenter mode and the theme),
 # try the clipboard, and always show the link in the textbox (the clipboard needs https or localhost).
@@ -33,8 +34,8 @@ COPY_LINK_JS = """(query) => {
   return url;
 }"""
 
-# On page load: hand the page's query string to Python (which resolves it).
-READ_QUERY_JS = "(query) => window.location.search"
+# On page load: the page's query string (Python resolves it when there is one).
+READ_QUERY_JS = "(query) => window.location.search || query"
 
 # After a deep link filled the inputs: press the tab's main button (once it is on the page).
 PRESS_RUN_JS = """(target) => {
@@ -163,6 +164,23 @@ def example_note(data: ExampleFile, example: Example, run_label: str | None, fre
             f"press **{run_label}** to compute it live.")
 
 
+def show_at_start(components: Sequence[Any], payloads: Sequence[Any]) -> None:
+    """Make page payloads (as `examples.output_payload` gives them) the components' starting state in the page's
+    config, as if an event had returned them: a value, or an update's properties.
+
+    >>> box = gr.Textbox("old", visible=False)
+    >>> show_at_start([box], [{"__type__": "update", "value": "new", "visible": True}])
+    >>> box.value, box.visible
+    ('new', True)
+    """
+    for component, payload in zip(components, payloads, strict=True):
+        update = payload if isinstance(payload, dict) and payload.get("__type__") == "update" else {"value": payload}
+        for key, value in update.items():
+            if key != "__type__":
+                # copies: a page payload may be shared with the example buttons' answers
+                setattr(component, key, copy.deepcopy(value))
+
+
 def wire_example_row(demo: gr.Blocks, row: ExampleRow, links: TabLinks, open_with_example: bool = True) -> None:
     """Each example button fills the inputs and shows the cached outputs at once (no model call). With
     `open_with_example`, the page opens showing the cached result of the example whose inputs are the tab's
@@ -179,13 +197,12 @@ def wire_example_row(demo: gr.Blocks, row: ExampleRow, links: TabLinks, open_wit
     starting = {spec.name: component.value for spec, component in zip(links.fields, links.components)}
     first = opening_example(row.data, starting, len(run_outputs)) if open_with_example else None
     if first is not None:
-        def show_first(example: Example = first) -> list[Any]:
-            note = gr.Markdown(example_note(row.data, example, run_label, True), visible=True)
-            # copies: gradio pops "value" out of an update dict it is given, and the next page gets these again
-            return [*copy.deepcopy(example.outputs), note]  # type: ignore[misc]  # opening_example checked them
-
-        demo.load(show_first, None, [*run_outputs, row.note], postprocess=False, queue=False,
-                  api_visibility="private", show_progress="hidden")
+        # The page's own config carries the cached result, not a load event: every output of every event a page
+        # has run stays in gradio's loading-status table, which the page walks at each status message of every
+        # later event (a slider move paid ~400 ms for the outputs of ten tabs' opening examples).
+        show_at_start([*run_outputs, row.note],
+                      [*first.outputs, output_payload(row.note, gr.Markdown(example_note(row.data, first, run_label,
+                                                                                         True), visible=True))])
     for example, button in row.buttons:
         links.example_ids[example.name] = button.elem_id
 
@@ -318,7 +335,7 @@ def wire_deep_links(demo: gr.Blocks, tabs: Any, all_links: Sequence[TabLinks], p
     fields = {tab.key: tab.fields for tab in all_links}
     run_ids = {tab.key: tab.run_elem_id for tab in all_links}
     example_ids = {tab.key: tab.example_ids for tab in all_links}
-    query = gr.Textbox(visible=False)
+    query = gr.Textbox("", visible=False)  # "": the page's own empty query is no change
     run_target = gr.Textbox(visible=False)
 
     def resolve_link(query_string: str) -> dict[str, Any]:
@@ -343,9 +360,13 @@ def wire_deep_links(demo: gr.Blocks, tabs: Any, all_links: Sequence[TabLinks], p
         return [selected, presenter, target, *link_updates(link, all_links)]
 
     outputs = [tabs, page.presenter, run_target, *(c for tab in all_links for c in tab.components)]
+    # The page reads its query itself; only a page with one asks Python to resolve it (its `change`). A load
+    # event with every tab's inputs as outputs would put them all in gradio's loading-status table, which the
+    # page walks at every later event's status messages (see show_at_start).
+    demo.load(None, query, query, js=READ_QUERY_JS, api_visibility="private", queue=False)
     # concurrency_limit=None: resolving a link is instant and must never wait behind someone's long job.
-    demo.load(apply_link, query, outputs, js=READ_QUERY_JS, api_visibility="private", show_progress="hidden",
-              concurrency_limit=None).then(
+    query.change(apply_link, query, outputs, api_visibility="private", show_progress="hidden",
+                 concurrency_limit=None).then(
         None, run_target, run_target, js=PRESS_RUN_JS, api_visibility="private", queue=False)
     demo.load(None, page.dark, page.dark, js=READ_DARK_JS, api_visibility="private", queue=False)
     gr.api(user_errors(resolve_link), api_name="deep_link")
