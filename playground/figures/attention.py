@@ -27,6 +27,7 @@ from playground.figures.style import MUTED, PALETTE, colorbar, styled
 MASKED_COLOR = "#E5E7EB"
 ALLOWED_COLOR = PALETTE[0]
 WEIGHT_SCALE = "Viridis"
+WEIGHT_STOPS = [list(stop) for stop in go.Heatmap(colorscale=WEIGHT_SCALE).colorscale]  # as validation writes them
 SCORE_SCALE = "RdBu_r"
 LABEL_CHARS = 12  # token labels longer than this are cut on the axes (hover shows them whole)
 STORY_TOKENS = 64  # the three story panels show at most the first 64 tokens (each panel is a third as wide)
@@ -131,11 +132,13 @@ def attention_heatmap(view: AttentionView) -> go.Figure:
     weights = _masked(view.weights.numpy().astype(np.float32), view.allowed.numpy())
     # Query 0 can only attend to itself (weight 1); the colour scale tops out at the largest other weight.
     top = float(np.nanmax(weights[1:])) if len(labels) > 1 else 1.0
-    figure = go.Figure(go.Heatmap(
-        z=weights, x=labels, y=labels, colorscale=WEIGHT_SCALE, zmin=0, zmax=top, **_gaps(len(labels)),
-        colorbar=colorbar("attention weight", len=0.6),
-        hovertemplate="query %{y}<br>key %{x}<br>weight %{z:.6f}<extra></extra>",
-    ), layout=_token_axes())
+    # Unvalidated (this figure is redrawn at every layer or head move: validation took ~6 ms of ~10); the unit tests
+    # validate it.
+    figure = go.Figure(data=[{
+        "type": "heatmap", "z": weights, "x": labels, "y": labels, "colorscale": WEIGHT_STOPS, "zmin": 0, "zmax": top,
+        **_gaps(len(labels)), "colorbar": colorbar("attention weight", len=0.6),
+        "hovertemplate": "query %{y}<br>key %{x}<br>weight %{z:.6f}<extra></extra>",
+    }], layout=_token_axes(), _validate=False)
     where = head_name(view.head) + ("" if view.kv_head is None else f" (reads KV head {view.kv_head})")
     return styled(figure, f"Layer {view.layer}, {where}<br><sup>each row sums to 1 · blank = masked (future) keys</sup>",
                   height=_square_height(len(labels)))
@@ -144,11 +147,11 @@ def attention_heatmap(view: AttentionView) -> go.Figure:
 def query_row_figure(row: AttentionRow, view: AttentionView) -> go.Figure:
     """Bar chart: how much one query token attends to each earlier token."""
     labels = axis_labels(row.keys)
-    figure = go.Figure(go.Bar(
-        x=labels, y=list(row.weights), marker_color=ALLOWED_COLOR, name="weight",
-        hovertemplate="key %{x}<br>weight %{y:.6f}<extra></extra>",
-    ), layout={"xaxis": {"title": {"text": "key token (position and text)"}, "type": "category", "tickangle": -60},
-               "yaxis": {"title": {"text": "attention weight"}, "rangemode": "tozero"}})
+    figure = go.Figure(data=[{  # unvalidated, as attention_heatmap (it follows the query slider)
+        "type": "bar", "x": labels, "y": list(row.weights), "marker": {"color": ALLOWED_COLOR}, "name": "weight",
+        "hovertemplate": "key %{x}<br>weight %{y:.6f}<extra></extra>",
+    }], layout={"xaxis": {"title": {"text": "key token (position and text)"}, "type": "category", "tickangle": -60},
+                "yaxis": {"title": {"text": "attention weight"}, "rangemode": "tozero"}}, _validate=False)
     title = (f"What token {row.position} “{row.token}” attends to<br><sup>layer {view.layer}, {head_name(view.head)}"
              f" · its weights sum to {sum(row.weights):.4f}</sup>")
     return styled(figure, title, height=380)

@@ -16,7 +16,7 @@ from playground.ui.common import LATEX_DELIMITERS, explanation
 from playground.ui.context import AppContext
 from playground.ui.engine import weights_note
 from playground.ui.errors import user_errors
-from playground.ui.queueing import skip_the_queue
+from playground.ui.queueing import after_first_paint, skip_the_queue
 
 EXPLANATION = r"""
 ### What you are seeing
@@ -366,12 +366,12 @@ def create_attention_tab(ctx: AppContext) -> dict[str, Any]:
     # Moving layer or head re-slices the cached forward: the heatmap first, then what else depends on the control.
     view_move = {"api_visibility": "private", "show_progress": "hidden"}
     # the heatmap's event skips the queue (queueing.skip_the_queue: it re-reads the cached forward)
-    layer.input(handlers.move_layer_or_head, attention_inputs, attention_outputs, trigger_mode="always_last",
-                **view_move, **skip_the_queue()).then(handlers.after_layer_move, attention_inputs, attention_outputs,
-                                                    **view_move)
-    head.input(handlers.move_layer_or_head, attention_inputs, attention_outputs, trigger_mode="always_last",
-               **view_move, **skip_the_queue()).then(handlers.after_head_move, attention_inputs, attention_outputs,
-                                                   **view_move)
+    after_first_paint(layer.input(handlers.move_layer_or_head, attention_inputs, attention_outputs,
+                                  trigger_mode="always_last", **view_move, **skip_the_queue())).then(
+        handlers.after_layer_move, attention_inputs, attention_outputs, **view_move)
+    after_first_paint(head.input(handlers.move_layer_or_head, attention_inputs, attention_outputs,
+                                 trigger_mode="always_last", **view_move, **skip_the_queue())).then(
+        handlers.after_head_move, attention_inputs, attention_outputs, **view_move)
     grid_mode.input(handlers.change_grid_mode, attention_inputs, attention_outputs, trigger_mode="always_last",
                     **view_move)
     row_inputs = [prompt, layer, head, chat, query]

@@ -101,6 +101,18 @@ def skip_the_queue() -> dict[str, Any]:
     return {} if on_zerogpu() else {"queue": False}
 
 
+# Resolves once the page has painted what the previous event's answer drew: one animation frame, then a macrotask.
+AFTER_PAINT_JS = "() => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)))"
+
+
+def after_first_paint(dependency: Any) -> Any:
+    """Chain a slider move's follow-up events (`.then` on the result) only after its first view is painted. gradio
+    starts a `.then` in the same task that applied the answer, and a starting event refreshes the loading status of
+    every component the page has written to, twice, before the browser may paint: ~40 ms of a temperature move's
+    ~230 (benchmarks.slider_latency, 2026-12-03). A step in the page alone (no Python) costs no such refresh."""
+    return dependency.then(None, None, None, js=AFTER_PAINT_JS, queue=False, api_visibility="private")
+
+
 def wrap_gpu_events(demo: gr.Blocks) -> list[str]:
     """Wrap the handlers of GPU_EVENTS with `runtime.gpu.gpu` (ZeroGPU's `spaces.GPU` on a Space, else
     unchanged), and every other event that calls the same handler (a slider's private re-run of

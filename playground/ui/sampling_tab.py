@@ -23,7 +23,7 @@ from playground.ui.context import AppContext
 from playground.ui.deeplinks import link_into
 from playground.ui.engine import engine_or_local
 from playground.ui.errors import user_errors
-from playground.ui.queueing import skip_the_queue
+from playground.ui.queueing import after_first_paint, skip_the_queue
 
 EXPLANATION = r"""
 ### What you are seeing
@@ -442,8 +442,9 @@ def create_sampling_tab(ctx: AppContext) -> dict[str, Any]:
             ([top_n.change], handlers.raw_numbers, [next_json], False),
             ([chat.change, top_k.change, top_p.change, min_p.change, repetition_penalty.change], handlers.sweep_view,
              [sweep_plot, next_json], True)):
-        moved = gr.on(triggers, handlers.stage_view, view_inputs, [stage_plot, stats], api_visibility="private",
-                      trigger_mode="always_last", **fast, **skip_the_queue()).then(
+        moved = after_first_paint(gr.on(triggers, handlers.stage_view, view_inputs, [stage_plot, stats],
+                                        api_visibility="private", trigger_mode="always_last", **fast,
+                                        **skip_the_queue())).then(
             follow_up, view_inputs, follow_up_outputs, api_visibility="private", **fast)
         if redraws:
             moved.then(handlers.draw_samples, setting_inputs + [samples], [samples_plot, samples_json],

@@ -51,6 +51,7 @@ def test_attention_opens_on_a_cached_example_and_its_controls_follow_the_keyboar
 
     press(page, "Layer", "ArrowRight")
     contains(page, "#attention-status", "layer 3")
+    contains(page, "#attention-grid", "All heads of layer 3")  # the follow-up, chained after the heatmap's paint
     number = page.get_by_label("number input for Layer")
     number.fill("7")  # typed, no Enter, no mouse release
     contains(page, "#attention-status", "layer 7")
@@ -116,6 +117,7 @@ def test_sampling_settings_follow_the_arrow_keys(page, open_tab):
     contains(page, "#sampling-stages", "T=0.8")
     press(page, "Temperature T (0 = greedy)", "ArrowRight")
     contains(page, "#sampling-stages", "T=0.85")
+    contains(page, "#sampling-samples", "draws vs the math")  # the end of the chain after the stage chart's paint
     for label, key, shown in (("Top-p (1 = off)", "ArrowLeft", "p={}"), ("Min-p (0 = off)", "ArrowRight", "min-p {}")):
         press(page, label, key)
         value = float(page.get_by_label(f"range slider for {label}").input_value())

@@ -132,6 +132,33 @@ def test_no_view_waits_for_a_sliders_release(tmp_path):
     assert on_release == []
 
 
+def test_a_slider_moves_follow_ups_start_after_its_first_view_is_painted(tmp_path):
+    """Issue 22: gradio starts a `.then` in the same task that applied the first view's answer, and a starting event
+    refreshes the loading status of every component the page has written to before the browser may paint (~40 ms
+    of a ~230 ms temperature move). The first view of a sampling or attention move is followed by one step in the
+    page (queueing.after_first_paint), and only then by the events that call Python again."""
+    from playground.config import Settings
+    from playground.runtime import ModelManager
+    from playground.ui import build_app
+    from playground.ui.queueing import AFTER_PAINT_JS
+
+    settings = Settings(cache_dir=tmp_path, preload=False)
+    demo = build_app(settings, ModelManager(settings))
+    fns = list(demo.fns.values())
+
+    def after(fn) -> list:
+        return [other for other in fns if other.trigger_after == fn._id]
+
+    first_views = [fn for fn in fns if fn.name in ("stage_view", "move_layer_or_head")]
+    assert len(first_views) == 5  # three groups of sampling settings, the layer and the head
+    follow_ups = set()
+    for first in first_views:
+        (step,) = after(first)
+        assert step.fn is None and step.js == AFTER_PAINT_JS and step.queue is False
+        follow_ups.update(fn.name for fn in after(step))
+    assert follow_ups == {"raw_numbers", "sweep_view", "after_layer_move", "after_head_move"}
+
+
 def test_main_preloads_on_the_manager_it_passes_to_the_app(monkeypatch, tmp_path):
     import app
     from playground.runtime import ModelManager

@@ -225,12 +225,13 @@ def test_a_settings_move_redraws_the_stage_chart_first_and_then_only_what_depend
     numbers = ("raw_numbers", ("next_token",))
     sweep = ("sweep_view", ("Temperature sweep", "next_token"))
     draws = ("draw_samples", ("Samples vs the math", "draw_samples"))
+    painted = (None, ())  # a step in the page: the rest waits until the stage chart is painted
     for control in ("Temperature T (0 = greedy).change", "Seed (blank = random).change"):
-        assert _chain(demo, control) == [stage, numbers, draws], control
-    assert _chain(demo, "Tokens to show.change") == [stage, numbers]
+        assert _chain(demo, control) == [stage, painted, numbers, draws], control
+    assert _chain(demo, "Tokens to show.change") == [stage, painted, numbers]
     for control in ("Top-k (0 = off)", "Top-p (1 = off)", "Min-p (0 = off)", "Repetition penalty (1 = off)",
                     "Wrap in the chat template (as a user message)"):
-        assert _chain(demo, f"{control}.change") == [stage, sweep, draws], control
+        assert _chain(demo, f"{control}.change") == [stage, painted, sweep, draws], control
 
 
 def test_a_moves_events_together_equal_the_button_and_compute_the_sweep_once_per_setting(tab, monkeypatch):
