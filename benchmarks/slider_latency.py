@@ -177,10 +177,10 @@ def move(page: Any, control: Control, upward: bool) -> float:
 
 
 def pick_head(page: Any, control: Control, head: int) -> float:
-    """Pick `head` in the Head dropdown by keyboard (ArrowDown through the list, Enter) and time from the Enter."""
+    """Pick `head` in the Head dropdown by keyboard (arrow keys through the list, Enter) and time from the Enter."""
     box = page.locator("#tab-attention").get_by_role("combobox", name="Head")
     box.focus()
-    box.press("ArrowDown")  # opens the list on its first entry ("mean over heads")
+    box.press("ArrowDown")  # opens the list, on its first entry ("mean over heads") or on the chosen head
     options = page.get_by_role("option")
     page.get_by_role("option", name=re.compile(rf"^head {head} ")).wait_for()
     for _ in range(options.count() + 1):
@@ -191,7 +191,8 @@ def pick_head(page: Any, control: Control, head: int) -> float:
                               " return item ? item.textContent : ''; }")
         if re.search(rf"head {head} ", active):
             break
-        box.press("ArrowDown")
+        above = re.search(r"head (\d+) ", active)
+        box.press("ArrowUp" if above and int(above.group(1)) > head else "ArrowDown")
     else:
         raise RuntimeError(f"the Head list never reached head {head} by keyboard (last: {active!r})")
     return timed_key(page, control, control.check(head), lambda: box.press("Enter"))

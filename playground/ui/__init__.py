@@ -12,6 +12,7 @@ from playground.ui.access import current_session_id
 from playground.ui.classroom_panel import create_classroom_panel, wire_classroom
 from playground.ui.context import AppContext
 from playground.ui.header import create_header
+from playground.ui.queueing import quiet_progress_on
 from playground.ui.tabs import TabInfo, all_tabs, pending_tab
 from playground.ui.viewtools import (TabLinks, create_example_row, create_export_panel, create_link_row,
                                      create_page_controls, mark_advanced, tab_links, wire_deep_links,
@@ -23,6 +24,8 @@ def build_app(settings: Settings, manager: ModelManager) -> gr.Blocks:
     model: the header starts the load when the first page opens."""
     links: list[TabLinks] = []
     with gr.Blocks(title="Visual LLM Playground") as demo:
+        # first in the layout, where the page's search for it ends at once (queueing.quiet_progress_on)
+        progress_sink = gr.HTML(visible=False, elem_id="pg-quiet-progress")
         # the browser keeps a random visitor token, so a reload finds the visitor's session again
         visitor = gr.BrowserState("", storage_key="playground-visitor")
         ctx = AppContext(settings, manager, visitor=visitor)
@@ -46,6 +49,7 @@ def build_app(settings: Settings, manager: ModelManager) -> gr.Blocks:
                            queue=False, show_progress="hidden")
         wire_deep_links(demo, tabs, links, page)
         wire_classroom(demo, classroom, ctx, tabs, links)
+        quiet_progress_on(demo, progress_sink)
     demo.playground_links = links  # type: ignore[attr-defined]  # deep-link fields per tab, for tests
     return demo
 

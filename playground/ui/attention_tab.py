@@ -393,7 +393,7 @@ def create_attention_tab(ctx: AppContext) -> dict[str, Any]:
     initial = [component.value for component in mask_inputs + kv_inputs]
     gr.on(None, lambda: handlers.on_page_load(*initial), None,
           [mask_note, mask_plot, mask_json, kv_note, kv_plot, kv_json, layer, head], queue=False,
-          api_visibility="private")
+          api_visibility="private", show_progress="hidden")  # out of sight as the page opens (as LoRA's fills)
 
     return {"mask_text": mask_text, "pattern": pattern, "window": window, "prefix": prefix, "chunk": chunk,
             "mask_button": mask_button, "mask_note": mask_note, "mask_plot": mask_plot, "mask_json": mask_json,

@@ -511,14 +511,17 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
     use_button.click(use_mine, None, [adapter_message, adapter_json], api_name="use_lora")
     merge_button.click(merge, None, [adapter_message, adapter_json], api_name="merge_lora")
     unload_button.click(unload, None, [adapter_message, adapter_json], api_name="unload_lora")
-    on_page_load(reattach, ctx.visitor, monitor_outputs, api_visibility="private", concurrency_limit=None).then(
-        show_adapter, None, adapter_message, api_visibility="private", queue=False)
+    # The page-load fills below draw no progress: the tab is not in sight when the page opens, and a status per
+    # output would stay in the page's loading-status table (queueing.quiet_progress_on).
+    on_page_load(reattach, ctx.visitor, monitor_outputs, api_visibility="private", concurrency_limit=None,
+                 show_progress="hidden").then(show_adapter, None, adapter_message, api_visibility="private",
+                                              queue=False, show_progress="hidden")
     # Page load only (no inputs: gr.on(None, ...) with inputs would also fire on every rank or target change,
     # resetting the checkboxes and re-checking the dataset each time).
     initial_rank, initial_targets = rank.value, list(targets.value or [])
     gr.on(None, lambda: model_targets(initial_rank, initial_targets), None, [targets, *budget_outputs],
-          api_visibility="private", concurrency_limit=None).then(check_dataset, dataset_inputs, dataset_outputs,
-                                                                 api_visibility="private")
+          api_visibility="private", concurrency_limit=None, show_progress="hidden").then(
+        check_dataset, dataset_inputs, dataset_outputs, api_visibility="private", show_progress="hidden")
     return {"dataset": dataset, "upload": upload, "check": check, "dataset_report": dataset_report, "rank": rank,
             "alpha": alpha, "dropout": dropout, "targets": targets, "learning_rate": learning_rate,
             "schedule": schedule, "warmup": warmup, "train_by": train_by, "steps": steps, "epochs": epochs,

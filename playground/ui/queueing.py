@@ -9,6 +9,10 @@ short requests interleave with long ones). The queue adds:
 - cheap events with a large answer (tokenize_full) run one at a time;
 - events that change what the whole app uses (loading a model, merging an adapter) run one at a time;
 - at most `Limits.queue_size` requests wait; one more is told the queue is full.
+
+And how events are wired so a view control answers in the page within 250 ms: the first view of a move skips the
+queue (`skip_the_queue`), its follow-ups wait for its paint (`after_first_paint`), and an event with a hidden
+progress reports its loading status on one hidden component (`quiet_progress_on`).
 """
 
 from __future__ import annotations
@@ -111,6 +115,17 @@ def after_first_paint(dependency: Any) -> Any:
     every component the page has written to, twice, before the browser may paint: ~40 ms of a temperature move's
     ~230 (benchmarks.slider_latency, 2026-12-03). A step in the page alone (no Python) costs no such refresh."""
     return dependency.then(None, None, None, js=AFTER_PAINT_JS, queue=False, api_visibility="private")
+
+
+def quiet_progress_on(demo: gr.Blocks, sink: gr.components.Component) -> None:
+    """Events whose progress is hidden report their loading status on `sink` (one hidden component, first in the
+    layout) instead of on each of their outputs. The page keeps a loading status for every component any of its
+    events has reported on, and at every status message of every event refreshes each of them with a search of the
+    whole layout: with a status per output, a visitor's own slider moves and page-load events kept ~80 components
+    there after opening one tab. A hidden progress draws nothing, so no view changes."""
+    for fn in demo.fns.values():
+        if fn.show_progress == "hidden" and fn.outputs and fn.show_progress_on is None:
+            fn.show_progress_on = [sink]
 
 
 def wrap_gpu_events(demo: gr.Blocks) -> list[str]:

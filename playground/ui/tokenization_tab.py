@@ -327,13 +327,15 @@ def create_tokenization_tab(ctx: AppContext) -> dict[str, Any]:
     gr.api(api_tokenize_full, api_name="tokenize_full")
     # On page load the tab opens full: the first example's tokens, the chat template and a BPE on the
     # example corpus, from the components' initial values. (No inputs on purpose: gr.on(None, ...) with
-    # inputs would also fire on every change of them.)
+    # inputs would also fire on every change of them.) Each part shows its progress on its main view only: a status
+    # per output would stay in the page's loading-status table (queueing.quiet_progress_on).
     gr.on(None, lambda: on_tokenize(examples[first_example], default_tokenizers(), "", False), None,
-          tokenize_outputs, api_visibility="private").then(
-        on_cost, cost_inputs, [costs, cost_json], api_visibility="private").then(
+          tokenize_outputs, api_visibility="private", show_progress_on=chips).then(
+        on_cost, cost_inputs, [costs, cost_json], api_visibility="private", show_progress_on=costs).then(
         lambda: on_chat(DEFAULT_MESSAGES, True), None, [chat_summary, chat_chips, prompt, chat_json],
-        api_visibility="private").then(
-        lambda: on_bpe(examples[first_example], "corpus", DEFAULT_MERGES), None, bpe_outputs, api_visibility="private")
+        api_visibility="private", show_progress_on=chat_chips).then(
+        lambda: on_bpe(examples[first_example], "corpus", DEFAULT_MERGES), None, bpe_outputs, api_visibility="private",
+        show_progress_on=step_html)
     return {"example": example, "names": names, "text": text, "extra": extra, "add_special": add_special, "run": run,
             "counts": counts, "chips": chips, "alignment": alignment, "tokens_json": tokens_json,
             "messages": messages, "render": render, "chat_summary": chat_summary, "chat_chips": chat_chips,

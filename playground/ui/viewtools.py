@@ -124,7 +124,8 @@ def wire_link_row(row: LinkRow, links: TabLinks) -> None:
     def link_query(*values: Any) -> str:
         return build_query(links.key, links.fields, values)
 
-    row.button.click(link_query, list(links.components), row.link, api_visibility="private", queue=False).then(
+    row.button.click(link_query, list(links.components), row.link, api_visibility="private", queue=False,
+                     show_progress="hidden").then(
         None, row.link, row.link, js=COPY_LINK_JS, api_visibility="private", queue=False)
 
 
@@ -213,8 +214,10 @@ def wire_example_row(demo: gr.Blocks, row: ExampleRow, links: TabLinks, open_wit
             note = gr.Markdown(example_note(row.data, example, run_label, fresh), visible=True)
             return [*values, *outputs, note]
 
+        # instant (no model call): no progress to draw, and one loading status instead of one per output
+        # (queueing.quiet_progress_on)
         button.click(show, None, [*(component for _, component in inputs), *run_outputs, row.note],
-                     postprocess=False, queue=False, api_visibility="private")
+                     postprocess=False, queue=False, api_visibility="private", show_progress="hidden")
 
 
 # ---------------------------------------------------------------------------------------------

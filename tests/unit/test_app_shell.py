@@ -159,6 +159,50 @@ def test_a_slider_moves_follow_ups_start_after_its_first_view_is_painted(tmp_pat
     assert follow_ups == {"raw_numbers", "sweep_view", "after_layer_move", "after_head_move"}
 
 
+def test_a_page_opens_with_a_short_loading_status_table(tmp_path):
+    """Issue 22: the page keeps a loading status for every component an event of the page has reported on, and at
+    every status message of every later event refreshes each of them with a search of the whole layout. Page-load
+    events that reported on every tab (ten cached opening examples, a deep-link resolver with every tab's inputs as
+    outputs, run even without a query) and a status per output of each view move left ~200 components there, and
+    a slider move took ~450 ms to paint instead of ~170. Now the opening examples are in the page's config, a deep
+    link is resolved only when the address has a query, and events with a hidden progress report on one hidden
+    component, first in the layout; the Tokenization tab, in sight as the page opens, shows progress on one view
+    per part."""
+    from playground.config import Settings
+    from playground.runtime import ModelManager
+    from playground.ui import build_app
+    from playground.ui.tabs import all_tabs
+
+    settings = Settings(cache_dir=tmp_path, preload=False)
+    demo = build_app(settings, ModelManager(settings))
+    fns = list(demo.fns.values())
+    (sink,) = [block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "pg-quiet-progress"]
+    assert demo.config["layout"]["children"][0]["id"] == sink._id and sink.visible is False
+    hidden = [fn for fn in fns if fn.show_progress == "hidden" and fn.outputs]
+    assert len(hidden) > 50 and all(fn.show_progress_on == [sink] for fn in hidden)
+
+    opening = [fn for fn in fns if any(event == "load" for _, event in fn.targets)]
+    while more := [fn for fn in fns if fn.trigger_after in {other._id for other in opening} and fn not in opening]:
+        opening += more  # and what each page-load event chains with .then
+    tab_of = {}
+    for info in all_tabs():
+        (item,) = [block for block in demo.blocks.values() if getattr(block, "elem_id", None) == f"tab-{info.key}"]
+        stack = [item]
+        while stack:
+            block = stack.pop()
+            tab_of[block._id] = info.key
+            stack.extend(getattr(block, "children", []))
+    reported_on = {block for fn in opening if fn.fn is not None for block in (fn.show_progress_on or fn.outputs)}
+    assert {tab_of.get(block._id, "page") for block in reported_on} == {"page", "tokenization"}
+    assert len(reported_on) <= 12, sorted(str(getattr(block, "label", block)) for block in reported_on)
+
+    (resolve,) = [fn for fn in fns if getattr(fn.fn, "__name__", "") == "apply_link"]
+    (query,) = resolve.inputs
+    assert resolve.targets == [(query._id, "change")] and query.value == ""
+    (read,) = [fn for fn in fns if fn.outputs == [query]]
+    assert read.fn is None and read.js and read.targets == [(demo._id, "load")]
+
+
 def test_main_preloads_on_the_manager_it_passes_to_the_app(monkeypatch, tmp_path):
     import app
     from playground.runtime import ModelManager

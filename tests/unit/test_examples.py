@@ -468,30 +468,3 @@ def test_a_cached_example_opens_the_same_for_every_page(app):
             pressed += 1
     assert pressed >= len(app.playground_links)
     assert app.get_config_file()["components"] == before
-
-
-def test_a_page_opens_with_python_writing_to_few_components(app):
-    """Issue 22: every component an event of the page has written to stays in gradio's loading-status table, and the
-    page walks that table (a search of the whole layout per entry) at every status message of every later event.
-    Opening on ten tabs' cached examples and resolving an empty deep link by load events put ~200 components there,
-    and a slider move took ~450 ms to paint instead of ~220. Only the header, the classroom panel and the tabs whose
-    opening view depends on the loaded model or the visitor may write to components on page load; a deep link is
-    resolved only when the page has a query."""
-    from playground.ui.tabs import all_tabs
-
-    tab_of = {}
-    for info in all_tabs():
-        (item,) = [block for block in app.blocks.values() if getattr(block, "elem_id", None) == f"tab-{info.key}"]
-        stack = [item]
-        while stack:
-            block = stack.pop()
-            tab_of[block._id] = info.key
-            stack.extend(getattr(block, "children", []))
-    written = {tab_of.get(component._id, "page") for fn in page_load_events(app) for component in fn.outputs}
-    assert written == {"page", "tokenization", "attention", "lora"}
-    assert sum(len(fn.outputs) for fn in page_load_events(app)) < 60
-    (resolve,) = [fn for fn in app.fns.values() if getattr(fn.fn, "__name__", "") == "apply_link"]
-    (query,) = resolve.inputs
-    assert resolve.targets == [(query._id, "change")] and query.value == ""
-    (read,) = [fn for fn in app.fns.values() if fn.outputs == [query]]
-    assert read.fn is None and read.js and read.targets == [(app._id, "load")]
