@@ -117,15 +117,27 @@ def after_first_paint(dependency: Any) -> Any:
     return dependency.then(None, None, None, js=AFTER_PAINT_JS, queue=False, api_visibility="private")
 
 
+# Outputs a drawn progress covers (see quiet_progress_on): what a visitor watches while a job runs.
+PROGRESS_VIEWS = (gr.Plot, gr.HTML, gr.Markdown, gr.HighlightedText, gr.Dataframe, gr.Image, gr.Chatbot, gr.Textbox)
+
+
 def quiet_progress_on(demo: gr.Blocks, sink: gr.components.Component) -> None:
     """Events whose progress is hidden report their loading status on `sink` (one hidden component, first in the
     layout) instead of on each of their outputs. The page keeps a loading status for every component any of its
     events has reported on, and at every status message of every event refreshes each of them with a search of the
     whole layout: with a status per output, a visitor's own slider moves and page-load events kept ~80 components
-    there after opening one tab. A hidden progress draws nothing, so no view changes."""
+    there after opening one tab. A hidden progress draws nothing, so no view changes.
+
+    A drawn progress (a tab's main button) goes on the event's views only, not on the controls its answer re-ranges
+    (a slider's maximum, a dropdown's choices, whose overlay only blocked them) or on the raw JSON in a closed
+    accordion: each output it skips is one component fewer that every later move refreshes."""
     for fn in demo.fns.values():
-        if fn.show_progress == "hidden" and fn.outputs and fn.show_progress_on is None:
+        if fn.show_progress_on is not None or not fn.outputs:
+            continue
+        if fn.show_progress == "hidden":
             fn.show_progress_on = [sink]
+        elif views := [output for output in fn.outputs if isinstance(output, PROGRESS_VIEWS)]:
+            fn.show_progress_on = views
 
 
 def wrap_gpu_events(demo: gr.Blocks) -> list[str]:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gradio as gr
 import pytest
 
 from playground.runtime import gpu
@@ -180,6 +181,13 @@ def test_a_page_opens_with_a_short_loading_status_table(tmp_path):
     assert demo.config["layout"]["children"][0]["id"] == sink._id and sink.visible is False
     hidden = [fn for fn in fns if fn.show_progress == "hidden" and fn.outputs]
     assert len(hidden) > 50 and all(fn.show_progress_on == [sink] for fn in hidden)
+    # a drawn progress covers the views, not the controls an answer re-ranges or the JSON in a closed accordion
+    (show_attention,) = [fn for fn in fns if fn.api_name == "attention"]
+    covered = {type(block).__name__ for block in show_attention.show_progress_on}
+    assert {"Plot", "Markdown"} <= covered and not covered & {"JSON", "Slider", "Dropdown"}
+    drawn = [fn for fn in fns if fn.show_progress != "hidden" and fn.fn is not None and fn.outputs]
+    assert not [fn.api_name for fn in drawn for block in fn.show_progress_on or ()
+                if isinstance(block, (gr.JSON, gr.Slider, gr.Dropdown, gr.State))]
 
     opening = [fn for fn in fns if any(event == "load" for _, event in fn.targets)]
     while more := [fn for fn in fns if fn.trigger_after in {other._id for other in opening} and fn not in opening]:
