@@ -26,6 +26,7 @@ room of separate machines would see. tests/load/test_classroom_load.py plays 6 a
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import datetime
 import multiprocessing
@@ -90,6 +91,7 @@ class ClassReport:
     seen: dict[int, dict[int, float]] = field(default_factory=dict)  # attendee -> version -> first read
     poll_answers: int | None = None  # what /poll_results counted
     answers_sent: int = 0  # answer_poll calls that succeeded
+    resent: dict[str, int] = field(default_factory=dict)  # event -> calls gradio_client lost and sent again
 
     def record(self, event: str, seconds: float | None, failure: str = "") -> None:
         if seconds is None:
@@ -125,6 +127,8 @@ class ClassReport:
         for event, count in part.failed.items():
             self.failed[event] = self.failed.get(event, 0) + count
         self.failures += part.failures
+        for event, count in part.resent.items():
+            self.resent[event] = self.resent.get(event, 0) + count
         self.seen.update(part.seen)
         self.answers_sent += part.answers_sent
 
@@ -135,7 +139,8 @@ class ClassReport:
         delays = self.delays()
         lines = [f"{self.attendees} attendees: {self.connected} connected, {self.joined} joined; "
                  f"{self.requests} requests in {self.wall_seconds:.1f} s, {self.failed_requests} failed; "
-                 f"poll counted {self.poll_answers} of {self.answers_sent} answers sent",
+                 f"poll counted {self.poll_answers} of {self.answers_sent} answers sent; "
+                 f"{sum(self.resent.values())} calls gradio_client lost and the attendee sent again",
                  f"follower delay over {len(delays)} (attendee, view) pairs: p50 {percentile(delays, 0.5):.2f} s, "
                  f"p95 {percentile(delays, 0.95):.2f} s (target p95 <= 2 s); {len(self.missed())} missed",
                  f"{'event':14} {'calls':>6} {'failed':>6} {'p50 s':>8} {'p95 s':>8}"]
@@ -161,11 +166,28 @@ class Signals:
 
 
 def timed_call(report: ClassReport, guard: threading.Lock, client: Any, event: str, who: str, *args: Any,
-               api_name: str | None = None) -> tuple[bool, Any]:
-    """One API call, timed into `report`; a failure is counted and described, never raised."""
+               api_name: str | None = None, resend_lost: bool = False) -> tuple[bool, Any]:
+    """One API call, timed into `report`; a failure is counted and described, never raised.
+
+    `resend_lost` (for calls that may run twice: an attendee's join, view reads, answer and own requests):
+    a call that gradio_client itself cancelled is sent once more and counted in `report.resent`. One Client
+    reads all its calls' answers from one event stream, which the server closes when the session's last
+    pending call completes; a call sent in that moment is cancelled on the client although the server runs it
+    (gradio_client 2.7.2: 1 of 327 calls of two threads sharing a Client on a bare gradio app, 2026-12-03).
+    A browser does not share that stream between these calls, so the resend is the harness's, not the room's."""
+    def submit() -> Any:
+        return client.submit(*args, api_name=api_name or f"/{event}").result(timeout=CALL_TIMEOUT_S)
+
     began = time.perf_counter()
     try:
-        answer = client.submit(*args, api_name=api_name or f"/{event}").result(timeout=CALL_TIMEOUT_S)
+        try:
+            answer = submit()
+        except concurrent.futures.CancelledError:  # never asked for here: the stream closed under the call
+            if not resend_lost:
+                raise
+            with guard:
+                report.resent[event] = report.resent.get(event, 0) + 1
+            answer = submit()
     except Exception as error:  # every failure is reported, none stops the class
         with guard:
             report.record(event, None, f"{who} {event}: {type(error).__name__}: {str(error)[:200]}")
@@ -191,7 +213,7 @@ def attendee_group(url: str, code: str, indices: list[int], attendees: int, view
         return max(0.0, signals.deadline - time.perf_counter())
 
     def call(client: Any, event: str, who: str, *args: Any, api_name: str | None = None) -> tuple[bool, Any]:
-        return timed_call(report, guard, client, event, who, *args, api_name=api_name)
+        return timed_call(report, guard, client, event, who, *args, api_name=api_name, resend_lost=True)
 
     def follow(index: int, client: Any) -> None:
         """The page's timer: every FOLLOW_SECONDS (ticks staggered across attendees) ask for a view newer than
