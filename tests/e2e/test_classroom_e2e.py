@@ -21,16 +21,28 @@ COUNT_TICKS_JS = """(() => { window.pgTicks = 0; const every = window.setInterva
   window.setInterval = (callback, ms, ...rest) => every(() => { window.pgTicks++; callback(); }, ms, ...rest); })()"""
 
 
-def open_app(browser, url):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.add_init_script(COUNT_TICKS_JS)
-    page = context.new_page()
-    page.console_errors = []  # type: ignore[attr-defined]
-    page.on("console", lambda message: page.console_errors.append(message.text) if message.type == "error" else None)
-    page.goto(url)
-    page.wait_for_selector("#pg-status >> text=MB in memory", timeout=WAIT)
-    page.get_by_text("Presenter & classroom").click()
-    return context, page
+@pytest.fixture
+def open_app(browser):
+    """Opens the app in a browser context of its own (a visitor's browser); every one is closed after the test,
+    failed or not: a presenter's page left open keeps pushing its view into the next test's class."""
+    contexts = []
+
+    def open_page(url):
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        contexts.append(context)
+        context.add_init_script(COUNT_TICKS_JS)
+        page = context.new_page()
+        page.console_errors = []  # type: ignore[attr-defined]
+        page.on("console",
+                lambda message: page.console_errors.append(message.text) if message.type == "error" else None)
+        page.goto(url)
+        page.wait_for_selector("#pg-status >> text=MB in memory", timeout=WAIT)
+        page.get_by_text("Presenter & classroom").click()
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
 
 
 def ticks_during(page, milliseconds: int = 3_500) -> int:
@@ -60,13 +72,13 @@ def selected_tab(page) -> str:
     return page.locator("[role=tab][aria-selected=true]").first.inner_text()
 
 
-def test_an_attendee_follows_the_presenter_then_explores_then_snaps_back(browser, classroom_app):
+def test_an_attendee_follows_the_presenter_then_explores_then_snaps_back(open_app, classroom_app):
     url, _ = classroom_app
-    presenter_context, presenter = open_app(browser, url)
+    presenter = open_app(url)
     presenter.locator("#pg-key input").fill(PRESENTER_KEY)
     presenter.get_by_role("button", name="I am the presenter").click()
     presenter.locator("#pg-role").get_by_text("You are the presenter").wait_for(timeout=WAIT)
-    visitor_context, visitor = open_app(browser, url)
+    visitor = open_app(url)
     # outside a class no page runs a class timer (each tick costs the browser a pass over every component)
     assert ticks_during(presenter) == 0 and ticks_during(visitor) == 0
     presenter.locator("#pg-class-title input, #pg-class-title textarea").first.fill("Workshop")
@@ -74,7 +86,7 @@ def test_an_attendee_follows_the_presenter_then_explores_then_snaps_back(browser
     code = presenter.locator(".pg-class-code").inner_text(timeout=WAIT).strip()
     assert len(code) == 6 and PRESENTER_KEY not in presenter.url
 
-    attendee_context, attendee = open_app(browser, f"{url}?class={code}")
+    attendee = open_app(f"{url}?class={code}")
     attendee.locator("#pg-class-card").get_by_text("You are in").wait_for(timeout=WAIT)
     assert not attendee.get_by_role("button", name="Start class").is_visible()  # the presenter's controls only
     assert ticks_arrive(attendee) and ticks_arrive(presenter)  # in the class: following, reporting
@@ -125,5 +137,3 @@ def test_an_attendee_follows_the_presenter_then_explores_then_snaps_back(browser
     # the attendee's card timer (3 s) learns that the class ended, then every class timer stops
     assert goes_quiet(presenter) and goes_quiet(attendee)
     assert presenter.console_errors == [] and attendee.console_errors == [] and visitor.console_errors == []
-    for context in (presenter_context, attendee_context, visitor_context):
-        context.close()
