@@ -149,7 +149,10 @@ class SessionRegistry:
         """Link a page (gradio's session hash, new at every page load) to its browser's visitor token, kept
         in the browser across reloads, so a reload keeps the visitor's session: model choice, adapter,
         training job, role. A missing or malformed token gets a new one (unless the page already has one);
-        returns the token for the browser to keep.
+        returns the token for the browser to keep. What the page did before its claim (its first events run side
+        by side: a quick click can come first) was done as the page's own session, which ends here; its presenter
+        role, proven by the key, goes to the visitor's session. Page-load handlers that act for the visitor claim
+        first (AppContext.claim_page), so a class joined from a link is the visitor's.
 
         >>> registry = SessionRegistry(PresenterGate(None, open_to_all=True))
         >>> token = registry.claim("page-1", "")
@@ -165,7 +168,12 @@ class SessionRegistry:
                 token = held.removeprefix("visitor-") if held else secrets.token_hex(16)
             self._aliases.pop(page, None)  # re-inserted last: the dict's order is the order of page loads
             self._aliases[page] = f"visitor-{token}"
+            early = self._sessions.pop(page, None)
+            if early is not None and early.presenter:
+                self.get(page).presenter = True
             self._bound_aliases()
+        if early is not None:
+            early.end()
         return token
 
     def _bound_aliases(self) -> None:

@@ -31,8 +31,7 @@ def build_app(settings: Settings, manager: ModelManager) -> gr.Blocks:
         ctx = AppContext(settings, manager, visitor=visitor)
         # during a class the presenter's forwards go before the room's (a poll opens at once)
         manager.urgent = lambda: ctx.classroom.current is not None and ctx.sessions.is_presenter(current_session_id())
-        demo.load(lambda token: ctx.sessions.claim(current_session_id(), token), visitor, visitor,
-                  api_visibility="private", queue=False, show_progress="hidden")
+        demo.load(ctx.claim_page, visitor, visitor, api_visibility="private", queue=False, show_progress="hidden")
         create_header(ctx)
         page = create_page_controls()
         classroom = create_classroom_panel(ctx)

@@ -423,7 +423,8 @@ def share_main_actions(demo: gr.Blocks, ctx: AppContext, links: Sequence[TabLink
     return wrapped
 
 
-READ_CLASS_JS = "(code) => new URLSearchParams(window.location.search).get('class') || ''"
+# The page-load handler's inputs (the visitor token, the class code) with the code read from the address.
+READ_CLASS_JS = "(visitor, code) => [visitor, new URLSearchParams(window.location.search).get('class') || '']"
 
 
 def wire_classroom(demo: gr.Blocks, panel: ClassroomPanel, ctx: AppContext, tabs: Any,
@@ -482,7 +483,8 @@ def wire_classroom(demo: gr.Blocks, panel: ClassroomPanel, ctx: AppContext, tabs
     panel.snap.click(lambda: (True, 0), None, [panel.follow, panel.seen_version], **private)
     panel.card_timer.tick(handlers.card_tick, None, [panel.card, *poll_outputs, *timer_outputs], **private)
 
-    def on_page_load(code: str) -> list[Any]:
+    def on_page_load(visitor: str, code: str) -> list[Any]:
+        ctx.claim_page(visitor)  # before joining: the class is the visitor's, found again after a reload
         joined = gr.skip()
         if code:
             try:
@@ -500,6 +502,6 @@ def wire_classroom(demo: gr.Blocks, panel: ClassroomPanel, ctx: AppContext, tabs
             ctx.sessions.release_page(session)
 
     demo.unload(on_page_closed)
-    demo.load(on_page_load, panel.code, [panel.role, panel.follow, panel.card, *poll_outputs, *timer_outputs],
-              js=READ_CLASS_JS, **private)
+    demo.load(on_page_load, [ctx.visitor, panel.code],
+              [panel.role, panel.follow, panel.card, *poll_outputs, *timer_outputs], js=READ_CLASS_JS, **private)
     return handlers

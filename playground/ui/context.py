@@ -37,6 +37,13 @@ class AppContext:
         if self.engine is None:
             object.__setattr__(self, "engine", engine_from_settings(self.settings))
 
+    def claim_page(self, token: str | None) -> str:
+        """Link the calling page to its browser's visitor token (SessionRegistry.claim); returns the token for
+        the browser to keep. A page's load events run side by side, so the page's own claim may come after
+        them: every page-load handler that acts for the visitor (joins its class, shows its role, its job, its
+        model) takes `visitor` as an input and calls this first."""
+        return self.sessions.claim(current_session_id(), token)
+
     @property
     def limits(self) -> Limits:
         """The per-request caps of this server (tighter on a public deployment)."""

@@ -11,6 +11,7 @@ from playground.config import DEVICE_CHOICES, PRECISION_CHOICES
 from playground.network import offline_note
 from playground.runtime import ModelLoadError, causal_lm_presets
 from playground.sessions import AccessDenied, presenter_message
+from playground.ui import common
 from playground.ui.access import current_session, current_session_id
 from playground.ui.context import AppContext
 from playground.ui.engine import engine_line
@@ -144,7 +145,8 @@ def create_header(ctx: AppContext) -> dict[str, Any]:
                          lambda fraction, message: progress(fraction, desc=message))
         return refresh()
 
-    def on_page_load() -> tuple[str, dict[str, Any], gr.Timer]:
+    def on_page_load(visitor: str | None = None) -> tuple[str, dict[str, Any], gr.Timer]:
+        ctx.claim_page(visitor)  # the status line shows the visitor's model and role
         # The model loads lazily: the first visitor's page starts the configured load if nothing did.
         if settings.preload and ctx.models.active() is None and ctx.models.state.phase == "idle":
             ctx.models.start_background_load()
@@ -156,6 +158,6 @@ def create_header(ctx: AppContext) -> dict[str, Any]:
         show_progress="hidden")
     timer.tick(refresh, None, outputs, show_progress="hidden", queue=False, api_visibility="private")
     status_button.click(refresh, None, outputs, api_name="model_status", queue=False)
-    gr.on(None, on_page_load, None, outputs, queue=False, api_visibility="private")  # triggers=None: on page load
+    common.on_page_load(on_page_load, ctx.visitor, outputs, queue=False, api_visibility="private")
     return {"model": model, "precision": precision, "device": device, "load": load,
             "status_html": status_html, "status_json": status_json, "timer": timer}

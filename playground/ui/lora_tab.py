@@ -22,7 +22,7 @@ from playground.runtime.variants import base_model_key, trainable_base
 from playground.limits import shown, whole_number_in
 from playground.ui.common import explanation, on_page_load
 from playground.sessions import AccessDenied
-from playground.ui.access import current_session, current_session_id, require_presenter, visitor_id
+from playground.ui.access import current_session, require_presenter, visitor_id
 from playground.ui.context import AppContext
 from playground.ui.engine import weights_note
 from playground.ui.errors import user_errors
@@ -277,7 +277,7 @@ def create_lora_tab(ctx: AppContext) -> dict[str, Any]:
         """On page load: follow this visitor's running job (or show their last one), found again after a
         reload through the browser's visitor token; never another visitor's. Without one the page keeps what it
         opened on: the prepared example's cached run (examples.opening_example), else the empty view."""
-        ctx.sessions.claim(current_session_id(), visitor)
+        ctx.claim_page(visitor)
         job = runner.job(owner())
         if job is None:
             yield tuple(gr.skip() for _ in monitor_outputs)

@@ -179,3 +179,21 @@ def test_a_forged_or_malformed_token_gets_a_fresh_session():
     sessions.get("page-1").model_key = "fp32"
     token = sessions.claim("page-2", "../../etc/passwd")
     assert len(token) == 32 and sessions.get("page-2").model_key is None
+
+
+def test_a_presenter_who_logs_in_before_the_page_claims_its_token_stays_the_presenter():
+    """A page's first events run side by side: a quick click on "I am the presenter" can reach the server before
+    the page's claim of its browser's visitor token. The role proven on the page's own session goes with the page
+    to its visitor's session (on a first visit and on a reload); the page's early session ends."""
+    sessions, _ = registry()
+    sessions.log_in("page-1", "s3cret")  # before the page's claim (a first visit: no token yet)
+    token = sessions.claim("page-1", "")
+    assert sessions.is_presenter("page-1") and "page-1" not in sessions._sessions
+    sessions.release_page("page-1")
+    visitor = sessions.claim("page-2", "")  # another browser, a plain visitor, reloads ...
+    sessions.release_page("page-2")
+    sessions.log_in("page-3", "s3cret")  # ... and logs in before its new page's claim
+    assert sessions.claim("page-3", visitor) == visitor
+    assert sessions.is_presenter("page-3") and "page-3" not in sessions._sessions
+    assert sessions.claim("page-4", token) == token and sessions.is_presenter("page-4")
+    assert not sessions.is_presenter("page-5")  # a page that never logged in stays a visitor
