@@ -90,6 +90,10 @@ def test_an_attendee_follows_the_presenter_then_explores_then_snaps_back(open_ap
     attendee.locator("#pg-class-card").get_by_text("You are in").wait_for(timeout=WAIT)
     assert not attendee.get_by_role("button", name="Start class").is_visible()  # the presenter's controls only
     assert ticks_arrive(attendee) and ticks_arrive(presenter)  # in the class: following, reporting
+    # after the card timer's first tick (3 s) too: the page joined as its visitor, not as a session its claim
+    # of the visitor token left behind (a page-load race that stopped a joined page's timers)
+    attendee.wait_for_timeout(3_500)
+    assert ticks_arrive(attendee) and "You are in" in attendee.locator("#pg-class-card").inner_text()
     assert ticks_during(visitor) == 0  # a page that has not joined stays quiet
 
     # the presenter opens Sampling and moves the temperature: the attendee's page follows both
