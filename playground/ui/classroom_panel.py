@@ -469,10 +469,14 @@ def wire_classroom(demo: gr.Blocks, panel: ClassroomPanel, ctx: AppContext, tabs
 
     timer_outputs = [panel.presenter_timer, panel.follow_timer, panel.card_timer]
 
-    def presenter_controls() -> list[Any]:
-        """The presenter's page shows the class and poll controls (and runs its timers in a class); a visitor's does not."""
+    def presenter_rows() -> list[Any]:
+        """The class and poll controls: shown on the presenter's page only (the server checks the role anyway)."""
         presenter = ctx.sessions.is_presenter(current_session_id())
-        return [gr.Row(visible=presenter), gr.Row(visible=presenter), *handlers.timers()]
+        return [gr.Row(visible=presenter), gr.Row(visible=presenter)]
+
+    def presenter_controls() -> list[Any]:
+        """After a login: the controls, and the timers (the presenter's page runs them in a class)."""
+        return [*presenter_rows(), *handlers.timers()]
 
     panel.login.click(user_errors(handlers.presenter_login), panel.key, [panel.role, panel.key],
                       api_name="presenter_login", concurrency_limit=None).then(
@@ -522,7 +526,8 @@ def wire_classroom(demo: gr.Blocks, panel: ClassroomPanel, ctx: AppContext, tabs
                 joined = True
             except ClassError as error:
                 gr.Warning(str(error))
-        return [role_text(ctx), joined, *handlers.refresh(), *handlers.timers()]
+        # the role survives a reload (the visitor token), and so do the controls that go with it
+        return [role_text(ctx), joined, *presenter_rows(), *handlers.refresh(), *handlers.timers()]
 
     def on_page_closed() -> None:
         # the page closed or reloaded: an API client's session ends now (freeing its private model, adapter
@@ -533,5 +538,6 @@ def wire_classroom(demo: gr.Blocks, panel: ClassroomPanel, ctx: AppContext, tabs
 
     demo.unload(on_page_closed)
     demo.load(on_page_load, [ctx.visitor, panel.code],
-              [panel.role, panel.follow, panel.card, *poll_outputs, *timer_outputs], js=READ_CLASS_JS, **private)
+              [panel.role, panel.follow, panel.class_admin, panel.poll_admin, panel.card, *poll_outputs,
+               *timer_outputs], js=READ_CLASS_JS, **private)
     return handlers

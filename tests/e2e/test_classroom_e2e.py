@@ -1,7 +1,7 @@
 """Two Chromium contexts on one shared server: the presenter starts a class, an attendee joins by the link,
 follows a tab change and a slider move, explores on their own, snaps back, answers a poll that the presenter
-reveals. Saves workshop-presenter.png and workshop-attendee.png to artifacts/ (or to PLAYGROUND_SCREENSHOTS:
-`make screenshots` retakes docs/screenshots/)."""
+reveals; the presenter reloads and ends the class. Saves workshop-presenter.png and workshop-attendee.png to
+artifacts/ (or to PLAYGROUND_SCREENSHOTS: `make screenshots` retakes docs/screenshots/)."""
 
 from __future__ import annotations
 
@@ -136,6 +136,11 @@ def test_an_attendee_follows_the_presenter_then_explores_then_snaps_back(open_ap
     folder.mkdir(parents=True, exist_ok=True)
     presenter.locator("#pg-classroom").screenshot(path=str(folder / "workshop-presenter.png"))
     attendee.locator("#pg-classroom").screenshot(path=str(folder / "workshop-attendee.png"))
+    # the presenter reloads mid-class: the role and its controls come back without the key
+    presenter.reload()
+    presenter.wait_for_selector("#pg-status >> text=MB in memory", timeout=WAIT)
+    presenter.get_by_text("Presenter & classroom").click()
+    presenter.locator("#pg-role").get_by_text("You are the presenter").wait_for(timeout=WAIT)
     presenter.get_by_role("button", name="End class").click()
     presenter.locator("#pg-class-card").get_by_text("No class running").wait_for(timeout=WAIT)
     # the attendee's card timer (3 s) learns that the class ended, then every class timer stops

@@ -104,3 +104,25 @@ def test_a_card_tick_sends_only_what_changed_since_the_pages_last_tick(tmp_path)
     with as_page("attendee-page"):
         card, *_, report, follow, card_timer, _ = card_tick.fn(drawn_now)
         assert "No class" in card and not (report.active or follow.active or card_timer.active)  # timers off
+
+
+def test_a_presenter_who_reloads_the_page_gets_the_class_and_poll_controls_back(tmp_path):
+    """The role survives a reload (the visitor token), and so must the controls that go with it: a presenter in
+    front of a room who reloads must not have to enter the key again to end the class or put a poll."""
+    ctx, load, _ = classroom_page(tmp_path)
+    (class_admin,) = [block for block in load.outputs if getattr(block, "elem_id", None) == "pg-class-admin"]
+    (poll_admin,) = [block for block in load.outputs if getattr(block, "elem_id", None) == "pg-poll-admin"]
+    rows = [load.outputs.index(class_admin), load.outputs.index(poll_admin)]
+
+    def controls_shown(page: str, token: str) -> list[bool]:
+        with as_page(page):
+            outputs = load.fn(token, "")
+        return [outputs[index].visible for index in rows]
+
+    with as_page("page-1"):
+        token = ctx.claim_page("")
+        ctx.sessions.log_in("page-1", KEY)
+    assert controls_shown("page-2", token) == [True, True]  # the presenter's reload
+    with as_page("page-3"):
+        visitor = ctx.claim_page("")
+    assert controls_shown("page-4", visitor) == [False, False]  # a visitor's
