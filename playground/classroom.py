@@ -157,14 +157,21 @@ class Classroom:
 
     # -- members --------------------------------------------------------------------------------
     def join(self, code: str, session_id: str) -> None:
+        """Join with the class's code; a member who joins again (the link opened again) follows the presenter."""
         if normalize_answer(code).upper() != self.code:
             raise ClassError("That class code is not the current class's: check the code on the presenter's "
                              "screen (the class may have ended).")
         with self._lock:
             self.members[session_id] = self._clock()
+            self.exploring.discard(session_id)
+            self._wake_waiters()
 
     def is_member(self, session_id: str) -> bool:
         return session_id in self.members
+
+    def is_following(self, session_id: str) -> bool:
+        """Whether a member follows the presenter (what their page's Follow box must show, also after a reload)."""
+        return session_id not in self.exploring
 
     def seen(self, session_id: str) -> None:
         with self._lock:

@@ -519,15 +519,16 @@ def wire_classroom(demo: gr.Blocks, panel: ClassroomPanel, ctx: AppContext, tabs
 
     def on_page_load(visitor: str, code: str) -> list[Any]:
         ctx.claim_page(visitor)  # before joining: the class is the visitor's, found again after a reload
-        joined = gr.skip()
         if code:
             try:
                 handlers.join_class(code)
-                joined = True
             except ClassError as error:
                 gr.Warning(str(error))
-        # the role survives a reload (the visitor token), and so do the controls that go with it
-        return [role_text(ctx), joined, *presenter_rows(), *handlers.refresh(), *handlers.timers()]
+        # what the server keeps for the visitor survives a reload, and the page shows it: whether a member
+        # follows (not the box's default), the presenter's role and its controls
+        room, session = ctx.classroom.current, visitor_id(ctx.sessions)
+        follow = room.is_following(session) if room is not None and room.is_member(session) else gr.skip()
+        return [role_text(ctx), follow, *presenter_rows(), *handlers.refresh(), *handlers.timers()]
 
     def on_page_closed() -> None:
         # the page closed or reloaded: an API client's session ends now (freeing its private model, adapter

@@ -19,7 +19,7 @@ from gradio.context import LocalContext
 
 from playground.config import Settings
 from playground.runtime import ModelManager
-from playground.ui.classroom_panel import create_classroom_panel, wire_classroom
+from playground.ui.classroom_panel import ClassroomHandlers, create_classroom_panel, wire_classroom
 from playground.ui.context import AppContext
 
 KEY = "page-identity-key"
@@ -126,3 +126,23 @@ def test_a_presenter_who_reloads_the_page_gets_the_class_and_poll_controls_back(
     with as_page("page-3"):
         visitor = ctx.claim_page("")
     assert controls_shown("page-4", visitor) == [False, False]  # a visitor's
+
+
+def test_a_reloaded_page_shows_whether_its_member_follows_and_joining_again_follows(tmp_path):
+    """The server keeps whether a member follows the presenter; a reload must show that, not the box's default
+    (a ticked box on a page the server treats as exploring never follows), and joining from the link again follows."""
+    ctx, load, _ = classroom_page(tmp_path)
+    (follow_box,) = [block for block in load.outputs if getattr(block, "elem_id", None) == "pg-follow"]
+    follow_at = load.outputs.index(follow_box)
+    with as_page("presenter-page"):
+        ctx.sessions.log_in("presenter-page", KEY)
+        room = ctx.classroom.start("Workshop", "presenter-page")
+    with as_page("page-1"):
+        token = ctx.claim_page("")
+        load.fn(token, room.code)
+        ClassroomHandlers(ctx, []).set_follow(False)  # the member unticks Follow, then reloads
+        member = ctx.sessions.get("page-1").id
+    with as_page("page-2"):
+        assert load.fn(token, "")[follow_at] is False and not room.is_following(member)
+    with as_page("page-3"):  # opens the class link again
+        assert load.fn(token, room.code)[follow_at] is True and room.is_following(member)
