@@ -491,15 +491,17 @@ def _bin_index(confidence: np.ndarray, n_bins: int, binning: str) -> tuple[np.nd
     """Which bin each prediction falls in: ([n] int, edges [n_bins + 1] for equal-width or empty).
 
     Equal-width bins are [edge_i, edge_i+1), the last one closed at 1 (torchmetrics puts exactly 1.0 in an
-    extra bin of its own; we keep M bins). The edges are linspace(0, 1, M + 1), as torchmetrics computes them:
-    its third of ten is 0.30000000000000004, so a confidence of exactly 0.3 falls in the bin below, there and
-    here. Equal-mass bins hold floor(n/M) or ceil(n/M) predictions each, in confidence order.
+    extra bin of its own; we keep M bins). The edges are torchmetrics' own, torch.linspace(0, 1, M + 1): its
+    rounding puts the third of ten at 0.30000000000000004 (a confidence of exactly 0.3 falls in the bin below)
+    and the seventh at exactly 0.7 (numpy's linspace: 0.7000000000000001), so a confidence on an edge lands
+    where torchmetrics puts it. Equal-mass bins hold floor(n/M) or ceil(n/M) predictions each, in confidence
+    order.
 
-    >>> _bin_index(np.array([0.25, 0.3, 0.5, 1.0]), 10, "equal-width")[0].tolist()
-    [2, 2, 5, 9]
+    >>> _bin_index(np.array([0.25, 0.3, 0.5, 0.7, 1.0]), 10, "equal-width")[0].tolist()
+    [2, 2, 5, 7, 9]
     """
     if binning == "equal-width":
-        edges = np.linspace(0.0, 1.0, n_bins + 1)
+        edges = torch.linspace(0.0, 1.0, n_bins + 1, dtype=torch.float64).numpy()
         return np.clip(np.searchsorted(edges, confidence, side="right") - 1, 0, n_bins - 1), edges
     index = np.empty(len(confidence), dtype=np.int64)
     for bin_number, members in enumerate(np.array_split(np.argsort(confidence, kind="stable"), n_bins)):

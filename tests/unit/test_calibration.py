@@ -42,8 +42,10 @@ def test_multiclass_ece_and_mce_equal_torchmetrics(n_bins):
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.floats(0.0, 0.999999), st.booleans()), min_size=1, max_size=200),
        st.integers(1, 30))
-# found by this test (2026-12-03): 0.3 is on an edge that linspace computes as 0.30000000000000004
+# found by this test (2026-12-03): 0.3 and 0.7 lie on edges that torch.linspace rounds (0.30000000000000004, and
+# 0.7 where numpy's linspace gives 0.7000000000000001)
 @example(rows=[(0.25, False), (0.3, True)], n_bins=10)
+@example(rows=[(0.75, False), (0.7, True)], n_bins=10)
 def test_binary_ece_and_mce_equal_torchmetrics_on_any_input(rows, n_bins):
     confidence = np.array([c for c, _ in rows])
     correct = np.array([r for _, r in rows])
